@@ -1,0 +1,839 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The channel ring. See ring.h for what it owns, docs/LAYOUT.md for the bytes
+ * and docs/ORDERING.md for why each atomic has the order it has.
+ *
+ * Publishers: claim is one 16-byte CAS on {pos, seq}; the claimer then writes
+ * the header and marks the stamp CLAIMED, the user writes the payload in place,
+ * and commit CASes the stamp from CLAIMED to the bare position. Abort and
+ * unblock CAS it to PAD instead, so exactly one of commit/abort/unblock wins.
+ *
+ * Subscribers: peek acquires the stamp at the local position; release publishes
+ * the new position. In overwrite mode a reader validates after reading (the
+ * seqlock pattern): if the claim word has moved more than a ring past the
+ * record, the bytes may have been overwritten and the read is discarded.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ring.h"
+
+#define RELAXED memory_order_relaxed
+#define ACQUIRE memory_order_acquire
+#define RELEASE memory_order_release
+#define SEQCST  memory_order_seq_cst
+
+/* Longest single futex sleep: waits re-check the ring at least this often. */
+#define WAIT_SLICE_NS INT64_C(200000000)
+
+static inline uint64_t align_up(uint64_t v, uint64_t a) {
+        return (v + a - 1) & ~(a - 1);
+}
+
+static inline uint64_t rec_size(uint64_t len) {
+        return align_up(SHMBUS_REC_HDR + len, SHMBUS_REC_ALIGN);
+}
+
+/* Mappings are page-aligned and positions 16-aligned, so the cast is aligned. */
+static inline struct shmbus_rec *rec_at(const struct shmbus_ring *r, uint64_t pos) {
+        return (struct shmbus_rec *)(void *)(r->data + (pos & r->mask));
+}
+
+static inline bool is_pow2(uint64_t v) {
+        return v && !(v & (v - 1));
+}
+
+int64_t shmbus__now_ns(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns) {
+        struct timespec ts = {
+                .tv_sec = timeout_ns / 1000000000,
+                .tv_nsec = timeout_ns % 1000000000,
+        };
+
+        /* Shared (not FUTEX_PRIVATE_FLAG): the waker is another process. */
+        if (syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, NULL, 0) < 0)
+                return -errno;
+        return 0;
+}
+
+static void futex_wake(_Atomic uint32_t *word) {
+        syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/*
+ * The claim word is changed only by 16-byte CAS. Its halves are read with plain
+ * 8-byte atomic loads where one half is enough, and the CAS itself returns the
+ * current word when it fails, which repairs a torn first read.
+ */
+static inline shmbus_u128 tail_cas(shmbus_tail *t, shmbus_u128 expect, shmbus_u128 want) {
+#if defined(__x86_64__)
+        /*
+         * The instruction the compiler would emit, written out: ThreadSanitizer
+         * emulates 16-byte atomics under a process-local lock, which is not
+         * atomic across processes and let two publishers claim the same bytes.
+         * RDX:RAX holds the word that was there afterwards, whether or not the
+         * exchange happened.
+         */
+        uint64_t lo = (uint64_t)expect, hi = (uint64_t)(expect >> 64);
+
+        __asm__ __volatile__("lock cmpxchg16b %0"
+                             : "+m"(t->word), "+a"(lo), "+d"(hi)
+                             : "b"((uint64_t)want), "c"((uint64_t)(want >> 64))
+                             : "memory", "cc");
+        return ((shmbus_u128)hi << 64) | lo;
+#else
+        return __sync_val_compare_and_swap(&t->word, expect, want);
+#endif
+}
+
+static inline uint64_t tail_load_pos(const struct shmbus_ring *r, int order) {
+        return __atomic_load_n(&r->ctl->tail.s.pos, order);
+}
+
+static inline shmbus_tail tail_load(const struct shmbus_ring *r) {
+        shmbus_tail t;
+
+        t.s.pos = __atomic_load_n(&r->ctl->tail.s.pos, __ATOMIC_ACQUIRE);
+        t.s.seq = __atomic_load_n(&r->ctl->tail.s.seq, __ATOMIC_ACQUIRE);
+        return t;
+}
+
+/* A consistent 16-byte snapshot: CAS with an impossible expectation never writes. */
+static inline shmbus_tail tail_snapshot(struct shmbus_ring *r) {
+        shmbus_tail t = tail_load(r);
+
+        t.word = tail_cas(&r->ctl->tail, t.word, t.word);
+        return t;
+}
+
+uint64_t shmbus__ring_tail_pos(const struct shmbus_ring *r) {
+        return tail_load_pos(r, __ATOMIC_ACQUIRE);
+}
+
+size_t shmbus__ring_ctl_size(uint32_t max_subs, uint32_t max_pubs) {
+        return sizeof(struct shmbus_ctl) + (size_t)max_subs * sizeof(struct shmbus_sub_slot) +
+               (size_t)max_pubs * sizeof(struct shmbus_pub_slot);
+}
+
+int shmbus__ring_geom_check(const struct shmbus_ring_geom *g) {
+        if (!is_pow2(g->data_size) || g->data_size < SHMBUS_DATA_MIN ||
+            g->data_size > SHMBUS_DATA_MAX)
+                return -EINVAL;
+        if (g->max_msg < 1 || g->max_msg > g->data_size / 4)
+                return -EINVAL;
+        if (g->policy != SHMBUS_POLICY_BLOCK && g->policy != SHMBUS_POLICY_OVERWRITE)
+                return -EINVAL;
+        if (g->max_subs < 1 || g->max_subs > SHMBUS_SLOTS_MAX)
+                return -EINVAL;
+        if (g->max_pubs < 1 || g->max_pubs > SHMBUS_SLOTS_MAX)
+                return -EINVAL;
+        if (g->name && strlen(g->name) > SHMBUS_NAME_MAX)
+                return -EINVAL;
+        return 0;
+}
+
+int shmbus__ring_format(void *ctl_mem, size_t ctl_len, void *data, size_t data_len,
+                        const struct shmbus_ring_geom *g) {
+        struct shmbus_ctl *ctl = ctl_mem;
+        struct timespec ts;
+        int r;
+
+        r = shmbus__ring_geom_check(g);
+        if (r < 0)
+                return r;
+        if (ctl_len != shmbus__ring_ctl_size(g->max_subs, g->max_pubs) ||
+            data_len != g->data_size)
+                return -EINVAL;
+
+        /*
+         * Zeroed data has stamp 0 everywhere, which reads as "committed at
+         * position 0". Stamp every 16-byte slot with an impossible position
+         * (one lap back, claimed) so that nothing is readable until written.
+         */
+        memset(ctl, 0, ctl_len);
+        for (uint64_t off = 0; off < data_len; off += SHMBUS_REC_ALIGN) {
+                struct shmbus_rec *rec = (struct shmbus_rec *)(void *)((uint8_t *)data + off);
+
+                atomic_store_explicit(&rec->stamp, (off - data_len) | SHMBUS_STAMP_CLAIMED,
+                                      RELAXED);
+        }
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ctl->layout_major = SHMBUS_LAYOUT_MAJOR;
+        ctl->layout_minor = SHMBUS_LAYOUT_MINOR;
+        ctl->header_size = sizeof(*ctl);
+        ctl->ctl_size = ctl_len;
+        ctl->data_size = g->data_size;
+        ctl->max_msg = g->max_msg;
+        ctl->policy = g->policy;
+        ctl->max_subs = g->max_subs;
+        ctl->max_pubs = g->max_pubs;
+        ctl->created_ns = (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+        ctl->sub_off = sizeof(*ctl);
+        ctl->pub_off = sizeof(*ctl) + g->max_subs * sizeof(struct shmbus_sub_slot);
+        if (g->name)
+                memcpy(ctl->name, g->name, strlen(g->name));
+
+        /* The magic goes last: a half-formatted file never looks valid. */
+        atomic_thread_fence(RELEASE);
+        __atomic_store_n(&ctl->magic, SHMBUS_CTL_MAGIC, __ATOMIC_RELEASE);
+        return 0;
+}
+
+int shmbus__ring_attach(struct shmbus_ring *r, void *ctl_mem, size_t ctl_len, void *data,
+                        size_t data_len) {
+        const struct shmbus_ctl *ctl = ctl_mem;
+        struct shmbus_ring_geom g;
+
+        if (ctl_len < sizeof(*ctl))
+                return -EPROTO;
+        if (__atomic_load_n(&ctl->magic, __ATOMIC_ACQUIRE) != SHMBUS_CTL_MAGIC)
+                return -EPROTO;
+        if (ctl->layout_major != SHMBUS_LAYOUT_MAJOR || ctl->header_size < sizeof(*ctl))
+                return -EPROTO;
+
+        /* Copy the geometry once; nothing below re-reads it from shared memory. */
+        g = (struct shmbus_ring_geom){
+                .data_size = ctl->data_size,
+                .max_msg = ctl->max_msg,
+                .policy = ctl->policy,
+                .max_subs = ctl->max_subs,
+                .max_pubs = ctl->max_pubs,
+        };
+        if (shmbus__ring_geom_check(&g) < 0)
+                return -EPROTO;
+        if (ctl->ctl_size != ctl_len || ctl_len != shmbus__ring_ctl_size(g.max_subs, g.max_pubs))
+                return -EPROTO;
+        if (ctl->sub_off != sizeof(*ctl) ||
+            ctl->pub_off != sizeof(*ctl) + g.max_subs * sizeof(struct shmbus_sub_slot))
+                return -EPROTO;
+        if (data_len != g.data_size)
+                return -EPROTO;
+
+        *r = (struct shmbus_ring){
+                .ctl = ctl_mem,
+                .data = data,
+                .size = g.data_size,
+                .mask = g.data_size - 1,
+                .max_msg = g.max_msg,
+                .policy = g.policy,
+                .max_subs = g.max_subs,
+                .max_pubs = g.max_pubs,
+                .subs = (struct shmbus_sub_slot *)(void *)((uint8_t *)ctl_mem + sizeof(*ctl)),
+                .pubs = (struct shmbus_pub_slot *)(void *)((uint8_t *)ctl_mem + sizeof(*ctl) +
+                                                   g.max_subs * sizeof(struct shmbus_sub_slot)),
+        };
+        return 0;
+}
+
+bool shmbus__ring_is_sane(const struct shmbus_ring *r) {
+        return r && r->ctl && r->data && is_pow2(r->size) && r->mask == r->size - 1 &&
+               r->max_msg >= 1 && r->max_msg <= r->size / 4 &&
+               (r->policy == SHMBUS_POLICY_BLOCK || r->policy == SHMBUS_POLICY_OVERWRITE);
+}
+
+/* ---- publishers ------------------------------------------------------------------------- */
+
+int shmbus__ring_pub_join(struct shmbus_ring *r, struct shmbus_ring_pub *p, pid_t pid, uid_t uid) {
+        for (uint32_t i = 0; i < r->max_pubs; i++) {
+                struct shmbus_pub_slot *slot = &r->pubs[i];
+                uint32_t free_state = SHMBUS_SLOT_FREE;
+
+                if (!atomic_compare_exchange_strong_explicit(&slot->state, &free_state,
+                                                             SHMBUS_SLOT_ACTIVE, SEQCST, RELAXED))
+                        continue;
+                atomic_store_explicit(&slot->pid, (uint32_t)pid, RELAXED);
+                atomic_store_explicit(&slot->uid, (uint32_t)uid, RELAXED);
+                atomic_store_explicit(&slot->msgs, 0, RELAXED);
+                atomic_store_explicit(&slot->bytes, 0, RELAXED);
+                atomic_store_explicit(&slot->aborts, 0, RELAXED);
+                atomic_store_explicit(&slot->waits, 0, RELAXED);
+                atomic_store_explicit(&slot->full, 0, RELAXED);
+                *p = (struct shmbus_ring_pub){
+                        .ring = r,
+                        .slot = slot,
+                        .head = atomic_load_explicit(&r->ctl->head_cache, ACQUIRE),
+                };
+                return 0;
+        }
+        return -EUSERS;
+}
+
+/* Fold a released publisher's counters into the channel totals, then free the slot. */
+void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx) {
+        struct shmbus_pub_slot *slot = &r->pubs[idx];
+        uint32_t active = SHMBUS_SLOT_ACTIVE;
+
+        if (idx >= r->max_pubs)
+                return;
+        if (atomic_load_explicit(&slot->state, ACQUIRE) != SHMBUS_SLOT_ACTIVE)
+                return;
+        atomic_fetch_add_explicit(&r->ctl->retired_msgs,
+                                  atomic_load_explicit(&slot->msgs, RELAXED), RELAXED);
+        atomic_fetch_add_explicit(&r->ctl->retired_bytes,
+                                  atomic_load_explicit(&slot->bytes, RELAXED), RELAXED);
+        atomic_fetch_add_explicit(&r->ctl->retired_aborts,
+                                  atomic_load_explicit(&slot->aborts, RELAXED), RELAXED);
+        atomic_store_explicit(&slot->pid, 0, RELAXED);
+        atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_FREE, SEQCST,
+                                                RELAXED);
+}
+
+void shmbus__ring_pub_leave(struct shmbus_ring_pub *p) {
+        if (!p->ring)
+                return;
+        if (p->claimed)
+                shmbus__ring_abort(p);
+        shmbus__ring_pub_slot_release(p->ring, (uint32_t)(p->slot - p->ring->pubs));
+        p->ring = NULL;
+}
+
+/*
+ * Recompute a lower bound on every subscriber's position. The tail is read
+ * before the slots, and all with seq_cst, so that a subscriber joining
+ * concurrently is either seen or starts at or after every position this bound
+ * allows to be overwritten (docs/ORDERING.md, "Join").
+ */
+static uint64_t head_recompute(struct shmbus_ring *r) {
+        uint64_t head = tail_load_pos(r, __ATOMIC_SEQ_CST);
+
+        for (uint32_t i = 0; i < r->max_subs; i++) {
+                struct shmbus_sub_slot *slot = &r->subs[i];
+                uint64_t pos;
+
+                if (atomic_load_explicit(&slot->state, SEQCST) != SHMBUS_SLOT_ACTIVE)
+                        continue;
+                pos = atomic_load_explicit(&slot->pos, SEQCST);
+                /* A slot claiming to be ahead of the tail is corrupt; it cannot hold us back. */
+                if ((int64_t)(pos - head) < 0)
+                        head = pos;
+        }
+        atomic_store_explicit(&r->ctl->head_cache, head, RELEASE);
+        return head;
+}
+
+static void pub_wake_readers(struct shmbus_ring *r) {
+        /* The stamp CAS before this was seq_cst, so this load is ordered after it. */
+        if (atomic_load_explicit(&r->ctl->data_waiters, SEQCST) != 0) {
+                atomic_fetch_add_explicit(&r->ctl->data_futex, 1, SEQCST);
+                futex_wake(&r->ctl->data_futex);
+        }
+}
+
+/* Sleep until a subscriber moves, the deadline passes, or a slice ends. */
+static int pub_wait_space(struct shmbus_ring_pub *p, uint64_t need_end, int64_t deadline) {
+        struct shmbus_ring *r = p->ring;
+        uint32_t seen;
+        int64_t left;
+        int ret = 0;
+
+        seen = atomic_load_explicit(&r->ctl->space_futex, SEQCST);
+        atomic_fetch_add_explicit(&r->ctl->space_waiters, 1, SEQCST);
+        p->head = head_recompute(r);
+        if (need_end - p->head > r->size) {
+                left = deadline < 0 ? WAIT_SLICE_NS : deadline - shmbus__now_ns();
+                if (left <= 0)
+                        ret = -ETIMEDOUT;
+                else
+                        futex_wait(&r->ctl->space_futex, seen,
+                                   left < WAIT_SLICE_NS ? left : WAIT_SLICE_NS);
+        }
+        atomic_fetch_sub_explicit(&r->ctl->space_waiters, 1, SEQCST);
+        return ret;
+}
+
+int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns, void **ret_buf) {
+        struct shmbus_ring *r = p->ring;
+        bool block = r->policy == SHMBUS_POLICY_BLOCK;
+        int64_t deadline = -1;
+        bool waited = false;
+        uint64_t start, end, size, old;
+        shmbus_tail cur, want;
+        struct shmbus_rec *rec;
+
+        if (p->claimed)
+                return -EBUSY;
+        if (len == 0)
+                return -EINVAL;
+        if (len > r->max_msg)
+                return -EMSGSIZE;
+        size = rec_size(len);
+
+        cur = tail_load(r);
+        for (;;) {
+                uint64_t off = cur.s.pos & r->mask;
+
+                /* A record never crosses the end: pad to the end and start the next lap. */
+                start = off + size > r->size ? cur.s.pos + (r->size - off) : cur.s.pos;
+                end = start + size;
+
+                if (block && end - p->head > r->size) {
+                        p->head = atomic_load_explicit(&r->ctl->head_cache, ACQUIRE);
+                        if (end - p->head > r->size)
+                                p->head = head_recompute(r);
+                        if (end - p->head > r->size) {
+                                int w;
+
+                                if (timeout_ns == 0) {
+                                        atomic_fetch_add_explicit(&p->slot->full, 1, RELAXED);
+                                        return -EAGAIN;
+                                }
+                                if (deadline == -1 && timeout_ns > 0)
+                                        deadline = shmbus__now_ns() + timeout_ns;
+                                if (!waited)
+                                        atomic_fetch_add_explicit(&p->slot->waits, 1, RELAXED);
+                                waited = true;
+                                w = pub_wait_space(p, end, timeout_ns < 0 ? -1 : deadline);
+                                if (w < 0) {
+                                        atomic_fetch_add_explicit(&p->slot->full, 1, RELAXED);
+                                        return w;
+                                }
+                                cur = tail_load(r);
+                                continue;
+                        }
+                }
+
+                want.s.pos = end;
+                want.s.seq = cur.s.seq + 1;
+                shmbus_tail seen = {.word = tail_cas(&r->ctl->tail, cur.word, want.word)};
+                if (seen.word == cur.word)
+                        break;
+                cur = seen;
+        }
+
+        /*
+         * The bytes [cur.pos, end) are ours. Every CAS below goes from the value
+         * we saw, so if the daemon has already padded over a stalled claim here
+         * (unblock), we lose cleanly instead of scribbling over its pad.
+         */
+        if (start != cur.s.pos) {
+                struct shmbus_rec *pad = rec_at(r, cur.s.pos);
+
+                old = atomic_load_explicit(&pad->stamp, RELAXED);
+                if ((old & ~SHMBUS_STAMP_BITS) != cur.s.pos) {
+                        pad->len = (uint32_t)(start - cur.s.pos - SHMBUS_REC_HDR);
+                        pad->seq = 0;
+                        atomic_compare_exchange_strong_explicit(
+                                &pad->stamp, &old, cur.s.pos | SHMBUS_STAMP_PAD, RELEASE, RELAXED);
+                }
+        }
+
+        rec = rec_at(r, start);
+        old = atomic_load_explicit(&rec->stamp, RELAXED);
+        if ((old & ~SHMBUS_STAMP_BITS) == start)
+                return -ETIMEDOUT; /* already padded over by unblock */
+        rec->seq = (uint32_t)cur.s.seq;
+        rec->len = (uint32_t)len;
+        if (!atomic_compare_exchange_strong_explicit(&rec->stamp, &old,
+                                                     start | SHMBUS_STAMP_CLAIMED, RELEASE,
+                                                     RELAXED))
+                return -ETIMEDOUT;
+
+        p->claimed = true;
+        p->claim_pos = start;
+        p->claim_len = (uint32_t)len;
+        *ret_buf = rec + 1;
+        return 0;
+}
+
+static int pub_finish(struct shmbus_ring_pub *p, uint64_t stamp) {
+        struct shmbus_ring *r = p->ring;
+        struct shmbus_rec *rec = rec_at(r, p->claim_pos);
+        uint64_t expect = p->claim_pos | SHMBUS_STAMP_CLAIMED;
+        bool ok;
+
+        if (!p->claimed)
+                return -EINVAL;
+        p->claimed = false;
+
+        /* seq_cst: the waiter check that follows must not move before the commit. */
+        ok = atomic_compare_exchange_strong_explicit(&rec->stamp, &expect, stamp, SEQCST,
+                                                     RELAXED);
+        if (!ok)
+                return -ETIMEDOUT; /* unblock padded over us: the message is not published */
+        pub_wake_readers(r);
+        return 0;
+}
+
+int shmbus__ring_commit(struct shmbus_ring_pub *p) {
+        uint32_t len = p->claim_len;
+        int ret;
+
+        ret = pub_finish(p, p->claim_pos);
+        if (ret < 0)
+                return ret;
+        atomic_store_explicit(&p->slot->msgs, atomic_load_explicit(&p->slot->msgs, RELAXED) + 1,
+                              RELAXED);
+        atomic_store_explicit(&p->slot->bytes,
+                              atomic_load_explicit(&p->slot->bytes, RELAXED) + len, RELAXED);
+        return 0;
+}
+
+int shmbus__ring_abort(struct shmbus_ring_pub *p) {
+        int ret;
+
+        ret = pub_finish(p, p->claim_pos | SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ);
+        if (ret < 0)
+                return ret;
+        atomic_store_explicit(&p->slot->aborts,
+                              atomic_load_explicit(&p->slot->aborts, RELAXED) + 1, RELAXED);
+        return 0;
+}
+
+/* ---- subscribers ------------------------------------------------------------------------ */
+
+int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid) {
+        for (uint32_t i = 0; i < r->max_subs; i++) {
+                struct shmbus_sub_slot *slot = &r->subs[i];
+                uint32_t free_state = SHMBUS_SLOT_FREE;
+                shmbus_tail t;
+
+                if (!atomic_compare_exchange_strong_explicit(&slot->state, &free_state,
+                                                             SHMBUS_SLOT_ACTIVE, SEQCST, RELAXED))
+                        continue;
+
+                /*
+                 * Join: publish a provisional position, then read the tail again
+                 * and start there. A publisher that did not see our slot can only
+                 * have claimed from that tail on, which overwrites nothing at or
+                 * after it (docs/ORDERING.md, "Join").
+                 */
+                atomic_store_explicit(&slot->pos, tail_load_pos(r, __ATOMIC_SEQ_CST), SEQCST);
+                atomic_thread_fence(SEQCST);
+                t = tail_snapshot(r);
+                atomic_store_explicit(&slot->pos, t.s.pos, RELEASE);
+                atomic_store_explicit(&slot->pid, (uint32_t)pid, RELAXED);
+                atomic_store_explicit(&slot->uid, (uint32_t)uid, RELAXED);
+                atomic_store_explicit(&slot->received, 0, RELAXED);
+                atomic_store_explicit(&slot->bytes, 0, RELAXED);
+                atomic_store_explicit(&slot->lost, 0, RELAXED);
+                atomic_store_explicit(&slot->corrupt, 0, RELAXED);
+                *s = (struct shmbus_ring_sub){
+                        .ring = r,
+                        .slot = slot,
+                        .pos = t.s.pos,
+                        .next_seq = t.s.seq,
+                };
+                return 0;
+        }
+        return -EUSERS;
+}
+
+static void sub_wake_publishers(struct shmbus_ring *r) {
+        if (atomic_load_explicit(&r->ctl->space_waiters, SEQCST) != 0) {
+                atomic_fetch_add_explicit(&r->ctl->space_futex, 1, SEQCST);
+                futex_wake(&r->ctl->space_futex);
+        }
+}
+
+void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx) {
+        struct shmbus_sub_slot *slot = &r->subs[idx];
+        uint32_t active = SHMBUS_SLOT_ACTIVE;
+
+        if (idx >= r->max_subs)
+                return;
+        if (atomic_load_explicit(&slot->state, ACQUIRE) != SHMBUS_SLOT_ACTIVE)
+                return;
+        atomic_fetch_add_explicit(&r->ctl->retired_lost,
+                                  atomic_load_explicit(&slot->lost, RELAXED), RELAXED);
+        atomic_store_explicit(&slot->pid, 0, RELAXED);
+        atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_FREE, SEQCST,
+                                                RELAXED);
+        /* Publishers blocked on this subscriber may go on now. */
+        atomic_thread_fence(SEQCST);
+        sub_wake_publishers(r);
+}
+
+void shmbus__ring_sub_leave(struct shmbus_ring_sub *s) {
+        if (!s->ring)
+                return;
+        shmbus__ring_sub_slot_release(s->ring, (uint32_t)(s->slot - s->ring->subs));
+        s->ring = NULL;
+}
+
+/* Publish our position (and counters); wake publishers that wait for space. */
+static void sub_publish(struct shmbus_ring_sub *s) {
+        struct shmbus_ring *r = s->ring;
+
+        atomic_store_explicit(&s->slot->pos, s->pos, RELEASE);
+        if (r->policy == SHMBUS_POLICY_BLOCK) {
+                atomic_thread_fence(SEQCST);
+                sub_wake_publishers(r);
+        }
+}
+
+static void sub_store_counters(struct shmbus_ring_sub *s) {
+        atomic_store_explicit(&s->slot->received, s->received, RELAXED);
+        atomic_store_explicit(&s->slot->bytes, s->bytes, RELAXED);
+        atomic_store_explicit(&s->slot->lost, s->lost, RELAXED);
+        atomic_store_explicit(&s->slot->corrupt, s->corrupt, RELAXED);
+}
+
+/*
+ * Move to a position we can trust after a lap (overwrite) or corruption. Every
+ * multiple of the ring size is a record boundary, so the oldest lap start that
+ * has not been overwritten yet is one; failing that, the tail is one.
+ */
+static void sub_resync(struct shmbus_ring_sub *s, uint64_t tail, bool corrupt) {
+        struct shmbus_ring *r = s->ring;
+        uint64_t pos;
+
+        if (corrupt) {
+                s->corrupt++;
+                pos = tail & ~(SHMBUS_REC_ALIGN - 1);
+        } else {
+                pos = (tail - r->size + r->mask) & ~r->mask;
+        }
+        s->pos = pos;
+        sub_store_counters(s);
+        sub_publish(s);
+}
+
+/* Rebuild a 64-bit message number from the low 32 bits in a record. */
+static uint64_t seq_rebuild(struct shmbus_ring_sub *s, uint32_t low) {
+        uint64_t tail_seq;
+
+        if (low == (uint32_t)s->next_seq)
+                return s->next_seq;
+        /* The claim word's seq is past this record's and within 2^32 of it. */
+        tail_seq = __atomic_load_n(&s->ring->ctl->tail.s.seq, __ATOMIC_ACQUIRE);
+        return tail_seq - (uint32_t)((uint32_t)tail_seq - low);
+}
+
+/* Overwrite mode: did a publisher claim over [pos, ...) while we read it? */
+static inline bool sub_lapped(struct shmbus_ring_sub *s, uint64_t pos, uint64_t *ret_tail) {
+        struct shmbus_ring *r = s->ring;
+
+        atomic_thread_fence(ACQUIRE);
+        *ret_tail = tail_load_pos(r, __ATOMIC_RELAXED);
+        return *ret_tail - pos > r->size && (int64_t)(*ret_tail - pos) > 0;
+}
+
+int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *ret_len) {
+        struct shmbus_ring *r = s->ring;
+        bool overwrite = r->policy == SHMBUS_POLICY_OVERWRITE;
+
+        if (s->borrowed)
+                shmbus__ring_release(s);
+
+        for (;;) {
+                uint64_t pos = s->pos, off = pos & r->mask, tail, stamp, next;
+                struct shmbus_rec *rec = rec_at(r, pos);
+                uint32_t len, seq_low;
+
+                stamp = atomic_load_explicit(&rec->stamp, ACQUIRE);
+                if ((stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) != pos) {
+                        /* Not committed here: empty, in progress, lapped or corrupt. */
+                        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+                        if (tail == pos)
+                                return -EAGAIN;
+                        if ((int64_t)(tail - pos) < 0 || (tail & (SHMBUS_REC_ALIGN - 1))) {
+                                sub_resync(s, tail, true);
+                                return -EBADMSG;
+                        }
+                        if (tail - pos > r->size) {
+                                sub_resync(s, tail, false);
+                                continue;
+                        }
+                        return -EAGAIN;
+                }
+
+                len = rec->len;
+                seq_low = rec->seq;
+                next = pos + rec_size(len);
+                if (off + SHMBUS_REC_HDR + (uint64_t)len > r->size) {
+                        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+                        if (overwrite && sub_lapped(s, pos, &tail)) {
+                                sub_resync(s, tail, false);
+                                continue;
+                        }
+                        sub_resync(s, tail, true);
+                        return -EBADMSG;
+                }
+
+                if (stamp & SHMBUS_STAMP_PAD) {
+                        if (overwrite && sub_lapped(s, pos, &tail)) {
+                                sub_resync(s, tail, false);
+                                continue;
+                        }
+                        if (stamp & SHMBUS_STAMP_SEQ) {
+                                uint64_t seq = seq_rebuild(s, seq_low);
+
+                                if ((int64_t)(seq - s->next_seq) >= 0) {
+                                        s->lost += seq - s->next_seq;
+                                        s->next_seq = seq + 1;
+                                }
+                        }
+                        s->pos = next;
+                        continue;
+                }
+
+                if (len > r->max_msg) {
+                        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+                        if (overwrite && sub_lapped(s, pos, &tail)) {
+                                sub_resync(s, tail, false);
+                                continue;
+                        }
+                        sub_resync(s, tail, true);
+                        return -EBADMSG;
+                }
+
+                s->borrowed = true;
+                s->borrow_pos = pos;
+                s->borrow_next = next;
+                s->borrow_len = len;
+                s->borrow_seq = seq_low;
+                *ret_data = rec + 1;
+                *ret_len = len;
+                return 0;
+        }
+}
+
+int shmbus__ring_release(struct shmbus_ring_sub *s) {
+        struct shmbus_ring *r = s->ring;
+        uint64_t seq, tail;
+
+        if (!s->borrowed)
+                return -EINVAL;
+        s->borrowed = false;
+
+        if (r->policy == SHMBUS_POLICY_OVERWRITE && sub_lapped(s, s->borrow_pos, &tail)) {
+                /* What the caller read may be torn: it is lost, counted by the seq gap. */
+                sub_resync(s, tail, false);
+                return -ESTALE;
+        }
+
+        seq = seq_rebuild(s, (uint32_t)s->borrow_seq);
+        if ((int64_t)(seq - s->next_seq) >= 0) {
+                s->lost += seq - s->next_seq;
+                s->next_seq = seq + 1;
+        }
+        s->received++;
+        s->bytes += s->borrow_len;
+        s->pos = s->borrow_next;
+        sub_store_counters(s);
+        sub_publish(s);
+        return 0;
+}
+
+bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s) {
+        const struct shmbus_rec *rec = rec_at(s->ring, s->pos);
+        uint64_t stamp = atomic_load_explicit(&((struct shmbus_rec *)rec)->stamp, SEQCST);
+
+        if ((stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) == s->pos)
+                return true;
+        /* Lapped or corrupt also count: peek has something to report. */
+        return tail_load_pos(s->ring, __ATOMIC_SEQ_CST) - s->pos > s->ring->size;
+}
+
+int shmbus__ring_wait_data(struct shmbus_ring_sub *s, int64_t timeout_ns) {
+        struct shmbus_ring *r = s->ring;
+        uint32_t seen;
+        int ret = 0;
+
+        if (timeout_ns == 0)
+                return shmbus__ring_sub_has_data(s) ? 0 : -ETIMEDOUT;
+        seen = atomic_load_explicit(&r->ctl->data_futex, SEQCST);
+        atomic_fetch_add_explicit(&r->ctl->data_waiters, 1, SEQCST);
+        if (!shmbus__ring_sub_has_data(s)) {
+                int64_t slice = timeout_ns < 0 || timeout_ns > WAIT_SLICE_NS ? WAIT_SLICE_NS
+                                                                             : timeout_ns;
+
+                ret = futex_wait(&r->ctl->data_futex, seen, slice);
+                if (ret == -EAGAIN || ret == -EINTR)
+                        ret = 0;
+        }
+        atomic_fetch_sub_explicit(&r->ctl->data_waiters, 1, SEQCST);
+        return ret;
+}
+
+void shmbus__ring_wake_all(struct shmbus_ring *r) {
+        atomic_fetch_add_explicit(&r->ctl->data_futex, 1, SEQCST);
+        futex_wake(&r->ctl->data_futex);
+        atomic_fetch_add_explicit(&r->ctl->space_futex, 1, SEQCST);
+        futex_wake(&r->ctl->space_futex);
+}
+
+/* ---- recovery --------------------------------------------------------------------------- */
+
+bool shmbus__ring_pending(const struct shmbus_ring *r, uint64_t pos, uint64_t *ret_stamp) {
+        struct shmbus_rec *rec = rec_at(r, pos);
+        uint64_t stamp = atomic_load_explicit(&rec->stamp, ACQUIRE);
+        uint64_t tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+
+        *ret_stamp = stamp;
+        if (pos & (SHMBUS_REC_ALIGN - 1))
+                return false;
+        if ((int64_t)(tail - pos) <= 0 || tail - pos > r->size)
+                return false;
+        return (stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) != pos;
+}
+
+/*
+ * Pad over a claim at pos that was never committed (its writer died or hung).
+ * Returns 1 if padded, 0 if there was nothing to do. The caller must have seen
+ * the same stamp at pos for its whole timeout; see docs/ORDERING.md "Unblock".
+ */
+int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
+        struct shmbus_rec *rec = rec_at(r, pos);
+        uint64_t stamp, tail, end, lap_end, len;
+
+        if (!shmbus__ring_pending(r, pos, &stamp))
+                return 0;
+        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+        lap_end = (pos | r->mask) + 1;
+
+        if (stamp == (pos | SHMBUS_STAMP_CLAIMED)) {
+                /* The writer got as far as its header: len and seq are there. */
+                len = rec->len;
+                end = pos + rec_size(len);
+                if (len <= r->max_msg && end <= lap_end && end <= tail) {
+                        if (atomic_compare_exchange_strong_explicit(
+                                    &rec->stamp, &stamp,
+                                    pos | SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ, SEQCST, RELAXED)) {
+                                atomic_fetch_add_explicit(&r->ctl->unblocked, 1, RELAXED);
+                                shmbus__ring_wake_all(r);
+                                return 1;
+                        }
+                        return 0;
+                }
+        }
+
+        /*
+         * The writer died between its claim and its header (or the header is
+         * garbage). Take the record over with a CLAIMED stamp of our own, then
+         * pad to the next record that is visibly there, or to the end of the lap
+         * or the tail. A record swallowed this way shows up as a seq gap, so
+         * readers count it as lost: nothing vanishes silently.
+         */
+        if (!atomic_compare_exchange_strong_explicit(&rec->stamp, &stamp, pos | SHMBUS_STAMP_TAKEN,
+                                                     SEQCST, RELAXED))
+                return 0;
+        end = tail < lap_end ? tail : lap_end;
+        for (uint64_t q = pos + SHMBUS_REC_ALIGN; q < end; q += SHMBUS_REC_ALIGN) {
+                uint64_t s = atomic_load_explicit(&rec_at(r, q)->stamp, ACQUIRE);
+
+                if ((s & ~SHMBUS_STAMP_BITS) == q) {
+                        end = q;
+                        break;
+                }
+        }
+        rec->len = (uint32_t)(end - pos - SHMBUS_REC_HDR);
+        rec->seq = 0;
+        atomic_store_explicit(&rec->stamp, pos | SHMBUS_STAMP_PAD, RELEASE);
+        atomic_fetch_add_explicit(&r->ctl->unblocked, 1, RELAXED);
+        shmbus__ring_wake_all(r);
+        return 1;
+}

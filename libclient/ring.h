@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The channel ring: claim/commit/abort for publishers, peek/release for
+ * subscribers, futex wake-ups, and the unblock operation that pads over a claim
+ * whose writer died. It works on two plain memory regions (ctl and data), so
+ * tests can run it on malloc'd memory; channel.c maps real files onto it.
+ *
+ * The ring never trusts shared memory: geometry is copied at attach time and
+ * every length read from a record is bounds-checked before it is used.
+ * docs/ORDERING.md gives the memory-ordering argument for every step here.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto.h"
+
+/* What a caller asks for when a channel is created. */
+struct shmbus_ring_geom {
+        uint64_t data_size; /* power of two in [SHMBUS_DATA_MIN, SHMBUS_DATA_MAX] */
+        uint32_t max_msg;   /* 1 .. data_size / 4 */
+        uint32_t policy;    /* SHMBUS_POLICY_* */
+        uint32_t max_subs;  /* 1 .. SHMBUS_SLOTS_MAX */
+        uint32_t max_pubs;  /* 1 .. SHMBUS_SLOTS_MAX */
+        const char *name;   /* at most SHMBUS_NAME_MAX bytes */
+};
+
+/* A validated, process-local view of a channel. Geometry is copied, never re-read. */
+struct shmbus_ring {
+        struct shmbus_ctl *ctl;
+        uint8_t *data;
+        uint64_t size; /* data_size */
+        uint64_t mask; /* size - 1 */
+        uint32_t max_msg;
+        uint32_t policy;
+        uint32_t max_subs;
+        uint32_t max_pubs;
+        struct shmbus_sub_slot *subs;
+        struct shmbus_pub_slot *pubs;
+};
+
+struct shmbus_ring_pub {
+        struct shmbus_ring *ring;
+        struct shmbus_pub_slot *slot;
+        uint64_t head;      /* local copy of a lower bound on every subscriber position */
+        uint64_t claim_pos; /* position of the open claim, valid while claimed */
+        uint32_t claim_len;
+        bool claimed;
+};
+
+struct shmbus_ring_sub {
+        struct shmbus_ring *ring;
+        struct shmbus_sub_slot *slot;
+        uint64_t pos;      /* next record to read */
+        uint64_t next_seq; /* message number expected next */
+        uint64_t received; /* local copies of the slot counters (single writer) */
+        uint64_t bytes;
+        uint64_t lost;
+        uint64_t corrupt;
+        /* The borrowed record between peek and release. */
+        bool borrowed;
+        uint64_t borrow_pos;
+        uint64_t borrow_next; /* position after the borrowed record */
+        uint64_t borrow_seq;
+        uint32_t borrow_len;
+};
+
+size_t shmbus__ring_ctl_size(uint32_t max_subs, uint32_t max_pubs);
+int shmbus__ring_geom_check(const struct shmbus_ring_geom *g);
+int shmbus__ring_format(void *ctl, size_t ctl_len, void *data, size_t data_len,
+                        const struct shmbus_ring_geom *g);
+int shmbus__ring_attach(struct shmbus_ring *r, void *ctl, size_t ctl_len, void *data,
+                        size_t data_len);
+bool shmbus__ring_is_sane(const struct shmbus_ring *r);
+uint64_t shmbus__ring_tail_pos(const struct shmbus_ring *r);
+
+int shmbus__ring_pub_join(struct shmbus_ring *r, struct shmbus_ring_pub *p, pid_t pid, uid_t uid);
+void shmbus__ring_pub_leave(struct shmbus_ring_pub *p);
+int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns, void **ret_buf);
+int shmbus__ring_commit(struct shmbus_ring_pub *p);
+int shmbus__ring_abort(struct shmbus_ring_pub *p);
+
+int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid);
+void shmbus__ring_sub_leave(struct shmbus_ring_sub *s);
+int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *ret_len);
+int shmbus__ring_release(struct shmbus_ring_sub *s);
+int shmbus__ring_wait_data(struct shmbus_ring_sub *s, int64_t timeout_ns);
+bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s);
+
+/* Recovery, used by the daemon (and by tests): see docs/ORDERING.md "Unblock". */
+bool shmbus__ring_pending(const struct shmbus_ring *r, uint64_t pos, uint64_t *ret_stamp);
+int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos);
+void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx);
+void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx);
+void shmbus__ring_wake_all(struct shmbus_ring *r);
+
+/* Monotonic clock in nanoseconds. */
+int64_t shmbus__now_ns(void);
