@@ -44,11 +44,16 @@ extern "C" {
 /* Flags for shmbus_channel_open() and shmbus_channel_from_fds(). */
 #define SHMBUS_OPEN_PUBLISH 0x1 /* map the data read-write so publishers can be made */
 #define SHMBUS_OPEN_INSPECT 0x2 /* map everything read-only: counters only, no pub/sub */
+#define SHMBUS_OPEN_CREATE  0x4 /* shmbus_client_open(): create the channel if it is missing */
+
+/* The daemon's socket when none is given and $SHMBUS_SOCKET is unset. */
+#define SHMBUS_DEFAULT_SOCKET "/run/shmbus/shmbusd.sock"
 
 typedef struct shmbus_opts shmbus_opts;
 typedef struct shmbus_channel shmbus_channel;
 typedef struct shmbus_pub shmbus_pub;
 typedef struct shmbus_sub shmbus_sub;
+typedef struct shmbus_client shmbus_client;
 
 /**
  * shmbus_version() - the library's version as "MAJOR.MINOR.PATCH".
@@ -92,7 +97,8 @@ SHMBUS_EXPORT shmbus_opts *shmbus_opts_free(shmbus_opts *opts);
  * shmbus_opts_set_capacity() - the ring's size in bytes.
  * @opts: options.
  * @bytes: a power of two from 4 KiB to 1 GiB. Each message takes its length
- *         plus a 16-byte header, rounded up to 16.
+ *         plus a 16-byte header, rounded up to 16. Unless set explicitly, the
+ *         largest message follows: a quarter of this, at most 64 KiB.
  *
  * Return: 0, or -EINVAL.
  */
@@ -389,6 +395,77 @@ SHMBUS_EXPORT uint64_t shmbus_sub_lost(const shmbus_sub *sub);
  * Return: the count since shmbus_sub_new().
  */
 SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
+
+/**
+ * shmbus_client_new() - connect to shmbusd.
+ * @socket_path: the daemon's socket, or NULL for $SHMBUS_SOCKET, or failing
+ *               that SHMBUS_DEFAULT_SOCKET.
+ * @ret_client: receives the connection.
+ *
+ * Thread-safe: one client may be used from several threads; requests are
+ * serialised. If the daemon restarts, the next request reconnects by itself;
+ * channels already opened keep working throughout, with or without a daemon.
+ *
+ * Lifetime: the caller owns the result; free it with shmbus_client_free().
+ * Channels opened through it live on after it is freed.
+ * Return: 0, -ECONNREFUSED or -ENOENT (no daemon at that socket), -EACCES,
+ * -EPROTO (not a shmbusd, or an incompatible protocol), -ENOMEM.
+ */
+SHMBUS_EXPORT int shmbus_client_new(const char *socket_path, shmbus_client **ret_client);
+
+/**
+ * shmbus_client_free() - close the connection.
+ * @client: a client, or NULL.
+ *
+ * Return: NULL.
+ */
+SHMBUS_EXPORT shmbus_client *shmbus_client_free(shmbus_client *client);
+
+/**
+ * shmbus_client_open() - open a channel through the daemon, which checks permissions.
+ * @client: a client.
+ * @name: the channel name.
+ * @flags: SHMBUS_OPEN_PUBLISH to publish (otherwise subscribe only), and
+ *         SHMBUS_OPEN_CREATE to create the channel if it does not exist.
+ * @create_opts: geometry and policy for a channel this call creates, or NULL
+ *               for the daemon's defaults (and its per-channel configuration,
+ *               which always wins).
+ * @ret_chan: receives the channel, mapped as @flags allow.
+ *
+ * Lifetime: the caller owns one reference; drop it with shmbus_channel_unref().
+ * Return: 0, -EINVAL, -ENOENT (no such channel, and not asked to create),
+ * -EACCES (the daemon's policy denies it), -EUSERS (a limit was reached),
+ * -ENOSPC, -EPROTO, -ECONNREFUSED (daemon down and not back), -ENOMEM.
+ */
+SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, int flags,
+                                     const shmbus_opts *create_opts, shmbus_channel **ret_chan);
+
+/**
+ * shmbus_client_delete() - delete a channel (owner or root only).
+ * @client: a client.
+ * @name: the channel name.
+ *
+ * Members that have it mapped keep it until they let go; nobody new can open it.
+ *
+ * Return: 0, -EINVAL, -ENOENT, -EACCES, -ECONNREFUSED.
+ */
+SHMBUS_EXPORT int shmbus_client_delete(shmbus_client *client, const char *name);
+
+/**
+ * shmbus_client_request() - send one raw JSON request and get the raw reply.
+ * @client: a client.
+ * @request: a JSON object as documented in docs/PROTOCOL.md (not "open": use
+ *           shmbus_client_open(), which handles the descriptors).
+ * @ret_reply: receives the reply text, NUL-terminated.
+ *
+ * For tools (shmbus-cli uses it for list and stat).
+ *
+ * Lifetime: the caller owns *ret_reply; free it with free().
+ * Return: 0 (the reply may still say "ok": false), -EINVAL, -EMSGSIZE,
+ * -ECONNREFUSED, -EPROTO, -ENOMEM.
+ */
+SHMBUS_EXPORT int shmbus_client_request(shmbus_client *client, const char *request,
+                                        char **ret_reply);
 
 #ifdef __cplusplus
 }

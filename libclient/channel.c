@@ -31,6 +31,7 @@
 
 struct shmbus_opts {
         struct shmbus_ring_geom geom;
+        bool max_msg_set; /* otherwise max_msg follows the capacity */
 };
 
 struct shmbus_pub {
@@ -132,6 +133,9 @@ SHMBUS_EXPORT int shmbus_opts_set_capacity(shmbus_opts *opts, uint64_t bytes) {
         if (!opts || bytes < SHMBUS_DATA_MIN || bytes > SHMBUS_DATA_MAX || (bytes & (bytes - 1)))
                 return -EINVAL;
         opts->geom.data_size = bytes;
+        if (!opts->max_msg_set)
+                opts->geom.max_msg = (uint32_t)(bytes / 4 < DEFAULT_MAX_MSG ? bytes / 4
+                                                                           : DEFAULT_MAX_MSG);
         return 0;
 }
 
@@ -139,6 +143,7 @@ SHMBUS_EXPORT int shmbus_opts_set_max_msg(shmbus_opts *opts, uint32_t bytes) {
         if (!opts || bytes < 1 || bytes > SHMBUS_DATA_MAX / 4)
                 return -EINVAL;
         opts->geom.max_msg = bytes;
+        opts->max_msg_set = true;
         return 0;
 }
 
@@ -210,6 +215,7 @@ int shmbus__channel_map(int ctl_fd, int data_fd, int flags, shmbus_channel **ret
                 return -ENOMEM;
         atomic_init(&c->refs, 1);
         c->flags = flags;
+        c->pid = getpid();
         c->ctl_len = (size_t)st_ctl.st_size;
         c->data_len = (size_t)st_data.st_size;
         c->ctl_map = mmap(NULL, c->ctl_len, inspect ? PROT_READ : PROT_READ | PROT_WRITE,
@@ -444,7 +450,7 @@ SHMBUS_EXPORT int shmbus_pub_new(shmbus_channel *chan, shmbus_pub **ret_pub) {
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
-        r = shmbus__ring_pub_join(&chan->ring, &p->rp, getpid(), getuid());
+        r = shmbus__ring_pub_join(&chan->ring, &p->rp, chan->pid, getuid());
         if (r < 0) {
                 free(p);
                 return r;
@@ -507,7 +513,7 @@ SHMBUS_EXPORT int shmbus_sub_new(shmbus_channel *chan, shmbus_sub **ret_sub) {
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        r = shmbus__ring_sub_join(&chan->ring, &s->rs, getpid(), getuid());
+        r = shmbus__ring_sub_join(&chan->ring, &s->rs, chan->pid, getuid());
         if (r < 0) {
                 free(s);
                 return r;

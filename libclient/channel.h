@@ -7,6 +7,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "shmbus.h"
 
@@ -15,6 +16,7 @@
 struct shmbus_channel {
         atomic_uint refs;
         int flags; /* SHMBUS_OPEN_* it was mapped with */
+        pid_t pid; /* our pid as the daemon sees it (pid namespaces), stamped on slots */
         void *ctl_map;
         size_t ctl_len;
         void *data_map;

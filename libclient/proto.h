@@ -95,6 +95,13 @@ enum {
         SHMBUS_SLOT_ACTIVE = 1,
 };
 
+/*
+ * Slot ownership: a process owns a slot from the moment it CASes the slot's pid
+ * from 0 to its own; state turns ACTIVE once the slot is initialised. Release
+ * sets state FREE, then pid 0. So a slot with a pid always has a known owner,
+ * and the daemon can free the slots of dead processes at any moment.
+ */
+
 /* One subscriber. Written only by its owner, except state/pid (daemon may free it). */
 struct shmbus_sub_slot {
         _Atomic uint32_t state;    /* SHMBUS_SLOT_* */

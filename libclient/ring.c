@@ -249,18 +249,19 @@ bool shmbus__ring_is_sane(const struct shmbus_ring *r) {
 int shmbus__ring_pub_join(struct shmbus_ring *r, struct shmbus_ring_pub *p, pid_t pid, uid_t uid) {
         for (uint32_t i = 0; i < r->max_pubs; i++) {
                 struct shmbus_pub_slot *slot = &r->pubs[i];
-                uint32_t free_state = SHMBUS_SLOT_FREE;
+                uint32_t nobody = 0;
 
-                if (!atomic_compare_exchange_strong_explicit(&slot->state, &free_state,
-                                                             SHMBUS_SLOT_ACTIVE, SEQCST, RELAXED))
+                /* Owning a slot is one CAS of its pid: never a moment with an unknown owner. */
+                if (!atomic_compare_exchange_strong_explicit(&slot->pid, &nobody, (uint32_t)pid,
+                                                             SEQCST, RELAXED))
                         continue;
-                atomic_store_explicit(&slot->pid, (uint32_t)pid, RELAXED);
                 atomic_store_explicit(&slot->uid, (uint32_t)uid, RELAXED);
                 atomic_store_explicit(&slot->msgs, 0, RELAXED);
                 atomic_store_explicit(&slot->bytes, 0, RELAXED);
                 atomic_store_explicit(&slot->aborts, 0, RELAXED);
                 atomic_store_explicit(&slot->waits, 0, RELAXED);
                 atomic_store_explicit(&slot->full, 0, RELAXED);
+                atomic_store_explicit(&slot->state, SHMBUS_SLOT_ACTIVE, RELEASE);
                 *p = (struct shmbus_ring_pub){
                         .ring = r,
                         .slot = slot,
@@ -278,7 +279,8 @@ void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx) {
 
         if (idx >= r->max_pubs)
                 return;
-        if (atomic_load_explicit(&slot->state, ACQUIRE) != SHMBUS_SLOT_ACTIVE)
+        if (!atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_FREE,
+                                                     SEQCST, RELAXED))
                 return;
         atomic_fetch_add_explicit(&r->ctl->retired_msgs,
                                   atomic_load_explicit(&slot->msgs, RELAXED), RELAXED);
@@ -286,9 +288,7 @@ void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx) {
                                   atomic_load_explicit(&slot->bytes, RELAXED), RELAXED);
         atomic_fetch_add_explicit(&r->ctl->retired_aborts,
                                   atomic_load_explicit(&slot->aborts, RELAXED), RELAXED);
-        atomic_store_explicit(&slot->pid, 0, RELAXED);
-        atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_FREE, SEQCST,
-                                                RELAXED);
+        atomic_store_explicit(&slot->pid, 0, RELEASE);
 }
 
 void shmbus__ring_pub_leave(struct shmbus_ring_pub *p) {
@@ -497,11 +497,11 @@ int shmbus__ring_abort(struct shmbus_ring_pub *p) {
 int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid) {
         for (uint32_t i = 0; i < r->max_subs; i++) {
                 struct shmbus_sub_slot *slot = &r->subs[i];
-                uint32_t free_state = SHMBUS_SLOT_FREE;
+                uint32_t nobody = 0;
                 shmbus_tail t;
 
-                if (!atomic_compare_exchange_strong_explicit(&slot->state, &free_state,
-                                                             SHMBUS_SLOT_ACTIVE, SEQCST, RELAXED))
+                if (!atomic_compare_exchange_strong_explicit(&slot->pid, &nobody, (uint32_t)pid,
+                                                             SEQCST, RELAXED))
                         continue;
 
                 /*
@@ -511,10 +511,10 @@ int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_
                  * after it (docs/ORDERING.md, "Join").
                  */
                 atomic_store_explicit(&slot->pos, tail_load_pos(r, __ATOMIC_SEQ_CST), SEQCST);
+                atomic_store_explicit(&slot->state, SHMBUS_SLOT_ACTIVE, SEQCST);
                 atomic_thread_fence(SEQCST);
                 t = tail_snapshot(r);
                 atomic_store_explicit(&slot->pos, t.s.pos, RELEASE);
-                atomic_store_explicit(&slot->pid, (uint32_t)pid, RELAXED);
                 atomic_store_explicit(&slot->uid, (uint32_t)uid, RELAXED);
                 atomic_store_explicit(&slot->received, 0, RELAXED);
                 atomic_store_explicit(&slot->bytes, 0, RELAXED);
@@ -544,13 +544,12 @@ void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx) {
 
         if (idx >= r->max_subs)
                 return;
-        if (atomic_load_explicit(&slot->state, ACQUIRE) != SHMBUS_SLOT_ACTIVE)
+        if (!atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_FREE,
+                                                     SEQCST, RELAXED))
                 return;
         atomic_fetch_add_explicit(&r->ctl->retired_lost,
                                   atomic_load_explicit(&slot->lost, RELAXED), RELAXED);
-        atomic_store_explicit(&slot->pid, 0, RELAXED);
-        atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_FREE, SEQCST,
-                                                RELAXED);
+        atomic_store_explicit(&slot->pid, 0, RELEASE);
         /* Publishers blocked on this subscriber may go on now. */
         atomic_thread_fence(SEQCST);
         sub_wake_publishers(r);
@@ -836,4 +835,9 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
         atomic_fetch_add_explicit(&r->ctl->unblocked, 1, RELAXED);
         shmbus__ring_wake_all(r);
         return 1;
+}
+
+/* Free a slot whose owner died before it became ACTIVE (or after release started). */
+void shmbus__ring_slot_clear_pid(_Atomic uint32_t *pid_word, uint32_t dead_pid) {
+        atomic_compare_exchange_strong_explicit(pid_word, &dead_pid, 0, SEQCST, RELAXED);
 }

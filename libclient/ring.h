@@ -96,6 +96,7 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos);
 void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx);
 void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx);
 void shmbus__ring_wake_all(struct shmbus_ring *r);
+void shmbus__ring_slot_clear_pid(_Atomic uint32_t *pid_word, uint32_t dead_pid);
 
 /* Monotonic clock in nanoseconds. */
 int64_t shmbus__now_ns(void);

@@ -1,10 +1,32 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Quick start: install what is missing, build, and show traffic flowing through
-# shmbus channels between processes (ping-pong and streaming, with baselines).
+# Quick start: install what is missing, build, start shmbusd with its built-in
+# defaults (socket /run/shmbus/shmbusd.sock, channels in /dev/shm/shmbus), and
+# show traffic flowing through it. On a terminal the daemon then stays in the
+# foreground until Ctrl-C; otherwise it is stopped after the demo.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 sh scripts/install-deps.sh
 sh scripts/build.sh build
-exec ./build/bench/shmbus-bench --quick
+
+./build/daemon/shmbusd &
+daemon=$!
+trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT INT TERM
+for _ in $(seq 50); do
+        [ -S /run/shmbus/shmbusd.sock ] && break
+        kill -0 $daemon 2>/dev/null || { echo "shmbusd failed to start" >&2; exit 1; }
+        sleep 0.1
+done
+
+echo
+echo "=== demo: a publisher and a subscriber process on channel \"demo\", through shmbusd"
+./build/examples/shmbus-demo 5 100000
+echo
+echo "=== channels as shmbusd sees them"
+ls -l /dev/shm/shmbus
+if [ -t 0 ]; then
+        echo
+        echo "shmbusd (pid $daemon) is serving /run/shmbus/shmbusd.sock. Ctrl-C stops it."
+        wait $daemon
+fi

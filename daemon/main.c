@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbusd: arguments, configuration, the control socket (or one passed by
+ * systemd socket activation), signals, and the event loop.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+
+#include "broker.h"
+#include "config.h"
+#include "log.h"
+
+struct daemon {
+        struct event_base *base;
+        struct broker *broker;
+        const char *config_path;
+        struct config cmdline; /* what the command line overrides */
+        bool have_socket, have_dir;
+        uint32_t unblock_ms;
+};
+
+static void usage(FILE *f) {
+        fprintf(f, "Usage: shmbusd [OPTIONS]\n\n"
+                   "The shmbus control daemon: creates channels in the shm directory and hands\n"
+                   "their file descriptors to permitted clients over a Unix socket.\n\n"
+                   "  -s, --socket PATH        control socket (default /run/shmbus/shmbusd.sock)\n"
+                   "  -d, --shm-dir DIR        channel directory (default /dev/shm/shmbus)\n"
+                   "  -c, --config FILE        JSON configuration (optional; see shmbusd(8))\n"
+                   "  -u, --unblock-timeout MS pad over claims left open this long (default 2000)\n"
+                   "      --check-config       validate the configuration and exit\n"
+                   "  -h, --help               this text\n"
+                   "  -V, --version            print the version\n");
+}
+
+/* Make the directory for the socket or channels, owned by us, not world-writable. */
+static int ensure_dir(const char *path, mode_t mode) {
+        if (mkdir(path, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static int listen_socket(const char *path) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char dir[sizeof(sa.sun_path)];
+        char *slash;
+        int fd;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        strcpy(dir, path);
+        slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+                *slash = '\0';
+                ensure_dir(dir, 0755);
+        }
+        /* Socket activation: systemd passes the listening socket as fd 3. */
+        if (getenv("LISTEN_FDS") && getenv("LISTEN_PID") &&
+            atoi(getenv("LISTEN_PID")) == (int)getpid() && atoi(getenv("LISTEN_FDS")) >= 1) {
+                unsetenv("LISTEN_FDS");
+                unsetenv("LISTEN_PID");
+                return 3;
+        }
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        /* A stale socket from a previous run is replaced; a live daemon is not. */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+                close(fd);
+                return -EADDRINUSE;
+        }
+        unlink(path);
+        /* Everyone may connect; the broker checks each request against SO_PEERCRED. */
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
+            listen(fd, 128) < 0) {
+                int r = -errno;
+
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+static int load_config(struct daemon *d, struct config *cfg) {
+        char err[512];
+        int r;
+
+        config_init_defaults(cfg);
+        if (d->config_path) {
+                r = config_load(cfg, d->config_path, err, sizeof(err));
+                if (r < 0) {
+                        log_err("config %s: %s", d->config_path, err);
+                        config_deinit(cfg);
+                        return r;
+                }
+        }
+        if (d->have_socket)
+                memcpy(cfg->socket_path, d->cmdline.socket_path, sizeof(cfg->socket_path));
+        if (d->have_dir)
+                memcpy(cfg->shm_dir, d->cmdline.shm_dir, sizeof(cfg->shm_dir));
+        if (d->unblock_ms)
+                cfg->unblock_timeout_ms = d->unblock_ms;
+        return 0;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg) {
+        struct daemon *d = arg;
+
+        if (sig == SIGHUP) {
+                struct config cfg;
+
+                if (load_config(d, &cfg) < 0) {
+                        log_err("reload failed; keeping the running configuration");
+                        return;
+                }
+                broker_set_config(d->broker, &cfg);
+                config_deinit(&cfg);
+                log_info("configuration reloaded");
+                return;
+        }
+        log_info("signal %d: shutting down", (int)sig);
+        event_base_loopbreak(d->base);
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                {"socket", required_argument, NULL, 's'},
+                {"shm-dir", required_argument, NULL, 'd'},
+                {"config", required_argument, NULL, 'c'},
+                {"unblock-timeout", required_argument, NULL, 'u'},
+                {"check-config", no_argument, NULL, 'C'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'},
+                {0},
+        };
+        struct daemon d = {0};
+        struct event *sigs[3];
+        struct config cfg;
+        bool check = false;
+        int c, fd, r;
+
+        log_open();
+        while ((c = getopt_long(argc, argv, "s:d:c:u:hV", opts, NULL)) != -1) {
+                switch (c) {
+                case 's':
+                        if (strlen(optarg) >= sizeof(d.cmdline.socket_path)) {
+                                log_err("--socket: path too long");
+                                return 2;
+                        }
+                        snprintf(d.cmdline.socket_path, sizeof(d.cmdline.socket_path), "%s", optarg);
+                        d.have_socket = true;
+                        break;
+                case 'd':
+                        if (optarg[0] != '/' || strlen(optarg) >= sizeof(d.cmdline.shm_dir)) {
+                                log_err("--shm-dir: expected an absolute path");
+                                return 2;
+                        }
+                        snprintf(d.cmdline.shm_dir, sizeof(d.cmdline.shm_dir), "%s", optarg);
+                        d.have_dir = true;
+                        break;
+                case 'c':
+                        d.config_path = optarg;
+                        break;
+                case 'u':
+                        d.unblock_ms = (uint32_t)strtoul(optarg, NULL, 10);
+                        if (d.unblock_ms == 0) {
+                                log_err("--unblock-timeout: expected milliseconds > 0");
+                                return 2;
+                        }
+                        break;
+                case 'C':
+                        check = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("shmbusd %s\n", shmbus_version());
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (load_config(&d, &cfg) < 0)
+                return 1;
+        if (check) {
+                printf("configuration OK\n");
+                config_deinit(&cfg);
+                return 0;
+        }
+
+        r = ensure_dir(cfg.shm_dir, 0755);
+        if (r < 0) {
+                log_err("shm directory %s: %s", cfg.shm_dir, strerror(-r));
+                return 1;
+        }
+        fd = listen_socket(cfg.socket_path);
+        if (fd < 0) {
+                log_err("socket %s: %s", cfg.socket_path,
+                        fd == -EADDRINUSE ? "another shmbusd is serving it" : strerror(-fd));
+                return 1;
+        }
+        signal(SIGPIPE, SIG_IGN);
+        d.base = event_base_new();
+        if (!d.base || broker_new(d.base, &cfg, fd, &d.broker) < 0) {
+                log_err("out of memory");
+                return 1;
+        }
+        sigs[0] = evsignal_new(d.base, SIGTERM, on_signal, &d);
+        sigs[1] = evsignal_new(d.base, SIGINT, on_signal, &d);
+        sigs[2] = evsignal_new(d.base, SIGHUP, on_signal, &d);
+        for (int i = 0; i < 3; i++)
+                event_add(sigs[i], NULL);
+        log_info("%s ready: socket %s, channels in %s (%u adopted), unblock after %u ms",
+                 shmbus_version(), cfg.socket_path, cfg.shm_dir, broker_n_channels(d.broker),
+                 cfg.unblock_timeout_ms);
+
+        event_base_dispatch(d.base);
+
+        for (int i = 0; i < 3; i++)
+                event_free(sigs[i]);
+        broker_free(d.broker);
+        event_base_free(d.base);
+        close(fd);
+        if (fd != 3)
+                unlink(cfg.socket_path);
+        config_deinit(&cfg);
+        return 0;
+}
