@@ -34,6 +34,7 @@
 #include "channel.h"
 #include "log.h"
 #include "proto.h"
+#include "stats.h"
 #include "util.h"
 
 #define REQUEST_MAX       65536
@@ -442,19 +443,6 @@ __attribute__((format(printf, 3, 4))) static int reply_error(struct peer *p, int
         return ret;
 }
 
-static void add_geometry(cJSON *o, const struct chan *c) {
-        const struct shmbus_ring *r = &c->map->ring;
-
-        cJSON_AddStringToObject(o, "name", c->name);
-        cJSON_AddStringToObject(o, "policy",
-                                r->policy == SHMBUS_POLICY_BLOCK ? "block" : "overwrite");
-        cJSON_AddNumberToObject(o, "capacity", (double)r->size);
-        cJSON_AddNumberToObject(o, "max_msg", r->max_msg);
-        cJSON_AddNumberToObject(o, "max_subscribers", r->max_subs);
-        cJSON_AddNumberToObject(o, "max_publishers", r->max_pubs);
-        cJSON_AddNumberToObject(o, "owner_uid", c->owner);
-}
-
 /* May @p use @c in @role ("pub" or "sub")? Config rules first, then owner/group. */
 static bool may_use(struct broker *b, struct peer *p, struct chan *c, bool publish) {
         const struct channel_rule *rule = config_rule(&b->cfg, c->name);
@@ -545,7 +533,7 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req) {
 
         cJSON *reply = reply_new(true);
         int fds[2] = {ctl_fd, data_fd};
-        add_geometry(reply, c);
+        shmbus__stats_geometry_json(reply, &c->map->ring, c->name, c->owner);
         cJSON_AddBoolToObject(reply, "created", created);
         cJSON_AddStringToObject(reply, "role", publish ? "pub" : "sub");
         cJSON_AddNumberToObject(reply, "pid", p->pid);
@@ -556,73 +544,6 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req) {
         return r;
 }
 
-static void add_counters(cJSON *o, const struct chan *c, bool detail) {
-        const struct shmbus_ring *r = &c->map->ring;
-        uint64_t tail = shmbus__ring_tail_pos(r), msgs = atomic_load(&r->ctl->retired_msgs);
-        uint64_t bytes = atomic_load(&r->ctl->retired_bytes), max_lag = 0, lost = 0;
-        unsigned n_pubs = 0, n_subs = 0;
-        cJSON *subs = detail ? cJSON_AddArrayToObject(o, "subscribers") : NULL;
-        cJSON *pubs = detail ? cJSON_AddArrayToObject(o, "publishers") : NULL;
-
-        for (uint32_t i = 0; i < r->max_pubs; i++) {
-                const struct shmbus_pub_slot *s = &r->pubs[i];
-
-                if (atomic_load(&s->state) != SHMBUS_SLOT_ACTIVE)
-                        continue;
-                n_pubs++;
-                msgs += atomic_load(&s->msgs);
-                bytes += atomic_load(&s->bytes);
-                if (pubs) {
-                        cJSON *e = cJSON_CreateObject();
-
-                        cJSON_AddNumberToObject(e, "slot", i);
-                        cJSON_AddNumberToObject(e, "pid", atomic_load(&s->pid));
-                        cJSON_AddNumberToObject(e, "uid", atomic_load(&s->uid));
-                        cJSON_AddNumberToObject(e, "published", (double)atomic_load(&s->msgs));
-                        cJSON_AddNumberToObject(e, "bytes", (double)atomic_load(&s->bytes));
-                        cJSON_AddNumberToObject(e, "aborts", (double)atomic_load(&s->aborts));
-                        cJSON_AddNumberToObject(e, "waits", (double)atomic_load(&s->waits));
-                        cJSON_AddNumberToObject(e, "full", (double)atomic_load(&s->full));
-                        cJSON_AddItemToArray(pubs, e);
-                }
-        }
-        for (uint32_t i = 0; i < r->max_subs; i++) {
-                const struct shmbus_sub_slot *s = &r->subs[i];
-                uint64_t pos, lag;
-
-                if (atomic_load(&s->state) != SHMBUS_SLOT_ACTIVE)
-                        continue;
-                n_subs++;
-                pos = atomic_load(&s->pos);
-                lag = tail - pos <= r->size ? tail - pos : r->size;
-                if (lag > max_lag)
-                        max_lag = lag;
-                lost += atomic_load(&s->lost);
-                if (subs) {
-                        cJSON *e = cJSON_CreateObject();
-
-                        cJSON_AddNumberToObject(e, "slot", i);
-                        cJSON_AddNumberToObject(e, "pid", atomic_load(&s->pid));
-                        cJSON_AddNumberToObject(e, "uid", atomic_load(&s->uid));
-                        cJSON_AddNumberToObject(e, "position", (double)pos);
-                        cJSON_AddNumberToObject(e, "lag_bytes", (double)lag);
-                        cJSON_AddNumberToObject(e, "received", (double)atomic_load(&s->received));
-                        cJSON_AddNumberToObject(e, "bytes", (double)atomic_load(&s->bytes));
-                        cJSON_AddNumberToObject(e, "lost", (double)atomic_load(&s->lost));
-                        cJSON_AddNumberToObject(e, "corrupt", (double)atomic_load(&s->corrupt));
-                        cJSON_AddItemToArray(subs, e);
-                }
-        }
-        cJSON_AddNumberToObject(o, "publishers_active", n_pubs);
-        cJSON_AddNumberToObject(o, "subscribers_active", n_subs);
-        cJSON_AddNumberToObject(o, "published", (double)msgs);
-        cJSON_AddNumberToObject(o, "published_bytes", (double)bytes);
-        cJSON_AddNumberToObject(o, "position", (double)tail);
-        cJSON_AddNumberToObject(o, "max_lag_bytes", (double)max_lag);
-        cJSON_AddNumberToObject(o, "lost", (double)(lost + atomic_load(&r->ctl->retired_lost)));
-        cJSON_AddNumberToObject(o, "unblocked", (double)atomic_load(&r->ctl->unblocked));
-}
-
 static int op_list(struct broker *b, struct peer *p) {
         cJSON *reply = reply_new(true);
         cJSON *arr = cJSON_AddArrayToObject(reply, "channels");
@@ -631,8 +552,8 @@ static int op_list(struct broker *b, struct peer *p) {
         for (unsigned i = 0; i < b->n_channels; i++) {
                 cJSON *o = cJSON_CreateObject();
 
-                add_geometry(o, b->channels[i]);
-                add_counters(o, b->channels[i], false);
+                shmbus__stats_json(o, &b->channels[i]->map->ring, b->channels[i]->name,
+                                   b->channels[i]->owner, false);
                 cJSON_AddItemToArray(arr, o);
         }
         r = send_reply(p, reply, NULL, 0);
@@ -651,8 +572,7 @@ static int op_stat(struct broker *b, struct peer *p, const cJSON *req) {
         if (!c)
                 return reply_error(p, ENOENT, "no channel %s", name);
         reply = reply_new(true);
-        add_geometry(reply, c);
-        add_counters(reply, c, true);
+        shmbus__stats_json(reply, &c->map->ring, c->name, c->owner, true);
         r = send_reply(p, reply, NULL, 0);
         cJSON_Delete(reply);
         return r;

@@ -628,3 +628,13 @@ SHMBUS_EXPORT uint64_t shmbus_sub_lost(const shmbus_sub *sub) {
 SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub) {
         return sub ? sub->rs.received : 0;
 }
+
+/* Where a subscriber stands: the first position it has not consumed. */
+uint64_t shmbus__sub_position(const shmbus_sub *sub) {
+        return sub->rs.pos;
+}
+
+/* The message number of the last message received (valid after one was). */
+uint64_t shmbus__sub_last_seq(const shmbus_sub *sub) {
+        return sub->rs.next_seq - 1;
+}

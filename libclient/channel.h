@@ -33,3 +33,5 @@ int shmbus__channel_create_fds(const char *dir, const char *name,
                                int *ret_ctl_fd, int *ret_data_fd);
 int shmbus__channel_open_fds(const char *dir, const char *name, int flags, int *ret_ctl_fd,
                              int *ret_data_fd);
+uint64_t shmbus__sub_position(const shmbus_sub *sub);
+uint64_t shmbus__sub_last_seq(const shmbus_sub *sub);

@@ -841,3 +841,50 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
 void shmbus__ring_slot_clear_pid(_Atomic uint32_t *pid_word, uint32_t dead_pid) {
         atomic_compare_exchange_strong_explicit(pid_word, &dead_pid, 0, SEQCST, RELAXED);
 }
+
+/*
+ * Walk the records still in the ring, oldest first, from the oldest lap start
+ * that has not been overwritten up to @to (a position at or before the tail),
+ * calling @fn for each data record. For inspection (shmbus-cli tail -n): it
+ * needs no slot and writes nothing. Each record is handed to @fn and then
+ * validated; one overwritten meanwhile is reported to @fn as stale (it must
+ * drop what it kept) and the walk moves to the next lap start.
+ */
+int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn fn, void *ctx) {
+        uint64_t tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+        uint64_t pos = tail > r->size ? (tail - r->size + r->mask) & ~r->mask : 0;
+        uint64_t tail_seq = __atomic_load_n(&r->ctl->tail.s.seq, __ATOMIC_ACQUIRE);
+        int n = 0;
+
+        if ((int64_t)(to - tail) > 0)
+                to = tail;
+        while ((int64_t)(to - pos) > 0) {
+                struct shmbus_rec *rec = rec_at(r, pos);
+                uint64_t stamp = atomic_load_explicit(&rec->stamp, ACQUIRE), now;
+                uint32_t len = rec->len, low = rec->seq;
+                bool pad = stamp & SHMBUS_STAMP_PAD;
+
+                if ((stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) != pos)
+                        break; /* a claim in progress: nothing after it is readable yet */
+                if ((pos & r->mask) + SHMBUS_REC_HDR + (uint64_t)len > r->size ||
+                    (!pad && len > r->max_msg))
+                        return -EBADMSG;
+                if (!pad) {
+                        uint64_t seq = tail_seq - (uint32_t)((uint32_t)tail_seq - low);
+                        int ret = fn(ctx, rec + 1, len, seq, false);
+
+                        if (ret < 0)
+                                return ret;
+                        atomic_thread_fence(ACQUIRE);
+                        now = tail_load_pos(r, __ATOMIC_RELAXED);
+                        if (now - pos > r->size) {
+                                fn(ctx, NULL, 0, seq, true);
+                                pos = (now - r->size + r->mask) & ~r->mask;
+                                continue;
+                        }
+                        n++;
+                }
+                pos += rec_size(len);
+        }
+        return n;
+}

@@ -98,5 +98,9 @@ void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx);
 void shmbus__ring_wake_all(struct shmbus_ring *r);
 void shmbus__ring_slot_clear_pid(_Atomic uint32_t *pid_word, uint32_t dead_pid);
 
+/* Inspection: the records still in the ring, oldest first (see ring.c). */
+typedef int (*shmbus__walk_fn)(void *ctx, const void *data, uint32_t len, uint64_t seq, bool stale);
+int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn fn, void *ctx);
+
 /* Monotonic clock in nanoseconds. */
 int64_t shmbus__now_ns(void);

@@ -22,79 +22,8 @@
 
 #include "channel.h"
 #include "proto.h"
+#include "testdaemon.h"
 #include "testutil.h"
-
-static char *dir;
-static char sock[108], shm[600], logpath[600];
-
-static int64_t ms_now(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms) {
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-        nanosleep(&ts, NULL);
-}
-
-/* Each test starts from an empty shm directory (within a test, channels persist on purpose). */
-static void fresh_shm(void) {
-        test_rmtree(shm);
-}
-
-/* Start shmbusd with a 300 ms unblock timeout; wait until it answers. */
-static pid_t daemon_start(const char *config) {
-        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
-        char bin[600], cfgpath[600];
-        shmbus_client *c;
-        pid_t pid;
-
-        snprintf(bin, sizeof(bin), "%s/daemon/shmbusd", top);
-        snprintf(cfgpath, sizeof(cfgpath), "%s/shmbusd.json", dir);
-        if (config) {
-                FILE *f = fopen(cfgpath, "w");
-
-                fputs(config, f);
-                fclose(f);
-        }
-        pid = fork();
-        if (pid == 0) {
-                int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
-
-                /* Never outlive the test, nor hold its output open. */
-                prctl(PR_SET_PDEATHSIG, SIGTERM);
-                dup2(fd, 1);
-                dup2(fd, 2);
-                if (config)
-                        execl(bin, "shmbusd", "-s", sock, "-d", shm, "-u", "300", "-c", cfgpath,
-                              (char *)NULL);
-                else
-                        execl(bin, "shmbusd", "-s", sock, "-d", shm, "-u", "300", (char *)NULL);
-                _exit(127);
-        }
-        for (int i = 0; i < 500; i++) {
-                if (shmbus_client_new(sock, &c) == 0) {
-                        shmbus_client_free(c);
-                        return pid;
-                }
-                sleep_ms(10);
-        }
-        CU_FAIL_FATAL("shmbusd did not start");
-        return -1;
-}
-
-static pid_t daemon_start_fresh(const char *config) {
-        fresh_shm();
-        return daemon_start(config);
-}
-
-static int daemon_stop(pid_t pid) {
-        kill(pid, SIGTERM);
-        return test_wait(pid);
-}
 
 static shmbus_client *connect_ok(void) {
         shmbus_client *c = NULL;
@@ -790,21 +719,9 @@ int main(void) {
         int rc;
 
         signal(SIGPIPE, SIG_IGN);
-        dir = test_mkdtemp("daemon");
-        if (snprintf(sock, sizeof(sock), "%s/shmbusd.sock", dir) >= (int)sizeof(sock))
+        if (testdaemon_setup("daemon") < 0)
                 return 99;
-        snprintf(shm, sizeof(shm), "%s/channels", dir);
-        snprintf(logpath, sizeof(logpath), "%s/shmbusd.log", dir);
         rc = test_run("daemon", cases);
-        if (rc != 0) {
-                char cmd[700];
-
-                fprintf(stderr, "--- shmbusd log:\n");
-                snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", logpath);
-                if (system(cmd) != 0)
-                        fprintf(stderr, "(no log)\n");
-        }
-        test_rmtree(dir);
-        free(dir);
+        testdaemon_teardown(rc);
         return rc;
 }

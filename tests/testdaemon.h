@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Running shmbusd from the build tree for a test: a private directory holding
+ * the socket, the shm directory and the daemon's log, so that nothing global
+ * is touched and a daemon already running on the machine does not matter.
+ * The daemon dies with the test (PR_SET_PDEATHSIG), and never holds its output.
+ */
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+
+#include "testutil.h"
+
+static char *dir;
+static char sock[108], shm[600], logpath[600];
+
+static inline int64_t ms_now(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline void sleep_ms(int ms) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+        nanosleep(&ts, NULL);
+}
+
+/* Each test starts from an empty shm directory (within a test, channels persist on purpose). */
+static inline void fresh_shm(void) {
+        test_rmtree(shm);
+}
+
+/* Start shmbusd with a 300 ms unblock timeout; wait until it answers. */
+static inline pid_t daemon_start(const char *config) {
+        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
+        char bin[600], cfgpath[600];
+        shmbus_client *c;
+        pid_t pid;
+
+        snprintf(bin, sizeof(bin), "%s/daemon/shmbusd", top);
+        snprintf(cfgpath, sizeof(cfgpath), "%s/shmbusd.json", dir);
+        if (config) {
+                FILE *f = fopen(cfgpath, "w");
+
+                fputs(config, f);
+                fclose(f);
+        }
+        pid = fork();
+        if (pid == 0) {
+                int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+                /* Never outlive the test, nor hold its output open. */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                dup2(fd, 1);
+                dup2(fd, 2);
+                if (config)
+                        execl(bin, "shmbusd", "-s", sock, "-d", shm, "-u", "300", "-c", cfgpath,
+                              (char *)NULL);
+                else
+                        execl(bin, "shmbusd", "-s", sock, "-d", shm, "-u", "300", (char *)NULL);
+                _exit(127);
+        }
+        for (int i = 0; i < 500; i++) {
+                if (shmbus_client_new(sock, &c) == 0) {
+                        shmbus_client_free(c);
+                        return pid;
+                }
+                sleep_ms(10);
+        }
+        CU_FAIL_FATAL("shmbusd did not start");
+        return -1;
+}
+
+static inline pid_t daemon_start_fresh(const char *config) {
+        fresh_shm();
+        return daemon_start(config);
+}
+
+static inline int daemon_stop(pid_t pid) {
+        kill(pid, SIGTERM);
+        return test_wait(pid);
+}
+
+/* The private directory and the paths in it; returns -1 if the socket path is too long. */
+static inline int testdaemon_setup(const char *tag) {
+        dir = test_mkdtemp(tag);
+        if (snprintf(sock, sizeof(sock), "%s/shmbusd.sock", dir) >= (int)sizeof(sock))
+                return -1;
+        snprintf(shm, sizeof(shm), "%s/channels", dir);
+        snprintf(logpath, sizeof(logpath), "%s/shmbusd.log", dir);
+        return 0;
+}
+
+/* Remove the directory; after a failure, show the end of the daemon's log first. */
+static inline void testdaemon_teardown(int rc) {
+        if (rc != 0) {
+                char cmd[700];
+
+                fprintf(stderr, "--- shmbusd log:\n");
+                snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", logpath);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "(no log)\n");
+        }
+        test_rmtree(dir);
+        free(dir);
+}
