@@ -379,10 +379,6 @@ static int verb_status(const char *name) {
         char b1[32], b2[32];
         int r;
 
-        if (!shmbus__name_is_valid(name)) {
-                err("'%s' is not a valid channel name", name);
-                return EXIT_USAGE;
-        }
         r = get_status(name, &s, &offline);
         if (r < 0) {
                 if (r == -ENOENT)
@@ -531,10 +527,6 @@ static int verb_tail(const char *name, long n, bool follow, int fmt) {
         uint64_t upto;
         int r;
 
-        if (!shmbus__name_is_valid(name)) {
-                err("'%s' is not a valid channel name", name);
-                return EXIT_USAGE;
-        }
         r = connect_daemon(&c);
         if (r == 0)
                 r = shmbus_client_open(c, name, 0, NULL, &ch);
@@ -639,10 +631,6 @@ static int verb_pub(const char *name, const char *message, bool whole, bool crea
         long sent = 0;
         int r;
 
-        if (!shmbus__name_is_valid(name)) {
-                err("'%s' is not a valid channel name", name);
-                return EXIT_USAGE;
-        }
         r = open_for_write(name, create, NULL, &ch);
         if (r < 0)
                 return exit_code(r);
@@ -697,10 +685,6 @@ static int verb_create(const char *name, const shmbus_opts *o) {
         shmbus_channel *ch;
         int r;
 
-        if (!shmbus__name_is_valid(name)) {
-                err("'%s' is not a valid channel name", name);
-                return EXIT_USAGE;
-        }
         r = open_for_write(name, true, o, &ch);
         if (r < 0)
                 return exit_code(r);
@@ -712,10 +696,6 @@ static int verb_delete(const char *name) {
         shmbus_client *c = NULL;
         int r;
 
-        if (!shmbus__name_is_valid(name)) {
-                err("'%s' is not a valid channel name", name);
-                return EXIT_USAGE;
-        }
         r = connect_daemon(&c);
         if (r == 0)
                 r = shmbus_client_delete(c, name);
@@ -976,6 +956,16 @@ int main(int argc, char **argv) {
                         return EXIT_USAGE;                                                         \
                 }                                                                                  \
         } while (0)
+
+        /* Every verb that takes a CHANNEL takes it first. */
+        bool takes_channel = !strcmp(verb, "status") || !strcmp(verb, "tail") ||
+                             !strcmp(verb, "pub") || !strcmp(verb, "create") ||
+                             !strcmp(verb, "delete");
+        if (takes_channel && optind < argc && !shmbus__name_is_valid(argv[optind])) {
+                err("'%s' is not a valid channel name", argv[optind]);
+                shmbus_opts_free(o);
+                return EXIT_USAGE;
+        }
 
         if (!strcmp(verb, "list")) {
                 NEED_ARGS(0, 0);
