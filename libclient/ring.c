@@ -354,6 +354,18 @@ static int pub_wait_space(struct shmbus_ring_pub *p, uint64_t need_end, int64_t 
         return ret;
 }
 
+/*
+ * Has unblock already taken or padded over the record at @pos? Only the exact
+ * values unblock writes count: before a claim writes its header, the stamp word
+ * holds whatever an older lap left there (payload bytes included), so a masked
+ * comparison could mistake garbage for a pad, abandon the claim, and leave a
+ * hole that no reader can pass.
+ */
+static inline bool unblocked_at(uint64_t stamp, uint64_t pos) {
+        return stamp == (pos | SHMBUS_STAMP_TAKEN) || stamp == (pos | SHMBUS_STAMP_PAD) ||
+               stamp == (pos | SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ);
+}
+
 int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns, void **ret_buf) {
         struct shmbus_ring *r = p->ring;
         bool block = r->policy == SHMBUS_POLICY_BLOCK;
@@ -422,7 +434,7 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
                 struct shmbus_rec *pad = rec_at(r, cur.s.pos);
 
                 old = atomic_load_explicit(&pad->stamp, RELAXED);
-                if ((old & ~SHMBUS_STAMP_BITS) != cur.s.pos) {
+                if (!unblocked_at(old, cur.s.pos)) {
                         pad->len = (uint32_t)(start - cur.s.pos - SHMBUS_REC_HDR);
                         pad->seq = 0;
                         atomic_compare_exchange_strong_explicit(
@@ -432,7 +444,7 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
 
         rec = rec_at(r, start);
         old = atomic_load_explicit(&rec->stamp, RELAXED);
-        if ((old & ~SHMBUS_STAMP_BITS) == start)
+        if (unblocked_at(old, start))
                 return -ETIMEDOUT; /* already padded over by unblock */
         rec->seq = (uint32_t)cur.s.seq;
         rec->len = (uint32_t)len;

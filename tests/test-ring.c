@@ -458,6 +458,41 @@ static void test_corruption(void) {
         mr_free(&m);
 }
 
+/*
+ * Before a claim writes its header, the stamp word holds whatever an older lap
+ * left there. Garbage that merely looks like "this position, some bits set"
+ * must not be taken for an unblock pad: that abandoned the claim and left a
+ * hole no reader could pass (found under ThreadSanitizer as a rare stall).
+ */
+static void test_garbage_stamp_before_claim(void) {
+        static const uint64_t junk[] = {15, 3, 9, 11};
+        struct memring m;
+        struct shmbus_ring_pub p;
+        struct shmbus_ring_sub s;
+        uint32_t id, seq;
+
+        mr_init(&m, 4096, 512, SHMBUS_POLICY_BLOCK, 1, 1);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &p, 1, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join(&m.r, &s, 1, 0), 0);
+        for (uint32_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+                uint64_t pos = shmbus__ring_tail_pos(&m.r);
+                struct shmbus_rec *rec =
+                        (struct shmbus_rec *)(void *)((uint8_t *)m.data + (pos & m.r.mask));
+
+                atomic_store(&rec->stamp, pos | junk[i]);
+                CU_ASSERT_EQUAL(pub_send(&p, 1, i, 40, 0), 0);
+                CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), 40);
+                CU_ASSERT_EQUAL(seq, i);
+        }
+        /* What unblock really writes is still recognised: the claim then loses cleanly. */
+        uint64_t pos = shmbus__ring_tail_pos(&m.r);
+        struct shmbus_rec *rec = (struct shmbus_rec *)(void *)((uint8_t *)m.data + (pos & m.r.mask));
+        void *buf;
+        atomic_store(&rec->stamp, pos | SHMBUS_STAMP_TAKEN);
+        CU_ASSERT_EQUAL(shmbus__ring_claim(&p, 40, 0, &buf), -ETIMEDOUT);
+        mr_free(&m);
+}
+
 static void test_slots(void) {
         struct memring m;
         struct shmbus_ring_pub p[3];
@@ -512,7 +547,10 @@ static void *t_pub(void *arg) {
                 return NULL;
         }
         for (uint32_t seq = 0; seq < T_MSGS; seq++) {
-                if (pub_send(&p, c->id, seq, tmsg_len(c->id, seq, 200), 5000 * 1000000LL) != 0) {
+                int r = pub_send(&p, c->id, seq, tmsg_len(c->id, seq, 200), 5000 * 1000000LL);
+
+                if (r != 0) {
+                        fprintf(stderr, "\n  publisher %u: message %u: %s\n", c->id, seq, strerror(-r));
                         c->errors++;
                         break;
                 }
@@ -545,6 +583,8 @@ static void *t_sub(void *arg) {
                 }
                 if (r < 0 || !tmsg_check(data, len, &id, &seq) || id >= T_PUBS ||
                     seq != next[id]) {
+                        fprintf(stderr, "\n  subscriber: r=%d after %llu messages\n", r,
+                                (unsigned long long)total);
                         c->errors++;
                         break;
                 }
@@ -552,6 +592,27 @@ static void *t_sub(void *arg) {
                 total++;
                 if (shmbus__ring_release(&s) < 0)
                         c->errors++;
+        }
+        if (total < (uint64_t)T_PUBS * T_MSGS) {
+                struct shmbus_rec *rec =
+                        (struct shmbus_rec *)(void *)((uint8_t *)c->m->data + (s.pos & c->m->r.mask));
+
+                fprintf(stderr, "\n  subscriber: timed out after %llu messages at position %llu "
+                                "(tail %llu): stamp %llu len %u seq %u\n",
+                        (unsigned long long)total, (unsigned long long)s.pos,
+                        (unsigned long long)shmbus__ring_tail_pos(&c->m->r),
+                        (unsigned long long)atomic_load(&rec->stamp), rec->len, rec->seq);
+                /* Post-mortem for investigation: the whole ring and where everyone stands. */
+                if (getenv("SHMBUS_RING_DUMP")) {
+                        FILE *f = fopen(getenv("SHMBUS_RING_DUMP"), "w");
+                        uint64_t hdr[3] = {s.pos, c->m->r.ctl->tail.s.pos, c->m->r.ctl->tail.s.seq};
+
+                        if (f) {
+                                fwrite(hdr, sizeof(hdr), 1, f);
+                                fwrite(c->m->data, 1, c->m->data_len, f);
+                                fclose(f);
+                        }
+                }
         }
         c->received = total;
         c->lost = s.lost;
@@ -636,6 +697,7 @@ int main(void) {
                 {"unblock a claim whose writer wrote its header", test_unblock_after_header},
                 {"unblock a claim whose writer wrote nothing", test_unblock_before_header},
                 {"corrupt records are reported and skipped", test_corruption},
+                {"garbage in a stamp slot is not taken for a pad", test_garbage_stamp_before_claim},
                 {"slot limits and broadcast", test_slots},
                 {"threads: 3 publishers x 2 subscribers, block", test_threads_block},
                 {"futex wake of a sleeping reader", test_wake},
