@@ -4,6 +4,7 @@
  * systemd socket activation), signals, and the event loop.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <getopt.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shmbus.h"
@@ -20,6 +22,7 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 
 struct daemon {
         struct event_base *base;
@@ -56,6 +59,25 @@ static int listen_socket(const char *path) {
         char *slash;
         int fd;
 
+        /* Socket activation (sd_listen_fds(3)): the listening socket is fd 3. */
+        if (getenv("LISTEN_FDS") && getenv("LISTEN_PID") &&
+            atoi(getenv("LISTEN_PID")) == (int)getpid()) {
+                int type = 0, listening = 0;
+                socklen_t len = sizeof(type);
+
+                unsetenv("LISTEN_FDS");
+                unsetenv("LISTEN_PID");
+                unsetenv("LISTEN_FDNAMES");
+                if (getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET)
+                        return -ESOCKTNOSUPPORT;
+                len = sizeof(listening);
+                if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening)
+                        return -EINVAL;
+                if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0 ||
+                    fcntl(3, F_SETFL, fcntl(3, F_GETFL) | O_NONBLOCK) < 0)
+                        return -errno;
+                return 3;
+        }
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, path);
@@ -64,13 +86,6 @@ static int listen_socket(const char *path) {
         if (slash && slash != dir) {
                 *slash = '\0';
                 ensure_dir(dir, 0755);
-        }
-        /* Socket activation: systemd passes the listening socket as fd 3. */
-        if (getenv("LISTEN_FDS") && getenv("LISTEN_PID") &&
-            atoi(getenv("LISTEN_PID")) == (int)getpid() && atoi(getenv("LISTEN_FDS")) >= 1) {
-                unsetenv("LISTEN_FDS");
-                unsetenv("LISTEN_PID");
-                return 3;
         }
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
@@ -119,18 +134,33 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 
         if (sig == SIGHUP) {
                 struct config cfg;
+                struct timespec ts;
 
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                notify("RELOADING=1\nMONOTONIC_USEC=%llu",
+                       (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000);
                 if (load_config(d, &cfg) < 0) {
                         log_err("reload failed; keeping the running configuration");
+                        notify("READY=1\nSTATUS=reload failed; running on the previous configuration");
                         return;
                 }
                 broker_set_config(d->broker, &cfg);
                 config_deinit(&cfg);
                 log_info("configuration reloaded");
+                notify("READY=1\nSTATUS=serving %u channels (configuration reloaded)",
+                       broker_n_channels(d->broker));
                 return;
         }
         log_info("signal %d: shutting down", (int)sig);
+        notify("STOPPING=1\nSTATUS=shutting down");
         event_base_loopbreak(d->base);
+}
+
+/* The watchdog ping: from the event loop itself, so a wedged loop stops pinging. */
+static void on_watchdog(evutil_socket_t fd, short what, void *arg) {
+        struct daemon *d = arg;
+
+        notify("WATCHDOG=1\nSTATUS=serving %u channels", broker_n_channels(d->broker));
 }
 
 int main(int argc, char **argv) {
@@ -145,12 +175,13 @@ int main(int argc, char **argv) {
                 {0},
         };
         struct daemon d = {0};
-        struct event *sigs[3];
+        struct event *sigs[3], *watchdog = NULL;
         struct config cfg;
         bool check = false;
         int c, fd, r;
 
         log_open();
+        notify_init();
         while ((c = getopt_long(argc, argv, "s:d:c:u:hV", opts, NULL)) != -1) {
                 switch (c) {
                 case 's':
@@ -209,7 +240,9 @@ int main(int argc, char **argv) {
         fd = listen_socket(cfg.socket_path);
         if (fd < 0) {
                 log_err("socket %s: %s", cfg.socket_path,
-                        fd == -EADDRINUSE ? "another shmbusd is serving it" : strerror(-fd));
+                        fd == -EADDRINUSE        ? "another shmbusd is serving it"
+                        : fd == -ESOCKTNOSUPPORT ? "the activation socket must be SOCK_SEQPACKET"
+                                                 : strerror(-fd));
                 return 1;
         }
         signal(SIGPIPE, SIG_IGN);
@@ -223,14 +256,27 @@ int main(int argc, char **argv) {
         sigs[2] = evsignal_new(d.base, SIGHUP, on_signal, &d);
         for (int i = 0; i < 3; i++)
                 event_add(sigs[i], NULL);
+        if (notify_watchdog_usec()) {
+                /* Ping at half the interval, as sd_watchdog_enabled(3) advises. */
+                struct timeval tv = {.tv_sec = (time_t)(notify_watchdog_usec() / 2000000),
+                                     .tv_usec = (suseconds_t)(notify_watchdog_usec() / 2 % 1000000)};
+
+                watchdog = event_new(d.base, -1, EV_PERSIST, on_watchdog, &d);
+                event_add(watchdog, &tv);
+        }
         log_info("%s ready: socket %s, channels in %s (%u adopted), unblock after %u ms",
                  shmbus_version(), cfg.socket_path, cfg.shm_dir, broker_n_channels(d.broker),
                  cfg.unblock_timeout_ms);
+        /* Only now: the socket listens and every channel that could be adopted is. */
+        notify("READY=1\nSTATUS=serving %u channels from %s", broker_n_channels(d.broker),
+               cfg.shm_dir);
 
         event_base_dispatch(d.base);
 
         for (int i = 0; i < 3; i++)
                 event_free(sigs[i]);
+        if (watchdog)
+                event_free(watchdog);
         broker_free(d.broker);
         event_base_free(d.base);
         close(fd);

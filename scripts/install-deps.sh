@@ -4,7 +4,7 @@
 # Idempotent: does nothing (and needs no network) when everything is there.
 set -eu
 pkgs="autoconf automake libtool autoconf-archive pkg-config make gcc clang
-libclang-rt-14-dev libevent-dev libcjson-dev libcunit1-dev"
+libclang-rt-14-dev libevent-dev libcjson-dev libcunit1-dev systemd binutils"
 missing=""
 for p in $pkgs; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -702,6 +702,105 @@ static void test_reload(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
+/* ---- systemd: the notify protocol and socket activation ------------------------------------ */
+
+/* Start the daemon with extra environment and, if @fd3 >= 0, that descriptor as fd 3. */
+static pid_t spawn_daemon(const char *notify_path, int fd3) {
+        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
+        char bin[600];
+        pid_t pid;
+
+        snprintf(bin, sizeof(bin), "%s/daemon/shmbusd", top);
+        pid = fork();
+        if (pid == 0) {
+                char self[32];
+                int log = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                dup2(log, 1);
+                dup2(log, 2);
+                if (notify_path) {
+                        setenv("NOTIFY_SOCKET", notify_path, 1);
+                        setenv("WATCHDOG_USEC", "200000", 1);
+                }
+                if (fd3 >= 0) {
+                        dup2(fd3, 3);
+                        snprintf(self, sizeof(self), "%d", (int)getpid());
+                        setenv("LISTEN_PID", self, 1);
+                        setenv("LISTEN_FDS", "1", 1);
+                }
+                execl(bin, "shmbusd", "-s", sock, "-d", shm, (char *)NULL);
+                _exit(127);
+        }
+        return pid;
+}
+
+/* Wait up to @ms for a notification containing @what; returns true if it came. */
+static bool expect_notify(int fd, const char *what, int ms) {
+        int64_t end = ms_now() + ms;
+
+        while (ms_now() < end) {
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                char buf[600];
+                ssize_t n;
+
+                if (poll(&p, 1, (int)(end - ms_now())) != 1)
+                        break;
+                n = recv(fd, buf, sizeof(buf) - 1, 0);
+                if (n <= 0)
+                        break;
+                buf[n] = '\0';
+                if (strstr(buf, what))
+                        return true;
+        }
+        fprintf(stderr, "\n  no \"%s\" notification within %d ms\n", what, ms);
+        return false;
+}
+
+static void test_notify(void) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        pid_t d;
+
+        fresh_shm();
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", dir);
+        CU_ASSERT_EQUAL_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        d = spawn_daemon(sa.sun_path, -1);
+        CU_ASSERT(expect_notify(fd, "READY=1", 5000));
+        CU_ASSERT(expect_notify(fd, "WATCHDOG=1", 1000)); /* every 100 ms for a 200 ms watchdog */
+        CU_ASSERT(expect_notify(fd, "WATCHDOG=1", 1000));
+        kill(d, SIGHUP);
+        CU_ASSERT(expect_notify(fd, "RELOADING=1\nMONOTONIC_USEC=", 2000));
+        CU_ASSERT(expect_notify(fd, "READY=1", 2000));
+        kill(d, SIGTERM);
+        CU_ASSERT(expect_notify(fd, "STOPPING=1", 2000));
+        CU_ASSERT_EQUAL(test_wait(d), 0);
+        close(fd);
+}
+
+static void test_socket_activation_type(void) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        bool logged = false;
+        char line[512];
+        pid_t d;
+        FILE *f;
+
+        fresh_shm();
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/stream.sock", dir);
+        CU_ASSERT_EQUAL_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        CU_ASSERT_EQUAL_FATAL(listen(fd, 4), 0);
+        d = spawn_daemon(NULL, fd);
+        CU_ASSERT_EQUAL(test_wait(d), 1); /* refuses to serve the wrong kind of socket */
+        close(fd);
+        f = fopen(logpath, "r");
+        while (f && fgets(line, sizeof(line), f))
+                logged |= strstr(line, "must be SOCK_SEQPACKET") != NULL;
+        if (f)
+                fclose(f);
+        CU_ASSERT(logged);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"open, publish, receive across processes", test_open_pub_sub},
@@ -714,6 +813,8 @@ int main(void) {
                 {"corrupt channel files are not adopted", test_adopt_corrupt},
                 {"connection and channel limits", test_limits},
                 {"SIGHUP reloads; a bad config keeps the old one", test_reload},
+                {"systemd notify: READY, WATCHDOG, RELOADING, STOPPING", test_notify},
+                {"socket activation refuses a stream socket", test_socket_activation_type},
                 {NULL, NULL},
         };
         int rc;
