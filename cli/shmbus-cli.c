@@ -137,23 +137,33 @@ static cJSON *file_stats(const char *dir, const char *name, bool detail, int *re
         return o;
 }
 
-/* All channels: {"channels": [...]} from the daemon, or from the files if it is down. */
-static int get_list(cJSON **ret, bool *offline) {
+/*
+ * Ask the daemon. Returns 1 with *offline set if it is not running (the caller
+ * then reads the files), otherwise the request's result with the reply in *ret.
+ */
+static int ask_daemon(const char *req, cJSON **ret, bool *offline) {
+        _cleanup_free_ char *reply = NULL;
         shmbus_client *c = NULL;
         int r = connect_daemon(&c);
 
         *offline = r == -ECONNREFUSED;
-        if (r == 0) {
-                _cleanup_free_ char *reply = NULL;
+        if (*offline)
+                return 1;
+        if (r < 0)
+                return r;
+        r = shmbus_client_request(c, req, &reply);
+        shmbus_client_free(c);
+        if (r < 0)
+                return r;
+        *ret = cJSON_Parse(reply);
+        return *ret ? reply_errno(*ret) : -EPROTO;
+}
 
-                r = shmbus_client_request(c, "{\"v\":1,\"op\":\"list\"}", &reply);
-                shmbus_client_free(c);
-                if (r < 0)
-                        return r;
-                *ret = cJSON_Parse(reply);
-                return *ret ? reply_errno(*ret) : -EPROTO;
-        }
-        if (!*offline)
+/* All channels: {"channels": [...]} from the daemon, or from the files if it is down. */
+static int get_list(cJSON **ret, bool *offline) {
+        int r = ask_daemon("{\"v\":1,\"op\":\"list\"}", ret, offline);
+
+        if (r <= 0)
                 return r;
 
         const char *dir = shm_dir(NULL);
@@ -162,14 +172,11 @@ static int get_list(cJSON **ret, bool *offline) {
         cJSON *list = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(list, "channels");
 
         while (d && (de = readdir(d))) {
-                size_t n = strlen(de->d_name);
                 char name[SHMBUS_NAME_MAX + 1];
                 cJSON *o;
 
-                if (n < 5 || n - 4 > SHMBUS_NAME_MAX || strcmp(de->d_name + n - 4, ".ctl"))
+                if (!shmbus__channel_name_of_file(de->d_name, name))
                         continue;
-                memcpy(name, de->d_name, n - 4);
-                name[n - 4] = '\0';
                 o = file_stats(dir, name, false, &r);
                 if (o)
                         cJSON_AddItemToArray(arr, o);
@@ -183,23 +190,12 @@ static int get_list(cJSON **ret, bool *offline) {
 }
 
 static int get_status(const char *name, cJSON **ret, bool *offline) {
-        shmbus_client *c = NULL;
-        int r = connect_daemon(&c);
+        char req[128];
+        int r;
 
-        *offline = r == -ECONNREFUSED;
-        if (r == 0) {
-                _cleanup_free_ char *reply = NULL;
-                char req[128];
-
-                snprintf(req, sizeof(req), "{\"v\":1,\"op\":\"stat\",\"name\":\"%s\"}", name);
-                r = shmbus_client_request(c, req, &reply);
-                shmbus_client_free(c);
-                if (r < 0)
-                        return r;
-                *ret = cJSON_Parse(reply);
-                return *ret ? reply_errno(*ret) : -EPROTO;
-        }
-        if (!*offline)
+        snprintf(req, sizeof(req), "{\"v\":1,\"op\":\"stat\",\"name\":\"%s\"}", name);
+        r = ask_daemon(req, ret, offline);
+        if (r <= 0)
                 return r;
         *ret = file_stats(shm_dir(NULL), name, true, &r);
         return r;

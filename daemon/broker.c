@@ -156,15 +156,10 @@ static void adopt_existing(struct broker *b) {
                 return;
         while ((de = readdir(d))) {
                 char name[SHMBUS_NAME_MAX + 1];
-                size_t n = strlen(de->d_name);
                 int ctl_fd = -1, data_fd = -1, r;
                 struct stat st;
 
-                if (n < 5 || n - 4 > SHMBUS_NAME_MAX || strcmp(de->d_name + n - 4, ".ctl") != 0)
-                        continue;
-                memcpy(name, de->d_name, n - 4);
-                name[n - 4] = '\0';
-                if (!shmbus__name_is_valid(name) || chan_find(b, name))
+                if (!shmbus__channel_name_of_file(de->d_name, name) || chan_find(b, name))
                         continue;
                 if (b->n_channels >= b->cfg.max_channels) {
                         log_warn("channel %s not adopted: max_channels (%u) reached", name,
@@ -462,6 +457,26 @@ static const char *get_name(const cJSON *req) {
         return cJSON_IsString(n) && shmbus__name_is_valid(n->valuestring) ? n->valuestring : NULL;
 }
 
+/* The channel a request names; on NULL, *ret holds the result of the error reply sent. */
+static struct chan *request_chan(struct broker *b, struct peer *p, const cJSON *req, int *ret) {
+        const char *name = get_name(req);
+        struct chan *c = name ? chan_find(b, name) : NULL;
+
+        if (!name)
+                *ret = reply_error(p, EINVAL, "\"name\": not a valid channel name");
+        else if (!c)
+                *ret = reply_error(p, ENOENT, "no channel %s", name);
+        return c;
+}
+
+/* Send a success reply and free it. */
+static int reply_send(struct peer *p, cJSON *reply) {
+        int r = send_reply(p, reply, NULL, 0);
+
+        cJSON_Delete(reply);
+        return r;
+}
+
 static int op_open(struct broker *b, struct peer *p, const cJSON *req) {
         const char *name = get_name(req);
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(req, "role");
@@ -547,7 +562,6 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req) {
 static int op_list(struct broker *b, struct peer *p) {
         cJSON *reply = reply_new(true);
         cJSON *arr = cJSON_AddArrayToObject(reply, "channels");
-        int r;
 
         for (unsigned i = 0; i < b->n_channels; i++) {
                 cJSON *o = cJSON_CreateObject();
@@ -556,51 +570,42 @@ static int op_list(struct broker *b, struct peer *p) {
                                    b->channels[i]->owner, false);
                 cJSON_AddItemToArray(arr, o);
         }
-        r = send_reply(p, reply, NULL, 0);
-        cJSON_Delete(reply);
-        return r;
+        return reply_send(p, reply);
 }
 
 static int op_stat(struct broker *b, struct peer *p, const cJSON *req) {
-        const char *name = get_name(req);
-        struct chan *c = name ? chan_find(b, name) : NULL;
+        struct chan *c;
         cJSON *reply;
         int r;
 
-        if (!name)
-                return reply_error(p, EINVAL, "\"name\": not a valid channel name");
+        c = request_chan(b, p, req, &r);
         if (!c)
-                return reply_error(p, ENOENT, "no channel %s", name);
+                return r;
         reply = reply_new(true);
         shmbus__stats_json(reply, &c->map->ring, c->name, c->owner, true);
-        r = send_reply(p, reply, NULL, 0);
-        cJSON_Delete(reply);
-        return r;
+        return reply_send(p, reply);
 }
 
 static int op_delete(struct broker *b, struct peer *p, const cJSON *req) {
-        const char *name = get_name(req);
-        struct chan *c = name ? chan_find(b, name) : NULL;
-        cJSON *reply;
+        char name[SHMBUS_NAME_MAX + 1];
+        struct chan *c;
         int r;
 
-        if (!name)
-                return reply_error(p, EINVAL, "\"name\": not a valid channel name");
+        c = request_chan(b, p, req, &r);
         if (!c)
-                return reply_error(p, ENOENT, "no channel %s", name);
+                return r;
         if (p->uid != 0 && p->uid != c->owner) {
-                log_notice("denied: uid %u may not delete channel %s", p->uid, name);
-                return reply_error(p, EACCES, "only the owner or root may delete channel %s", name);
+                log_notice("denied: uid %u may not delete channel %s", p->uid, c->name);
+                return reply_error(p, EACCES, "only the owner or root may delete channel %s",
+                                   c->name);
         }
         /* Members keep their mappings; nobody new can open it. Sleepers are told to look. */
+        snprintf(name, sizeof(name), "%s", c->name);
         shmbus__ring_wake_all(&c->map->ring);
         shmbus_channel_unlink(b->cfg.shm_dir, name);
         chan_remove(b, c);
         log_info("channel %s deleted by uid %u", name, p->uid);
-        reply = reply_new(true);
-        r = send_reply(p, reply, NULL, 0);
-        cJSON_Delete(reply);
-        return r;
+        return reply_send(p, reply_new(true));
 }
 
 static int handle_request(struct broker *b, struct peer *p, const char *text) {
@@ -625,19 +630,15 @@ static int handle_request(struct broker *b, struct peer *p, const char *text) {
                 cJSON_AddNumberToObject(reply, "protocol", 1);
                 cJSON_AddStringToObject(reply, "shm_dir", b->cfg.shm_dir);
                 cJSON_AddNumberToObject(reply, "unblock_timeout_ms", b->cfg.unblock_timeout_ms);
-                r = send_reply(p, reply, NULL, 0);
-                cJSON_Delete(reply);
+                r = reply_send(p, reply);
         } else if (strcmp(op->valuestring, "open") == 0) {
                 r = op_open(b, p, req);
         } else if (strcmp(op->valuestring, "close") == 0) {
                 const char *name = get_name(req);
 
                 if (name) {
-                        cJSON *reply = reply_new(true);
-
                         peer_forget(p, name);
-                        r = send_reply(p, reply, NULL, 0);
-                        cJSON_Delete(reply);
+                        r = reply_send(p, reply_new(true));
                 } else {
                         r = reply_error(p, EINVAL, "\"name\": not a valid channel name");
                 }

@@ -63,6 +63,17 @@ bool shmbus__name_is_valid(const char *name) {
         return true;
 }
 
+/* "NAME.ctl" -> NAME, for scanning a shm directory; false for any other file. */
+bool shmbus__channel_name_of_file(const char *file, char ret_name[SHMBUS_NAME_MAX + 1]) {
+        size_t n = strlen(file);
+
+        if (n < 5 || n - 4 > SHMBUS_NAME_MAX || strcmp(file + n - 4, ".ctl") != 0)
+                return false;
+        memcpy(ret_name, file, n - 4);
+        ret_name[n - 4] = '\0';
+        return shmbus__name_is_valid(ret_name);
+}
+
 SHMBUS_EXPORT const char *shmbus_version(void) {
         return PACKAGE_VERSION;
 }

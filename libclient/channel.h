@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -26,6 +27,7 @@ struct shmbus_channel {
 };
 
 void shmbus__opts_default(struct shmbus_ring_geom *g);
+bool shmbus__channel_name_of_file(const char *file, char ret_name[SHMBUS_NAME_MAX + 1]);
 const struct shmbus_ring_geom *shmbus__opts_geom(const shmbus_opts *opts);
 int shmbus__channel_map(int ctl_fd, int data_fd, int flags, shmbus_channel **ret_chan);
 int shmbus__channel_create_fds(const char *dir, const char *name,
