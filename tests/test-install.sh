@@ -29,7 +29,7 @@ eval "$(sed -n 's/^\(prefix\|exec_prefix\|libdir\|includedir\)=\(.*\)/\1="\2"/p'
 for f in "$prefix/sbin/shmbusd" "$prefix/bin/shmbus-cli" "$libdir/libshmbus.so.1" \
         "$libdir/libshmbus.a" "$includedir/shmbus.h" "$includedir/shmbus/version.h" \
         "$libdir/pkgconfig/libshmbus.pc" "$prefix/share/man/man1/shmbus-cli.1" \
-        "$prefix/share/man/man8/shmbusd.8" "$prefix/lib/systemd/system/shmbusd.service" \
+        "$prefix/share/man/man8/shmbusd.8" "$prefix/share/man/man3/shmbus.3" "$prefix/lib/systemd/system/shmbusd.service" \
         "$prefix/lib/systemd/system/shmbusd.socket" "$prefix/lib/sysusers.d/shmbus.conf" \
         "$prefix/lib/tmpfiles.d/shmbus.conf" "$prefix/etc/shmbus/shmbusd.json"; do
         [ -e "$dest$f" ] || fail "not installed: $f"
