@@ -351,10 +351,17 @@ static void on_pid_exit(evutil_socket_t fd, short what, void *arg) {
         event_del(p->pid_ev);
 }
 
-static void peer_note_open(struct peer *p, const char *name) {
+static bool peer_has_open(const struct peer *p, const char *name) {
         for (unsigned i = 0; i < p->n_open; i++)
                 if (strcmp(p->open[i], name) == 0)
-                        return;
+                        return true;
+        return false;
+}
+
+/* Callers have checked the bound (op_open); a full table is never written past. */
+static void peer_note_open(struct peer *p, const char *name) {
+        if (peer_has_open(p, name) || p->n_open >= PEER_CHANNELS_MAX)
+                return;
         snprintf(p->open[p->n_open++], sizeof(p->open[0]), "%s", name);
 }
 
@@ -494,8 +501,9 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req) {
         publish = role->valuestring[0] == 'p';
         if (create && !cJSON_IsObject(create) && !cJSON_IsBool(create))
                 return reply_error(p, EINVAL, "\"create\": expected true, false or an object of channel settings");
-        if (p->n_open >= PEER_CHANNELS_MAX && !chan_find(b, name))
-                return reply_error(p, EUSERS, "too many channels open on this connection");
+        if (p->n_open >= PEER_CHANNELS_MAX && !peer_has_open(p, name))
+                return reply_error(p, EUSERS, "too many channels open on this connection (%d)",
+                                   PEER_CHANNELS_MAX);
 
         c = chan_find(b, name);
         if (!c) {

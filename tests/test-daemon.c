@@ -662,6 +662,44 @@ static void test_limits(void) {
         CU_ASSERT_EQUAL(shmbus_client_open(c[0], "three", SHMBUS_OPEN_CREATE, NULL, &ch), -EUSERS);
         for (int i = 0; i < 3; i++)
                 shmbus_client_free(c[i]);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+
+        /*
+         * One connection may hold 64 channels open; the 65th is refused whether it
+         * exists or not, and reopening one it already holds is fine.
+         */
+        d = daemon_start_fresh("{\"max_channels\": 100}");
+        shmbus_opts *o;
+        char name[16];
+        shmbus_opts_new(&o);
+        shmbus_opts_set_capacity(o, 4096);
+        CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c[0]), 0);
+        for (int i = 0; i < 70; i++) {
+                /* Made through fresh connections: each has the same limit. */
+                if (i % 32 == 0) {
+                        if (i)
+                                shmbus_client_free(c[1]);
+                        CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c[1]), 0);
+                }
+                snprintf(name, sizeof(name), "many%d", i);
+                CU_ASSERT_EQUAL_FATAL(shmbus_client_open(c[1], name, SHMBUS_OPEN_CREATE, o, &ch), 0);
+                shmbus_channel_unref(ch);
+        }
+        for (int i = 0; i < 70; i++) {
+                snprintf(name, sizeof(name), "many%d", i);
+                int r = shmbus_client_open(c[0], name, 0, NULL, &ch);
+
+                CU_ASSERT_EQUAL(r, i < 64 ? 0 : -EUSERS);
+                if (r == 0)
+                        shmbus_channel_unref(ch);
+        }
+        CU_ASSERT_EQUAL(shmbus_client_open(c[0], "many3", 0, NULL, &ch), 0);
+        shmbus_channel_unref(ch);
+        shmbus_opts_free(o);
+        shmbus_client_free(c[0]);
+        shmbus_client_free(c[1]);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        d = daemon_start("{\"max_connections\": 3, \"max_channels\": 2}");
         sleep_ms(50);
         CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c[0]), 0); /* a freed place is usable again */
         shmbus_client_free(c[0]);
