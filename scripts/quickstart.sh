@@ -10,14 +10,19 @@ cd "$top"
 sh scripts/install-deps.sh
 sh scripts/build.sh build
 
-./build/daemon/shmbusd &
-daemon=$!
-trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT INT TERM
-for _ in $(seq 50); do
-        [ -S /run/shmbus/shmbusd.sock ] && break
-        kill -0 $daemon 2>/dev/null || { echo "shmbusd failed to start" >&2; exit 1; }
-        sleep 0.1
-done
+daemon=
+if ./build/cli/shmbus-cli version 2>/dev/null | grep -q "^shmbusd [0-9]"; then
+        echo "=== a shmbusd is already serving /run/shmbus/shmbusd.sock: using it"
+else
+        ./build/daemon/shmbusd &
+        daemon=$!
+        trap 'kill $daemon 2>/dev/null; wait $daemon 2>/dev/null' EXIT INT TERM
+        for _ in $(seq 50); do
+                ./build/cli/shmbus-cli version 2>/dev/null | grep -q "^shmbusd [0-9]" && break
+                kill -0 $daemon 2>/dev/null || { echo "shmbusd failed to start" >&2; exit 1; }
+                sleep 0.1
+        done
+fi
 
 echo
 echo "=== demo: a publisher and a subscriber process on channel \"demo\", through shmbusd"
@@ -25,8 +30,11 @@ echo "=== demo: a publisher and a subscriber process on channel \"demo\", throug
 echo
 echo "=== channels as shmbusd sees them"
 ls -l /dev/shm/shmbus
-if [ -t 0 ]; then
+echo
+./build/cli/shmbus-cli list
+if [ -t 0 ] && [ -n "$daemon" ]; then
         echo
         echo "shmbusd (pid $daemon) is serving /run/shmbus/shmbusd.sock. Ctrl-C stops it."
+        echo "Try, in another terminal: ./build/cli/shmbus-cli tail demo -f"
         wait $daemon
 fi
