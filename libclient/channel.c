@@ -619,7 +619,7 @@ SHMBUS_EXPORT ssize_t shmbus_sub_recv(shmbus_sub *sub, void *buf, size_t size, i
                         return r;
                 if (len > size) {
                         /* Leave the message where it is: the caller retries with more room. */
-                        sub->rs.borrowed = false;
+                        shmbus__ring_unpeek(&sub->rs);
                         return -EMSGSIZE;
                 }
                 memcpy(buf, data, len);

@@ -739,6 +739,11 @@ int shmbus__ring_release(struct shmbus_ring_sub *s) {
         return 0;
 }
 
+/* Give back a borrowed record unread: the next peek returns it again. */
+void shmbus__ring_unpeek(struct shmbus_ring_sub *s) {
+        s->borrowed = false;
+}
+
 bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s) {
         const struct shmbus_rec *rec = rec_at(s->ring, s->pos);
         uint64_t stamp = atomic_load_explicit(&((struct shmbus_rec *)rec)->stamp, SEQCST);

@@ -87,6 +87,7 @@ int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_
 void shmbus__ring_sub_leave(struct shmbus_ring_sub *s);
 int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *ret_len);
 int shmbus__ring_release(struct shmbus_ring_sub *s);
+void shmbus__ring_unpeek(struct shmbus_ring_sub *s);
 int shmbus__ring_wait_data(struct shmbus_ring_sub *s, int64_t timeout_ns);
 bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s);
 
