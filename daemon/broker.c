@@ -46,10 +46,15 @@ struct chan {
         shmbus_channel *map;
         uid_t owner;
         gid_t group;
-        /* For unblock: what each subscriber slot was stuck on, and since when. */
-        uint64_t *stuck_pos;
-        uint64_t *stuck_stamp;
-        int64_t *stuck_since;
+        /* For unblock: what each subscriber slot is stuck on, and since when. */
+        struct stuck *stuck;
+};
+
+struct stuck {
+        uint64_t pos;
+        uint64_t stamp;
+        int64_t since; /* 0: not stuck */
+        bool warned;   /* told the log a live publisher holds the claim */
 };
 
 struct peer {
@@ -89,9 +94,7 @@ static struct chan *chan_free(struct chan *c) {
         if (!c)
                 return NULL;
         shmbus_channel_unref(c->map);
-        free(c->stuck_pos);
-        free(c->stuck_stamp);
-        free(c->stuck_since);
+        free(c->stuck);
         free(c);
         return NULL;
 }
@@ -122,11 +125,9 @@ static int chan_add(struct broker *b, const char *name, int ctl_fd, int data_fd,
         c->owner = owner;
         c->group = group;
         subs = c->map->ring.max_subs;
-        c->stuck_pos = calloc(subs, sizeof(*c->stuck_pos));
-        c->stuck_stamp = calloc(subs, sizeof(*c->stuck_stamp));
-        c->stuck_since = calloc(subs, sizeof(*c->stuck_since));
+        c->stuck = calloc(subs, sizeof(*c->stuck));
         arr = reallocarray(b->channels, b->n_channels + 1, sizeof(*arr));
-        if (!c->stuck_pos || !c->stuck_stamp || !c->stuck_since || !arr) {
+        if (!c->stuck || !arr) {
                 if (arr)
                         b->channels = arr;
                 chan_free(c);
@@ -237,49 +238,14 @@ static unsigned chan_reap_pid(struct chan *c, pid_t pid) {
 /*
  * Periodic repair: release slots of processes that no longer exist (also those
  * of clients of a previous daemon), and pad over claims that have kept a
- * subscriber waiting, unchanged, for the whole unblock timeout.
+ * subscriber waiting, unchanged, for the whole unblock timeout and whose
+ * writer is dead. Publishers go first, so that a claim of a publisher found
+ * dead in this sweep can be padded over in this sweep too.
  */
 static void chan_sweep(struct broker *b, struct chan *c, int64_t now) {
         struct shmbus_ring *r = &c->map->ring;
         int64_t timeout = (int64_t)b->cfg.unblock_timeout_ms * 1000000;
 
-        for (uint32_t i = 0; i < r->max_subs; i++) {
-                struct shmbus_sub_slot *s = &r->subs[i];
-                uint64_t pos, stamp;
-
-                uint32_t owner = atomic_load(&s->pid);
-
-                if (owner && !pid_alive((pid_t)owner)) {
-                        log_info("channel %s: released subscriber slot %u of dead pid %u", c->name,
-                                 i, owner);
-                        shmbus__ring_sub_slot_release(r, i);
-                        shmbus__ring_slot_clear_pid(&s->pid, owner);
-                        c->stuck_since[i] = 0;
-                        continue;
-                }
-                if (atomic_load(&s->state) != SHMBUS_SLOT_ACTIVE) {
-                        c->stuck_since[i] = 0;
-                        continue;
-                }
-                pos = atomic_load(&s->pos);
-                if (!shmbus__ring_pending(r, pos, &stamp)) {
-                        c->stuck_since[i] = 0;
-                        continue;
-                }
-                if (c->stuck_since[i] == 0 || c->stuck_pos[i] != pos ||
-                    c->stuck_stamp[i] != stamp) {
-                        c->stuck_pos[i] = pos;
-                        c->stuck_stamp[i] = stamp;
-                        c->stuck_since[i] = now;
-                        continue;
-                }
-                if (now - c->stuck_since[i] >= timeout && shmbus__ring_unblock(r, pos) > 0) {
-                        log_warn("channel %s: padded over a claim at position %llu left open for "
-                                 "%u ms (writer dead or hung)",
-                                 c->name, (unsigned long long)pos, b->cfg.unblock_timeout_ms);
-                        c->stuck_since[i] = 0;
-                }
-        }
         for (uint32_t i = 0; i < r->max_pubs; i++) {
                 struct shmbus_pub_slot *p = &r->pubs[i];
                 uint32_t owner = atomic_load(&p->pid);
@@ -289,6 +255,51 @@ static void chan_sweep(struct broker *b, struct chan *c, int64_t now) {
                                  i, owner);
                         shmbus__ring_pub_slot_release(r, i);
                         shmbus__ring_slot_clear_pid(&p->pid, owner);
+                }
+        }
+        for (uint32_t i = 0; i < r->max_subs; i++) {
+                struct shmbus_sub_slot *s = &r->subs[i];
+                struct stuck *st = &c->stuck[i];
+                uint32_t owner = atomic_load(&s->pid);
+                uint64_t pos, stamp;
+                int ret;
+
+                if (owner && !pid_alive((pid_t)owner)) {
+                        log_info("channel %s: released subscriber slot %u of dead pid %u", c->name,
+                                 i, owner);
+                        shmbus__ring_sub_slot_release(r, i);
+                        shmbus__ring_slot_clear_pid(&s->pid, owner);
+                        st->since = 0;
+                        continue;
+                }
+                if (atomic_load(&s->state) != SHMBUS_SLOT_ACTIVE) {
+                        st->since = 0;
+                        continue;
+                }
+                pos = atomic_load(&s->pos);
+                if (!shmbus__ring_pending(r, pos, &stamp)) {
+                        st->since = 0;
+                        continue;
+                }
+                if (st->since == 0 || st->pos != pos || st->stamp != stamp) {
+                        *st = (struct stuck){.pos = pos, .stamp = stamp, .since = now};
+                        continue;
+                }
+                if (now - st->since < timeout)
+                        continue;
+                ret = shmbus__ring_unblock(r, pos);
+                if (ret > 0) {
+                        log_warn("channel %s: padded over a claim at position %llu whose writer "
+                                 "died before committing it",
+                                 c->name, (unsigned long long)pos);
+                        st->since = 0;
+                } else if (ret == -EBUSY && !st->warned) {
+                        log_warn("channel %s: subscribers have waited %u ms on a claim at "
+                                 "position %llu held by live pid %u (stopped or hung?); it is "
+                                 "padded over only once that process is gone",
+                                 c->name, b->cfg.unblock_timeout_ms, (unsigned long long)pos,
+                                 shmbus__ring_claim_owner(r, pos));
+                        st->warned = true;
                 }
         }
 }

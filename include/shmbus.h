@@ -266,8 +266,9 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub);
  * @ret_buf: receives where to write exactly @len bytes.
  *
  * Follow with shmbus_pub_commit() or shmbus_pub_abort(), soon: subscribers
- * cannot read past an open claim, and shmbusd pads over a claim that stays
- * open past its timeout (the later commit then fails with -ETIMEDOUT).
+ * cannot read past an open claim. shmbusd pads over a claim only once its
+ * publisher has died; a live publisher that never commits holds the channel
+ * (shmbusd logs its pid after the unblock timeout).
  *
  * Lifetime: *ret_buf is valid until the commit or abort.
  * Return: 0, -EINVAL, -EMSGSIZE, -EBUSY (a claim is already open), -EAGAIN
@@ -279,8 +280,7 @@ SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, 
  * shmbus_pub_commit() - publish the claimed message.
  * @pub: a publisher with an open claim.
  *
- * Return: 0, -EINVAL (no open claim), -ETIMEDOUT (the claim was padded over
- * because it stayed open too long; the message was not published).
+ * Return: 0, -EINVAL (no open claim).
  */
 SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub);
 
@@ -288,7 +288,7 @@ SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub);
  * shmbus_pub_abort() - give up the claimed space; subscribers skip it.
  * @pub: a publisher with an open claim.
  *
- * Return: 0, -EINVAL (no open claim), -ETIMEDOUT (already padded over).
+ * Return: 0, -EINVAL (no open claim).
  */
 SHMBUS_EXPORT int shmbus_pub_abort(shmbus_pub *pub);
 

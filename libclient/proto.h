@@ -34,7 +34,7 @@
 
 #define SHMBUS_CTL_MAGIC    UINT64_C(0x314c544353424d53) /* "SMBSCTL1" little-endian */
 #define SHMBUS_LAYOUT_MAJOR 1
-#define SHMBUS_LAYOUT_MINOR 0
+#define SHMBUS_LAYOUT_MINOR 1
 #define SHMBUS_LINE         128
 #define SHMBUS_NAME_MAX     63
 
@@ -127,7 +127,14 @@ struct shmbus_pub_slot {
         _Atomic uint64_t full;    /* claims refused: ring full (-EAGAIN) or timed out */
         _Atomic uint32_t uid;     /* owner uid */
         uint32_t reserved0;       /* zero */
-        uint8_t pad[SHMBUS_LINE - 56];
+        /*
+         * The bytes [claim_begin, claim_end) this publisher is claiming or holds,
+         * stored before its claim CAS: the daemon never pads over a claim whose
+         * owner's slot is still active (layout 1.1).
+         */
+        _Atomic uint64_t claim_begin;
+        _Atomic uint64_t claim_end;
+        uint8_t pad[SHMBUS_LINE - 72];
 };
 
 struct shmbus_ctl {
@@ -180,6 +187,7 @@ static_assert(sizeof(struct shmbus_sub_slot) == SHMBUS_LINE, "one line per subsc
 static_assert(sizeof(struct shmbus_pub_slot) == SHMBUS_LINE, "one line per publisher");
 static_assert(offsetof(struct shmbus_sub_slot, uid) == 48, "sub slot layout");
 static_assert(offsetof(struct shmbus_pub_slot, uid) == 48, "pub slot layout");
+static_assert(offsetof(struct shmbus_pub_slot, claim_begin) == 56, "pub slot claim range");
 static_assert(offsetof(struct shmbus_ctl, name) == 64, "geometry layout");
 static_assert(offsetof(struct shmbus_ctl, tail) == 1 * SHMBUS_LINE, "claim word line");
 static_assert(offsetof(struct shmbus_ctl, head_cache) == 2 * SHMBUS_LINE, "head line");

@@ -54,7 +54,8 @@ struct shmbus_ring_pub {
 struct shmbus_ring_sub {
         struct shmbus_ring *ring;
         struct shmbus_sub_slot *slot;
-        uint64_t pos;      /* next record to read */
+        uint64_t pos;       /* next record to read */
+        uint64_t published; /* the position last stored in the slot */
         uint64_t next_seq; /* message number expected next */
         uint64_t received; /* local copies of the slot counters (single writer) */
         uint64_t bytes;
@@ -94,6 +95,7 @@ bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s);
 /* Recovery, used by the daemon (and by tests): see docs/ORDERING.md "Unblock". */
 bool shmbus__ring_pending(const struct shmbus_ring *r, uint64_t pos, uint64_t *ret_stamp);
 int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos);
+uint32_t shmbus__ring_claim_owner(const struct shmbus_ring *r, uint64_t pos);
 void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx);
 void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx);
 void shmbus__ring_wake_all(struct shmbus_ring *r);
