@@ -1,45 +1,107 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * shmbus-bench: measures shmbus between two processes pinned to two CPUs, and
- * the baselines it is judged against, in the same run:
+ * shmbus-bench: shmbus measured against the physical limit and its peers, in
+ * one run on one machine.
  *
- *   cacheline   two processes bounce one cache line (the physical floor)
- *   pingpong    64 B round trips over two shmbus channels (busy, spin, sleep)
- *   spsc        a trivial hand-written SPSC shared-memory ring (the ceiling)
- *   stream      one-way shmbus throughput, copying and zero-copy
+ *   rtt      64 B ping-pong between two processes pinned to two CPUs, with a
+ *            busy-polling, a spin-then-sleep and an always-sleeping reader
+ *   stream   one-way throughput at 64 B, 1 KiB, 4 KiB and 64 KiB
+ *   fanin    N publishers -> 1 subscriber
+ *   fanout   1 publisher -> N subscribers
  *
- * Results are printed with ratios to the baselines; absolute numbers drift on
- * shared VMs, ratios measured in one run do not.
+ * Baselines of the same run: one cache line bounced between two processes (the
+ * floor), a hand-written SPSC ring (the ceiling), a raw futex mailbox, a pipe,
+ * a Unix socket, and iceoryx when built with it and its RouDi is running.
+ * Absolute numbers drift on shared VMs; the ratios to the baselines measured
+ * minutes apart on the same machine are what to read. System calls per message
+ * are counted in a separate, shorter pass with the raw_syscalls:sys_enter
+ * tracepoint, so that counting does not slow the timed pass.
+ *
+ * Usage: shmbus-bench [--quick] [--out DIR] [--only rtt,stream,fanin,fanout]
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <getopt.h>
+#include <linux/perf_event.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdalign.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "shmbus.h"
 
-#include "ring.h"
+#define MAX_ROLES 8
+#define MAX_LINKS 8
+#define MAX_ROWS 256
+#define MSG_MAX 65536
+#define ROLE_TIMEOUT_S 120
+
+static const char *const mode_names[] = {"busy-poll", "spin-then-sleep", "always-sleep"};
 
 struct pct {
         double p50, p90, p99, p999, max;
 };
 
-static char dir[256];
+struct row {
+        const char *scenario;
+        const char *transport;
+        enum wait_mode mode;
+        size_t size;
+        int ntx, nrx;
+        bool ok;
+        const char *note; /* why it was skipped or failed */
+        struct pct rtt;   /* ns, for rtt rows */
+        double floor_p50; /* ns, the cache-line floor measured just before this row */
+        double msgs;      /* per second, for throughput rows */
+        double syscalls;  /* per message (per round trip for rtt); < 0 if not counted */
+        double ratio;     /* to the row's baseline, 0 if none */
+        const char *ratio_to;
+};
 
-static int64_t now_ns(void) {
-        struct timespec ts;
+static struct row rows[MAX_ROWS];
+static size_t nrows;
+static bool quick;
+static bool with_iceoryx;
 
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+/* ---- processes ------------------------------------------------------------------------------ */
+
+struct barrier {
+        _Atomic uint32_t arrived;
+        _Atomic uint32_t generation;
+        uint32_t parties;
+};
+
+/* What the roles of one run share with each other and with the coordinator. */
+struct shared {
+        struct barrier bar;
+        int64_t t_start[MAX_ROLES];
+        int64_t t_end[MAX_ROLES];
+        int64_t syscalls[MAX_ROLES];
+        int64_t samples[]; /* round-trip times, for rtt */
+};
+
+static void barrier_wait(struct barrier *b) {
+        uint32_t gen = atomic_load(&b->generation);
+
+        if (atomic_fetch_add(&b->arrived, 1) + 1 == b->parties) {
+                atomic_store(&b->arrived, 0);
+                atomic_fetch_add(&b->generation, 1);
+                bench_futex_wake(&b->generation);
+                return;
+        }
+        while (atomic_load(&b->generation) == gen)
+                bench_futex_wait(&b->generation, gen);
 }
 
 static void pin(int cpu) {
@@ -48,6 +110,235 @@ static void pin(int cpu) {
         CPU_ZERO(&set);
         CPU_SET(cpu % (int)sysconf(_SC_NPROCESSORS_ONLN), &set);
         sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* ---- system calls, counted by the kernel's tracepoint ------------------------------------- */
+
+static long syscall_tracepoint_id(void) {
+        static long id = -2;
+        static const char *const paths[] = {
+                "/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
+                "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
+        };
+
+        if (id != -2)
+                return id;
+        id = -1;
+        for (size_t i = 0; i < 2 && id < 0; i++) {
+                FILE *f = fopen(paths[i], "re");
+
+                if (!f)
+                        continue;
+                if (fscanf(f, "%ld", &id) != 1)
+                        id = -1;
+                fclose(f);
+        }
+        return id;
+}
+
+/* A disabled counter of this process' system calls, or -1. */
+static int syscalls_open(void) {
+        struct perf_event_attr a = {
+                .type = PERF_TYPE_TRACEPOINT,
+                .size = sizeof(a),
+                .config = (uint64_t)syscall_tracepoint_id(),
+                .disabled = 1,
+                .sample_period = 1,
+        };
+
+        if (syscall_tracepoint_id() < 0)
+                return -1;
+        return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
+static void syscalls_start(int fd) {
+        if (fd >= 0)
+                ioctl(fd, PERF_EVENT_IOC_ENABLE, 0);
+}
+
+/* The count since syscalls_start(), less the ioctl that stopped it. */
+static int64_t syscalls_stop(int fd) {
+        uint64_t n = 0;
+
+        if (fd < 0)
+                return -1;
+        ioctl(fd, PERF_EVENT_IOC_DISABLE, 0);
+        if (read(fd, &n, sizeof(n)) != sizeof(n))
+                n = 0;
+        close(fd);
+        return n > 0 ? (int64_t)n - 1 : 0;
+}
+
+/* ---- one run: links, roles, results -------------------------------------------------------- */
+
+struct run {
+        const struct link_ops *ops;
+        enum wait_mode mode;
+        size_t size;
+        size_t count; /* messages per publisher (round trips for rtt) */
+        int ntx, nrx;
+        bool count_syscalls;
+        struct link links[MAX_LINKS];
+        int nlinks;
+        struct shared *sh;
+        size_t sh_len;
+};
+
+typedef int (*role_fn)(struct run *run, int role);
+
+static int next_link_index;
+
+static int run_setup(struct run *run, int nlinks, int parties) {
+        run->sh_len = sizeof(struct shared) + (run->count + 32) * sizeof(int64_t);
+        run->sh = mmap(NULL, run->sh_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+                       0);
+        if (run->sh == MAP_FAILED)
+                return -ENOMEM;
+        run->sh->bar.parties = (uint32_t)parties;
+        run->nlinks = nlinks;
+        for (int i = 0; i < nlinks; i++) {
+                struct link *l = &run->links[i];
+                int r;
+
+                *l = (struct link){
+                        .ops = run->ops,
+                        .mode = run->mode,
+                        .msg_size = run->size,
+                        .index = next_link_index++,
+                };
+                r = run->ops->create(l);
+                if (r < 0) {
+                        run->nlinks = i;
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static void run_teardown(struct run *run) {
+        for (int i = 0; i < run->nlinks; i++)
+                run->ops->destroy(&run->links[i]);
+        munmap(run->sh, run->sh_len);
+}
+
+/* Fork one process per role, pinned where asked (cpu < 0: anywhere); 0 if all succeeded. */
+static int run_roles(struct run *run, int nroles, role_fn fn, const int *cpus) {
+        pid_t pids[MAX_ROLES];
+        int failed = 0;
+
+        fflush(NULL);
+        for (int i = 0; i < nroles; i++) {
+                pids[i] = fork();
+                if (pids[i] < 0)
+                        return -errno;
+                if (pids[i] == 0) {
+                        alarm(ROLE_TIMEOUT_S);
+                        if (cpus && cpus[i] >= 0)
+                                pin(cpus[i]);
+                        _exit(fn(run, i) < 0 ? 1 : 0);
+                }
+        }
+        for (int left = nroles; left > 0; left--) {
+                int status;
+                pid_t pid = wait(&status);
+
+                if (pid < 0)
+                        break;
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                        /* One role gone means its peers would wait forever. */
+                        if (!failed)
+                                for (int i = 0; i < nroles; i++)
+                                        if (pids[i] != pid)
+                                                kill(pids[i], SIGKILL);
+                        failed = -EIO;
+                }
+        }
+        return failed;
+}
+
+static void fill(uint8_t *msg, size_t size, uint64_t seq) {
+        memcpy(msg, &seq, sizeof(seq) < size ? sizeof(seq) : size);
+}
+
+static uint64_t seq_of(const uint8_t *msg) {
+        uint64_t seq;
+
+        memcpy(&seq, msg, sizeof(seq));
+        return seq;
+}
+
+/* ---- the floor: one cache line bounced between two processes ---------------------------- */
+
+static int role_cacheline(struct run *run, int role) {
+        /* Two cache lines clear of the samples role 0 writes. */
+        _Atomic uint64_t *line = (_Atomic uint64_t *)(void *)&run->sh->samples[run->count + 16];
+        int64_t *rtt = run->sh->samples;
+
+        barrier_wait(&run->sh->bar);
+        for (uint64_t i = 1; i <= run->count; i++) {
+                if (role == 0) {
+                        int64_t t0 = bench_now_ns();
+
+                        atomic_store_explicit(line, 2 * i - 1, memory_order_release);
+                        while (atomic_load_explicit(line, memory_order_acquire) != 2 * i)
+                                ;
+                        rtt[i - 1] = bench_now_ns() - t0;
+                } else {
+                        while (atomic_load_explicit(line, memory_order_acquire) != 2 * i - 1)
+                                ;
+                        atomic_store_explicit(line, 2 * i, memory_order_release);
+                }
+        }
+        return 0;
+}
+
+/* ---- ping-pong: links[0] carries pings A -> B, links[1] pongs B -> A ---------------------- */
+
+#define WARMUP 1000
+
+static int role_pingpong(struct run *run, int role) {
+        struct link *in = &run->links[role == 0 ? 1 : 0], *out = &run->links[role == 0 ? 0 : 1];
+        uint8_t *msg = calloc(1, MSG_MAX), *buf = malloc(MSG_MAX);
+        int sc = -1, r = -1;
+
+        if (!msg || !buf || in->ops->open_rx(in) < 0)
+                goto out;
+        barrier_wait(&run->sh->bar);
+        if (out->ops->open_tx(out) < 0)
+                goto out;
+        barrier_wait(&run->sh->bar);
+        if (run->count_syscalls)
+                sc = syscalls_open();
+
+        for (size_t i = 0; i < run->count + WARMUP; i++) {
+                if (i == WARMUP)
+                        syscalls_start(sc);
+                if (role == 0) {
+                        int64_t t0 = bench_now_ns();
+
+                        fill(msg, run->size, i);
+                        if (out->ops->send(out, msg, run->size) < 0 ||
+                            in->ops->recv(in, buf, MSG_MAX) != (ssize_t)run->size ||
+                            seq_of(buf) != i)
+                                goto out;
+                        if (i >= WARMUP)
+                                run->sh->samples[i - WARMUP] = bench_now_ns() - t0;
+                } else {
+                        ssize_t n = in->ops->recv(in, buf, MSG_MAX);
+
+                        if (n != (ssize_t)run->size || seq_of(buf) != i ||
+                            out->ops->send(out, buf, (size_t)n) < 0)
+                                goto out;
+                }
+        }
+        run->sh->syscalls[role] = syscalls_stop(sc);
+        r = 0;
+out:
+        in->ops->close(in);
+        out->ops->close(out);
+        free(msg);
+        free(buf);
+        return r;
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -67,290 +358,567 @@ static struct pct percentiles(int64_t *v, size_t n) {
         };
 }
 
-static void print_pct(const char *name, struct pct p, double floor) {
-        printf("  %-26s p50 %8.0f  p90 %8.0f  p99 %8.0f  p99.9 %8.0f  max %9.0f ns   p50 = %5.2fx floor\n",
-               name, p.p50, p.p90, p.p99, p.p999, p.max, floor > 0 ? p.p50 / floor : 1.0);
-}
+static struct row *row_new(const char *scenario, const char *transport, enum wait_mode mode,
+                           size_t size, int ntx, int nrx) {
+        struct row *row;
 
-/* ---- baseline: one cache line bounced between two processes ------------------------------- */
-
-static struct pct bench_cacheline(size_t iters) {
-        _Atomic uint64_t *line = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                                      -1, 0);
-        int64_t *rtt = calloc(iters, sizeof(*rtt));
-        pid_t pid;
-
-        atomic_store(&line[0], 0);
-        pid = fork();
-        if (pid == 0) {
-                pin(1);
-                for (uint64_t i = 1; i <= iters; i++) {
-                        while (atomic_load_explicit(&line[0], memory_order_acquire) != 2 * i - 1)
-                                ;
-                        atomic_store_explicit(&line[0], 2 * i, memory_order_release);
-                }
-                _exit(0);
-        }
-        pin(0);
-        for (uint64_t i = 1; i <= iters; i++) {
-                int64_t t0 = now_ns();
-
-                atomic_store_explicit(&line[0], 2 * i - 1, memory_order_release);
-                while (atomic_load_explicit(&line[0], memory_order_acquire) != 2 * i)
-                        ;
-                rtt[i - 1] = now_ns() - t0;
-        }
-        waitpid(pid, NULL, 0);
-        struct pct p = percentiles(rtt, iters);
-        free(rtt);
-        munmap(line, 4096);
-        return p;
-}
-
-/* ---- shmbus ping-pong ----------------------------------------------------------------------- */
-
-enum { MODE_BUSY, MODE_SPIN, MODE_SLEEP };
-
-static void make_channel(const char *name, uint64_t cap, uint32_t max_msg) {
-        shmbus_opts *o;
-        shmbus_channel *c;
-
-        shmbus_channel_unlink(dir, name);
-        shmbus_opts_new(&o);
-        shmbus_opts_set_capacity(o, cap);
-        shmbus_opts_set_max_msg(o, max_msg);
-        if (shmbus_channel_create(dir, name, o, 0600, &c) < 0) {
-                fprintf(stderr, "cannot create channel %s\n", name);
+        if (nrows == MAX_ROWS) {
+                fprintf(stderr, "shmbus-bench: too many results\n");
                 exit(1);
         }
-        shmbus_channel_unref(c);
-        shmbus_opts_free(o);
+        row = &rows[nrows++];
+        *row = (struct row){
+                .scenario = scenario,
+                .transport = transport,
+                .mode = mode,
+                .size = size,
+                .ntx = ntx,
+                .nrx = nrx,
+                .syscalls = -1,
+        };
+        return row;
 }
 
-static void open_pair(const char *in, const char *out, shmbus_sub **s, shmbus_pub **p, int mode) {
-        shmbus_channel *ci, *co;
-
-        if (shmbus_channel_open(dir, in, 0, &ci) < 0 || shmbus_sub_new(ci, s) < 0 ||
-            shmbus_channel_open(dir, out, SHMBUS_OPEN_PUBLISH, &co) < 0 || shmbus_pub_new(co, p) < 0) {
-                fprintf(stderr, "cannot open channels\n");
-                exit(1);
-        }
-        shmbus_sub_set_spin(*s, mode == MODE_BUSY ? UINT32_MAX : mode == MODE_SPIN ? 50 : 0);
-        shmbus_channel_unref(ci);
-        shmbus_channel_unref(co);
+static const struct row *row_find(const char *scenario, const char *transport, size_t size,
+                                  int ntx, int nrx) {
+        for (size_t i = 0; i < nrows; i++)
+                if (rows[i].ok && strcmp(rows[i].scenario, scenario) == 0 &&
+                    strcmp(rows[i].transport, transport) == 0 && rows[i].size == size &&
+                    rows[i].ntx == ntx && rows[i].nrx == nrx)
+                        return &rows[i];
+        return NULL;
 }
 
-static struct pct bench_pingpong(int mode, size_t iters, size_t size) {
-        int64_t *rtt = calloc(iters, sizeof(*rtt));
-        uint8_t msg[65536] = {0}, buf[65536];
-        shmbus_sub *s;
-        shmbus_pub *p;
-        int fds[2];
-        pid_t pid;
-        char c;
-
-        make_channel("bench-ping", 1 << 16, 4096);
-        make_channel("bench-pong", 1 << 16, 4096);
-        if (pipe(fds) < 0)
-                exit(1);
-        pid = fork();
-        if (pid == 0) {
-                pin(1);
-                open_pair("bench-ping", "bench-pong", &s, &p, mode);
-                if (write(fds[1], "r", 1) != 1)
-                        _exit(1);
-                for (size_t i = 0; i < iters + 100; i++) {
-                        ssize_t n = shmbus_sub_recv(s, buf, sizeof(buf), 10000);
-
-                        if (n < 0 || shmbus_pub_send(p, buf, (size_t)n, 10000) < 0)
-                                _exit(1);
-                }
-                _exit(0);
+static bool transport_usable(const struct link_ops *ops, enum wait_mode mode, struct row *row) {
+        if (!(ops->modes & (1u << mode))) {
+                row->note = "mode not offered";
+                return false;
         }
-        pin(0);
-        open_pair("bench-pong", "bench-ping", &s, &p, mode);
-        if (read(fds[0], &c, 1) != 1)
-                exit(1);
-        for (size_t i = 0; i < iters + 100; i++) {
-                int64_t t0 = now_ns();
-
-                memcpy(msg, &i, sizeof(i));
-                if (shmbus_pub_send(p, msg, size, 10000) < 0 ||
-                    shmbus_sub_recv(s, buf, sizeof(buf), 10000) != (ssize_t)size) {
-                        fprintf(stderr, "ping-pong failed\n");
-                        exit(1);
-                }
-                if (i >= 100)
-                        rtt[i - 100] = now_ns() - t0;
+        if (ops == &link_iceoryx && !with_iceoryx) {
+                row->note = "iceoryx not available (bench/run.sh starts iox-roudi)";
+                return false;
         }
-        waitpid(pid, NULL, 0);
-        shmbus_sub_free(s);
-        shmbus_pub_free(p);
-        close(fds[0]);
-        close(fds[1]);
-        struct pct r = percentiles(rtt, iters);
-        free(rtt);
+        return true;
+}
+
+/*
+ * One ping-pong (or cache-line) run of @iters round trips. Copies the samples
+ * to @samples, or with @count, stores system calls per round trip in @row.
+ */
+static int rtt_once(const struct link_ops *ops, enum wait_mode mode, size_t iters, bool count,
+                    int64_t *samples, struct row *row) {
+        static const int cpus[] = {0, 1};
+        struct run run = {
+                .ops = ops,
+                .mode = mode,
+                .size = 64,
+                .count = iters,
+                .count_syscalls = count,
+        };
+        int r;
+
+        r = run_setup(&run, ops ? 2 : 0, 2);
+        if (r == 0)
+                r = run_roles(&run, 2, ops ? role_pingpong : role_cacheline, cpus);
+        if (r == 0 && count) {
+                if (run.sh->syscalls[0] >= 0 && run.sh->syscalls[1] >= 0)
+                        row->syscalls = (double)(run.sh->syscalls[0] + run.sh->syscalls[1]) /
+                                        (double)iters;
+        } else if (r == 0) {
+                memcpy(samples, run.sh->samples, iters * sizeof(*samples));
+        }
+        run_teardown(&run);
         return r;
 }
 
-/* ---- baseline: a trivial SPSC ring of length-prefixed records ------------------------------ */
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *)a, y = *(const double *)b;
 
-struct spsc {
-        alignas(128) _Atomic uint64_t head;
-        alignas(128) _Atomic uint64_t tail;
-        alignas(128) uint8_t data[1 << 20];
-};
-
-static double bench_spsc(size_t count, size_t size) {
-        struct spsc *q = mmap(NULL, sizeof(*q), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                              -1, 0);
-        const uint64_t cap = sizeof(q->data), mask = cap - 1;
-        uint64_t rec = (8 + size + 15) & ~UINT64_C(15);
-        uint8_t msg[65536] = {0};
-        int64_t t0, t1;
-        pid_t pid;
-
-        pid = fork();
-        if (pid == 0) {
-                uint64_t head = 0, tail_cache = 0;
-                uint8_t buf[65536];
-
-                pin(1);
-                for (size_t i = 0; i < count; i++) {
-                        while (tail_cache - head < rec)
-                                tail_cache = atomic_load_explicit(&q->tail, memory_order_acquire);
-                        uint64_t len;
-                        memcpy(&len, &q->data[head & mask], 8);
-                        memcpy(buf, &q->data[(head & mask) + 8], len);
-                        head += rec;
-                        atomic_store_explicit(&q->head, head, memory_order_release);
-                }
-                _exit(0);
-        }
-        pin(0);
-        uint64_t tail = 0, head_cache = 0;
-        t0 = now_ns();
-        for (size_t i = 0; i < count; i++) {
-                /* Records are a power-of-two fraction of the ring here, so none crosses the end. */
-                while (tail + rec - head_cache > cap)
-                        head_cache = atomic_load_explicit(&q->head, memory_order_acquire);
-                uint64_t len = size;
-                memcpy(&q->data[tail & mask], &len, 8);
-                memcpy(&q->data[(tail & mask) + 8], msg, size);
-                tail += rec;
-                atomic_store_explicit(&q->tail, tail, memory_order_release);
-        }
-        waitpid(pid, NULL, 0);
-        t1 = now_ns();
-        munmap(q, sizeof(*q));
-        return (double)count / ((double)(t1 - t0) / 1e9);
+        return (x > y) - (x < y);
 }
 
-/* ---- shmbus streaming ------------------------------------------------------------------------ */
+static double p50_of(int64_t *v, size_t n) {
+        int64_t *copy = malloc(n * sizeof(*v));
+        double p;
 
-static double bench_stream(size_t count, size_t size, bool zero_copy) {
-        uint8_t msg[65536] = {0};
-        shmbus_channel *c;
-        shmbus_pub *p;
-        shmbus_sub *s;
-        int64_t t0, t1;
-        int fds[2];
-        pid_t pid;
-        char ch;
+        if (!copy)
+                return 0;
+        memcpy(copy, v, n * sizeof(*v));
+        p = percentiles(copy, n).p50;
+        free(copy);
+        return p;
+}
 
-        make_channel("bench-stream", 1 << 20, 65536);
-        if (pipe(fds) < 0)
+#define RTT_ROUNDS 5
+
+/*
+ * The floor moves by half from one second to the next on a shared VM (the
+ * hypervisor moves vCPUs about), so a transport is measured in rounds, each
+ * paired with a floor measured just before it, and the ratio reported is the
+ * median of the rounds' ratios; the percentiles are over all rounds' samples.
+ */
+static void bench_rtt(const struct link_ops *ops, enum wait_mode mode) {
+        struct row *row = row_new("rtt", ops ? ops->name : "cache-line", mode, 64, 1, 1);
+        size_t iters = (mode == WAIT_BUSY ? 300000 : 30000) / (quick ? 10 : 1);
+        size_t per = iters / RTT_ROUNDS;
+        double ratios[RTT_ROUNDS], floors[RTT_ROUNDS];
+        int64_t *samples = calloc(iters, sizeof(*samples)), *floor_samples = NULL;
+
+        if (!samples)
                 exit(1);
-        pid = fork();
-        if (pid == 0) {
-                uint8_t buf[65536];
+        if (ops && !transport_usable(ops, mode, row))
+                goto print;
+        if (!ops) {
+                if (rtt_once(NULL, WAIT_BUSY, iters, false, samples, row) < 0) {
+                        row->note = "failed";
+                        goto print;
+                }
+                row->rtt = percentiles(samples, iters);
+                row->floor_p50 = row->rtt.p50;
+                row->ratio = 1;
+                row->ratio_to = "itself";
+                row->ok = true;
+                goto print;
+        }
+        floor_samples = calloc(per, sizeof(*floor_samples));
+        if (!floor_samples)
+                exit(1);
+        for (int k = 0; k < RTT_ROUNDS; k++) {
+                if (rtt_once(NULL, WAIT_BUSY, per, false, floor_samples, row) < 0 ||
+                    rtt_once(ops, mode, per, false, samples + k * per, row) < 0) {
+                        row->note = "failed";
+                        goto print;
+                }
+                floors[k] = p50_of(floor_samples, per);
+                ratios[k] = p50_of(samples + k * per, per) / floors[k];
+        }
+        row->ok = true;
+        row->rtt = percentiles(samples, per * RTT_ROUNDS);
+        qsort(ratios, RTT_ROUNDS, sizeof(double), cmp_double);
+        qsort(floors, RTT_ROUNDS, sizeof(double), cmp_double);
+        row->ratio = ratios[RTT_ROUNDS / 2];
+        row->floor_p50 = floors[RTT_ROUNDS / 2];
+        row->ratio_to = "cache-line p50, paired rounds";
+        rtt_once(ops, mode, per < 2000 ? 2000 : per, true, NULL, row);
+print:
+        free(samples);
+        free(floor_samples);
+        printf("  %-18s %-16s ", row->transport, mode_names[mode]);
+        if (!row->ok) {
+                printf("skipped: %s\n", row->note);
+                return;
+        }
+        printf("%9.2f %9.2f %9.2f %9.2f %10.2f %7.2f %6.2fx", row->rtt.p50 / 1e3,
+               row->rtt.p90 / 1e3, row->rtt.p99 / 1e3, row->rtt.p999 / 1e3, row->rtt.max / 1e3,
+               row->floor_p50 / 1e3, row->ratio > 0 ? row->ratio : 1.0);
+        if (row->syscalls >= 0)
+                printf("  %7.2f", row->syscalls);
+        printf("\n");
+}
 
-                pin(1);
-                if (shmbus_channel_open(dir, "bench-stream", 0, &c) < 0 || shmbus_sub_new(c, &s) < 0)
-                        _exit(1);
-                if (write(fds[1], "r", 1) != 1)
-                        _exit(1);
-                for (size_t i = 0; i < count; i++) {
-                        if (zero_copy) {
-                                const void *d;
-                                size_t len;
+/* ---- streaming, fan-in and fan-out ----------------------------------------------------------- */
 
-                                if (shmbus_sub_peek(s, &d, &len, 10000) < 0)
-                                        _exit(1);
-                                /* Read it all, as the copying reader and the baseline do. */
-                                memcpy(buf, d, len);
-                                shmbus_sub_release(s);
-                        } else if (shmbus_sub_recv(s, buf, sizeof(buf), 10000) < 0) {
-                                _exit(1);
+/*
+ * Roles 0 .. ntx-1 publish, ntx .. ntx+nrx-1 receive. A receiver uses link
+ * (role - ntx) when the transport cannot deliver one link to several
+ * receivers; the publisher then sends every message on every link.
+ */
+static int role_stream(struct run *run, int role) {
+        bool tx = role < run->ntx;
+        int first = tx ? 0 : (run->nlinks > 1 ? role - run->ntx : 0);
+        int last = tx ? run->nlinks : first + 1;
+        uint8_t *msg = calloc(1, MSG_MAX);
+        size_t expect = tx ? run->count : run->count * (size_t)run->ntx;
+        int sc = -1, r = -1, i;
+
+        if (!msg)
+                return -1;
+        for (i = first; !tx && i < last; i++)
+                if (run->ops->open_rx(&run->links[i]) < 0)
+                        goto out;
+        barrier_wait(&run->sh->bar);
+        for (i = first; tx && i < last; i++)
+                if (run->ops->open_tx(&run->links[i]) < 0)
+                        goto out;
+        barrier_wait(&run->sh->bar);
+        if (run->count_syscalls)
+                sc = syscalls_open();
+        syscalls_start(sc);
+        run->sh->t_start[role] = bench_now_ns();
+        for (size_t n = 0; n < expect; n++) {
+                if (tx) {
+                        fill(msg, run->size, n);
+                        for (i = first; i < last; i++)
+                                if (run->ops->send(&run->links[i], msg, run->size) < 0)
+                                        goto out;
+                } else {
+                        ssize_t got = run->ops->recv(&run->links[first], msg, MSG_MAX);
+
+                        /* With one publisher, order is checked too. */
+                        if (got != (ssize_t)run->size || (run->ntx == 1 && seq_of(msg) != n))
+                                goto out;
+                }
+        }
+        run->sh->t_end[role] = bench_now_ns();
+        run->sh->syscalls[role] = syscalls_stop(sc);
+        r = 0;
+out:
+        for (i = first; i < last; i++)
+                run->ops->close(&run->links[i]);
+        free(msg);
+        return r;
+}
+
+static int stream_once(const struct link_ops *ops, enum wait_mode mode, size_t size, int ntx,
+                       int nrx, size_t count, bool count_sc, double *ret_rate,
+                       double *ret_syscalls) {
+        int cpus[MAX_ROLES];
+        struct run run = {
+                .ops = ops,
+                .mode = mode,
+                .size = size,
+                .count = count,
+                .ntx = ntx,
+                .nrx = nrx,
+                .count_syscalls = count_sc,
+        };
+        int nlinks = nrx > 1 && !ops->multi_rx ? nrx : 1, r;
+
+        /* One publisher and one subscriber are pinned like the ping-pong; crowds float. */
+        for (int i = 0; i < ntx + nrx; i++)
+                cpus[i] = ntx == 1 && nrx == 1 ? i : -1;
+        r = run_setup(&run, nlinks, ntx + nrx);
+        if (r == 0)
+                r = run_roles(&run, ntx + nrx, role_stream, cpus);
+        if (r == 0) {
+                int64_t t0 = INT64_MAX, t1 = 0, sc = 0;
+
+                for (int i = 0; i < ntx + nrx; i++) {
+                        if (i < ntx && run.sh->t_start[i] < t0)
+                                t0 = run.sh->t_start[i];
+                        if (i >= ntx && run.sh->t_end[i] > t1)
+                                t1 = run.sh->t_end[i];
+                        if (sc >= 0)
+                                sc = run.sh->syscalls[i] < 0 ? -1 : sc + run.sh->syscalls[i];
+                }
+                *ret_rate = (double)count * ntx / ((double)(t1 - t0) / 1e9);
+                if (ret_syscalls)
+                        *ret_syscalls = sc < 0 ? -1 : (double)sc / ((double)count * ntx);
+        }
+        run_teardown(&run);
+        return r;
+}
+
+/* Messages per publisher: about a second of work for the fast transports. */
+static size_t stream_count(size_t size) {
+        size_t n = size <= 64 ? 4000000 : size <= 1024 ? 1500000 : size <= 4096 ? 600000 : 60000;
+
+        return quick ? n / 10 : n;
+}
+
+static bool syscall_based(const struct link_ops *ops) {
+        return ops == &link_pipe || ops == &link_unix;
+}
+
+static void bench_stream(const char *scenario, const struct link_ops *ops, enum wait_mode mode,
+                         size_t size, int ntx, int nrx, const char *baseline) {
+        struct row *row = row_new(scenario, ops->name, mode, size, ntx, nrx);
+        size_t count = stream_count(size) / (syscall_based(ops) ? 4 : 1);
+        const struct row *base;
+
+        count /= (size_t)ntx;
+        if (!transport_usable(ops, mode, row))
+                goto print;
+        if (ntx > 1 && !ops->multi_tx) {
+                row->note = "one writer per link";
+                goto print;
+        }
+        if (stream_once(ops, mode, size, ntx, nrx, count, false, &row->msgs, NULL) < 0) {
+                row->note = "failed";
+                goto print;
+        }
+        row->ok = true;
+        if (ntx == 1 && nrx == 1) {
+                double ignored;
+                size_t n = count / 10 < 20000 ? 20000 : count / 10;
+
+                stream_once(ops, mode, size, 1, 1, n, true, &ignored, &row->syscalls);
+        }
+        base = baseline ? row_find(scenario, baseline, size, ntx, nrx) : NULL;
+        if (base && base != row && base->msgs > 0) {
+                row->ratio = row->msgs / base->msgs;
+                row->ratio_to = base->transport;
+        }
+print:
+        printf("  %-18s %-16s %6zu %3d %3d ", row->transport, mode_names[mode], size, ntx, nrx);
+        if (!row->ok) {
+                printf("skipped: %s\n", row->note);
+                return;
+        }
+        printf("%12.0f %10.1f", row->msgs, row->msgs * (double)size / 1e6);
+        if (row->ratio > 0)
+                printf("  %5.2fx %-12s", row->ratio, row->ratio_to);
+        else
+                printf("  %19s", "");
+        if (row->syscalls >= 0)
+                printf(" %7.3f", row->syscalls);
+        printf("\n");
+}
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+static cJSON *pct_json(struct pct p) {
+        cJSON *o = cJSON_CreateObject();
+
+        cJSON_AddNumberToObject(o, "p50", p.p50);
+        cJSON_AddNumberToObject(o, "p90", p.p90);
+        cJSON_AddNumberToObject(o, "p99", p.p99);
+        cJSON_AddNumberToObject(o, "p99.9", p.p999);
+        cJSON_AddNumberToObject(o, "max", p.max);
+        return o;
+}
+
+static int write_json(const char *path) {
+        cJSON *root = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(root, "meta");
+        cJSON *arr = cJSON_AddArrayToObject(root, "results");
+        struct utsname u;
+        char *text;
+        FILE *f;
+        int r = 0;
+
+        uname(&u);
+        cJSON_AddStringToObject(meta, "shmbus", shmbus_version());
+        cJSON_AddStringToObject(meta, "kernel", u.release);
+        cJSON_AddNumberToObject(meta, "cpus", (double)sysconf(_SC_NPROCESSORS_ONLN));
+        cJSON_AddStringToObject(meta, "run", quick ? "quick" : "full");
+        cJSON_AddNumberToObject(meta, "time", (double)time(NULL));
+        cJSON_AddBoolToObject(meta, "iceoryx", with_iceoryx);
+        cJSON_AddBoolToObject(meta, "syscalls_counted", syscall_tracepoint_id() >= 0);
+        for (size_t i = 0; i < nrows; i++) {
+                const struct row *row = &rows[i];
+                cJSON *o = cJSON_CreateObject();
+
+                cJSON_AddStringToObject(o, "scenario", row->scenario);
+                cJSON_AddStringToObject(o, "transport", row->transport);
+                cJSON_AddStringToObject(o, "wait", mode_names[row->mode]);
+                cJSON_AddNumberToObject(o, "size", (double)row->size);
+                cJSON_AddNumberToObject(o, "publishers", row->ntx);
+                cJSON_AddNumberToObject(o, "subscribers", row->nrx);
+                cJSON_AddBoolToObject(o, "ok", row->ok);
+                if (!row->ok) {
+                        cJSON_AddStringToObject(o, "note", row->note);
+                } else if (strcmp(row->scenario, "rtt") == 0) {
+                        cJSON_AddItemToObject(o, "rtt_ns", pct_json(row->rtt));
+                } else {
+                        cJSON_AddNumberToObject(o, "msgs_per_s", row->msgs);
+                        cJSON_AddNumberToObject(o, "mb_per_s", row->msgs * (double)row->size / 1e6);
+                }
+                if (row->ok && row->syscalls >= 0)
+                        cJSON_AddNumberToObject(o, "syscalls_per_msg", row->syscalls);
+                if (row->floor_p50 > 0)
+                        cJSON_AddNumberToObject(o, "floor_p50_ns", row->floor_p50);
+                if (row->ratio > 0) {
+                        cJSON_AddNumberToObject(o, "ratio", row->ratio);
+                        cJSON_AddStringToObject(o, "ratio_to", row->ratio_to);
+                }
+                cJSON_AddItemToArray(arr, o);
+        }
+        text = cJSON_Print(root);
+        f = fopen(path, "we");
+        if (!f || !text || fputs(text, f) < 0 || fputc('\n', f) < 0)
+                r = -1;
+        if (f && fclose(f) != 0)
+                r = -1;
+        free(text);
+        cJSON_Delete(root);
+        return r;
+}
+
+/* Data files for bench/plot.gp: percentiles per reader, and a rate matrix per size. */
+static int write_plot_data(const char *dir) {
+        static const char *const transports[] = {"spsc-ring", "shmbus",      "shmbus-zero-copy",
+                                                 "iceoryx",   "unix-socket", "pipe"};
+        static const size_t sizes[] = {64, 1024, 4096, 65536};
+        char path[512];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/rtt.dat", dir);
+        f = fopen(path, "we");
+        if (!f)
+                return -1;
+        fprintf(f, "name p50 p90 p99 p99.9\n");
+        for (size_t i = 0; i < nrows; i++)
+                if (rows[i].ok && strcmp(rows[i].scenario, "rtt") == 0)
+                        fprintf(f, "\"%s %s\" %.3f %.3f %.3f %.3f\n", rows[i].transport,
+                                strcmp(rows[i].transport, "cache-line") == 0
+                                        ? "(floor)"
+                                        : mode_names[rows[i].mode],
+                                rows[i].rtt.p50 / 1e3, rows[i].rtt.p90 / 1e3,
+                                rows[i].rtt.p99 / 1e3, rows[i].rtt.p999 / 1e3);
+        fclose(f);
+
+        for (int mb = 0; mb < 2; mb++) {
+                snprintf(path, sizeof(path), "%s/stream-%s.dat", dir, mb ? "mbs" : "msgs");
+                f = fopen(path, "we");
+                if (!f)
+                        return -1;
+                fprintf(f, "size");
+                for (size_t t = 0; t < 6; t++)
+                        fprintf(f, " %s", transports[t]);
+                fprintf(f, "\n");
+                for (size_t s = 0; s < 4; s++) {
+                        fprintf(f, "%zu", sizes[s]);
+                        for (size_t t = 0; t < 6; t++) {
+                                const struct row *r = row_find("stream", transports[t], sizes[s],
+                                                               1, 1);
+
+                                if (r)
+                                        fprintf(f, " %.1f", mb ? r->msgs * (double)sizes[s] / 1e6
+                                                               : r->msgs);
+                                else
+                                        fprintf(f, " NaN");
                         }
+                        fprintf(f, "\n");
                 }
-                _exit(0);
+                fclose(f);
         }
-        pin(0);
-        if (shmbus_channel_open(dir, "bench-stream", SHMBUS_OPEN_PUBLISH, &c) < 0 ||
-            shmbus_pub_new(c, &p) < 0)
-                exit(1);
-        if (read(fds[0], &ch, 1) != 1)
-                exit(1);
-        t0 = now_ns();
-        for (size_t i = 0; i < count; i++) {
-                if (zero_copy) {
-                        void *d;
+        return 0;
+}
 
-                        if (shmbus_pub_claim(p, size, 10000, &d) < 0)
-                                exit(1);
-                        /* Write it all: zero-copy saves the staging buffer, not the bytes. */
-                        memcpy(d, msg, size);
-                        shmbus_pub_commit(p);
-                } else if (shmbus_pub_send(p, msg, size, 10000) < 0) {
-                        exit(1);
-                }
-        }
-        waitpid(pid, NULL, 0);
-        t1 = now_ns();
-        shmbus_pub_free(p);
-        shmbus_channel_unref(c);
-        close(fds[0]);
-        close(fds[1]);
-        return (double)count / ((double)(t1 - t0) / 1e9);
+/* ---- main ----------------------------------------------------------------------------------- */
+
+static bool wanted(const char *only, const char *what) {
+        size_t n = strlen(what);
+
+        if (!only)
+                return true;
+        for (const char *p = only; (p = strstr(p, what)); p += n)
+                if ((p == only || p[-1] == ',') && (p[n] == ',' || p[n] == 0))
+                        return true;
+        return false;
+}
+
+static void usage(FILE *f) {
+        fprintf(f, "Usage: shmbus-bench [--quick] [--out DIR] [--only rtt,stream,fanin,fanout]\n"
+                   "                    [--iceoryx]\n");
 }
 
 int main(int argc, char **argv) {
-        bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
-        size_t iters = quick ? 20000 : 200000;
-        size_t count = quick ? 2000000 : 10000000;
-        static const size_t sizes[] = {64, 1024, 4096, 65536 - 16};
+        static const struct option opts[] = {
+                {"quick", no_argument, NULL, 'q'},   {"out", required_argument, NULL, 'o'},
+                {"only", required_argument, NULL, 'O'}, {"iceoryx", no_argument, NULL, 'i'},
+                {"help", no_argument, NULL, 'h'},    {0},
+        };
+        static const size_t sizes[] = {64, 1024, 4096, 65536};
+        static const int fans[] = {1, 2, 4};
+        const struct link_ops *stream_links[] = {&link_spsc, &link_shmbus, &link_shmbus_zc,
+                                                 &link_iceoryx, &link_unix, &link_pipe};
+        const char *out = NULL, *only = NULL;
+        char path[512];
+        int c;
 
-        snprintf(dir, sizeof(dir), "/dev/shm/shmbus-bench-%d", (int)getpid());
-        if (mkdir(dir, 0700) < 0) {
-                snprintf(dir, sizeof(dir), "/tmp/shmbus-bench-%d", (int)getpid());
-                if (mkdir(dir, 0700) < 0)
+        while ((c = getopt_long(argc, argv, "qo:O:ih", opts, NULL)) != -1) {
+                switch (c) {
+                case 'q':
+                        quick = true;
+                        break;
+                case 'o':
+                        out = optarg;
+                        break;
+                case 'O':
+                        only = optarg;
+                        break;
+                case 'i':
+                        with_iceoryx = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (with_iceoryx && !bench_iceoryx_available()) {
+                fprintf(stderr, "shmbus-bench: --iceoryx: no iceoryx support built in, or no "
+                                "RouDi running; iceoryx rows are skipped\n");
+                with_iceoryx = false;
+        }
+
+        snprintf(bench_dir, sizeof(bench_dir), "/dev/shm/shmbus-bench-%d", (int)getpid());
+        if (mkdir(bench_dir, 0700) < 0) {
+                snprintf(bench_dir, sizeof(bench_dir), "/tmp/shmbus-bench-%d", (int)getpid());
+                if (mkdir(bench_dir, 0700) < 0) {
+                        perror("shmbus-bench: mkdir");
                         return 1;
+                }
         }
-        printf("shmbus-bench %s: %ld CPUs, pinned to CPU 0 and CPU 1, %s run\n\n", shmbus_version(),
-               sysconf(_SC_NPROCESSORS_ONLN), quick ? "quick" : "full");
+        /* A role that dies must not leave its peers to the 120 s alarm. */
+        signal(SIGPIPE, SIG_IGN);
 
-        printf("Round trip, 64 B each way (%zu iterations):\n", iters);
-        struct pct floor = bench_cacheline(iters);
-        print_pct("cache-line bounce (floor)", floor, floor.p50);
-        print_pct("shmbus busy-poll", bench_pingpong(MODE_BUSY, iters, 64), floor.p50);
-        print_pct("shmbus spin 50us then sleep", bench_pingpong(MODE_SPIN, iters, 64), floor.p50);
-        print_pct("shmbus always sleep", bench_pingpong(MODE_SLEEP, iters / 10, 64), floor.p50);
+        printf("shmbus-bench %s: %ld CPUs, %s run, system calls %s\n", shmbus_version(),
+               sysconf(_SC_NPROCESSORS_ONLN), quick ? "quick" : "full",
+               syscall_tracepoint_id() >= 0 ? "counted" : "not countable here");
 
-        printf("\nOne-way streaming:\n");
-        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-                size_t sz = sizes[i], n = count / (sz >= 4096 ? 16 : sz >= 1024 ? 4 : 1);
-                double ref = bench_spsc(n, sz);
-                double cp = bench_stream(n, sz, false);
-                double zc = bench_stream(n, sz, true);
-
-                printf("  %6zu B: spsc %10.0f msg/s | shmbus copy %10.0f msg/s %8.1f MB/s (%.2fx spsc)"
-                       " | zero-copy %10.0f msg/s (%.2fx spsc)\n",
-                       sz, ref, cp, cp * (double)sz / 1e6, cp / ref, zc, zc / ref);
+        if (wanted(only, "rtt")) {
+                printf("\nRound trip, 64 B each way, two processes on CPU 0 and CPU 1 (us):\n"
+                       "  %-18s %-16s %9s %9s %9s %9s %10s %7s %7s  %7s\n",
+                       "transport", "reader", "p50", "p90", "p99", "p99.9", "max", "floor",
+                       "p50/fl", "sc/rt");
+                bench_rtt(NULL, WAIT_BUSY);
+                for (int m = WAIT_BUSY; m <= WAIT_SLEEP; m++) {
+                        bench_rtt(&link_shmbus, (enum wait_mode)m);
+                        bench_rtt(&link_iceoryx, (enum wait_mode)m);
+                }
+                bench_rtt(&link_spsc, WAIT_BUSY);
+                bench_rtt(&link_futex, WAIT_SLEEP);
+                bench_rtt(&link_unix, WAIT_SLEEP);
+                bench_rtt(&link_pipe, WAIT_SLEEP);
         }
-        shmbus_channel_unlink(dir, "bench-ping");
-        shmbus_channel_unlink(dir, "bench-pong");
-        shmbus_channel_unlink(dir, "bench-stream");
-        rmdir(dir);
+        if (wanted(only, "stream")) {
+                printf("\nOne-way streaming, one publisher and one subscriber on CPU 0 and CPU 1:\n"
+                       "  %-18s %-16s %6s %3s %3s %12s %10s  %-19s %7s\n",
+                       "transport", "reader", "size", "pub", "sub", "msg/s", "MB/s", "ratio",
+                       "sc/msg");
+                for (size_t s = 0; s < 4; s++)
+                        for (size_t t = 0; t < 6; t++)
+                                bench_stream("stream", stream_links[t],
+                                             stream_links[t] == &link_spsc ? WAIT_BUSY
+                                             : syscall_based(stream_links[t]) ? WAIT_SLEEP
+                                                                              : WAIT_SPIN,
+                                             sizes[s], 1, 1, "spsc-ring");
+        }
+        if (wanted(only, "fanin")) {
+                printf("\nFan-in, N publishers -> 1 subscriber, 64 B, processes not pinned:\n");
+                for (size_t n = 0; n < 3; n++) {
+                        bench_stream("fanin", &link_pipe, WAIT_SLEEP, 64, fans[n], 1, NULL);
+                        bench_stream("fanin", &link_shmbus, WAIT_SPIN, 64, fans[n], 1, "pipe");
+                }
+        }
+        if (wanted(only, "fanout")) {
+                printf("\nFan-out, 1 publisher -> N subscribers, 64 B, processes not pinned "
+                       "(msg/s published; each is delivered N times):\n");
+                for (size_t n = 0; n < 3; n++) {
+                        bench_stream("fanout", &link_unix, WAIT_SLEEP, 64, 1, fans[n], NULL);
+                        bench_stream("fanout", &link_iceoryx, WAIT_SPIN, 64, 1, fans[n],
+                                     "unix-socket");
+                        bench_stream("fanout", &link_shmbus, WAIT_SPIN, 64, 1, fans[n],
+                                     "unix-socket");
+                }
+        }
+        rmdir(bench_dir);
+
+        if (out) {
+                mkdir(out, 0755);
+                snprintf(path, sizeof(path), "%s/results.json", out);
+                if (write_json(path) < 0 || write_plot_data(out) < 0) {
+                        fprintf(stderr, "shmbus-bench: cannot write results to %s\n", out);
+                        return 1;
+                }
+                printf("\nResults: %s\n", path);
+        }
+        for (size_t i = 0; i < nrows; i++)
+                if (!rows[i].ok && strcmp(rows[i].note, "failed") == 0)
+                        return 1;
         return 0;
 }

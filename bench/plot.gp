@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: MIT
+# Plots for docs/PERFORMANCE.md from shmbus-bench's data files.
+# Usage: gnuplot -e "dir='bench/results'" bench/plot.gp
+if (!exists("dir")) dir = "bench/results"
+set terminal pngcairo size 1000,560 font ",10" noenhanced
+set grid ytics
+set key outside right top
+
+# Round-trip latency percentiles, one cluster per transport and reader.
+set output dir."/rtt.png"
+set title "64 B round trip between two processes on two CPUs (lower is better)"
+set ylabel "microseconds (log scale)"
+set logscale y
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set xtics rotate by -30 left
+plot dir."/rtt.dat" using 2:xtic(1) title "p50", \
+     "" using 3 title "p90", \
+     "" using 4 title "p99", \
+     "" using 5 title "p99.9"
+
+# Streaming throughput against message size, messages and bytes.
+unset style
+set style data linespoints
+set logscale xy
+set xtics (64, 1024, 4096, 65536) norotate
+set xlabel "message size (bytes)"
+set key autotitle columnhead
+cols = words(system("head -1 ".dir."/stream-msgs.dat"))
+
+set output dir."/stream-msgs.png"
+set title "One-way streaming, one publisher and one subscriber (higher is better)"
+set ylabel "messages per second"
+plot for [c=2:cols] dir."/stream-msgs.dat" using 1:c lw 2 pt 7
+
+set output dir."/stream-mbs.png"
+set ylabel "MB per second"
+plot for [c=2:cols] dir."/stream-mbs.dat" using 1:c lw 2 pt 7

@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The links shmbus-bench measures: shmbus itself (copying and zero-copy), and
+ * the baselines of the same run: a hand-written SPSC ring (the ceiling), a raw
+ * futex mailbox (the cost of a kernel wake-up), a pipe and a Unix socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "shmbus.h"
+
+#define RING_BYTES (UINT64_C(1) << 20)
+
+char bench_dir[256];
+
+int64_t bench_now_ns(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void bench_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+}
+
+int bench_futex_wait(_Atomic uint32_t *word, uint32_t val) {
+        if (syscall(SYS_futex, word, FUTEX_WAIT, val, NULL, NULL, 0) < 0 && errno != EAGAIN &&
+            errno != EINTR)
+                return -errno;
+        return 0;
+}
+
+void bench_futex_wake(_Atomic uint32_t *word) {
+        syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static void *shared_map(size_t len) {
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+        return p == MAP_FAILED ? NULL : p;
+}
+
+/* ---- the ceiling: a trivial SPSC ring of length-prefixed records, busy-polled ---------------- */
+
+struct spsc {
+        alignas(128) _Atomic uint64_t head;
+        alignas(128) _Atomic uint64_t tail;
+        alignas(128) uint8_t data[RING_BYTES];
+};
+
+struct spsc_end {
+        uint64_t pos;   /* our side: tail for the writer, head for the reader */
+        uint64_t other; /* cached copy of the other side */
+};
+
+#define SPSC_PAD UINT64_MAX
+
+static int spsc_create(struct link *l) {
+        l->shared_len = sizeof(struct spsc);
+        l->shared = shared_map(l->shared_len);
+        return l->shared ? 0 : -ENOMEM;
+}
+
+static int spsc_open(struct link *l) {
+        l->local = calloc(1, sizeof(struct spsc_end));
+        return l->local ? 0 : -ENOMEM;
+}
+
+static int spsc_send(struct link *l, const void *buf, size_t len) {
+        struct spsc *q = l->shared;
+        struct spsc_end *e = l->local;
+        uint64_t rec = (8 + len + 15) & ~UINT64_C(15), off = e->pos & (RING_BYTES - 1);
+        uint64_t skip = off + rec > RING_BYTES ? RING_BYTES - off : 0;
+
+        while (e->pos + skip + rec - e->other > RING_BYTES)
+                e->other = atomic_load_explicit(&q->head, memory_order_acquire);
+        if (skip) {
+                /* A record never crosses the end: mark the rest of the lap as padding. */
+                uint64_t pad = SPSC_PAD;
+
+                memcpy(&q->data[off], &pad, 8);
+                e->pos += skip;
+                off = 0;
+        }
+        uint64_t n = len;
+        memcpy(&q->data[off], &n, 8);
+        memcpy(&q->data[off + 8], buf, len);
+        e->pos += rec;
+        atomic_store_explicit(&q->tail, e->pos, memory_order_release);
+        return 0;
+}
+
+static ssize_t spsc_recv(struct link *l, void *buf, size_t cap) {
+        struct spsc *q = l->shared;
+        struct spsc_end *e = l->local;
+        uint64_t len;
+
+        for (;;) {
+                while (e->other == e->pos)
+                        e->other = atomic_load_explicit(&q->tail, memory_order_acquire);
+                memcpy(&len, &q->data[e->pos & (RING_BYTES - 1)], 8);
+                if (len != SPSC_PAD)
+                        break;
+                e->pos += RING_BYTES - (e->pos & (RING_BYTES - 1));
+        }
+        if (len > cap)
+                return -EMSGSIZE;
+        memcpy(buf, &q->data[(e->pos & (RING_BYTES - 1)) + 8], len);
+        e->pos += (8 + len + 15) & ~UINT64_C(15);
+        atomic_store_explicit(&q->head, e->pos, memory_order_release);
+        return (ssize_t)len;
+}
+
+static void local_free(struct link *l) {
+        free(l->local);
+        l->local = NULL;
+}
+
+static void shared_unmap(struct link *l) {
+        if (l->shared)
+                munmap(l->shared, l->shared_len);
+        l->shared = NULL;
+}
+
+const struct link_ops link_spsc = {
+        .name = "spsc-ring",
+        .modes = 1u << WAIT_BUSY,
+        .create = spsc_create,
+        .open_rx = spsc_open,
+        .open_tx = spsc_open,
+        .send = spsc_send,
+        .recv = spsc_recv,
+        .close = local_free,
+        .destroy = shared_unmap,
+};
+
+/* ---- a raw futex mailbox: one message at a time, every wait a sleep ----------------------- */
+
+struct mailbox {
+        alignas(64) _Atomic uint32_t full; /* bumped by the writer */
+        alignas(64) _Atomic uint32_t done; /* bumped by the reader */
+        uint32_t len;
+        alignas(64) uint8_t buf[65536];
+};
+
+static int futex_create(struct link *l) {
+        l->shared_len = sizeof(struct mailbox);
+        l->shared = shared_map(l->shared_len);
+        return l->shared ? 0 : -ENOMEM;
+}
+
+static int futex_open(struct link *l) {
+        l->seen = 0;
+        return 0;
+}
+
+static int futex_send(struct link *l, const void *buf, size_t len) {
+        struct mailbox *m = l->shared;
+        uint32_t sent = (uint32_t)l->seen, done;
+
+        while ((done = atomic_load_explicit(&m->done, memory_order_acquire)) != sent)
+                bench_futex_wait(&m->done, done);
+        memcpy(m->buf, buf, len);
+        m->len = (uint32_t)len;
+        atomic_store_explicit(&m->full, sent + 1, memory_order_release);
+        bench_futex_wake(&m->full);
+        l->seen++;
+        return 0;
+}
+
+static ssize_t futex_recv(struct link *l, void *buf, size_t cap) {
+        struct mailbox *m = l->shared;
+        uint32_t want = (uint32_t)l->seen + 1, full;
+        size_t len;
+
+        while ((full = atomic_load_explicit(&m->full, memory_order_acquire)) != want)
+                bench_futex_wait(&m->full, full);
+        len = m->len;
+        if (len > cap)
+                return -EMSGSIZE;
+        memcpy(buf, m->buf, len);
+        atomic_store_explicit(&m->done, want, memory_order_release);
+        bench_futex_wake(&m->done);
+        l->seen++;
+        return (ssize_t)len;
+}
+
+static void no_close(struct link *l) {
+}
+
+const struct link_ops link_futex = {
+        .name = "futex-mailbox",
+        .modes = 1u << WAIT_SLEEP,
+        .create = futex_create,
+        .open_rx = futex_open,
+        .open_tx = futex_open,
+        .send = futex_send,
+        .recv = futex_recv,
+        .close = no_close,
+        .destroy = shared_unmap,
+};
+
+/* ---- byte streams: a pipe and a Unix stream socket, blocking, fixed-size messages -------- */
+
+static int write_all(int fd, const void *buf, size_t len) {
+        const uint8_t *p = buf;
+
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+static ssize_t read_exact(int fd, void *buf, size_t len) {
+        uint8_t *p = buf;
+        size_t got = 0;
+
+        while (got < len) {
+                ssize_t n = read(fd, p + got, len - got);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        return -EPIPE;
+                got += (size_t)n;
+        }
+        return (ssize_t)got;
+}
+
+static int pipe_create(struct link *l) {
+        if (pipe2(l->fd, O_CLOEXEC) < 0)
+                return -errno;
+        /* The same 1 MiB of buffering the rings get. */
+        fcntl(l->fd[1], F_SETPIPE_SZ, (int)RING_BYTES);
+        return 0;
+}
+
+static int stream_open(struct link *l) {
+        return 0;
+}
+
+static int stream_send(struct link *l, const void *buf, size_t len) {
+        return write_all(l->fd[1], buf, len);
+}
+
+static ssize_t stream_recv(struct link *l, void *buf, size_t cap) {
+        if (l->msg_size > cap)
+                return -EMSGSIZE;
+        return read_exact(l->fd[0], buf, l->msg_size);
+}
+
+static void fds_close(struct link *l) {
+        close(l->fd[0]);
+        close(l->fd[1]);
+}
+
+const struct link_ops link_pipe = {
+        .name = "pipe",
+        .modes = 1u << WAIT_SLEEP,
+        .multi_tx = true, /* writes of at most PIPE_BUF bytes are atomic */
+        .create = pipe_create,
+        .open_rx = stream_open,
+        .open_tx = stream_open,
+        .send = stream_send,
+        .recv = stream_recv,
+        .close = no_close,
+        .destroy = fds_close,
+};
+
+static int unix_create(struct link *l) {
+        int sz = (int)RING_BYTES;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, l->fd) < 0)
+                return -errno;
+        setsockopt(l->fd[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+        setsockopt(l->fd[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        return 0;
+}
+
+const struct link_ops link_unix = {
+        .name = "unix-socket",
+        .modes = 1u << WAIT_SLEEP,
+        .create = unix_create,
+        .open_rx = stream_open,
+        .open_tx = stream_open,
+        .send = stream_send,
+        .recv = stream_recv,
+        .close = no_close,
+        .destroy = fds_close,
+};
+
+/* ---- shmbus: a channel file pair in the run's directory, no daemon on the data path ------- */
+
+struct shmbus_end {
+        shmbus_pub *pub;
+        shmbus_sub *sub;
+};
+
+static int shmbus_link_create(struct link *l) {
+        shmbus_channel *c;
+        shmbus_opts *o;
+        int r;
+
+        snprintf(l->name, sizeof(l->name), "bench-%d", l->index);
+        shmbus_channel_unlink(bench_dir, l->name);
+        r = shmbus_opts_new(&o);
+        if (r < 0)
+                return r;
+        shmbus_opts_set_capacity(o, RING_BYTES);
+        shmbus_opts_set_max_msg(o, 65536);
+        shmbus_opts_set_policy(o, SHMBUS_POLICY_BLOCK);
+        r = shmbus_channel_create(bench_dir, l->name, o, 0600, &c);
+        shmbus_opts_free(o);
+        if (r < 0)
+                return r;
+        shmbus_channel_unref(c);
+        return 0;
+}
+
+static int shmbus_link_open(struct link *l, bool tx) {
+        struct shmbus_end *e = calloc(1, sizeof(*e));
+        shmbus_channel *c;
+        int r;
+
+        if (!e)
+                return -ENOMEM;
+        r = shmbus_channel_open(bench_dir, l->name, tx ? SHMBUS_OPEN_PUBLISH : 0, &c);
+        if (r < 0) {
+                free(e);
+                return r;
+        }
+        r = tx ? shmbus_pub_new(c, &e->pub) : shmbus_sub_new(c, &e->sub);
+        shmbus_channel_unref(c);
+        if (r < 0) {
+                free(e);
+                return r;
+        }
+        if (e->sub)
+                shmbus_sub_set_spin(e->sub, l->mode == WAIT_BUSY   ? UINT32_MAX
+                                            : l->mode == WAIT_SPIN ? BENCH_SPIN_US
+                                                                   : 0);
+        l->local = e;
+        return 0;
+}
+
+static int shmbus_link_open_rx(struct link *l) {
+        return shmbus_link_open(l, false);
+}
+
+static int shmbus_link_open_tx(struct link *l) {
+        return shmbus_link_open(l, true);
+}
+
+static int shmbus_link_send(struct link *l, const void *buf, size_t len) {
+        struct shmbus_end *e = l->local;
+
+        return shmbus_pub_send(e->pub, buf, len, -1);
+}
+
+static ssize_t shmbus_link_recv(struct link *l, void *buf, size_t cap) {
+        struct shmbus_end *e = l->local;
+
+        return shmbus_sub_recv(e->sub, buf, cap, -1);
+}
+
+/* Zero-copy: the payload is written and read in place, every byte of it. */
+static int shmbus_zc_send(struct link *l, const void *buf, size_t len) {
+        struct shmbus_end *e = l->local;
+        void *dst;
+        int r;
+
+        r = shmbus_pub_claim(e->pub, len, -1, &dst);
+        if (r < 0)
+                return r;
+        memcpy(dst, buf, len);
+        return shmbus_pub_commit(e->pub);
+}
+
+static ssize_t shmbus_zc_recv(struct link *l, void *buf, size_t cap) {
+        struct shmbus_end *e = l->local;
+        const void *src;
+        size_t len;
+        int r;
+
+        r = shmbus_sub_peek(e->sub, &src, &len, -1);
+        if (r < 0)
+                return r;
+        if (len > cap)
+                return -EMSGSIZE;
+        memcpy(buf, src, len);
+        r = shmbus_sub_release(e->sub);
+        return r < 0 ? r : (ssize_t)len;
+}
+
+static void shmbus_link_close(struct link *l) {
+        struct shmbus_end *e = l->local;
+
+        if (!e)
+                return;
+        shmbus_pub_free(e->pub);
+        shmbus_sub_free(e->sub);
+        free(e);
+        l->local = NULL;
+}
+
+static void shmbus_link_destroy(struct link *l) {
+        shmbus_channel_unlink(bench_dir, l->name);
+}
+
+#define SHMBUS_MODES ((1u << WAIT_BUSY) | (1u << WAIT_SPIN) | (1u << WAIT_SLEEP))
+
+const struct link_ops link_shmbus = {
+        .name = "shmbus",
+        .modes = SHMBUS_MODES,
+        .multi_tx = true,
+        .multi_rx = true,
+        .create = shmbus_link_create,
+        .open_rx = shmbus_link_open_rx,
+        .open_tx = shmbus_link_open_tx,
+        .send = shmbus_link_send,
+        .recv = shmbus_link_recv,
+        .close = shmbus_link_close,
+        .destroy = shmbus_link_destroy,
+};
+
+const struct link_ops link_shmbus_zc = {
+        .name = "shmbus-zero-copy",
+        .modes = SHMBUS_MODES,
+        .multi_tx = true,
+        .multi_rx = true,
+        .create = shmbus_link_create,
+        .open_rx = shmbus_link_open_rx,
+        .open_tx = shmbus_link_open_tx,
+        .send = shmbus_zc_send,
+        .recv = shmbus_zc_recv,
+        .close = shmbus_link_close,
+        .destroy = shmbus_link_destroy,
+};
