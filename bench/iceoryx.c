@@ -22,6 +22,7 @@
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wstrict-prototypes"
 #include <iceoryx_binding_c/enums.h>
+#include <iceoryx_binding_c/log.h>
 #include <iceoryx_binding_c/publisher.h>
 #include <iceoryx_binding_c/runtime.h>
 #include <iceoryx_binding_c/subscriber.h>
@@ -46,6 +47,7 @@ static void runtime_once(void) {
         if (done)
                 return;
         snprintf(name, sizeof(name), "shmbus-bench-%d", (int)getpid());
+        iox_set_loglevel(Iceoryx_LogLevel_Warn); /* its Debug lines would bury the tables */
         iox_runtime_init(name);
         done = true;
 }
