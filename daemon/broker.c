@@ -40,6 +40,7 @@
 #define REQUEST_MAX       65536
 #define PEER_CHANNELS_MAX 64
 #define SWEEP_INTERVAL_MS 100
+#define ACCEPT_RETRY_MS   100
 
 struct chan {
         char name[SHMBUS_NAME_MAX + 1];
@@ -66,7 +67,8 @@ struct peer {
         pid_t pid;
         uid_t uid;
         gid_t gid;
-        bool refuse; /* over max_connections: answer the first request EUSERS, then close */
+        bool refuse; /* over a connection limit: answer the first request EUSERS, then close */
+        bool spoke;  /* has sent a request: no longer subject to first_request_timeout_ms */
         unsigned n_open;
         char open[PEER_CHANNELS_MAX][SHMBUS_NAME_MAX + 1];
 };
@@ -77,6 +79,7 @@ struct broker {
         int listen_fd;
         struct event *listen_ev;
         struct event *sweep_ev;
+        struct event *accept_retry_ev; /* re-arms accepting after running out of descriptors */
         struct chan **channels;
         unsigned n_channels;
         struct peer **peers;
@@ -693,6 +696,9 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
         ssize_t n;
 
         if (what & EV_TIMEOUT) {
+                if (!p->refuse)
+                        log_info("connection of pid %d (uid %u) sent no request in %u ms: closed",
+                                 (int)p->pid, p->uid, b->cfg.first_request_timeout_ms);
                 peer_close(p);
                 return;
         }
@@ -714,10 +720,16 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
         }
         buf[n] = '\0';
         if (p->refuse) {
-                reply_error(p, EUSERS, "too many connections (max_connections is %u)",
-                            b->cfg.max_connections);
+                reply_error(p, EUSERS, "too many connections (max_connections is %u, %u per uid)",
+                            b->cfg.max_connections, b->cfg.max_connections_per_uid);
                 peer_close(p);
                 return;
+        }
+        if (!p->spoke) {
+                /* It has spoken: from now on it may stay as quiet as it likes. */
+                p->spoke = true;
+                event_del(p->ev);
+                event_add(p->ev, NULL);
         }
         if (strlen(buf) != (size_t)n) {
                 reply_error(p, EINVAL, "request contains a NUL byte");
@@ -725,6 +737,21 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
         }
         if (handle_request(b, p, buf) < 0)
                 peer_close(p);
+}
+
+static unsigned peers_of_uid(const struct broker *b, uid_t uid) {
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < b->n_peers; i++)
+                if (b->peers[i]->uid == uid && !b->peers[i]->refuse)
+                        n++;
+        return n;
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg) {
+        struct broker *b = arg;
+
+        event_add(b->listen_ev, NULL);
 }
 
 static void on_accept(evutil_socket_t fd, short what, void *arg) {
@@ -737,19 +764,36 @@ static void on_accept(evutil_socket_t fd, short what, void *arg) {
 
         cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (cfd < 0) {
-                if (errno != EAGAIN && errno != EINTR)
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                        /*
+                         * The connection stays queued and the socket stays readable:
+                         * accepting again at once would spin. Stop listening for a
+                         * moment; channels keep working, and so do connected peers.
+                         */
+                        struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+
+                        log_warn("accept: %s; not accepting for %d ms", strerror(errno),
+                                 ACCEPT_RETRY_MS);
+                        event_del(b->listen_ev);
+                        event_add(b->accept_retry_ev, &tv);
+                } else if (errno != EAGAIN && errno != EINTR) {
                         log_warn("accept: %s", strerror(errno));
+                }
+                return;
+        }
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                close(cfd);
                 return;
         }
         bool refuse = b->n_peers - b->n_refusing >= b->cfg.max_connections;
         if (refuse) {
                 log_warn("connection refused: max_connections (%u) reached", b->cfg.max_connections);
-                if (b->n_refusing >= REFUSING_MAX) {
-                        close(cfd);
-                        return;
-                }
+        } else if (cred.uid != 0 && peers_of_uid(b, cred.uid) >= b->cfg.max_connections_per_uid) {
+                log_warn("connection of pid %d refused: uid %u holds max_connections_per_uid (%u)",
+                         (int)cred.pid, cred.uid, b->cfg.max_connections_per_uid);
+                refuse = true;
         }
-        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        if (refuse && b->n_refusing >= REFUSING_MAX) {
                 close(cfd);
                 return;
         }
@@ -767,7 +811,10 @@ static void on_accept(evutil_socket_t fd, short what, void *arg) {
                            .gid = cred.gid, .pidfd = -1, .refuse = refuse};
         b->peers[b->n_peers++] = p;
         p->ev = event_new(b->base, cfd, EV_READ | EV_PERSIST, on_peer, p);
-        event_add(p->ev, NULL);
+        if (!p->ev) {
+                peer_free(p);
+                return;
+        }
         if (refuse) {
                 struct timeval tv = {1, 0};
 
@@ -775,6 +822,15 @@ static void on_accept(evutil_socket_t fd, short what, void *arg) {
                 event_add(p->ev, &tv);
                 b->n_refusing++;
                 return;
+        }
+        if (b->cfg.first_request_timeout_ms) {
+                struct timeval tv = {b->cfg.first_request_timeout_ms / 1000,
+                                     (b->cfg.first_request_timeout_ms % 1000) * 1000};
+
+                /* A connection that never speaks would hold a place forever. */
+                event_add(p->ev, &tv);
+        } else {
+                event_add(p->ev, NULL);
         }
         p->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
         if (p->pidfd >= 0) {
@@ -825,7 +881,8 @@ int broker_new(struct event_base *base, const struct config *cfg, int listen_fd,
         adopt_existing(b);
         b->listen_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, on_accept, b);
         b->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, b);
-        if (!b->listen_ev || !b->sweep_ev) {
+        b->accept_retry_ev = evtimer_new(base, on_accept_retry, b);
+        if (!b->listen_ev || !b->sweep_ev || !b->accept_retry_ev) {
                 broker_free(b);
                 return -ENOMEM;
         }
@@ -848,6 +905,8 @@ struct broker *broker_free(struct broker *b) {
                 event_free(b->listen_ev);
         if (b->sweep_ev)
                 event_free(b->sweep_ev);
+        if (b->accept_retry_ev)
+                event_free(b->accept_retry_ev);
         config_deinit(&b->cfg);
         free(b);
         return NULL;

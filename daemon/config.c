@@ -18,6 +18,8 @@ void config_init_defaults(struct config *c) {
         *c = (struct config){
                 .max_channels = 256,
                 .max_connections = 256,
+                .max_connections_per_uid = 64,
+                .first_request_timeout_ms = 5000,
                 .unblock_timeout_ms = 2000,
                 .create = {.any = true},
         };
@@ -212,6 +214,10 @@ int config_parse(struct config *c, const char *text, char *err, size_t size) {
                         r = get_u32(item, k, 65536, &c->max_channels, err, size);
                 } else if (strcmp(k, "max_connections") == 0) {
                         r = get_u32(item, k, 65536, &c->max_connections, err, size);
+                } else if (strcmp(k, "max_connections_per_uid") == 0) {
+                        r = get_u32(item, k, 65536, &c->max_connections_per_uid, err, size);
+                } else if (strcmp(k, "first_request_timeout_ms") == 0) {
+                        r = get_u32(item, k, 3600 * 1000, &c->first_request_timeout_ms, err, size);
                 } else if (strcmp(k, "unblock_timeout_ms") == 0) {
                         r = get_u32(item, k, 3600 * 1000, &c->unblock_timeout_ms, err, size);
                 } else if (strcmp(k, "defaults") == 0) {

@@ -35,6 +35,8 @@ struct config {
         char socket_path[108];
         uint32_t max_channels;
         uint32_t max_connections;
+        uint32_t max_connections_per_uid;
+        uint32_t first_request_timeout_ms;
         uint32_t unblock_timeout_ms;
         struct shmbus_ring_geom defaults;
         struct acl create;

@@ -102,10 +102,11 @@ static int roundtrip(shmbus_client *c, const char *req, char **ret_reply, int *f
                                 close(got[i]); /* more than we asked for: not ours to keep */
                 }
         }
-        if ((msg.msg_flags & MSG_TRUNC) || n > REPLY_MAX) {
+        if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n > REPLY_MAX) {
                 for (unsigned i = 0; i < *n_fds; i++)
                         close(fds[i]);
-                return -EPROTO;
+                /* The kernel drops descriptors we have no room for, and says so. */
+                return (msg.msg_flags & MSG_CTRUNC) ? -EMFILE : -EPROTO;
         }
         buf[n] = '\0';
         *ret_reply = TAKE_PTR(buf);

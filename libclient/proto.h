@@ -34,7 +34,7 @@
 
 #define SHMBUS_CTL_MAGIC    UINT64_C(0x314c544353424d53) /* "SMBSCTL1" little-endian */
 #define SHMBUS_LAYOUT_MAJOR 1
-#define SHMBUS_LAYOUT_MINOR 1
+#define SHMBUS_LAYOUT_MINOR 2
 #define SHMBUS_LINE         128
 #define SHMBUS_NAME_MAX     63
 
@@ -102,7 +102,10 @@ enum {
  * and the daemon can free the slots of dead processes at any moment.
  */
 
-/* One subscriber. Written only by its owner, except state/pid (daemon may free it). */
+/*
+ * One subscriber. Written only by its owner, except state/pid/sleeping: the
+ * daemon frees the slot of a dead owner and takes back its count of waiters.
+ */
 struct shmbus_sub_slot {
         _Atomic uint32_t state;    /* SHMBUS_SLOT_* */
         _Atomic uint32_t pid;      /* owner process, for liveness and status */
@@ -112,11 +115,11 @@ struct shmbus_sub_slot {
         _Atomic uint64_t lost;     /* messages lost to overwrite (or unblock) */
         _Atomic uint64_t corrupt;  /* corrupt records skipped */
         _Atomic uint32_t uid;      /* owner uid, for status */
-        uint32_t reserved0;        /* zero */
+        _Atomic uint32_t sleeping; /* 1 while counted in data_waiters (layout 1.2) */
         uint8_t pad[SHMBUS_LINE - 56];
 };
 
-/* One publisher. Written only by its owner, except state/pid. */
+/* One publisher. Written only by its owner, except state/pid/sleeping (as above). */
 struct shmbus_pub_slot {
         _Atomic uint32_t state;   /* SHMBUS_SLOT_* */
         _Atomic uint32_t pid;     /* owner process */
@@ -126,7 +129,7 @@ struct shmbus_pub_slot {
         _Atomic uint64_t waits;   /* times the publisher had to wait for space */
         _Atomic uint64_t full;    /* claims refused: ring full (-EAGAIN) or timed out */
         _Atomic uint32_t uid;     /* owner uid */
-        uint32_t reserved0;       /* zero */
+        _Atomic uint32_t sleeping; /* 1 while counted in space_waiters (layout 1.2) */
         /*
          * The bytes [claim_begin, claim_end) this publisher is claiming or holds,
          * stored before its claim CAS: the daemon never pads over a claim whose
@@ -188,6 +191,8 @@ static_assert(sizeof(struct shmbus_pub_slot) == SHMBUS_LINE, "one line per publi
 static_assert(offsetof(struct shmbus_sub_slot, uid) == 48, "sub slot layout");
 static_assert(offsetof(struct shmbus_pub_slot, uid) == 48, "pub slot layout");
 static_assert(offsetof(struct shmbus_pub_slot, claim_begin) == 56, "pub slot claim range");
+static_assert(offsetof(struct shmbus_sub_slot, sleeping) == 52, "sub slot sleeping flag");
+static_assert(offsetof(struct shmbus_pub_slot, sleeping) == 52, "pub slot sleeping flag");
 static_assert(offsetof(struct shmbus_ctl, name) == 64, "geometry layout");
 static_assert(offsetof(struct shmbus_ctl, tail) == 1 * SHMBUS_LINE, "claim word line");
 static_assert(offsetof(struct shmbus_ctl, head_cache) == 2 * SHMBUS_LINE, "head line");

@@ -128,6 +128,19 @@ static bool fence_heavy(void) {
  */
 #define RACE_WINDOW_NS INT64_C(2000)
 
+/*
+ * Take a sleeper's count back from @waiters, once: by the sleeper when it
+ * wakes, or by the slot release of a sleeper that died (so a subscriber killed
+ * asleep does not leave every later commit paying for a futex wake). Counted
+ * before flagged and unflagged before uncounted, so a death between the two
+ * steps leaves one count too many, never too few: a stray wake, never a
+ * missed one.
+ */
+static void waiters_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping) {
+        if (atomic_exchange_explicit(sleeping, 0, RELAXED) != 0)
+                atomic_fetch_sub_explicit(waiters, 1, SEQCST);
+}
+
 static bool ready_soon(bool (*ready)(void *ctx), void *ctx) {
         int64_t until = shmbus__now_ns() + RACE_WINDOW_NS;
 
@@ -150,12 +163,15 @@ static bool ready_soon(bool (*ready)(void *ctx), void *ctx) {
  * costs. Only then fence heavily, re-check, and sleep long.
  */
 static int futex_sleep(_Atomic uint32_t *word, _Atomic uint32_t *waiters,
-                       bool (*ready)(void *ctx), void *ctx, int64_t timeout_ns) {
+                       _Atomic uint32_t *sleeping, bool (*ready)(void *ctx), void *ctx,
+                       int64_t timeout_ns) {
         uint32_t seen = atomic_load_explicit(word, SEQCST);
         int64_t slice = WAIT_QUICK_NS;
         int ret = 0;
 
         atomic_fetch_add_explicit(waiters, 1, SEQCST);
+        /* Our slot says we are counted: if we die asleep, whoever frees it uncounts us. */
+        atomic_store_explicit(sleeping, 1, RELAXED);
         if (timeout_ns >= 0 && timeout_ns < slice)
                 slice = timeout_ns;
         if (!ready_soon(ready, ctx)) {
@@ -169,7 +185,7 @@ static int futex_sleep(_Atomic uint32_t *word, _Atomic uint32_t *waiters,
                         ret = ready(ctx) ? 0 : futex_wait(word, seen, slice);
                 }
         }
-        atomic_fetch_sub_explicit(waiters, 1, SEQCST);
+        waiters_uncount(waiters, sleeping);
         return ret == -ETIMEDOUT ? ret : 0;
 }
 
@@ -217,6 +233,15 @@ static inline shmbus_tail tail_snapshot(struct shmbus_ring *r) {
 
         t.word = tail_cas(&r->ctl->tail, t.word, t.word);
         return t;
+}
+
+/*
+ * The tail as readers see it. Only a hostile or broken member leaves it
+ * unaligned, and the next claim realigns it upwards (shmbus__ring_claim), so
+ * readers round up the same way and meet the next record where it will be.
+ */
+static inline uint64_t tail_load_pos_aligned(const struct shmbus_ring *r, int order) {
+        return align_up(tail_load_pos(r, order), SHMBUS_REC_ALIGN);
 }
 
 uint64_t shmbus__ring_tail_pos(const struct shmbus_ring *r) {
@@ -364,6 +389,7 @@ int shmbus__ring_pub_join(struct shmbus_ring *r, struct shmbus_ring_pub *p, pid_
                 atomic_store_explicit(&slot->full, 0, RELAXED);
                 atomic_store_explicit(&slot->claim_begin, 0, RELAXED);
                 atomic_store_explicit(&slot->claim_end, 0, RELAXED);
+                atomic_store_explicit(&slot->sleeping, 0, RELAXED);
                 atomic_store_explicit(&slot->state, SHMBUS_SLOT_ACTIVE, RELEASE);
                 membarrier_register();
                 *p = (struct shmbus_ring_pub){
@@ -392,6 +418,7 @@ void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx) {
                                   atomic_load_explicit(&slot->bytes, RELAXED), RELAXED);
         atomic_fetch_add_explicit(&r->ctl->retired_aborts,
                                   atomic_load_explicit(&slot->aborts, RELAXED), RELAXED);
+        waiters_uncount(&r->ctl->space_waiters, &slot->sleeping);
         atomic_store_explicit(&slot->pid, 0, RELEASE);
 }
 
@@ -459,21 +486,9 @@ static int pub_wait_space(struct shmbus_ring_pub *p, uint64_t need_end, int64_t 
                 if (left <= 0)
                         return -ETIMEDOUT;
         }
-        futex_sleep(&p->ring->ctl->space_futex, &p->ring->ctl->space_waiters, space_ready, &w,
-                    left);
+        futex_sleep(&p->ring->ctl->space_futex, &p->ring->ctl->space_waiters, &p->slot->sleeping,
+                    space_ready, &w, left);
         return 0;
-}
-
-/*
- * Has unblock already taken or padded over the record at @pos? Only the exact
- * values unblock writes count: before a claim writes its header, the stamp word
- * holds whatever an older lap left there (payload bytes included), so a masked
- * comparison could mistake garbage for a pad, abandon the claim, and leave a
- * hole that no reader can pass.
- */
-static inline bool unblocked_at(uint64_t stamp, uint64_t pos) {
-        return stamp == (pos | SHMBUS_STAMP_TAKEN) || stamp == (pos | SHMBUS_STAMP_PAD) ||
-               stamp == (pos | SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ);
 }
 
 int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns, void **ret_buf) {
@@ -481,7 +496,7 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
         bool block = r->policy == SHMBUS_POLICY_BLOCK;
         int64_t deadline = -1;
         bool waited = false;
-        uint64_t start, end, size, old;
+        uint64_t start, end, size;
         shmbus_tail cur, want;
         struct shmbus_rec *rec;
 
@@ -496,6 +511,17 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
         cur = tail_load(r);
         for (;;) {
                 uint64_t off = cur.s.pos & r->mask;
+
+                if (cur.s.pos & (SHMBUS_REC_ALIGN - 1)) {
+                        /*
+                         * Only a hostile or broken member writes an unaligned claim
+                         * word: realign it (records must stay 16-aligned) and go on.
+                         */
+                        want.s.pos = align_up(cur.s.pos, SHMBUS_REC_ALIGN);
+                        want.s.seq = cur.s.seq;
+                        cur.word = tail_cas(&r->ctl->tail, cur.word, want.word);
+                        continue;
+                }
 
                 /* A record never crosses the end: pad to the end and start the next lap. */
                 start = off + size > r->size ? cur.s.pos + (r->size - off) : cur.s.pos;
@@ -527,9 +553,13 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
                         }
                 }
 
-                /* What we are about to own, visible before we own it (the CAS is a full barrier). */
-                atomic_store_explicit(&p->slot->claim_begin, cur.s.pos, RELAXED);
-                atomic_store_explicit(&p->slot->claim_end, end, RELAXED);
+                /*
+                 * What we are about to own, visible before we own it (the CAS is a
+                 * full barrier). Release: whoever sees this range also sees our
+                 * previous commit (unblock relies on it).
+                 */
+                atomic_store_explicit(&p->slot->claim_begin, cur.s.pos, RELEASE);
+                atomic_store_explicit(&p->slot->claim_end, end, RELEASE);
                 want.s.pos = end;
                 want.s.seq = cur.s.seq + 1;
                 shmbus_tail seen = {.word = tail_cas(&r->ctl->tail, cur.word, want.word)};
@@ -540,26 +570,18 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
 
         /*
          * The bytes [cur.pos, end) are ours, and our active slot says so: unblock
-         * leaves them alone for as long as we live, so the stamps below are
-         * plain stores. The checks for an unblock pad are for a process the
-         * daemon has (wrongly) judged dead: it loses its claim cleanly.
+         * leaves them alone for as long as we live, so the stamps below are plain
+         * stores over whatever an older lap (or a hostile member) left there.
          */
         if (start != cur.s.pos) {
                 struct shmbus_rec *pad = rec_at(r, cur.s.pos);
 
-                old = atomic_load_explicit(&pad->stamp, RELAXED);
-                if (!unblocked_at(old, cur.s.pos)) {
-                        pad->len = (uint32_t)(start - cur.s.pos - SHMBUS_REC_HDR);
-                        pad->seq = 0;
-                        atomic_compare_exchange_strong_explicit(
-                                &pad->stamp, &old, cur.s.pos | SHMBUS_STAMP_PAD, RELEASE, RELAXED);
-                }
+                pad->len = (uint32_t)(start - cur.s.pos - SHMBUS_REC_HDR);
+                pad->seq = 0;
+                atomic_store_explicit(&pad->stamp, cur.s.pos | SHMBUS_STAMP_PAD, RELEASE);
         }
 
         rec = rec_at(r, start);
-        old = atomic_load_explicit(&rec->stamp, RELAXED);
-        if (unblocked_at(old, start))
-                return -ETIMEDOUT; /* already padded over by unblock */
         rec->seq = (uint32_t)cur.s.seq;
         rec->len = (uint32_t)len;
         /* Release: an unblocker that acquires the marker reads the right len and seq. */
@@ -636,12 +658,14 @@ int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_
                 atomic_store_explicit(&slot->state, SHMBUS_SLOT_ACTIVE, SEQCST);
                 atomic_thread_fence(SEQCST);
                 t = tail_snapshot(r);
+                t.s.pos = align_up(t.s.pos, SHMBUS_REC_ALIGN);
                 atomic_store_explicit(&slot->pos, t.s.pos, RELEASE);
                 atomic_store_explicit(&slot->uid, (uint32_t)uid, RELAXED);
                 atomic_store_explicit(&slot->received, 0, RELAXED);
                 atomic_store_explicit(&slot->bytes, 0, RELAXED);
                 atomic_store_explicit(&slot->lost, 0, RELAXED);
                 atomic_store_explicit(&slot->corrupt, 0, RELAXED);
+                atomic_store_explicit(&slot->sleeping, 0, RELAXED);
                 membarrier_register();
                 *s = (struct shmbus_ring_sub){
                         .ring = r,
@@ -673,6 +697,7 @@ void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx) {
                 return;
         atomic_fetch_add_explicit(&r->ctl->retired_lost,
                                   atomic_load_explicit(&slot->lost, RELAXED), RELAXED);
+        waiters_uncount(&r->ctl->data_waiters, &slot->sleeping);
         atomic_store_explicit(&slot->pid, 0, RELEASE);
         /* Publishers blocked on this subscriber may go on now. */
         atomic_thread_fence(SEQCST);
@@ -733,7 +758,7 @@ static void sub_resync(struct shmbus_ring_sub *s, uint64_t tail, bool corrupt) {
 
         if (corrupt) {
                 s->corrupt++;
-                pos = tail & ~(SHMBUS_REC_ALIGN - 1);
+                pos = align_up(tail, SHMBUS_REC_ALIGN);
         } else {
                 pos = (tail - r->size + r->mask) & ~r->mask;
         }
@@ -777,12 +802,12 @@ int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *
                 stamp = atomic_load_explicit(&rec->stamp, ACQUIRE);
                 if ((stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) != pos) {
                         /* Not committed here: empty, in progress, lapped or corrupt. */
-                        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+                        tail = tail_load_pos_aligned(r, __ATOMIC_ACQUIRE);
                         if (tail == pos) {
                                 sub_publish_pending(s);
                                 return -EAGAIN;
                         }
-                        if ((int64_t)(tail - pos) < 0 || (tail & (SHMBUS_REC_ALIGN - 1))) {
+                        if ((int64_t)(tail - pos) < 0) {
                                 sub_resync(s, tail, true);
                                 return -EBADMSG;
                         }
@@ -885,7 +910,7 @@ bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s) {
         if ((stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) == s->pos)
                 return true;
         /* Lapped or corrupt also count: peek has something to report. */
-        return tail_load_pos(s->ring, __ATOMIC_SEQ_CST) - s->pos > s->ring->size;
+        return tail_load_pos_aligned(s->ring, __ATOMIC_SEQ_CST) - s->pos > s->ring->size;
 }
 
 static bool data_ready(void *ctx) {
@@ -895,8 +920,8 @@ static bool data_ready(void *ctx) {
 int shmbus__ring_wait_data(struct shmbus_ring_sub *s, int64_t timeout_ns) {
         if (timeout_ns == 0)
                 return shmbus__ring_sub_has_data(s) ? 0 : -ETIMEDOUT;
-        return futex_sleep(&s->ring->ctl->data_futex, &s->ring->ctl->data_waiters, data_ready, s,
-                           timeout_ns);
+        return futex_sleep(&s->ring->ctl->data_futex, &s->ring->ctl->data_waiters,
+                           &s->slot->sleeping, data_ready, s, timeout_ns);
 }
 
 void shmbus__ring_wake_all(struct shmbus_ring *r) {
@@ -947,6 +972,29 @@ uint32_t shmbus__ring_claim_owner(const struct shmbus_ring *r, uint64_t pos) {
 }
 
 /*
+ * The first position in (pos, end) where a live publisher's claim begins, or
+ * end. The pad of a dead claim whose header never came must stop there: the
+ * live claimer may not have written its own stamp yet, and padding over it
+ * would swallow a message about to be committed. A claim whose CAS preceded
+ * our read of the tail has its range stored (release) before that CAS; one
+ * that has been committed since shows its stamp to the scan that follows,
+ * because seeing the owner's next range (release) means seeing that commit.
+ */
+static uint64_t live_claims_from(const struct shmbus_ring *r, uint64_t pos, uint64_t end) {
+        for (uint32_t i = 0; i < r->max_pubs; i++) {
+                struct shmbus_pub_slot *slot = &r->pubs[i];
+                uint64_t begin;
+
+                if (atomic_load_explicit(&slot->state, SEQCST) != SHMBUS_SLOT_ACTIVE)
+                        continue;
+                begin = atomic_load_explicit(&slot->claim_begin, SEQCST) & ~(SHMBUS_REC_ALIGN - 1);
+                if ((int64_t)(begin - pos) > 0 && (int64_t)(end - begin) > 0)
+                        end = begin;
+        }
+        return end;
+}
+
+/*
  * Pad over a claim at pos that was never committed because its writer died.
  * Returns 1 if padded, 0 if there was nothing to do, -EBUSY if a publisher
  * with an active slot holds the claim (alive, so only slow or stopped: it will
@@ -992,6 +1040,9 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
                                                      SEQCST, RELAXED))
                 return 0;
         end = tail < lap_end ? tail : lap_end;
+        end = live_claims_from(r, pos, end & ~(SHMBUS_REC_ALIGN - 1));
+        if ((int64_t)(end - pos) < (int64_t)SHMBUS_REC_ALIGN)
+                end = pos + SHMBUS_REC_ALIGN; /* a header alone: the tail was not aligned */
         for (uint64_t q = pos + SHMBUS_REC_ALIGN; q < end; q += SHMBUS_REC_ALIGN) {
                 uint64_t s = atomic_load_explicit(&rec_at(r, q)->stamp, ACQUIRE);
 

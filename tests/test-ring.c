@@ -412,6 +412,46 @@ static void test_unblock_before_header(void) {
         mr_free(&m);
 }
 
+/*
+ * A writer died before its header while the next claimer, alive, had not yet
+ * written its own: the pad over the dead claim stops where the live claim
+ * begins, so the live one's message is delivered, not swallowed.
+ */
+static void test_unblock_spares_live_claim(void) {
+        struct memring m;
+        struct shmbus_ring_pub dead, live;
+        struct shmbus_ring_sub s;
+        uint64_t stuck, stamp;
+        uint32_t id, seq;
+        void *buf;
+
+        mr_init(&m, 4096, 512, SHMBUS_POLICY_BLOCK, 1, 2);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &dead, 2, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &live, 3, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join(&m.r, &s, 4, 0), 0);
+
+        stuck = shmbus__ring_tail_pos(&m.r);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_claim(&dead, 40, 0, &buf), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_claim(&live, 40, 0, &buf), 0);
+        tmsg_fill(buf, 40, 3, 1);
+        /* Neither header is there yet: both claimers are between CAS and header. */
+        atomic_store(&((struct shmbus_rec *)(void *)((uint8_t *)m.data + stuck))->stamp, 7);
+        atomic_store(&((struct shmbus_rec *)(void *)((uint8_t *)m.data + live.claim_pos))->stamp,
+                     9);
+        /* The first one dies: the daemon releases its slot. */
+        shmbus__ring_pub_slot_release(&m.r, 0);
+        dead.ring = NULL;
+
+        CU_ASSERT(shmbus__ring_pending(&m.r, stuck, &stamp));
+        CU_ASSERT_EQUAL(shmbus__ring_unblock(&m.r, stuck), 1);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), -EAGAIN); /* the live claim is still open */
+        CU_ASSERT_EQUAL(shmbus__ring_commit(&live), 0);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), 40);
+        CU_ASSERT_EQUAL(id, 3);
+        CU_ASSERT_EQUAL(seq, 1);
+        mr_free(&m);
+}
+
 /* A hostile publisher scribbles on records: readers report, resynchronise, carry on. */
 static void test_corruption(void) {
         struct memring m;
@@ -507,12 +547,39 @@ static void test_garbage_stamp_before_claim(void) {
                 CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), 40);
                 CU_ASSERT_EQUAL(seq, i);
         }
-        /* What unblock really writes is still recognised: the claim then loses cleanly. */
-        uint64_t pos = shmbus__ring_tail_pos(&m.r);
-        struct shmbus_rec *rec = (struct shmbus_rec *)(void *)((uint8_t *)m.data + (pos & m.r.mask));
-        void *buf;
-        atomic_store(&rec->stamp, pos | SHMBUS_STAMP_TAKEN);
-        CU_ASSERT_EQUAL(shmbus__ring_claim(&p, 40, 0, &buf), -ETIMEDOUT);
+        /*
+         * Not even the exact marks unblock writes stop a claim: unblock never
+         * touches a live publisher's claim, so such a stamp is garbage (or
+         * forged by a hostile member), and giving up the claim would leave a
+         * hole that stalls the channel.
+         */
+        static const uint64_t marks[] = {SHMBUS_STAMP_TAKEN, SHMBUS_STAMP_PAD,
+                                         SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ};
+        for (uint32_t i = 0; i < 3; i++) {
+                uint64_t pos = shmbus__ring_tail_pos(&m.r);
+                struct shmbus_rec *rec =
+                        (struct shmbus_rec *)(void *)((uint8_t *)m.data + (pos & m.r.mask));
+
+                atomic_store(&rec->stamp, pos | marks[i]);
+                CU_ASSERT_EQUAL(pub_send(&p, 1, 10 + i, 40, 0), 0);
+                CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), 40);
+                CU_ASSERT_EQUAL(seq, 10 + i);
+        }
+        /*
+         * An unaligned claim word (only a hostile member writes one) is realigned
+         * upwards by the next claim; the 16 bytes skipped are a hole that the
+         * daemon's unblock pads, as it pads any claim nobody will commit.
+         */
+        uint64_t hole = shmbus__ring_tail_pos(&m.r), stamp;
+        m.r.ctl->tail.s.pos += 5;
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), -EAGAIN);
+        CU_ASSERT_EQUAL(pub_send(&p, 1, 20, 40, 0), 0);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), -EAGAIN);
+        CU_ASSERT(shmbus__ring_pending(&m.r, hole, &stamp));
+        CU_ASSERT_EQUAL(shmbus__ring_unblock(&m.r, hole), 1);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), 40);
+        CU_ASSERT_EQUAL(seq, 20);
+        CU_ASSERT_EQUAL(shmbus__ring_tail_pos(&m.r) % 16, 0);
         mr_free(&m);
 }
 
@@ -719,6 +786,8 @@ int main(void) {
                 {"abort is skipped and not a loss", test_abort},
                 {"unblock a claim whose writer wrote its header", test_unblock_after_header},
                 {"unblock a claim whose writer wrote nothing", test_unblock_before_header},
+                {"unblock of a headerless claim spares the live claim after it",
+                 test_unblock_spares_live_claim},
                 {"corrupt records are reported and skipped", test_corruption},
                 {"garbage in a stamp slot is not taken for a pad", test_garbage_stamp_before_claim},
                 {"slot limits and broadcast", test_slots},

@@ -40,14 +40,24 @@ static inline void fresh_shm(void) {
         test_rmtree(shm);
 }
 
-/* Start shmbusd with a 300 ms unblock timeout; wait until it answers. */
+/* The unblock timeout (-u) daemon_start() gives the daemon. */
+static int daemon_unblock_ms = 300;
+
+/*
+ * Start shmbusd (with daemon_unblock_ms); wait until it answers. With
+ * SHMBUS_VALGRIND=1 it runs under valgrind's memcheck, and any error or
+ * definite leak makes it exit 42 when stopped, which daemon_stop() reports.
+ */
 static inline pid_t daemon_start(const char *config) {
         const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
-        char bin[600], cfgpath[600];
+        const char *vg = getenv("SHMBUS_VALGRIND");
+        char bin[600], cfgpath[600], unblock[16], vglog[700];
         shmbus_client *c;
         pid_t pid;
 
         snprintf(bin, sizeof(bin), "%s/daemon/shmbusd", top);
+        snprintf(unblock, sizeof(unblock), "%d", daemon_unblock_ms);
+        snprintf(vglog, sizeof(vglog), "--log-file=%s.valgrind", logpath);
         snprintf(cfgpath, sizeof(cfgpath), "%s/shmbusd.json", dir);
         if (config) {
                 FILE *f = fopen(cfgpath, "w");
@@ -63,14 +73,34 @@ static inline pid_t daemon_start(const char *config) {
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 dup2(fd, 1);
                 dup2(fd, 2);
-                if (config)
-                        execl(bin, "shmbusd", "-s", sock, "-d", shm, "-u", "300", "-c", cfgpath,
-                              (char *)NULL);
-                else
-                        execl(bin, "shmbusd", "-s", sock, "-d", shm, "-u", "300", (char *)NULL);
+                const char *argv[24];
+                int n = 0;
+
+                if (vg && strcmp(vg, "1") == 0) {
+                        static const char *vgopts[] = {"valgrind", "-q", "--error-exitcode=42",
+                                                       "--leak-check=full",
+                                                       "--errors-for-leak-kinds=definite"};
+
+                        for (unsigned i = 0; i < sizeof(vgopts) / sizeof(vgopts[0]); i++)
+                                argv[n++] = vgopts[i];
+                        argv[n++] = vglog;
+                }
+                argv[n++] = bin;
+                argv[n++] = "-s";
+                argv[n++] = sock;
+                argv[n++] = "-d";
+                argv[n++] = shm;
+                argv[n++] = "-u";
+                argv[n++] = unblock;
+                if (config) {
+                        argv[n++] = "-c";
+                        argv[n++] = cfgpath;
+                }
+                argv[n] = NULL;
+                execvp(argv[0], (char *const *)argv);
                 _exit(127);
         }
-        for (int i = 0; i < 500; i++) {
+        for (int i = 0; i < 1500; i++) {
                 if (shmbus_client_new(sock, &c) == 0) {
                         shmbus_client_free(c);
                         return pid;
@@ -110,6 +140,9 @@ static inline void testdaemon_teardown(int rc) {
                 snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", logpath);
                 if (system(cmd) != 0)
                         fprintf(stderr, "(no log)\n");
+                snprintf(cmd, sizeof(cmd), "cat %s.valgrind >&2 2>/dev/null || true", logpath);
+                if (system(cmd) != 0)
+                        fprintf(stderr, "(no valgrind log)\n");
         }
         test_rmtree(dir);
         free(dir);
