@@ -49,6 +49,8 @@ struct chan {
         gid_t group;
         /* For unblock: what each subscriber slot is stuck on, and since when. */
         struct stuck *stuck;
+        /* Slots seen active without an owner pid in the last sweep (subs, then pubs). */
+        bool *orphan;
 };
 
 struct stuck {
@@ -98,6 +100,7 @@ static struct chan *chan_free(struct chan *c) {
                 return NULL;
         shmbus_channel_unref(c->map);
         free(c->stuck);
+        free(c->orphan);
         free(c);
         return NULL;
 }
@@ -129,8 +132,9 @@ static int chan_add(struct broker *b, const char *name, int ctl_fd, int data_fd,
         c->group = group;
         subs = c->map->ring.max_subs;
         c->stuck = calloc(subs, sizeof(*c->stuck));
+        c->orphan = calloc((size_t)subs + c->map->ring.max_pubs, sizeof(*c->orphan));
         arr = reallocarray(b->channels, b->n_channels + 1, sizeof(*arr));
-        if (!c->stuck || !arr) {
+        if (!c->stuck || !c->orphan || !arr) {
                 if (arr)
                         b->channels = arr;
                 chan_free(c);
@@ -239,6 +243,27 @@ static unsigned chan_reap_pid(struct chan *c, pid_t pid) {
 }
 
 /*
+ * Is slot @i (subscribers first, then publishers) active with no owner, for
+ * the second sweep running? Join sets the pid before the state and release
+ * clears the state before the pid, so that is never a moment of a join or a
+ * release: only a member scribbling on ctl makes it, and it would hold
+ * publishers of a block channel back for good.
+ */
+static bool chan_orphan(struct chan *c, uint32_t i, _Atomic uint32_t *state,
+                        _Atomic uint32_t *pid) {
+        bool orphan = atomic_load(state) == SHMBUS_SLOT_ACTIVE && atomic_load(pid) == 0;
+        bool twice = orphan && c->orphan[i];
+
+        c->orphan[i] = orphan && !twice;
+        if (twice)
+                log_warn("channel %s: released %s slot %u, active without an owner (damaged by "
+                         "a member?)",
+                         c->name, i < c->map->ring.max_subs ? "subscriber" : "publisher",
+                         i < c->map->ring.max_subs ? i : i - c->map->ring.max_subs);
+        return twice;
+}
+
+/*
  * Periodic repair: release slots of processes that no longer exist (also those
  * of clients of a previous daemon), and pad over claims that have kept a
  * subscriber waiting, unchanged, for the whole unblock timeout and whose
@@ -258,6 +283,8 @@ static void chan_sweep(struct broker *b, struct chan *c, int64_t now) {
                                  i, owner);
                         shmbus__ring_pub_slot_release(r, i);
                         shmbus__ring_slot_clear_pid(&p->pid, owner);
+                } else if (chan_orphan(c, r->max_subs + i, &p->state, &p->pid)) {
+                        shmbus__ring_pub_slot_release(r, i);
                 }
         }
         for (uint32_t i = 0; i < r->max_subs; i++) {
@@ -272,6 +299,11 @@ static void chan_sweep(struct broker *b, struct chan *c, int64_t now) {
                                  i, owner);
                         shmbus__ring_sub_slot_release(r, i);
                         shmbus__ring_slot_clear_pid(&s->pid, owner);
+                        st->since = 0;
+                        continue;
+                }
+                if (chan_orphan(c, i, &s->state, &s->pid)) {
+                        shmbus__ring_sub_slot_release(r, i);
                         st->since = 0;
                         continue;
                 }
