@@ -82,6 +82,7 @@ struct broker {
         struct event *listen_ev;
         struct event *sweep_ev;
         struct event *accept_retry_ev; /* re-arms accepting after running out of descriptors */
+        bool accept_starved;           /* accept is failing for want of descriptors (logged) */
         struct chan **channels;
         unsigned n_channels;
         struct peer **peers;
@@ -404,7 +405,12 @@ static bool peer_has_open(const struct peer *p, const char *name) {
         return false;
 }
 
-/* Callers have checked the bound (op_open); a full table is never written past. */
+/*
+ * Remember that @p uses channel @name, so that its slots there are released
+ * the moment its process exits. The table is bounded; a channel that does not
+ * fit is still served, and its slots of a dead process are released by the
+ * periodic sweep instead (at most SWEEP_INTERVAL_MS later).
+ */
 static void peer_note_open(struct peer *p, const char *name) {
         if (peer_has_open(p, name) || p->n_open >= PEER_CHANNELS_MAX)
                 return;
@@ -547,9 +553,6 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req) {
         publish = role->valuestring[0] == 'p';
         if (create && !cJSON_IsObject(create) && !cJSON_IsBool(create))
                 return reply_error(p, EINVAL, "\"create\": expected true, false or an object of channel settings");
-        if (p->n_open >= PEER_CHANNELS_MAX && !peer_has_open(p, name))
-                return reply_error(p, EUSERS, "too many channels open on this connection (%d)",
-                                   PEER_CHANNELS_MAX);
 
         c = chan_find(b, name);
         if (!c) {
@@ -596,7 +599,10 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req) {
         data_fd = open(path, (publish ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
         if (ctl_fd < 0 || data_fd < 0) {
                 r = errno;
-                log_err("channel %s: files vanished from %s: %s", name, b->cfg.shm_dir, strerror(r));
+                if (r == ENOENT)
+                        log_err("channel %s: files vanished from %s", name, b->cfg.shm_dir);
+                else
+                        log_warn("channel %s: cannot open its files: %s", name, strerror(r));
                 return reply_error(p, r, "channel files unavailable: %s", strerror(r));
         }
 
@@ -658,6 +664,8 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req) {
         shmbus__ring_wake_all(&c->map->ring);
         shmbus_channel_unlink(b->cfg.shm_dir, name);
         chan_remove(b, c);
+        for (unsigned i = 0; i < b->n_peers; i++)
+                peer_forget(b->peers[i], name);
         log_info("channel %s deleted by uid %u", name, p->uid);
         return reply_send(p, reply_new(true));
 }
@@ -788,10 +796,6 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg) {
 
 static void on_accept(evutil_socket_t fd, short what, void *arg) {
         struct broker *b = arg;
-        struct ucred cred;
-        socklen_t len = sizeof(cred);
-        struct peer *p;
-        struct peer **arr;
         int cfd;
 
         cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -804,8 +808,10 @@ static void on_accept(evutil_socket_t fd, short what, void *arg) {
                          */
                         struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
 
-                        log_warn("accept: %s; not accepting for %d ms", strerror(errno),
-                                 ACCEPT_RETRY_MS);
+                        if (!b->accept_starved)
+                                log_warn("accept: %s; retrying every %d ms until it succeeds",
+                                         strerror(errno), ACCEPT_RETRY_MS);
+                        b->accept_starved = true;
                         event_del(b->listen_ev);
                         event_add(b->accept_retry_ev, &tv);
                 } else if (errno != EAGAIN && errno != EINTR) {
@@ -813,6 +819,18 @@ static void on_accept(evutil_socket_t fd, short what, void *arg) {
                 }
                 return;
         }
+        if (b->accept_starved)
+                log_notice("accepting connections again");
+        b->accept_starved = false;
+        broker_add_connection(b, cfd);
+}
+
+void broker_add_connection(struct broker *b, int cfd) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        struct peer *p;
+        struct peer **arr;
+
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                 close(cfd);
                 return;

@@ -19,3 +19,8 @@ struct broker *broker_free(struct broker *b);
 /* Swap in a new configuration (SIGHUP): limits and rules apply to new requests. */
 void broker_set_config(struct broker *b, const struct config *cfg);
 unsigned broker_n_channels(const struct broker *b);
+/*
+ * Serve @fd, a connected non-blocking SOCK_SEQPACKET socket, as if it had been
+ * accepted (the broker owns it from now on). The fuzzer feeds requests this way.
+ */
+void broker_add_connection(struct broker *b, int fd);

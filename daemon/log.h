@@ -9,6 +9,8 @@
 #include <syslog.h>
 
 void log_open(void);
+/* Drop messages less urgent than @max_prio (LOG_DEBUG keeps all; -1 none). */
+void log_set_max(int max_prio);
 __attribute__((format(printf, 2, 3))) void log_at(int prio, const char *fmt, ...);
 
 #define log_err(...)    log_at(LOG_ERR, __VA_ARGS__)

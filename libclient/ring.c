@@ -934,13 +934,15 @@ void shmbus__ring_wake_all(struct shmbus_ring *r) {
 /* ---- recovery --------------------------------------------------------------------------- */
 
 bool shmbus__ring_pending(const struct shmbus_ring *r, uint64_t pos, uint64_t *ret_stamp) {
-        struct shmbus_rec *rec = rec_at(r, pos);
-        uint64_t stamp = atomic_load_explicit(&rec->stamp, ACQUIRE);
-        uint64_t tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+        uint64_t stamp, tail;
 
-        *ret_stamp = stamp;
+        /* pos comes from a slot, which any member can scribble on: check before use. */
+        *ret_stamp = 0;
         if (pos & (SHMBUS_REC_ALIGN - 1))
                 return false;
+        stamp = atomic_load_explicit(&rec_at(r, pos)->stamp, ACQUIRE);
+        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+        *ret_stamp = stamp;
         if ((int64_t)(tail - pos) <= 0 || tail - pos > r->size)
                 return false;
         return (stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) != pos;

@@ -1,8 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# The whole test suite: install what is missing, then build and run `make check`
-# three times: plain, with AddressSanitizer+UBSan, and with ThreadSanitizer; and
-# `make distcheck`. SHMBUS_TEST_QUICK=1 runs only the plain build.
+# The whole test suite: install what is missing, then
+#   1. make check, plain (-Werror), with a 2-minute soak and 300 fault rounds
+#   2. make distcheck (the release tarball builds and passes, shorter soak)
+#   3. make check with AddressSanitizer+UBSan
+#   4. make check with ThreadSanitizer (clang)
+#   5. the daemon's tests with shmbusd under valgrind memcheck
+#   6. the libFuzzer targets, 60 s each (scripts/fuzz.sh)
+# SHMBUS_TEST_QUICK=1 runs only the plain build.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -26,12 +31,20 @@ run() {
 run plain "$(nproc)" build --enable-werror
 if [ "${SHMBUS_TEST_QUICK:-0}" != 1 ]; then
         echo "=== make distcheck: the release tarball builds and passes from a read-only tree"
-        make -C build -j"$(nproc)" distcheck >build/distcheck.log 2>&1 || {
+        SHMBUS_SOAK_SECONDS=15 SHMBUS_FAULT_ITERATIONS=60 \
+                make -C build -j"$(nproc)" distcheck >build/distcheck.log 2>&1 || {
                 tail -n 80 build/distcheck.log
                 exit 1
         }
         grep -A1 "archives ready" build/distcheck.log
         run "asan+ubsan" "$(nproc)" build-asan --enable-werror --enable-asan --enable-ubsan
         run tsan "$(nproc)" build-tsan --enable-werror --enable-tsan CC=clang
+        echo "=== make check: shmbusd under valgrind (test-daemon, test-cli)"
+        SHMBUS_VALGRIND=1 make -C build -j"$(nproc)" check \
+                TESTS="tests/test-daemon tests/test-cli" || {
+                tail -n 80 build/tests/test-daemon.log build/tests/test-cli.log
+                exit 1
+        }
+        sh scripts/fuzz.sh 60
 fi
 echo "=== all test runs passed"

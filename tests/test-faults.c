@@ -21,7 +21,9 @@
  * SHMBUS_FAULT_ITERATIONS sets the length of the kill loop (default 300).
  */
 #undef NDEBUG
+#include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,8 +34,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <dirent.h>
-#include <grp.h>
 
 #include "shmbus.h"
 
@@ -42,10 +42,10 @@
 #include "testdaemon.h"
 #include "testutil.h"
 
-#define CHAN      "faults"
-#define MAX_MSG   1500
-#define MAX_INC   4096
-#define MARK_ID   0xffffffffu
+#define CHAN       "faults"
+#define MAX_MSG    1500
+#define MAX_INC    4096
+#define MARK_ID    0xffffffffu
 #define UNBLOCK_MS 100
 /* How long a channel may stay stuck after a death: the unblock timeout, the
  * sweep interval, and generous slack for a loaded CI machine. */
@@ -93,7 +93,8 @@ static int consume(struct verifier *v, int timeout_ms) {
         if (!tmsg_check(data, len, &id, &seq))
                 note_bad(v, "torn message", id, seq);
         else if (id == MARK_ID)
-                seq == v->marks_seen ? (void)v->marks_seen++ : note_bad(v, "marker out of order", id, seq);
+                seq == v->marks_seen ? (void)v->marks_seen++
+                                     : note_bad(v, "marker out of order", id, seq);
         else if (id >= MAX_INC)
                 note_bad(v, "unknown publisher", id, seq);
         else if (seq != v->next[id])
@@ -230,7 +231,8 @@ static uint64_t stat_u64(shmbus_client *c, const char *field) {
         char key[64];
 
         snprintf(key, sizeof(key), "\"%s\":", field);
-        if (shmbus_client_request(c, "{\"v\":1,\"op\":\"stat\",\"name\":\"" CHAN "\"}", &reply) == 0 &&
+        if (shmbus_client_request(c, "{\"v\":1,\"op\":\"stat\",\"name\":\"" CHAN "\"}", &reply) ==
+                    0 &&
             (at = strstr(reply, key)))
                 v = strtoull(at + strlen(key), NULL, 10);
         free(reply);
@@ -267,8 +269,8 @@ static void test_kill_loop(void) {
 
         daemon_unblock_ms = UNBLOCK_MS;
         d = daemon_start_fresh(NULL);
-        ledger = mmap(NULL, sizeof(*ledger), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                      -1, 0);
+        ledger = mmap(NULL, sizeof(*ledger), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+                      0);
         CU_ASSERT_NOT_EQUAL_FATAL(ledger, MAP_FAILED);
         shmbus_opts_new(&o);
         shmbus_opts_set_capacity(o, 1 << 15); /* small: publishers fill it and wait */
@@ -276,9 +278,9 @@ static void test_kill_loop(void) {
         shmbus_opts_set_max_subscribers(o, 8);
         shmbus_opts_set_max_publishers(o, 8);
         CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c), 0);
-        CU_ASSERT_EQUAL_FATAL(shmbus_client_open(c, CHAN, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH,
-                                                 o, &v->ch),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(
+                shmbus_client_open(c, CHAN, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH, o, &v->ch),
+                0);
         CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(v->ch, &v->sub), 0);
         CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(v->ch, &v->pub), 0);
         srand(20261122);
@@ -351,8 +353,9 @@ static void test_kill_loop(void) {
                 bool exact = atomic_load(&ledger->exact[inc]);
 
                 if (v->next[inc] < committed || v->next[inc] > (exact ? committed : attempted)) {
-                        fprintf(stderr, "\n  incarnation %u: delivered %u, committed %llu, "
-                                        "attempted %llu%s\n",
+                        fprintf(stderr,
+                                "\n  incarnation %u: delivered %u, committed %llu, "
+                                "attempted %llu%s\n",
                                 inc, v->next[inc], (unsigned long long)committed,
                                 (unsigned long long)attempted, exact ? " (exact)" : "");
                         CU_FAIL("a committed message was lost or an uncommitted one delivered");
@@ -371,8 +374,9 @@ static void test_kill_loop(void) {
         CU_ASSERT_EQUAL(atomic_load(&ctl->data_waiters), 0);
         CU_ASSERT_EQUAL(atomic_load(&ctl->space_waiters), 0);
         CU_ASSERT(daemon_answers());
-        fprintf(stderr, "\n  %u incarnations: %u killed at random, %u mid-claim, %u subscribers "
-                        "killed, %u daemon restarts; %llu messages, worst recovery %lld ms\n",
+        fprintf(stderr,
+                "\n  %u incarnations: %u killed at random, %u mid-claim, %u subscribers "
+                "killed, %u daemon restarts; %llu messages, worst recovery %lld ms\n",
                 n, kills, mid, sub_kills, restarts, (unsigned long long)v->delivered,
                 (long long)worst);
 
@@ -518,8 +522,7 @@ static void test_hostile_peer(void) {
                         tmsg_check(data, len, &id, &seq) && id == 1 ? intact++ : garbled++;
                         shmbus_sub_release(s);
                 } else {
-                        CU_ASSERT(r == -ETIMEDOUT || r == -EAGAIN || r == -EBADMSG ||
-                                  r == -ESTALE);
+                        CU_ASSERT(r == -ETIMEDOUT || r == -EAGAIN || r == -EBADMSG || r == -ESTALE);
                         errors += r == -EBADMSG;
                 }
         }
@@ -533,16 +536,18 @@ static void test_hostile_peer(void) {
 
                 if (n < 0)
                         continue;
-                if (tmsg_check(buf, (size_t)n, &id, &seq) && id == 1 && (run == 0 || seq == last + 1))
+                if (tmsg_check(buf, (size_t)n, &id, &seq) && id == 1 &&
+                    (run == 0 || seq == last + 1))
                         run++;
                 else
                         run = 0;
                 last = seq;
         }
-        fprintf(stderr, "\n  under attack: %llu intact, %llu garbled, %llu corrupt records "
-                        "reported; afterwards %llu in an unbroken run\n",
-                (unsigned long long)intact, (unsigned long long)garbled,
-                (unsigned long long)errors, (unsigned long long)run);
+        fprintf(stderr,
+                "\n  under attack: %llu intact, %llu garbled, %llu corrupt records "
+                "reported; afterwards %llu in an unbroken run\n",
+                (unsigned long long)intact, (unsigned long long)garbled, (unsigned long long)errors,
+                (unsigned long long)run);
         CU_ASSERT(run >= 500);
 
         /*
@@ -697,7 +702,8 @@ static int64_t cpu_ms(pid_t pid) {
                 return -1;
         p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
         fclose(f);
-        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        if (!p ||
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
                 return -1;
         return (int64_t)(ut + st) * 1000 / sysconf(_SC_CLK_TCK);
 }
@@ -756,7 +762,7 @@ static void test_fd_exhaustion(void) {
                 shmbus_channel_unref(ch);
         for (int i = 0; i < n; i++)
                 close(conns[i]);
-        CU_ASSERT(log_contains("not accepting for"));
+        CU_ASSERT(log_contains("accept: Too many open files; retrying"));
         CU_ASSERT_EQUAL(prlimit(d, RLIMIT_NOFILE, &old, NULL), 0);
         /* Serving again: a new connection and an open. */
         r = -1;
@@ -795,7 +801,8 @@ static void test_fd_exhaustion(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
-/* ---- clients that never speak, or take every connection --------------------------------------- */
+/* ---- clients that never speak, or take every connection ---------------------------------------
+ */
 
 static bool closed_by_daemon(int fd, int ms) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -861,7 +868,8 @@ int main(void) {
                 {"kill -9 publishers, subscribers and the daemon in a loop", test_kill_loop},
                 {"a peer scribbling on the ring and headers: errors, then recovery",
                  test_hostile_peer},
-                {"connections that never speak or take every place", test_silent_and_greedy_clients},
+                {"connections that never speak or take every place",
+                 test_silent_and_greedy_clients},
                 {"descriptors exhausted in the daemon and in a client", test_fd_exhaustion},
                 {"a full shm directory: ENOSPC at create, nothing lost", test_shm_full},
                 {NULL, NULL},

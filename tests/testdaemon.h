@@ -137,7 +137,7 @@ static inline void testdaemon_teardown(int rc) {
                 char cmd[700];
 
                 fprintf(stderr, "--- shmbusd log:\n");
-                snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", logpath);
+                snprintf(cmd, sizeof(cmd), "tail -n 80 %s >&2", logpath);
                 if (system(cmd) != 0)
                         fprintf(stderr, "(no log)\n");
                 snprintf(cmd, sizeof(cmd), "cat %s.valgrind >&2 2>/dev/null || true", logpath);
