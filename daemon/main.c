@@ -46,10 +46,33 @@ static void usage(FILE *f) {
                    "  -V, --version            print the version\n");
 }
 
-/* Make the directory for the socket or channels, owned by us, not world-writable. */
+/* Make the directory for the socket or channels if it is missing. */
 static int ensure_dir(const char *path, mode_t mode) {
         if (mkdir(path, mode) < 0 && errno != EEXIST)
                 return -errno;
+        return 0;
+}
+
+/*
+ * The channel directory usually lives in /dev/shm, which anybody may write:
+ * someone who made it before us could swap channel files under us. Refuse one
+ * that is a symlink, not ours (or root's), or writable by group or others.
+ */
+static int check_shm_dir(const char *path, char *why, size_t size) {
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return snprintf(why, size, "%s", strerror(errno)), -errno;
+        if (!S_ISDIR(st.st_mode))
+                return snprintf(why, size, "not a directory (a symlink?)"), -ENOTDIR;
+        if (st.st_uid != geteuid() && st.st_uid != 0)
+                return snprintf(why, size, "owned by uid %u, not by us (%u) or root",
+                                (unsigned)st.st_uid, (unsigned)geteuid()),
+                       -EPERM;
+        if (st.st_mode & 022)
+                return snprintf(why, size, "writable by group or others (mode %04o)",
+                                (unsigned)(st.st_mode & 07777)),
+                       -EPERM;
         return 0;
 }
 
@@ -175,6 +198,7 @@ int main(int argc, char **argv) {
                 {0},
         };
         struct daemon d = {0};
+        char err[256];
         struct event *sigs[3], *watchdog = NULL;
         struct config cfg;
         bool check = false;
@@ -235,6 +259,11 @@ int main(int argc, char **argv) {
         r = ensure_dir(cfg.shm_dir, 0755);
         if (r < 0) {
                 log_err("shm directory %s: %s", cfg.shm_dir, strerror(-r));
+                return 1;
+        }
+        r = check_shm_dir(cfg.shm_dir, err, sizeof(err));
+        if (r < 0) {
+                log_err("shm directory %s: %s; refusing to use it", cfg.shm_dir, err);
                 return 1;
         }
         fd = listen_socket(cfg.socket_path);

@@ -337,8 +337,14 @@ static void test_permissions(void) {
                 snprintf(proc, sizeof(proc), "/proc/self/fd/%d", data);
                 if (open(proc, O_RDWR) >= 0 || errno != EACCES)
                         _exit(4);
-                if (mmap(NULL, 4096, PROT_READ, MAP_SHARED, data, 0) == MAP_FAILED)
+                void *ro = mmap(NULL, 4096, PROT_READ, MAP_SHARED, data, 0);
+                if (ro == MAP_FAILED)
                         _exit(5);
+                /* Nor can a read-only mapping be upgraded, or the descriptor reopened. */
+                if (mprotect(ro, 4096, PROT_READ | PROT_WRITE) == 0 || errno != EACCES)
+                        _exit(6);
+                if (fcntl(data, F_SETFL, O_RDWR) == 0 && (fcntl(data, F_GETFL) & O_ACCMODE) != O_RDONLY)
+                        _exit(7);
                 _exit(0);
         }
         CU_ASSERT_EQUAL(test_wait(pid), 0);
@@ -393,6 +399,35 @@ static void test_bad_config(void) {
         fclose(f);
         snprintf(cmd, sizeof(cmd), "%s/daemon/shmbusd --check-config -c %s >/dev/null 2>&1", top, path);
         CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+/*
+ * A channel directory that somebody else could have made (in world-writable
+ * /dev/shm) is refused: whoever can write it can swap channel files.
+ */
+static void test_unsafe_shm_dir(void) {
+        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
+        static const char *why[] = {"writable by group or others", "not a directory"};
+        char cmd[1600], bad[700], out[512];
+
+        for (int i = 0; i < 2; i++) {
+                FILE *f;
+
+                snprintf(bad, sizeof(bad), "%s/unsafe%d", dir, i);
+                if (i == 0) {
+                        CU_ASSERT_EQUAL_FATAL(mkdir(bad, 0777), 0);
+                        CU_ASSERT_EQUAL(chmod(bad, 01777), 0);
+                } else {
+                        CU_ASSERT_EQUAL_FATAL(symlink(shm, bad), 0);
+                }
+                snprintf(cmd, sizeof(cmd), "%s/daemon/shmbusd -s %s/unsafe.sock -d %s 2>&1", top,
+                         dir, bad);
+                f = popen(cmd, "r");
+                memset(out, 0, sizeof(out));
+                CU_ASSERT(fread(out, 1, sizeof(out) - 1, f) > 0);
+                CU_ASSERT_NOT_EQUAL(pclose(f), 0);
+                CU_ASSERT_PTR_NOT_NULL(strstr(out, why[i]));
+        }
 }
 
 /* ---- crashes: a publisher killed mid-claim, a subscriber killed on a block channel --------- */
@@ -874,6 +909,7 @@ int main(void) {
                 {"bad requests get errors; daemon keeps serving", test_bad_requests},
                 {"permissions by uid/gid, logged denials", test_permissions},
                 {"bad config names the key", test_bad_config},
+                {"an unsafe shm directory is refused", test_unsafe_shm_dir},
                 {"publisher killed mid-claim: padded over, flows again", test_kill_publisher_mid_claim},
                 {"subscriber killed: blocked publisher goes on", test_kill_subscriber},
                 {"daemon killed and restarted under traffic", test_daemon_restart},

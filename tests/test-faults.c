@@ -583,19 +583,6 @@ static void test_hostile_peer(void) {
 
 /* ---- resources: a full shm directory, no descriptors left -------------------------------- */
 
-static unsigned count_files(const char *path) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        unsigned n = 0;
-
-        if (!d)
-                return 0;
-        while ((de = readdir(d)))
-                n += de->d_name[0] != '.';
-        closedir(d);
-        return n;
-}
-
 /*
  * The shm directory fills up: creating a channel fails with ENOSPC at create
  * time (never a SIGBUS later), leaves no file behind, and the channels that
@@ -615,7 +602,7 @@ static void test_shm_full(void) {
         snprintf(small, sizeof(small), "%s/small", dir);
         mkdir(small, 0755);
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-            mount("shmbus-test", small, "tmpfs", 0, "size=1m") < 0) {
+            mount("shmbus-test", small, "tmpfs", 0, "size=1m,mode=0755") < 0) {
                 fprintf(stderr, "\n  (cannot mount a private tmpfs here: %s; not run)\n",
                         strerror(errno));
                 return;
@@ -649,7 +636,7 @@ static void test_shm_full(void) {
         }
         CU_ASSERT_EQUAL(r, -ENOSPC);
         CU_ASSERT(made >= 1 && made < 16);
-        CU_ASSERT_EQUAL(count_files(small), 2u * (unsigned)made); /* nothing half-made */
+        CU_ASSERT_EQUAL(test_count_entries(small), 2u * (unsigned)made); /* nothing half-made */
         CU_ASSERT(daemon_answers());
         if (first) {
                 /* What was committed before the disk filled is all there, and more fits. */

@@ -24,19 +24,6 @@ struct usage {
         unsigned daemon_fds, files, own_fds;
 };
 
-static unsigned count_dir(const char *path) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        unsigned n = 0;
-
-        if (!d)
-                return 0;
-        while ((de = readdir(d)))
-                n += de->d_name[0] != '.';
-        closedir(d);
-        return n;
-}
-
 static long rss_kib(pid_t pid) {
         char path[64], line[256];
         long v = -1;
@@ -58,9 +45,9 @@ static struct usage usage_of(pid_t d) {
         snprintf(path, sizeof(path), "/proc/%d/fd", (int)d);
         return (struct usage){
                 .rss_kib = rss_kib(d),
-                .daemon_fds = count_dir(path),
-                .files = count_dir(shm),
-                .own_fds = count_dir("/proc/self/fd"),
+                .daemon_fds = test_count_entries(path),
+                .files = test_count_entries(shm),
+                .own_fds = test_count_entries("/proc/self/fd"),
         };
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <CUnit/Basic.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -79,6 +80,20 @@ static inline void test_rmtree(const char *path) {
         if (system(cmd) != 0)
                 fprintf(stderr, "warning: could not remove %s\n", path);
         free(cmd);
+}
+
+/* Entries of a directory, "." files aside (0 if it cannot be read). */
+static inline unsigned test_count_entries(const char *path) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+        unsigned n = 0;
+
+        if (!d)
+                return 0;
+        while ((de = readdir(d)))
+                n += de->d_name[0] != '.';
+        closedir(d);
+        return n;
 }
 
 /* Wait for a child; returns its exit code, or 128+signal. */
