@@ -18,7 +18,7 @@ void config_init_defaults(struct config *c) {
         *c = (struct config){
                 .max_channels = 256,
                 .max_connections = 256,
-                .max_connections_per_uid = 64,
+                .max_connections_per_uid = 128,
                 .first_request_timeout_ms = 5000,
                 .unblock_timeout_ms = 2000,
                 .create = {.any = true},

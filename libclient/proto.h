@@ -33,8 +33,8 @@
 #include <stdint.h>
 
 #define SHMBUS_CTL_MAGIC    UINT64_C(0x314c544353424d53) /* "SMBSCTL1" little-endian */
-#define SHMBUS_LAYOUT_MAJOR 1
-#define SHMBUS_LAYOUT_MINOR 2
+#define SHMBUS_LAYOUT_MAJOR 2
+#define SHMBUS_LAYOUT_MINOR 0
 #define SHMBUS_LINE         128
 #define SHMBUS_NAME_MAX     63
 
@@ -55,8 +55,8 @@
 #define SHMBUS_STAMP_PAD     UINT64_C(2) /* committed padding: readers skip it */
 #define SHMBUS_STAMP_SEQ     UINT64_C(4) /* on a pad: it used up message number seq */
 #define SHMBUS_STAMP_BITS    UINT64_C(15)
-/* CLAIMED|SEQ: taken over by unblock; a late commit by the original writer fails. */
-#define SHMBUS_STAMP_TAKEN (SHMBUS_STAMP_CLAIMED | SHMBUS_STAMP_SEQ)
+/* CLAIMED|PAD: a header being written; a claimer's first store, before len and seq (layout 2). */
+#define SHMBUS_STAMP_WRITING (SHMBUS_STAMP_CLAIMED | SHMBUS_STAMP_PAD)
 
 /*
  * One record header, followed by len payload bytes, rounded up to 16 so that
@@ -115,7 +115,7 @@ struct shmbus_sub_slot {
         _Atomic uint64_t lost;     /* messages lost to overwrite (or unblock) */
         _Atomic uint64_t corrupt;  /* corrupt records skipped */
         _Atomic uint32_t uid;      /* owner uid, for status */
-        _Atomic uint32_t sleeping; /* 1 while counted in data_waiters (layout 1.2) */
+        _Atomic uint32_t sleeping; /* 1 while counted in data_waiters (layout 2) */
         uint8_t pad[SHMBUS_LINE - 56];
 };
 
@@ -129,11 +129,13 @@ struct shmbus_pub_slot {
         _Atomic uint64_t waits;   /* times the publisher had to wait for space */
         _Atomic uint64_t full;    /* claims refused: ring full (-EAGAIN) or timed out */
         _Atomic uint32_t uid;     /* owner uid */
-        _Atomic uint32_t sleeping; /* 1 while counted in space_waiters (layout 1.2) */
+        _Atomic uint32_t sleeping; /* 1 while counted in space_waiters (layout 2) */
         /*
          * The bytes [claim_begin, claim_end) this publisher is claiming or holds,
-         * stored before its claim CAS: the daemon never pads over a claim whose
-         * owner's slot is still active (layout 1.1).
+         * stored before its claim CAS, and closed (end = begin) at commit or
+         * abort: the daemon never pads over a claim whose owner's slot is still
+         * active, and no publisher claims bytes an open claim a lap behind still
+         * covers (layout 2: a layout-1 publisher never closed its range).
          */
         _Atomic uint64_t claim_begin;
         _Atomic uint64_t claim_end;

@@ -194,7 +194,7 @@ static int futex_sleep(_Atomic uint32_t *word, _Atomic uint32_t *waiters,
  * 8-byte atomic loads where one half is enough, and the CAS itself returns the
  * current word when it fails, which repairs a torn first read.
  */
-static inline shmbus_u128 tail_cas(shmbus_tail *t, shmbus_u128 expect, shmbus_u128 want) {
+static inline shmbus_u128 cas16(shmbus_u128 *word, shmbus_u128 expect, shmbus_u128 want) {
 #if defined(__x86_64__)
         /*
          * The instruction the compiler would emit, written out: ThreadSanitizer
@@ -206,13 +206,26 @@ static inline shmbus_u128 tail_cas(shmbus_tail *t, shmbus_u128 expect, shmbus_u1
         uint64_t lo = (uint64_t)expect, hi = (uint64_t)(expect >> 64);
 
         __asm__ __volatile__("lock cmpxchg16b %0"
-                             : "+m"(t->word), "+a"(lo), "+d"(hi)
+                             : "+m"(*word), "+a"(lo), "+d"(hi)
                              : "b"((uint64_t)want), "c"((uint64_t)(want >> 64))
                              : "memory", "cc");
         return ((shmbus_u128)hi << 64) | lo;
 #else
-        return __sync_val_compare_and_swap(&t->word, expect, want);
+        return __sync_val_compare_and_swap(word, expect, want);
 #endif
+}
+
+static inline shmbus_u128 tail_cas(shmbus_tail *t, shmbus_u128 expect, shmbus_u128 want) {
+        return cas16(&t->word, expect, want);
+}
+
+/* A record header as one 16-byte word: stamp low, then seq and len. */
+static inline shmbus_u128 *rec_word(struct shmbus_rec *rec) {
+        return (shmbus_u128 *)(void *)rec;
+}
+
+static inline shmbus_u128 rec_word_make(uint64_t stamp, uint32_t seq, uint32_t len) {
+        return ((shmbus_u128)(((uint64_t)len << 32) | seq) << 64) | stamp;
 }
 
 static inline uint64_t tail_load_pos(const struct shmbus_ring *r, int order) {
@@ -432,15 +445,26 @@ void shmbus__ring_pub_leave(struct shmbus_ring_pub *p) {
 }
 
 /*
- * Recompute a lower bound on every subscriber's position. The tail is read
- * before the slots, and all with seq_cst, so that a subscriber joining
- * concurrently is either seen or starts at or after every position this bound
- * allows to be overwritten (docs/ORDERING.md, "Join").
+ * Recompute the horizon: no publisher may claim bytes that lie a whole ring or
+ * more past it. It is the lowest of the tail, every subscriber's position
+ * (block policy), and the start of every claim still open. The subscribers
+ * make block mode lossless. The open claims matter in both modes: a publisher
+ * stopped inside its claim for a whole lap of the ring would otherwise go on
+ * writing into bytes a newer record has taken, and a reader validates its
+ * record only against newer writers (found by test-soak, overwrite policy:
+ * torn messages when a publisher was descheduled mid-write).
+ *
+ * The tail is read before the slots, and all with seq_cst, so that a
+ * subscriber joining or a claim opening concurrently is either seen or starts
+ * at or after every position this bound allows to be overwritten
+ * (docs/ORDERING.md, "Join" and "Horizon"). A horizon stays valid once
+ * computed: claims and subscribers only move forward, and new ones start at
+ * the tail.
  */
 static uint64_t head_recompute(struct shmbus_ring *r) {
         uint64_t head = tail_load_pos(r, __ATOMIC_SEQ_CST);
 
-        for (uint32_t i = 0; i < r->max_subs; i++) {
+        for (uint32_t i = 0; r->policy == SHMBUS_POLICY_BLOCK && i < r->max_subs; i++) {
                 struct shmbus_sub_slot *slot = &r->subs[i];
                 uint64_t pos;
 
@@ -451,16 +475,36 @@ static uint64_t head_recompute(struct shmbus_ring *r) {
                 if ((int64_t)(pos - head) < 0)
                         head = pos;
         }
+        for (uint32_t i = 0; i < r->max_pubs; i++) {
+                struct shmbus_pub_slot *slot = &r->pubs[i];
+                uint64_t begin, end;
+
+                if (atomic_load_explicit(&slot->state, SEQCST) != SHMBUS_SLOT_ACTIVE)
+                        continue;
+                /* End first: a commit closes the claim by setting end to begin (release). */
+                end = atomic_load_explicit(&slot->claim_end, SEQCST);
+                begin = atomic_load_explicit(&slot->claim_begin, SEQCST);
+                if (begin != end && (int64_t)(begin - head) < 0)
+                        head = begin;
+        }
         atomic_store_explicit(&r->ctl->head_cache, head, RELEASE);
         return head;
 }
 
+/*
+ * After a commit or abort: wake sleeping readers, and publishers waiting for
+ * the horizon (which an open claim may have held back).
+ */
 static void pub_wake_readers(struct shmbus_ring *r) {
         /* Pairs with the heavy fence of a reader going to sleep (futex_sleep). */
         fence_light();
         if (atomic_load_explicit(&r->ctl->data_waiters, RELAXED) != 0) {
                 atomic_fetch_add_explicit(&r->ctl->data_futex, 1, SEQCST);
                 futex_wake(&r->ctl->data_futex);
+        }
+        if (atomic_load_explicit(&r->ctl->space_waiters, RELAXED) != 0) {
+                atomic_fetch_add_explicit(&r->ctl->space_futex, 1, SEQCST);
+                futex_wake(&r->ctl->space_futex);
         }
 }
 
@@ -493,7 +537,6 @@ static int pub_wait_space(struct shmbus_ring_pub *p, uint64_t need_end, int64_t 
 
 int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns, void **ret_buf) {
         struct shmbus_ring *r = p->ring;
-        bool block = r->policy == SHMBUS_POLICY_BLOCK;
         int64_t deadline = -1;
         bool waited = false;
         uint64_t start, end, size;
@@ -527,7 +570,7 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
                 start = off + size > r->size ? cur.s.pos + (r->size - off) : cur.s.pos;
                 end = start + size;
 
-                if (block && end - p->head > r->size) {
+                if (end - p->head > r->size) {
                         p->head = atomic_load_explicit(&r->ctl->head_cache, ACQUIRE);
                         if (end - p->head > r->size)
                                 p->head = head_recompute(r);
@@ -560,11 +603,14 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
                  */
                 atomic_store_explicit(&p->slot->claim_begin, cur.s.pos, RELEASE);
                 atomic_store_explicit(&p->slot->claim_end, end, RELEASE);
+                p->claim_begin = cur.s.pos;
                 want.s.pos = end;
                 want.s.seq = cur.s.seq + 1;
                 shmbus_tail seen = {.word = tail_cas(&r->ctl->tail, cur.word, want.word)};
                 if (seen.word == cur.word)
                         break;
+                /* Lost the race: we own nothing, so hold nobody's horizon back. */
+                atomic_store_explicit(&p->slot->claim_end, cur.s.pos, RELAXED);
                 cur = seen;
         }
 
@@ -576,12 +622,19 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
         if (start != cur.s.pos) {
                 struct shmbus_rec *pad = rec_at(r, cur.s.pos);
 
+                atomic_store_explicit(&pad->stamp, cur.s.pos | SHMBUS_STAMP_WRITING, RELAXED);
                 pad->len = (uint32_t)(start - cur.s.pos - SHMBUS_REC_HDR);
                 pad->seq = 0;
                 atomic_store_explicit(&pad->stamp, cur.s.pos | SHMBUS_STAMP_PAD, RELEASE);
         }
 
+        /*
+         * The stamp changes first, before len and seq: unblock replaces a header
+         * with one 16-byte CAS against the stamp it judged stuck, so it either
+         * wins before we touch the header (and we overwrite it all) or fails.
+         */
         rec = rec_at(r, start);
+        atomic_store_explicit(&rec->stamp, start | SHMBUS_STAMP_WRITING, RELAXED);
         rec->seq = (uint32_t)cur.s.seq;
         rec->len = (uint32_t)len;
         /* Release: an unblocker that acquires the marker reads the right len and seq. */
@@ -607,6 +660,8 @@ static int pub_finish(struct shmbus_ring_pub *p, uint64_t stamp) {
                 return -EINVAL;
         p->claimed = false;
         atomic_store_explicit(&rec->stamp, stamp, RELEASE);
+        /* Closed: no longer holds the horizon back. Release: our writes are done. */
+        atomic_store_explicit(&p->slot->claim_end, p->claim_begin, RELEASE);
         pub_wake_readers(r);
         return 0;
 }
@@ -989,6 +1044,9 @@ static uint64_t live_claims_from(const struct shmbus_ring *r, uint64_t pos, uint
 
                 if (atomic_load_explicit(&slot->state, SEQCST) != SHMBUS_SLOT_ACTIVE)
                         continue;
+                if (atomic_load_explicit(&slot->claim_end, SEQCST) ==
+                    atomic_load_explicit(&slot->claim_begin, SEQCST))
+                        continue; /* closed: its record shows its own stamp */
                 begin = atomic_load_explicit(&slot->claim_begin, SEQCST) & ~(SHMBUS_REC_ALIGN - 1);
                 if ((int64_t)(begin - pos) > 0 && (int64_t)(end - begin) > 0)
                         end = begin;
@@ -1033,14 +1091,15 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
 
         /*
          * The writer died between its claim and its header (or the header is
-         * garbage). Take the record over with a CLAIMED stamp of our own, then
-         * pad to the next record that is visibly there, or to the end of the lap
-         * or the tail. A record swallowed this way shows up as a seq gap, so
-         * readers count it as lost: nothing vanishes silently.
+         * garbage). Pad to the next record that is visibly there, the next open
+         * claim, the end of the lap or the tail, replacing the whole header in
+         * one 16-byte CAS against the stamp judged stuck. Whoever writes a
+         * header changes its stamp first (claim), so a newer lap's writer that
+         * got here meanwhile makes the CAS fail rather than have our length
+         * mixed into its record; one that comes after overwrites our pad whole.
+         * A record swallowed this way shows up as a seq gap, so readers count it
+         * as lost: nothing vanishes silently.
          */
-        if (!atomic_compare_exchange_strong_explicit(&rec->stamp, &stamp, pos | SHMBUS_STAMP_TAKEN,
-                                                     SEQCST, RELAXED))
-                return 0;
         end = tail < lap_end ? tail : lap_end;
         end = live_claims_from(r, pos, end & ~(SHMBUS_REC_ALIGN - 1));
         if ((int64_t)(end - pos) < (int64_t)SHMBUS_REC_ALIGN)
@@ -1053,9 +1112,13 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
                         break;
                 }
         }
-        rec->len = (uint32_t)(end - pos - SHMBUS_REC_HDR);
-        rec->seq = 0;
-        atomic_store_explicit(&rec->stamp, pos | SHMBUS_STAMP_PAD, RELEASE);
+        shmbus_u128 now = cas16(rec_word(rec), 0, 0); /* a snapshot: writes only 0 over 0 */
+        if ((uint64_t)now != stamp)
+                return 0;
+        shmbus_u128 pad = rec_word_make(pos | SHMBUS_STAMP_PAD, 0,
+                                        (uint32_t)(end - pos - SHMBUS_REC_HDR));
+        if (cas16(rec_word(rec), now, pad) != now)
+                return 0;
         atomic_fetch_add_explicit(&r->ctl->unblocked, 1, RELAXED);
         shmbus__ring_wake_all(r);
         return 1;

@@ -45,8 +45,9 @@ struct shmbus_ring {
 struct shmbus_ring_pub {
         struct shmbus_ring *ring;
         struct shmbus_pub_slot *slot;
-        uint64_t head;      /* local copy of a lower bound on every subscriber position */
-        uint64_t claim_pos; /* position of the open claim, valid while claimed */
+        uint64_t head;        /* local copy of the horizon: see head_recompute() in ring.c */
+        uint64_t claim_begin; /* what our slot's claim_begin says (claim_pos or its pad) */
+        uint64_t claim_pos;   /* position of the open claim, valid while claimed */
         uint32_t claim_len;
         bool claimed;
 };

@@ -105,7 +105,7 @@ static void test_geometry(void) {
         /* A header that lies about anything is refused at attach time. */
         mr_init(&m, 4096, 256, SHMBUS_POLICY_BLOCK, 2, 2);
         struct shmbus_ctl *ctl = m.ctl;
-        ctl->layout_major = 2;
+        ctl->layout_major = SHMBUS_LAYOUT_MAJOR + 1;
         CU_ASSERT_EQUAL(shmbus__ring_attach(&r, m.ctl, m.ctl_len, m.data, m.data_len), -EPROTO);
         ctl->layout_major = SHMBUS_LAYOUT_MAJOR;
         ctl->data_size = 8192;
@@ -452,6 +452,47 @@ static void test_unblock_spares_live_claim(void) {
         mr_free(&m);
 }
 
+/*
+ * A publisher stopped inside its claim while another laps the ring (overwrite
+ * policy): the other must not take the open claim's bytes, or the late writes
+ * would tear its records where no reader can tell (found by test-soak).
+ */
+static void test_overwrite_spares_open_claim(void) {
+        struct memring m;
+        struct shmbus_ring_pub slow, fast;
+        struct shmbus_ring_sub s;
+        uint32_t id, seq;
+        int r, sent = 0;
+        void *buf;
+
+        mr_init(&m, 4096, 512, SHMBUS_POLICY_OVERWRITE, 1, 2);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &slow, 2, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &fast, 3, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join(&m.r, &s, 4, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_claim(&slow, 200, 0, &buf), 0);
+
+        /* The fast one publishes until its next record would land on the open claim. */
+        while (sent < 100 && (r = pub_send(&fast, 3, (uint32_t)sent, 100, 0)) == 0)
+                sent++;
+        CU_ASSERT_EQUAL(r, -EAGAIN);
+        CU_ASSERT(sent > 20 && sent < 4096 / 100);
+        CU_ASSERT_EQUAL(pub_send(&fast, 3, (uint32_t)sent, 100, 20000000), -ETIMEDOUT);
+
+        /* The slow one writes late and commits: nothing newer was in its bytes. */
+        tmsg_fill(buf, 200, 2, 0);
+        CU_ASSERT_EQUAL(shmbus__ring_commit(&slow), 0);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), 200);
+        CU_ASSERT_EQUAL(id, 2);
+        for (int i = 0; i < sent; i++) {
+                CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), 100);
+                CU_ASSERT(id == 3 && seq == (uint32_t)i);
+        }
+        /* Closed, it holds nobody back: the fast one laps freely again. */
+        for (int i = 0; i < 200; i++)
+                CU_ASSERT_EQUAL(pub_send(&fast, 3, (uint32_t)(sent + i), 100, 0), 0);
+        mr_free(&m);
+}
+
 /* A hostile publisher scribbles on records: readers report, resynchronise, carry on. */
 static void test_corruption(void) {
         struct memring m;
@@ -553,7 +594,7 @@ static void test_garbage_stamp_before_claim(void) {
          * forged by a hostile member), and giving up the claim would leave a
          * hole that stalls the channel.
          */
-        static const uint64_t marks[] = {SHMBUS_STAMP_TAKEN, SHMBUS_STAMP_PAD,
+        static const uint64_t marks[] = {SHMBUS_STAMP_CLAIMED | SHMBUS_STAMP_SEQ, SHMBUS_STAMP_PAD,
                                          SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ};
         for (uint32_t i = 0; i < 3; i++) {
                 uint64_t pos = shmbus__ring_tail_pos(&m.r);
@@ -788,6 +829,8 @@ int main(void) {
                 {"unblock a claim whose writer wrote nothing", test_unblock_before_header},
                 {"unblock of a headerless claim spares the live claim after it",
                  test_unblock_spares_live_claim},
+                {"overwrite: an open claim a lap behind is not overwritten",
+                 test_overwrite_spares_open_claim},
                 {"corrupt records are reported and skipped", test_corruption},
                 {"garbage in a stamp slot is not taken for a pad", test_garbage_stamp_before_claim},
                 {"slot limits and broadcast", test_slots},

@@ -156,9 +156,14 @@ static struct cycle_result cycle(shmbus_client *c, unsigned k) {
                         continue;
                 }
                 res.msgs++;
-                if (!tmsg_check(buf, (size_t)n, &id, &seq) || id > 1 ||
-                    (overwrite ? seq < next[id] : seq != next[id])) {
-                        fprintf(stderr, "\n  %s: bad message (pub %u seq %u)\n", name, id, seq);
+                bool intact = tmsg_check(buf, (size_t)n, &id, &seq);
+                if (!intact || id > 1 || (overwrite ? seq < next[id] : seq != next[id])) {
+                        fprintf(stderr,
+                                "\n  %s (%s, capacity %llu, max_msg %u): %s message of %zd "
+                                "bytes, pub %u seq %u, expected seq %u\n",
+                                name, overwrite ? "overwrite" : "block", (unsigned long long)cap,
+                                max, intact ? "misplaced" : "torn", n, id, seq,
+                                id <= 1 ? next[id] : 0);
                         res.ok = false;
                         break;
                 }
