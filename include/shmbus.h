@@ -39,7 +39,7 @@ extern "C" {
 
 /* Slow-subscriber policies (shmbus_opts_set_policy). */
 #define SHMBUS_POLICY_BLOCK     0 /* lossless: publishers wait for the slowest subscriber */
-#define SHMBUS_POLICY_OVERWRITE 1 /* publishers never wait; lapped subscribers count losses */
+#define SHMBUS_POLICY_OVERWRITE 1 /* publishers never wait for subscribers; lapped ones count losses */
 
 /* Flags for shmbus_channel_open() and shmbus_channel_from_fds(). */
 #define SHMBUS_OPEN_PUBLISH 0x1 /* map the data read-write so publishers can be made */
@@ -262,13 +262,16 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub);
  * shmbus_pub_claim() - reserve space for one message, to be written in place.
  * @pub: a publisher with no open claim.
  * @len: the message length, 1 to shmbus_channel_max_msg().
- * @timeout_ms: how long to wait for space on a SHMBUS_POLICY_BLOCK channel.
+ * @timeout_ms: how long to wait for space: for the slowest subscriber on a
+ *              SHMBUS_POLICY_BLOCK channel, and on either policy for another
+ *              publisher whose claim, still open, is a whole ring behind.
  * @ret_buf: receives where to write exactly @len bytes.
  *
  * Follow with shmbus_pub_commit() or shmbus_pub_abort(), soon: subscribers
- * cannot read past an open claim. shmbusd pads over a claim only once its
- * publisher has died; a live publisher that never commits holds the channel
- * (shmbusd logs its pid after the unblock timeout).
+ * cannot read past an open claim, and other publishers cannot lap it. shmbusd
+ * pads over a claim only once its publisher has died; a live publisher that
+ * never commits holds the channel (shmbusd logs its pid after the unblock
+ * timeout).
  *
  * Lifetime: *ret_buf is valid until the commit or abort.
  * Return: 0, -EINVAL, -EMSGSIZE, -EBUSY (a claim is already open), -EAGAIN

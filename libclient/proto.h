@@ -45,7 +45,7 @@
 
 /* The same values as in shmbus.h (an identical redefinition is allowed). */
 #define SHMBUS_POLICY_BLOCK     0 /* lossless: publishers wait for the slowest subscriber */
-#define SHMBUS_POLICY_OVERWRITE 1 /* publishers never wait; lapped subscribers count losses */
+#define SHMBUS_POLICY_OVERWRITE 1 /* publishers never wait for subscribers; lapped ones count losses */
 
 /*
  * Low bits of a record stamp. Positions are 16-aligned, so the low four bits are

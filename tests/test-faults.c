@@ -559,7 +559,8 @@ static void test_hostile_peer(void) {
         while (forged < r->max_subs && atomic_load(&r->subs[forged].state) != SHMBUS_SLOT_FREE)
                 forged++;
         CU_ASSERT_FATAL(forged < r->max_subs);
-        atomic_store(&r->subs[forged].pos, atomic_load(&r->ctl->tail.s.pos) - 4096);
+        atomic_store(&r->subs[forged].pos,
+                     __atomic_load_n(&r->ctl->tail.s.pos, __ATOMIC_SEQ_CST) - 4096);
         atomic_store(&r->subs[forged].state, SHMBUS_SLOT_ACTIVE);
         deadline = ms_now() + 10000;
         for (run = 0; run < 2000 && ms_now() < deadline;) {
