@@ -55,7 +55,7 @@
 #define SHMBUS_STAMP_PAD     UINT64_C(2) /* committed padding: readers skip it */
 #define SHMBUS_STAMP_SEQ     UINT64_C(4) /* on a pad: it used up message number seq */
 #define SHMBUS_STAMP_BITS    UINT64_C(15)
-/* CLAIMED|PAD: a header being written; a claimer's first store, before len and seq (layout 2). */
+/* CLAIMED|PAD: a padding header being written, before its len (layout 2). */
 #define SHMBUS_STAMP_WRITING (SHMBUS_STAMP_CLAIMED | SHMBUS_STAMP_PAD)
 
 /*

@@ -492,8 +492,10 @@ static uint64_t head_recompute(struct shmbus_ring *r) {
 }
 
 /*
- * After a commit or abort: wake sleeping readers, and publishers waiting for
- * the horizon (which an open claim may have held back).
+ * After a commit or abort: wake sleeping readers and, on an overwrite channel,
+ * publishers an open claim held back (the horizon). On a block channel those
+ * are woken by the subscribers, which were stuck behind the same claim; only
+ * with no subscriber at all do they wait out a sleep slice.
  */
 static void pub_wake_readers(struct shmbus_ring *r) {
         /* Pairs with the heavy fence of a reader going to sleep (futex_sleep). */
@@ -502,7 +504,8 @@ static void pub_wake_readers(struct shmbus_ring *r) {
                 atomic_fetch_add_explicit(&r->ctl->data_futex, 1, SEQCST);
                 futex_wake(&r->ctl->data_futex);
         }
-        if (atomic_load_explicit(&r->ctl->space_waiters, RELAXED) != 0) {
+        if (r->policy == SHMBUS_POLICY_OVERWRITE &&
+            atomic_load_explicit(&r->ctl->space_waiters, RELAXED) != 0) {
                 atomic_fetch_add_explicit(&r->ctl->space_futex, 1, SEQCST);
                 futex_wake(&r->ctl->space_futex);
         }
@@ -632,13 +635,16 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
          * The stamp changes first, before len and seq: unblock replaces a header
          * with one 16-byte CAS against the stamp it judged stuck, so it either
          * wins before we touch the header (and we overwrite it all) or fails.
+         * Three stores, as few as before: a fourth ("writing", then "claimed")
+         * cost 5% of the 1 KiB stream, the reader polling this very line.
+         * Unblock does not trust len and seq under a CLAIMED stamp blindly: a
+         * writer may have died between the stamp and them.
          */
         rec = rec_at(r, start);
-        atomic_store_explicit(&rec->stamp, start | SHMBUS_STAMP_WRITING, RELAXED);
+        atomic_store_explicit(&rec->stamp, start | SHMBUS_STAMP_CLAIMED, RELAXED);
+        atomic_thread_fence(RELEASE); /* the stamp before len and seq, for unblock's CAS */
         rec->seq = (uint32_t)cur.s.seq;
         rec->len = (uint32_t)len;
-        /* Release: an unblocker that acquires the marker reads the right len and seq. */
-        atomic_store_explicit(&rec->stamp, start | SHMBUS_STAMP_CLAIMED, RELEASE);
 
         p->claimed = true;
         p->claim_pos = start;
@@ -1074,10 +1080,18 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
         lap_end = (pos | r->mask) + 1;
 
         if (stamp == (pos | SHMBUS_STAMP_CLAIMED)) {
-                /* The writer got as far as its header: len and seq are there. */
+                /*
+                 * The writer got as far as its stamp, and most likely its len and
+                 * seq. Believe len only if it ends where a record visibly begins
+                 * (or at the tail); a writer that died between its stamp and its
+                 * len left garbage there, and gets the headerless treatment below.
+                 */
                 len = rec->len;
                 end = pos + rec_size(len);
-                if (len <= r->max_msg && end <= lap_end && end <= tail) {
+                if (len <= r->max_msg && end <= lap_end && end <= tail &&
+                    (end == tail ||
+                     (atomic_load_explicit(&rec_at(r, end)->stamp, ACQUIRE) & ~SHMBUS_STAMP_BITS) ==
+                             end)) {
                         if (atomic_compare_exchange_strong_explicit(
                                     &rec->stamp, &stamp,
                                     pos | SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ, SEQCST, RELAXED)) {
