@@ -142,18 +142,19 @@ static int64_t marker_roundtrip(struct verifier *v) {
         return ms_now() - t0;
 }
 
-static shmbus_channel *child_open(int flags) {
+/* In a child: open @name through the daemon, or exit 10. */
+static shmbus_channel *child_open(const char *name, int flags) {
         shmbus_client *c;
         shmbus_channel *ch;
 
-        if (shmbus_client_new(sock, &c) < 0 || shmbus_client_open(c, CHAN, flags, NULL, &ch) < 0)
+        if (shmbus_client_new(sock, &c) < 0 || shmbus_client_open(c, name, flags, NULL, &ch) < 0)
                 _exit(10);
         shmbus_client_free(c); /* the data path needs no connection */
         return ch;
 }
 
 static _Noreturn void pub_child(uint32_t inc, int mode, uint32_t count) {
-        shmbus_channel *ch = child_open(SHMBUS_OPEN_PUBLISH);
+        shmbus_channel *ch = child_open(CHAN, SHMBUS_OPEN_PUBLISH);
         shmbus_pub *p;
         uint8_t *buf;
 
@@ -186,7 +187,7 @@ static _Noreturn void pub_child(uint32_t inc, int mode, uint32_t count) {
 
 /* A subscriber that reads slowly (sleeping in its waits) or not at all, until killed. */
 static _Noreturn void sub_child(bool reads) {
-        shmbus_channel *ch = child_open(0);
+        shmbus_channel *ch = child_open(CHAN, 0);
         shmbus_sub *s;
         char buf[MAX_MSG];
 
@@ -402,14 +403,11 @@ static void test_kill_loop(void) {
  * members, so it is left out to keep the recovery check simple.
  */
 static _Noreturn void attacker(const char *name, int ms) {
-        shmbus_client *c;
-        shmbus_channel *ch;
+        shmbus_channel *ch = child_open(name, SHMBUS_OPEN_PUBLISH);
         shmbus_sub *s;
         shmbus_pub *p;
 
-        if (shmbus_client_new(sock, &c) < 0 ||
-            shmbus_client_open(c, name, SHMBUS_OPEN_PUBLISH, NULL, &ch) < 0 ||
-            shmbus_sub_new(ch, &s) < 0 || shmbus_pub_new(ch, &p) < 0)
+        if (shmbus_sub_new(ch, &s) < 0 || shmbus_pub_new(ch, &p) < 0)
                 _exit(30);
         uint8_t *data = ch->data_map, *ctl = ch->ctl_map;
         struct shmbus_ring *r = &ch->ring;
@@ -484,14 +482,11 @@ static void test_hostile_peer(void) {
         CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(ch, &s), 0);
         pub = fork();
         if (pub == 0) {
-                shmbus_client *pc;
-                shmbus_channel *pch;
+                shmbus_channel *pch = child_open("hostile", SHMBUS_OPEN_PUBLISH);
                 shmbus_pub *p;
                 uint8_t buf[1024];
 
-                if (shmbus_client_new(sock, &pc) < 0 ||
-                    shmbus_client_open(pc, "hostile", SHMBUS_OPEN_PUBLISH, NULL, &pch) < 0 ||
-                    shmbus_pub_new(pch, &p) < 0)
+                if (shmbus_pub_new(pch, &p) < 0)
                         _exit(31);
                 for (uint32_t i = 0; !atomic_load(stop); i++) {
                         size_t len = tmsg_len(1, i, sizeof(buf));
