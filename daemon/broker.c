@@ -70,7 +70,7 @@ struct peer {
         uid_t uid;
         gid_t gid;
         bool refuse; /* over a connection limit: answer the first request EUSERS, then close */
-        bool spoke;  /* has sent a request: no longer subject to first_request_timeout_ms */
+        struct event *deadline_ev; /* first_request_timeout_ms, until the first request */
         unsigned n_open;
         char open[PEER_CHANNELS_MAX][SHMBUS_NAME_MAX + 1];
 };
@@ -363,6 +363,8 @@ static void peer_free(struct peer *p) {
                 b->n_refusing--;
         if (p->ev)
                 event_free(p->ev);
+        if (p->deadline_ev)
+                event_free(p->deadline_ev);
         if (p->pid_ev)
                 event_free(p->pid_ev);
         if (p->fd >= 0)
@@ -736,10 +738,7 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
         ssize_t n;
 
         if (what & EV_TIMEOUT) {
-                if (!p->refuse)
-                        log_info("connection of pid %d (uid %u) sent no request in %u ms: closed",
-                                 (int)p->pid, p->uid, b->cfg.first_request_timeout_ms);
-                peer_close(p);
+                peer_close(p); /* refused, and did not even ask why within a second */
                 return;
         }
         n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
@@ -765,11 +764,15 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
                 peer_close(p);
                 return;
         }
-        if (!p->spoke) {
-                /* It has spoken: from now on it may stay as quiet as it likes. */
-                p->spoke = true;
-                event_del(p->ev);
-                event_add(p->ev, NULL);
+        if (p->deadline_ev) {
+                /*
+                 * It has spoken: from now on it may stay as quiet as it likes. (A
+                 * separate timer, not a timeout on p->ev: libevent re-arms a
+                 * persistent event's timeout at every activation, even after it
+                 * was re-added without one.)
+                 */
+                event_free(p->deadline_ev);
+                p->deadline_ev = NULL;
         }
         if (strlen(buf) != (size_t)n) {
                 reply_error(p, EINVAL, "request contains a NUL byte");
@@ -777,6 +780,14 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
         }
         if (handle_request(b, p, buf) < 0)
                 peer_close(p);
+}
+
+static void on_peer_deadline(evutil_socket_t fd, short what, void *arg) {
+        struct peer *p = arg;
+
+        log_info("connection of pid %d (uid %u) sent no request in %u ms: closed", (int)p->pid,
+                 p->uid, p->broker->cfg.first_request_timeout_ms);
+        peer_close(p);
 }
 
 static unsigned peers_of_uid(const struct broker *b, uid_t uid) {
@@ -873,14 +884,15 @@ void broker_add_connection(struct broker *b, int cfd) {
                 b->n_refusing++;
                 return;
         }
+        event_add(p->ev, NULL);
         if (b->cfg.first_request_timeout_ms) {
                 struct timeval tv = {b->cfg.first_request_timeout_ms / 1000,
                                      (b->cfg.first_request_timeout_ms % 1000) * 1000};
 
                 /* A connection that never speaks would hold a place forever. */
-                event_add(p->ev, &tv);
-        } else {
-                event_add(p->ev, NULL);
+                p->deadline_ev = evtimer_new(b->base, on_peer_deadline, p);
+                if (p->deadline_ev)
+                        evtimer_add(p->deadline_ev, &tv);
         }
         p->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
         if (p->pidfd >= 0) {
