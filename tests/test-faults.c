@@ -342,6 +342,13 @@ static void test_kill_loop(void) {
                         break;
                 }
                 worst = t > worst ? t : worst;
+                /* And the daemon still serves, after every round. */
+                if (!daemon_answers()) {
+                        fprintf(stderr, "\n  shmbusd stopped answering after incarnation %u\n",
+                                inc);
+                        CU_FAIL("daemon not serving");
+                        break;
+                }
         }
         reap(&victim);
         reap(&pub);
