@@ -30,7 +30,7 @@ static char *slurp(const char *path) {
 
 /* Run "shmbus-cli ARGS" with @input on stdin; capture stdout/stderr; return the exit code. */
 static int cli(const char *input, const char *args) {
-        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
+        const char *top = test_builddir();
         char cmd[4096], in[700], o[700], e[700];
         int st;
 
@@ -163,7 +163,7 @@ static void test_create_pub_tail(void) {
 
 /* tail --follow prints what is published after it starts, and a subscriber shows in status. */
 static void test_follow(void) {
-        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
+        const char *top = test_builddir();
         pid_t d = daemon_start_fresh(NULL), t;
         char path[700], args[1500];
         char *got = NULL;

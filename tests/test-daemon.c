@@ -370,7 +370,7 @@ static void test_permissions(void) {
 }
 
 static void test_bad_config(void) {
-        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
+        const char *top = test_builddir();
         static const char *bad[] = {
                 "{\"max_channels\": -1}",
                 "{\"defaults\": {\"policy\": \"sometimes\"}}",
@@ -406,7 +406,7 @@ static void test_bad_config(void) {
  * /dev/shm) is refused: whoever can write it can swap channel files.
  */
 static void test_unsafe_shm_dir(void) {
-        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
+        const char *top = test_builddir();
         static const char *why[] = {"writable by group or others", "not a directory"};
         char cmd[1600], bad[700], out[512];
 
@@ -808,7 +808,7 @@ static void test_reload(void) {
 
 /* Start the daemon with extra environment and, if @fd3 >= 0, that descriptor as fd 3. */
 static pid_t spawn_daemon(const char *notify_path, int fd3) {
-        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
+        const char *top = test_builddir();
         char bin[600];
         pid_t pid;
 

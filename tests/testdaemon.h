@@ -49,7 +49,7 @@ static int daemon_unblock_ms = 300;
  * definite leak makes it exit 42 when stopped, which daemon_stop() reports.
  */
 static inline pid_t daemon_start(const char *config) {
-        const char *top = getenv("top_builddir") ? getenv("top_builddir") : ".";
+        const char *top = test_builddir();
         const char *vg = getenv("SHMBUS_VALGRIND");
         char bin[600], cfgpath[600], unblock[16], vglog[700];
         shmbus_client *c;
@@ -98,13 +98,18 @@ static inline pid_t daemon_start(const char *config) {
                 }
                 argv[n] = NULL;
                 execvp(argv[0], (char *const *)argv);
+                fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
                 _exit(127);
         }
         for (int i = 0; i < 1500; i++) {
+                int st;
+
                 if (shmbus_client_new(sock, &c) == 0) {
                         shmbus_client_free(c);
                         return pid;
                 }
+                if (waitpid(pid, &st, WNOHANG) == pid)
+                        break; /* it exited: its log says why */
                 sleep_ms(10);
         }
         CU_FAIL_FATAL("shmbusd did not start");

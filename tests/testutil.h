@@ -55,6 +55,35 @@ static inline bool tmsg_check(const void *buf, size_t len, uint32_t *pub, uint32
         return true;
 }
 
+/*
+ * The build tree, where daemon/shmbusd and cli/shmbus-cli are: $top_builddir
+ * under "make check", otherwise two levels above this test binary, so that
+ * build/tests/test-faults also runs on its own from anywhere.
+ */
+static inline const char *test_builddir(void) {
+        static char top[256];
+        ssize_t n;
+
+        if (getenv("top_builddir"))
+                return getenv("top_builddir");
+        if (top[0])
+                return top;
+        n = readlink("/proc/self/exe", top, sizeof(top) - 1);
+        if (n <= 0 || (size_t)n >= sizeof(top) - 1)
+                return ".";
+        top[n] = '\0';
+        for (int up = 0; up < 2; up++) {
+                char *slash = strrchr(top, '/');
+
+                if (!slash || slash == top) {
+                        snprintf(top, sizeof(top), ".");
+                        break;
+                }
+                *slash = '\0';
+        }
+        return top;
+}
+
 /* A private directory under /dev/shm (tmpfs, like production) or $TMPDIR. */
 static inline char *test_mkdtemp(const char *tag) {
         char *path;
