@@ -737,10 +737,6 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
         ssize_t n;
 
-        if (what & EV_TIMEOUT) {
-                peer_close(p); /* refused, and did not even ask why within a second */
-                return;
-        }
         n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
@@ -765,12 +761,7 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
                 return;
         }
         if (p->deadline_ev) {
-                /*
-                 * It has spoken: from now on it may stay as quiet as it likes. (A
-                 * separate timer, not a timeout on p->ev: libevent re-arms a
-                 * persistent event's timeout at every activation, even after it
-                 * was re-added without one.)
-                 */
+                /* It has spoken: from now on it may stay as quiet as it likes. */
                 event_free(p->deadline_ev);
                 p->deadline_ev = NULL;
         }
@@ -782,11 +773,13 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
                 peer_close(p);
 }
 
+/* A refused connection that did not ask why in time, or one that never spoke. */
 static void on_peer_deadline(evutil_socket_t fd, short what, void *arg) {
         struct peer *p = arg;
 
-        log_info("connection of pid %d (uid %u) sent no request in %u ms: closed", (int)p->pid,
-                 p->uid, p->broker->cfg.first_request_timeout_ms);
+        if (!p->refuse)
+                log_info("connection of pid %d (uid %u) sent no request in %u ms: closed",
+                         (int)p->pid, p->uid, p->broker->cfg.first_request_timeout_ms);
         peer_close(p);
 }
 
@@ -871,29 +864,31 @@ void broker_add_connection(struct broker *b, int cfd) {
         *p = (struct peer){.broker = b, .fd = cfd, .pid = cred.pid, .uid = cred.uid,
                            .gid = cred.gid, .pidfd = -1, .refuse = refuse};
         b->peers[b->n_peers++] = p;
+        b->n_refusing += refuse;
+        /*
+         * A refused connection has a second to send its request (answered
+         * EUSERS, then closed); any other has first_request_timeout_ms, or it
+         * would hold a place forever by never speaking. The deadline is a timer
+         * of its own, not a timeout on p->ev: libevent re-arms a persistent
+         * event's timeout at every activation, so any message, even one refused
+         * unread, would push it back.
+         */
+        unsigned deadline_ms = refuse ? 1000 : b->cfg.first_request_timeout_ms;
         p->ev = event_new(b->base, cfd, EV_READ | EV_PERSIST, on_peer, p);
-        if (!p->ev) {
+        if (deadline_ms)
+                p->deadline_ev = evtimer_new(b->base, on_peer_deadline, p);
+        if (!p->ev || (deadline_ms && !p->deadline_ev)) {
                 peer_free(p);
                 return;
         }
-        if (refuse) {
-                struct timeval tv = {1, 0};
-
-                /* One second to send its request, then it is closed unanswered. */
-                event_add(p->ev, &tv);
-                b->n_refusing++;
-                return;
-        }
         event_add(p->ev, NULL);
-        if (b->cfg.first_request_timeout_ms) {
-                struct timeval tv = {b->cfg.first_request_timeout_ms / 1000,
-                                     (b->cfg.first_request_timeout_ms % 1000) * 1000};
+        if (deadline_ms) {
+                struct timeval tv = {deadline_ms / 1000, (deadline_ms % 1000) * 1000};
 
-                /* A connection that never speaks would hold a place forever. */
-                p->deadline_ev = evtimer_new(b->base, on_peer_deadline, p);
-                if (p->deadline_ev)
-                        evtimer_add(p->deadline_ev, &tv);
+                evtimer_add(p->deadline_ev, &tv);
         }
+        if (refuse)
+                return;
         p->pidfd = (int)syscall(SYS_pidfd_open, cred.pid, 0);
         if (p->pidfd >= 0) {
                 p->pid_ev = event_new(b->base, p->pidfd, EV_READ, on_pid_exit, p);

@@ -811,7 +811,7 @@ static bool hello_answered(int fd) {
 }
 
 static void test_silent_and_greedy_clients(void) {
-        int silent[4], talker;
+        int silent[4], talker, refused;
         shmbus_client *c;
         char *reply = NULL;
         pid_t d, child;
@@ -822,6 +822,26 @@ static void test_silent_and_greedy_clients(void) {
                 silent[i] = raw_connect();
         /* Every place is taken by a connection that says nothing. */
         CU_ASSERT_EQUAL(shmbus_client_new(sock, &c), -EUSERS);
+        /*
+         * A refused connection has a second to ask why, and is closed after it
+         * even if it keeps the daemon busy with requests it answers but does
+         * not take (too large, here).
+         */
+        refused = raw_connect();
+        int64_t t0 = ms_now(), closed_after = -1;
+        while (closed_after < 0 && ms_now() - t0 < 4000) {
+                static char junk[70000]; /* over the 64 KiB a request may have */
+                struct pollfd pf = {.fd = refused, .events = POLLIN};
+                ssize_t n = 1;
+
+                (void)!send(refused, junk, sizeof(junk), MSG_DONTWAIT);
+                while (n > 0 && poll(&pf, 1, 200) == 1)
+                        n = recv(refused, junk, sizeof(junk), MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno == ECONNRESET))
+                        closed_after = ms_now() - t0;
+        }
+        CU_ASSERT(closed_after >= 0 && closed_after < 2500);
+        close(refused);
         /* Until the daemon gives up on them. */
         for (int i = 0; i < 4; i++) {
                 CU_ASSERT(closed_by_daemon(silent[i], 5000));
