@@ -102,13 +102,11 @@ static inline pid_t daemon_start(const char *config) {
                 _exit(127);
         }
         for (int i = 0; i < 1500; i++) {
-                int st;
-
                 if (shmbus_client_new(sock, &c) == 0) {
                         shmbus_client_free(c);
                         return pid;
                 }
-                if (waitpid(pid, &st, WNOHANG) == pid)
+                if (waitpid(pid, NULL, WNOHANG) == pid)
                         break; /* it exited: its log says why */
                 sleep_ms(10);
         }

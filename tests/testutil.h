@@ -69,14 +69,12 @@ static inline const char *test_builddir(void) {
         if (top[0])
                 return top;
         n = readlink("/proc/self/exe", top, sizeof(top) - 1);
-        if (n <= 0 || (size_t)n >= sizeof(top) - 1)
-                return ".";
-        top[n] = '\0';
+        top[n > 0 && (size_t)n < sizeof(top) - 1 ? n : 0] = '\0';
         for (int up = 0; up < 2; up++) {
                 char *slash = strrchr(top, '/');
 
                 if (!slash || slash == top) {
-                        snprintf(top, sizeof(top), ".");
+                        snprintf(top, sizeof(top), "."); /* not in a tree: the working directory */
                         break;
                 }
                 *slash = '\0';
