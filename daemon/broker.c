@@ -33,7 +33,7 @@
 #include "broker.h"
 #include "channel.h"
 #include "log.h"
-#include "proto.h"
+#include "layout.h"
 #include "stats.h"
 #include "util.h"
 

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "proto.h"
+#include "layout.h"
 
 /* What a caller asks for when a channel is created. */
 struct shmbus_ring_geom {

@@ -21,7 +21,7 @@
 #include "shmbus.h"
 
 #include "channel.h"
-#include "proto.h"
+#include "layout.h"
 #include "testdaemon.h"
 #include "testutil.h"
 

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control protocol's vocabulary (docs/PROTOCOL.md): its version, size
+ * limits, default paths, op names and field names. This is the one definition
+ * that libshmbus, shmbusd and shmbus-cli use; the shared-memory layout lives in
+ * layout.h. A name used on the wire is spelled here and nowhere else.
+ */
+#pragma once
+
+#include <cjson/cJSON.h>
+
+/* Protocol version: a request's "v" (omitted means 1), every reply's "v". */
+#define WIRE_VERSION 1
+
+/* Largest request packet the daemon reads; larger ones are refused with EMSGSIZE. */
+#define WIRE_REQUEST_MAX 65536
+/* Largest reply packet a client accepts (a "list" of many channels). */
+#define WIRE_REPLY_MAX (1 << 20)
+
+/* Where channel files live when nothing else is configured. The default control
+ * socket is public: SHMBUS_DEFAULT_SOCKET in shmbus.h. */
+#define WIRE_DEFAULT_SHM_DIR "/dev/shm/shmbus"
+
+/* Ops. */
+#define WIRE_OP_HELLO  "hello"
+#define WIRE_OP_OPEN   "open"
+#define WIRE_OP_CLOSE  "close"
+#define WIRE_OP_LIST   "list"
+#define WIRE_OP_STAT   "stat"
+#define WIRE_OP_DELETE "delete"
+
+/* The envelope. */
+#define WIRE_V       "v"
+#define WIRE_OP      "op"
+#define WIRE_OK      "ok"
+#define WIRE_ERROR   "error"   /* errno name, "EACCES" */
+#define WIRE_ERRNO   "errno"   /* its Linux number, > 0 */
+#define WIRE_MESSAGE "message" /* a sentence for humans */
+
+/* Request fields. */
+#define WIRE_NAME     "name"
+#define WIRE_ROLE     "role"
+#define WIRE_ROLE_PUB "pub"
+#define WIRE_ROLE_SUB "sub"
+#define WIRE_CREATE   "create"
+
+/* Channel geometry, in create objects, open replies and stats. */
+#define WIRE_POLICY           "policy"
+#define WIRE_POLICY_BLOCK     "block"
+#define WIRE_POLICY_OVERWRITE "overwrite"
+#define WIRE_CAPACITY         "capacity"
+#define WIRE_MAX_MSG          "max_msg"
+#define WIRE_MAX_SUBSCRIBERS  "max_subscribers"
+#define WIRE_MAX_PUBLISHERS   "max_publishers"
+#define WIRE_OWNER_UID        "owner_uid"
+
+/* Reply fields. */
+#define WIRE_CREATED            "created"
+#define WIRE_PID                "pid"
+#define WIRE_SERVER_VERSION     "version"
+#define WIRE_PROTOCOL           "protocol"
+#define WIRE_SHM_DIR            "shm_dir"
+#define WIRE_UNBLOCK_TIMEOUT_MS "unblock_timeout_ms"
+#define WIRE_CHANNELS           "channels"
+
+/* Counters of a channel (list and stat replies; the CLI's offline view). */
+#define WIRE_PUBLISHERS_ACTIVE  "publishers_active"
+#define WIRE_SUBSCRIBERS_ACTIVE "subscribers_active"
+#define WIRE_PUBLISHED          "published"
+#define WIRE_PUBLISHED_BYTES    "published_bytes"
+#define WIRE_POSITION           "position"
+#define WIRE_MAX_LAG_BYTES      "max_lag_bytes"
+#define WIRE_LOST               "lost"
+#define WIRE_UNBLOCKED          "unblocked"
+
+/* Per-slot detail of a stat reply. */
+#define WIRE_SUBSCRIBERS "subscribers"
+#define WIRE_PUBLISHERS  "publishers"
+#define WIRE_SLOT        "slot"
+#define WIRE_UID         "uid"
+#define WIRE_LAG_BYTES   "lag_bytes"
+#define WIRE_RECEIVED    "received"
+#define WIRE_BYTES       "bytes"
+#define WIRE_CORRUPT     "corrupt"
+#define WIRE_ABORTS      "aborts"
+#define WIRE_WAITS       "waits"
+#define WIRE_FULL        "full"
+
+/*
+ * shmbus__wire_reply_status() - what a reply says about its request
+ *
+ * Return: 0 for {"ok":true}; the reply's -errno for {"ok":false,"errno":N} with
+ * N > 0; -EPROTO for anything else (no "ok", or a failure without a usable
+ * errno: a peer that says "failed" without saying why is not speaking the
+ * protocol).
+ */
+int shmbus__wire_reply_status(const cJSON *reply);
