@@ -116,7 +116,8 @@ static int iox_link_send(struct link *l, const void *buf, size_t len) {
         enum iox_AllocationResult r;
 
         /* All chunks out: the subscriber still holds them; let it catch up. */
-        while ((r = iox_pub_loan_chunk(e->pub, &chunk, (uint32_t)len)) != AllocationResult_SUCCESS) {
+        while ((r = iox_pub_loan_chunk(e->pub, &chunk, (uint32_t)len)) !=
+               AllocationResult_SUCCESS) {
                 if (r != AllocationResult_RUNNING_OUT_OF_CHUNKS &&
                     r != AllocationResult_TOO_MANY_CHUNKS_ALLOCATED_IN_PARALLEL)
                         return -ENOMEM;
@@ -193,9 +194,9 @@ static int iox_link_create(struct link *l) {
 
 #define iox_link_open_rx NULL
 #define iox_link_open_tx NULL
-#define iox_link_send NULL
-#define iox_link_recv NULL
-#define iox_link_close NULL
+#define iox_link_send    NULL
+#define iox_link_recv    NULL
+#define iox_link_close   NULL
 #define iox_link_destroy NULL
 
 bool bench_iceoryx_available(void) {

@@ -38,13 +38,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
 #include "shmbus.h"
 
-#define MAX_ROLES 8
-#define MAX_LINKS 8
-#define MAX_ROWS 256
-#define MSG_MAX 65536
+#include "bench.h"
+
+#define MAX_ROLES      8
+#define MAX_LINKS      8
+#define MAX_ROWS       256
+#define MSG_MAX        65536
 #define ROLE_TIMEOUT_S 120
 
 static const char *const mode_names[] = {"busy-poll", "spin-then-sleep", "always-sleep"};
@@ -190,8 +191,8 @@ static int next_link_index;
 
 static int run_setup(struct run *run, int nlinks, int parties) {
         run->sh_len = sizeof(struct shared) + (run->count + 32) * sizeof(int64_t);
-        run->sh = mmap(NULL, run->sh_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-                       0);
+        run->sh =
+                mmap(NULL, run->sh_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (run->sh == MAP_FAILED)
                 return -ENOMEM;
         run->sh->bar.parties = (uint32_t)parties;
@@ -379,8 +380,8 @@ static struct row *row_new(const char *scenario, const char *transport, enum wai
         return row;
 }
 
-static const struct row *row_find(const char *scenario, const char *transport, size_t size,
-                                  int ntx, int nrx) {
+static const struct row *row_find(const char *scenario, const char *transport, size_t size, int ntx,
+                                  int nrx) {
         for (size_t i = 0; i < nrows; i++)
                 if (rows[i].ok && strcmp(rows[i].scenario, scenario) == 0 &&
                     strcmp(rows[i].transport, transport) == 0 && rows[i].size == size &&
@@ -422,8 +423,8 @@ static int rtt_once(const struct link_ops *ops, enum wait_mode mode, size_t iter
                 r = run_roles(&run, 2, ops ? role_pingpong : role_cacheline, cpus);
         if (r == 0 && count) {
                 if (run.sh->syscalls[0] >= 0 && run.sh->syscalls[1] >= 0)
-                        row->syscalls = (double)(run.sh->syscalls[0] + run.sh->syscalls[1]) /
-                                        (double)iters;
+                        row->syscalls =
+                                (double)(run.sh->syscalls[0] + run.sh->syscalls[1]) / (double)iters;
         } else if (r == 0) {
                 memcpy(samples, run.sh->samples, iters * sizeof(*samples));
         }
@@ -753,8 +754,8 @@ static int write_plot_data(const char *dir) {
                                 strcmp(rows[i].transport, "cache-line") == 0
                                         ? "(floor)"
                                         : mode_names[rows[i].mode],
-                                rows[i].rtt.p50 / 1e3, rows[i].rtt.p90 / 1e3,
-                                rows[i].rtt.p99 / 1e3, rows[i].rtt.p999 / 1e3);
+                                rows[i].rtt.p50 / 1e3, rows[i].rtt.p90 / 1e3, rows[i].rtt.p99 / 1e3,
+                                rows[i].rtt.p999 / 1e3);
         fclose(f);
 
         for (int mb = 0; mb < 2; mb++) {
@@ -769,12 +770,12 @@ static int write_plot_data(const char *dir) {
                 for (size_t s = 0; s < 4; s++) {
                         fprintf(f, "%zu", sizes[s]);
                         for (size_t t = 0; t < 6; t++) {
-                                const struct row *r = row_find("stream", transports[t], sizes[s],
-                                                               1, 1);
+                                const struct row *r =
+                                        row_find("stream", transports[t], sizes[s], 1, 1);
 
                                 if (r)
-                                        fprintf(f, " %.1f", mb ? r->msgs * (double)sizes[s] / 1e6
-                                                               : r->msgs);
+                                        fprintf(f, " %.1f",
+                                                mb ? r->msgs * (double)sizes[s] / 1e6 : r->msgs);
                                 else
                                         fprintf(f, " NaN");
                         }
@@ -805,14 +806,14 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"quick", no_argument, NULL, 'q'},   {"out", required_argument, NULL, 'o'},
+                {"quick", no_argument, NULL, 'q'},      {"out", required_argument, NULL, 'o'},
                 {"only", required_argument, NULL, 'O'}, {"iceoryx", no_argument, NULL, 'i'},
-                {"help", no_argument, NULL, 'h'},    {0},
+                {"help", no_argument, NULL, 'h'},       {0},
         };
         static const size_t sizes[] = {64, 1024, 4096, 65536};
         static const int fans[] = {1, 2, 4};
-        const struct link_ops *stream_links[] = {&link_spsc, &link_shmbus, &link_shmbus_zc,
-                                                 &link_iceoryx, &link_unix, &link_pipe};
+        const struct link_ops *stream_links[] = {&link_spsc,    &link_shmbus, &link_shmbus_zc,
+                                                 &link_iceoryx, &link_unix,   &link_pipe};
         const char *out = NULL, *only = NULL;
         char path[512];
         int c;
@@ -883,7 +884,7 @@ int main(int argc, char **argv) {
                 for (size_t s = 0; s < 4; s++)
                         for (size_t t = 0; t < 6; t++)
                                 bench_stream("stream", stream_links[t],
-                                             stream_links[t] == &link_spsc ? WAIT_BUSY
+                                             stream_links[t] == &link_spsc    ? WAIT_BUSY
                                              : syscall_based(stream_links[t]) ? WAIT_SLEEP
                                                                               : WAIT_SPIN,
                                              sizes[s], 1, 1, "spsc-ring");

@@ -19,8 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench.h"
 #include "shmbus.h"
+
+#include "bench.h"
 
 #define RING_BYTES (UINT64_C(1) << 20)
 

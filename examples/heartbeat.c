@@ -9,12 +9,11 @@
  * It publishes "heartbeat N from PID" on channel "heartbeat" once a second
  * (COUNT times, or forever), creating the channel if needed.
  */
+#include <shmbus.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include <shmbus.h>
 
 int main(int argc, char **argv) {
         long count = argc > 1 ? strtol(argv[1], NULL, 10) : -1;

@@ -8,14 +8,13 @@
  *   shmbus-demo [SECONDS] [MESSAGES_PER_SECOND]
  */
 #include <errno.h>
+#include <shmbus.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <shmbus.h>
 
 static int64_t now_ns(void) {
         struct timespec ts;
@@ -106,7 +105,8 @@ int main(int argc, char **argv) {
                 return fail("open channel demo", r);
         if ((r = shmbus_pub_new(ch, &pub)) < 0)
                 return fail("publish", r);
-        printf("publisher: sending %d msgs/s of 64 B on channel \"demo\" for %d s\n", rate, seconds);
+        printf("publisher: sending %d msgs/s of 64 B on channel \"demo\" for %d s\n", rate,
+               seconds);
         fflush(stdout);
         int64_t start = now_ns(), end = start + (int64_t)seconds * 1000000000;
         for (int64_t t = now_ns(); t < end; t = now_ns()) {

@@ -3,9 +3,9 @@
  * Reading the control protocol's envelope (wire.h): the one parser of a
  * reply's status, shared by the library and the CLI.
  */
-#include <errno.h>
-
 #include "wire.h"
+
+#include <errno.h>
 
 int shmbus__wire_reply_status(const cJSON *reply) {
         const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, WIRE_OK);

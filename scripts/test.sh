@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The whole test suite: install what is missing, then
-#   1. make check, plain (-Werror), with a 2-minute soak and 300 fault rounds
+#   1. make check, plain (-Werror), with a 2-minute soak and 300 fault rounds,
+#      and make format-check
 #   2. make distcheck (the release tarball builds and passes, shorter soak)
 #   3. make check with AddressSanitizer+UBSan
 #   4. make check with ThreadSanitizer (clang)
@@ -29,6 +30,8 @@ run() {
 }
 
 run plain "$(nproc)" build --enable-werror
+echo "=== make format-check: every C file in .clang-format's style"
+make -C build format-check
 if [ "${SHMBUS_TEST_QUICK:-0}" != 1 ]; then
         echo "=== make distcheck: the release tarball builds and passes from a read-only tree"
         SHMBUS_SOAK_SECONDS=15 SHMBUS_FAULT_ITERATIONS=60 \
