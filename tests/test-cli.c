@@ -6,7 +6,9 @@
 #undef NDEBUG
 #include <cjson/cJSON.h>
 #include <grp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "shmbus.h"
@@ -308,6 +310,109 @@ static void test_daemon_down(void) {
         CU_ASSERT_PTR_NOT_NULL(strstr(out, "shmbusd not running"));
 }
 
+/*
+ * A stand-in for shmbusd at @path: it answers hello like the daemon, and every
+ * other request with @reply, so that the CLI can be shown replies the real
+ * daemon never sends. Stop it with kill() and test_wait().
+ */
+static pid_t fake_daemon_start(const char *path, const char *reply) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        pid_t pid;
+
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_FATAL(strlen(path) < sizeof(sa.sun_path));
+        strcpy(sa.sun_path, path);
+        unlink(path);
+        CU_ASSERT_EQUAL_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        CU_ASSERT_EQUAL_FATAL(listen(fd, 8), 0);
+        pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+                for (;;) {
+                        int c = accept(fd, NULL, NULL);
+                        char buf[65536];
+                        ssize_t n;
+
+                        if (c < 0)
+                                _exit(1);
+                        while ((n = recv(c, buf, sizeof(buf) - 1, 0)) > 0) {
+                                const char *r = reply;
+
+                                buf[n] = '\0';
+                                if (strstr(buf, "\"hello\""))
+                                        r = "{\"v\":1,\"ok\":true,\"version\":\"fake\","
+                                            "\"protocol\":1}";
+                                if (send(c, r, strlen(r), MSG_NOSIGNAL) < 0)
+                                        break;
+                        }
+                        close(c);
+                }
+        }
+        close(fd);
+        return pid;
+}
+
+static void fake_daemon_stop(pid_t pid, const char *path) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        unlink(path);
+}
+
+/*
+ * Replies are judged by the protocol's one parser: a failure without a usable
+ * errno is EPROTO (exit 1), whatever it lacks; a failure's errno picks the exit
+ * code; a success loses its envelope ("ok", "v") in the output.
+ */
+static void test_reply_status(void) {
+        static const struct {
+                const char *reply, *args;
+                int code;
+                const char *err;
+        } cases[] = {
+                {"{\"v\":1,\"ok\":false}", "status x", 1, "status x: "},
+                {"{\"v\":1,\"ok\":false,\"errno\":0}", "status x", 1, "status x: "},
+                {"{\"v\":1,\"ok\":false,\"errno\":-2}", "status x", 1, "status x: "},
+                {"{\"v\":1,\"error\":\"EACCES\"}", "status x", 1, "status x: "},
+                {"{\"v\":1,\"ok\":false}", "list", 1, "list: "},
+                {"{\"v\":1,\"ok\":false,\"errno\":2,\"error\":\"ENOENT\"}", "status x", 3,
+                 "no channel x"},
+                {"{\"v\":1,\"ok\":false,\"errno\":13,\"error\":\"EACCES\"}", "status x", 4, NULL},
+        };
+        char path[700], args[800], want[128];
+        cJSON *j;
+        pid_t f;
+
+        snprintf(path, sizeof(path), "%s/fake.sock", dir);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                f = fake_daemon_start(path, cases[i].reply);
+                snprintf(args, sizeof(args), "-s '%s' %s", path, cases[i].args);
+                CU_ASSERT_EQUAL(cli(NULL, args), cases[i].code);
+                CU_ASSERT_EQUAL(count_lines(errout), 1);
+                if (cases[i].code == 1) {
+                        snprintf(want, sizeof(want), "%s%s", cases[i].err,
+                                 shmbus_strerror(-EPROTO));
+                        CU_ASSERT_PTR_NOT_NULL(strstr(errout, want));
+                } else if (cases[i].err) {
+                        CU_ASSERT_PTR_NOT_NULL(strstr(errout, cases[i].err));
+                }
+                CU_ASSERT_STRING_EQUAL(out, "");
+                fake_daemon_stop(f, path);
+        }
+
+        f = fake_daemon_start(path, "{\"v\":1,\"ok\":true,\"name\":\"x\",\"policy\":\"block\"}");
+        snprintf(args, sizeof(args), "-s '%s' --json status x", path);
+        CU_ASSERT_EQUAL(cli(NULL, args), 0);
+        j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        CU_ASSERT_PTR_NULL(cJSON_GetObjectItem(j, "ok"));
+        CU_ASSERT_PTR_NULL(cJSON_GetObjectItem(j, "v"));
+        CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "name")->valuestring, "x");
+        CU_ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(j, "offline")));
+        cJSON_Delete(j);
+        fake_daemon_stop(f, path);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"version and --help for every verb", test_version_and_help},
@@ -315,6 +420,7 @@ int main(void) {
                 {"tail --follow", test_follow},
                 {"bad input and exit codes", test_errors_and_exit_codes},
                 {"daemon down: read from files, refuse writes", test_daemon_down},
+                {"replies are judged by the protocol's parser", test_reply_status},
                 {NULL, NULL},
         };
         int rc;

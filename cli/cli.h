@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What every part of shmbus-cli shares: the parsed command line, the exit
+ * codes of shmbus-cli(1), one-line error messages, colours, the Ctrl-C flag,
+ * reading fields of a reply, and cleanup helpers for the objects the verbs
+ * hold. Only main.c writes the options; verbs get them as a const pointer.
+ */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+
+#include "shmbus.h"
+
+#include "util.h"
+
+/* The exit codes documented in usage() and shmbus-cli(1). */
+enum {
+        EXIT_OK = 0,
+        EXIT_FAIL = 1,
+        EXIT_USAGE = 2,
+        EXIT_NOENT = 3,
+        EXIT_ACCESS = 4,
+        EXIT_FULL = 5,
+        EXIT_DOWN = 7,
+};
+
+/* tail --format. */
+enum cli_format {
+        CLI_FORMAT_TEXT,
+        CLI_FORMAT_HEX,
+        CLI_FORMAT_JSON,
+};
+
+/* Fields the CLI adds to its JSON output (shmbus-cli(1)); they are not on the wire. */
+#define CLI_MSG_PER_S      "msg_per_s"
+#define CLI_OFFLINE        "offline"
+#define CLI_VERSION_CLI    "cli"
+#define CLI_VERSION_DAEMON "daemon"
+
+struct cli_options {
+        const char *socket;  /* NULL: $SHMBUS_SOCKET, then SHMBUS_DEFAULT_SOCKET */
+        const char *shm_dir; /* NULL: WIRE_DEFAULT_SHM_DIR */
+        bool json;
+        bool color; /* only on a terminal, without NO_COLOR or --no-color */
+        /* tail */
+        long lines;
+        bool follow;
+        enum cli_format format;
+        /* list and stats; an interval <= 0 means the verb's default */
+        double interval;
+        bool watch;
+        long count; /* <= 0: no limit */
+        /* pub */
+        bool create;
+        bool whole;
+        int timeout_ms;
+        /* create: the geometry asked for */
+        const shmbus_opts *channel;
+};
+
+/* "shmbus-cli: " and the message, one line on stderr. */
+__attribute__((format(printf, 1, 2))) void cli_err(const char *fmt, ...);
+/* The exit code for a verb's result (0 or -errno). */
+int cli_exit_code(int r);
+/* @code when colours are on, otherwise "". */
+const char *cli_color(const struct cli_options *o, const char *code);
+
+/* Make SIGINT and SIGTERM set a flag instead of killing, for verbs that loop until Ctrl-C. */
+void cli_catch_stop(void);
+bool cli_stopped(void);
+
+/* A number field of @obj, or 0 if it is missing or not a number. */
+static inline double cli_num(const cJSON *obj, const char *key) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+        return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* A string field of @obj, or "" if it is missing or not a string. */
+static inline const char *cli_str(const cJSON *obj, const char *key) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+        return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static inline void cli_cjson_deletep(cJSON **p) {
+        cJSON_Delete(*p);
+}
+#define _cleanup_cjson_ _cleanup_(cli_cjson_deletep)
+
+static inline void cli_client_freep(shmbus_client **p) {
+        shmbus_client_free(*p);
+}
+
+static inline void cli_channel_unrefp(shmbus_channel **p) {
+        shmbus_channel_unref(*p);
+}
+
+static inline void cli_pub_freep(shmbus_pub **p) {
+        shmbus_pub_free(*p);
+}
+
+static inline void cli_sub_freep(shmbus_sub **p) {
+        shmbus_sub_free(*p);
+}
+
+static inline void cli_opts_freep(shmbus_opts **p) {
+        shmbus_opts_free(*p);
+}

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbus-cli: see and touch the bus. Read verbs ask shmbusd, or, when it is
+ * not running, map the channel files read-only themselves (and say so). Every
+ * read verb has --json with the field names of docs/PROTOCOL.md. Exit codes
+ * are listed in usage() and shmbus-cli(1).
+ *
+ * This file owns the command line: it parses the options, picks the verb from
+ * the verb table, checks its arguments and runs it. The verbs live in
+ * inspect.c (list, stats, status, version), tail.c, pub.c and admin.c (create,
+ * delete).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+
+#include "admin.h"
+#include "cli.h"
+#include "inspect.h"
+#include "pub.h"
+#include "tail.h"
+#include "util.h"
+#include "wire.h"
+
+struct verb {
+        const char *name;
+        int (*run)(const struct cli_options *o, char **args);
+        int min_args, max_args;
+        bool takes_channel; /* then the channel is the first argument */
+        const char *synopsis, *text;
+};
+
+static const struct verb verbs[] = {
+        {"list", verb_list, 0, 0, false, "list [--json] [--interval SEC]",
+         "Channels with policy, ring size, active publishers and subscribers, messages per\n"
+         "second (sampled over --interval, default 0.25 s), drops (lost + unblocked) and the\n"
+         "largest subscriber lag. Reads the files read-only when shmbusd is down.\n"},
+        {"status", verb_status, 1, 1, true, "status CHANNEL [--json]",
+         "Geometry and counters of one channel, and every subscriber (pid, uid, position,\n"
+         "lag, received, lost, corrupt) and publisher (pid, uid, published, waits, aborts).\n"},
+        {"stats", verb_stats, 0, 0, false, "stats [--watch] [--interval SEC] [--count N] [--json]",
+         "The channel list with rates over --interval (default 1 s); --watch refreshes until\n"
+         "Ctrl-C or --count refreshes. With --json, one JSON object a line.\n"},
+        {"tail", verb_tail, 1, 1, true, "tail CHANNEL [-n N] [--follow] [--format text|hex|json]",
+         "Print the last N messages still in the ring (default 10), then with --follow every\n"
+         "new one until Ctrl-C. text escapes unprintable bytes; json prints\n"
+         "{\"seq\", \"len\", \"text\" or \"hex\"} a line.\n"},
+        {"pub", verb_pub, 1, 2, true, "pub CHANNEL [MESSAGE|-] [--whole] [--create] [--timeout MS]",
+         "Publish MESSAGE, or read stdin: one message a line (empty lines are skipped), or\n"
+         "with --whole all of stdin as one message. --create makes the channel if missing.\n"},
+        {"create", verb_create, 1, 1, true,
+         "create CHANNEL [--capacity BYTES] [--max-msg BYTES] [--policy block|overwrite]\n"
+         "                       [--max-subscribers N] [--max-publishers N]",
+         "Create a channel through shmbusd (its per-channel configuration wins).\n"},
+        {"delete", verb_delete, 1, 1, true, "delete CHANNEL",
+         "Delete a channel (its owner or root). Members keep what they have mapped.\n"},
+        {"version", verb_version, 0, 0, false, "version [--json]",
+         "Versions of shmbus-cli and of the running shmbusd.\n"},
+};
+
+static const struct verb *verb_find(const char *name) {
+        for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+                if (strcmp(verbs[i].name, name) == 0)
+                        return &verbs[i];
+        return NULL;
+}
+
+static void usage(FILE *f) {
+        fputs("Usage: shmbus-cli [OPTIONS] [VERB] [ARGS]\n"
+              "\n"
+              "Verbs:\n"
+              "  list                     channels: policy, size, publishers, subscribers, msg/s,\n"
+              "                           drops, max lag (the default verb)\n"
+              "  status CHANNEL           geometry, counters, every subscriber and publisher\n"
+              "  stats [--watch]          the list with rates, refreshed with --watch\n"
+              "  tail CHANNEL             print the last messages (-n N, default 10);\n"
+              "                           --follow keeps printing new ones\n"
+              "  pub CHANNEL [MSG|-]      publish MSG, or stdin one message per line (--whole:\n"
+              "                           all of stdin as one message)\n"
+              "  create CHANNEL           create a channel (--capacity --max-msg --policy\n"
+              "                           --max-subscribers --max-publishers)\n"
+              "  delete CHANNEL           delete a channel (owner or root)\n"
+              "  version                  versions of the CLI and the running daemon\n"
+              "\n"
+              "Options:\n"
+              "  -s, --socket PATH        shmbusd's socket (default $SHMBUS_SOCKET, then\n"
+              "                           " SHMBUS_DEFAULT_SOCKET ")\n"
+              "  -d, --shm-dir DIR        channel files, read when the daemon is down\n"
+              "  -j, --json               JSON output (list, status, stats, version)\n"
+              "  -n, --lines N            tail: how many past messages (0: none)\n"
+              "  -f, --follow             tail: keep printing new messages until Ctrl-C\n"
+              "      --format FMT         tail: text (default), hex or json (one object a line)\n"
+              "  -w, --watch              stats: refresh until Ctrl-C\n"
+              "  -i, --interval SEC       stats/list: sampling interval (default 1, list 0.25)\n"
+              "  -c, --count N            stats --watch: stop after N refreshes\n"
+              "      --create             pub: create the channel if it is missing\n"
+              "  -t, --timeout MS         pub: how long to wait for space (default 1000)\n"
+              "      --no-color           no colours (also: NO_COLOR set, or not a terminal)\n"
+              "  -h, --help               this help (also: shmbus-cli VERB --help)\n"
+              "\n"
+              "Exit codes: 0 ok, 1 failure, 2 usage, 3 no such channel, 4 permission denied,\n"
+              "5 channel full (timed out), 7 shmbusd not running.\n",
+              f);
+}
+
+/* "shmbus-cli VERB --help". */
+static int help_verb(const char *name) {
+        const struct verb *v = verb_find(name);
+
+        if (!v) {
+                cli_err("unknown verb '%s'; try 'shmbus-cli --help'", name);
+                return EXIT_USAGE;
+        }
+        printf("Usage: shmbus-cli %s\n\n%s", v->synopsis, v->text);
+        return EXIT_OK;
+}
+
+/* --policy takes the protocol's policy names. */
+static int policy_of(const char *s) {
+        if (strcmp(s, WIRE_POLICY_BLOCK) == 0)
+                return SHMBUS_POLICY_BLOCK;
+        if (strcmp(s, WIRE_POLICY_OVERWRITE) == 0)
+                return SHMBUS_POLICY_OVERWRITE;
+        return -1;
+}
+
+static int format_of(const char *s) {
+        if (strcmp(s, "text") == 0)
+                return CLI_FORMAT_TEXT;
+        if (strcmp(s, "hex") == 0)
+                return CLI_FORMAT_HEX;
+        if (strcmp(s, "json") == 0)
+                return CLI_FORMAT_JSON;
+        return -1;
+}
+
+/* A geometry option that is a number (decimal, 0x hex or 0 octal), through its setter. */
+static int set_u32(shmbus_opts *chan, int (*set)(shmbus_opts *, uint32_t), const char *val) {
+        char *end;
+        int r = set(chan, (uint32_t)strtoul(val, &end, 0));
+
+        return r < 0 || *end ? -EINVAL : 0;
+}
+
+enum {
+        OPT_FORMAT = 256,
+        OPT_CREATE,
+        OPT_NO_COLOR,
+        OPT_WHOLE,
+        OPT_CAP,
+        OPT_MAXMSG,
+        OPT_POLICY,
+        OPT_SUBS,
+        OPT_PUBS,
+};
+
+/*
+ * Apply one option @c with its argument @val to @o and @chan (the geometry for
+ * create). Return: 0, or -EINVAL for a value out of range or not a number.
+ */
+static int apply_option(int c, const char *val, struct cli_options *o, shmbus_opts *chan,
+                        bool *no_color, bool *help) {
+        char *end = NULL;
+        int f, r;
+
+        switch (c) {
+        case 's':
+                o->socket = val;
+                return 0;
+        case 'd':
+                o->shm_dir = val;
+                return 0;
+        case 'j':
+                o->json = true;
+                return 0;
+        case 'n':
+                o->lines = strtol(val, &end, 10);
+                return *end || o->lines < 0 || o->lines > 1000000 ? -EINVAL : 0;
+        case 'f':
+                o->follow = true;
+                return 0;
+        case OPT_FORMAT:
+                f = format_of(val);
+                if (f < 0)
+                        return -EINVAL;
+                o->format = (enum cli_format)f;
+                return 0;
+        case 'w':
+                o->watch = true;
+                return 0;
+        case 'i':
+                o->interval = strtod(val, &end);
+                return *end || o->interval < 0.01 || o->interval > 3600 ? -EINVAL : 0;
+        case 'c':
+                o->count = strtol(val, &end, 10);
+                return *end || o->count < 1 ? -EINVAL : 0;
+        case OPT_CREATE:
+                o->create = true;
+                return 0;
+        case OPT_WHOLE:
+                o->whole = true;
+                return 0;
+        case 't':
+                o->timeout_ms = (int)strtol(val, &end, 10);
+                return *end || o->timeout_ms < -1 ? -EINVAL : 0;
+        case OPT_CAP:
+                r = shmbus_opts_set_capacity(chan, strtoull(val, &end, 0));
+                return r < 0 || *end ? -EINVAL : 0;
+        case OPT_MAXMSG:
+                return set_u32(chan, shmbus_opts_set_max_msg, val);
+        case OPT_POLICY:
+                return shmbus_opts_set_policy(chan, policy_of(val)) < 0 ? -EINVAL : 0;
+        case OPT_SUBS:
+                return set_u32(chan, shmbus_opts_set_max_subscribers, val);
+        case OPT_PUBS:
+                return set_u32(chan, shmbus_opts_set_max_publishers, val);
+        case OPT_NO_COLOR:
+                *no_color = true;
+                return 0;
+        case 'h':
+                *help = true;
+                return 0;
+        default:
+                return -EINVAL; /* getopt_long has said what is wrong */
+        }
+}
+
+/*
+ * Parse the options (getopt_long permutes, so they may come before or after
+ * the verb) into @o and @chan. On a bad one, say which and return -EINVAL.
+ */
+static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_opts *chan,
+                         bool *ret_help) {
+        static const struct option opts[] = {
+                {"socket", required_argument, NULL, 's'},
+                {"shm-dir", required_argument, NULL, 'd'},
+                {"json", no_argument, NULL, 'j'},
+                {"lines", required_argument, NULL, 'n'},
+                {"follow", no_argument, NULL, 'f'},
+                {"format", required_argument, NULL, OPT_FORMAT},
+                {"watch", no_argument, NULL, 'w'},
+                {"interval", required_argument, NULL, 'i'},
+                {"count", required_argument, NULL, 'c'},
+                {"create", no_argument, NULL, OPT_CREATE},
+                {"whole", no_argument, NULL, OPT_WHOLE},
+                {"timeout", required_argument, NULL, 't'},
+                {"capacity", required_argument, NULL, OPT_CAP},
+                {"max-msg", required_argument, NULL, OPT_MAXMSG},
+                {"policy", required_argument, NULL, OPT_POLICY},
+                {"max-subscribers", required_argument, NULL, OPT_SUBS},
+                {"max-publishers", required_argument, NULL, OPT_PUBS},
+                {"no-color", no_argument, NULL, OPT_NO_COLOR},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        bool no_color = false, help = false;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:h", opts, NULL)) != -1) {
+                if (apply_option(c, optarg, o, chan, &no_color, &help) < 0) {
+                        /* The option is the last word, or the one before its separate value. */
+                        if (c != '?')
+                                cli_err("invalid value '%s' for %s", optarg ? optarg : "",
+                                        argv[optind - 1][0] == '-' ? argv[optind - 1]
+                                                                   : argv[optind - 2]);
+                        fputs("Try 'shmbus-cli --help'.\n", stderr);
+                        return -EINVAL;
+                }
+        }
+        o->color = !no_color && !getenv("NO_COLOR") && isatty(STDOUT_FILENO);
+        *ret_help = help;
+        return 0;
+}
+
+/* The channel name first (a bad name is the clearer error), then the number of arguments. */
+static int check_args(const struct verb *v, int n, char **args) {
+        if (v->takes_channel && n > 0 && !shmbus__name_is_valid(args[0])) {
+                cli_err("'%s' is not a valid channel name", args[0]);
+                return -EINVAL;
+        }
+        if (n < v->min_args || n > v->max_args) {
+                cli_err("%s: wrong number of arguments; try 'shmbus-cli --help'", v->name);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        _cleanup_(cli_opts_freep) shmbus_opts *chan = NULL;
+        struct cli_options o = {
+                .lines = 10,
+                .format = CLI_FORMAT_TEXT,
+                .interval = -1,
+                .timeout_ms = 1000,
+        };
+        const struct verb *v;
+        const char *name;
+        bool help, named;
+
+        if (shmbus_opts_new(&chan) < 0)
+                return EXIT_FAIL;
+        o.channel = chan;
+        if (parse_options(argc, argv, &o, chan, &help) < 0)
+                return EXIT_USAGE;
+
+        named = optind < argc;
+        name = named ? argv[optind++] : "list";
+        if (help) {
+                if (named)
+                        return help_verb(name);
+                usage(stdout);
+                return EXIT_OK;
+        }
+
+        v = verb_find(name);
+        if (!v) {
+                cli_err("unknown verb '%s'; try 'shmbus-cli --help'", name);
+                return EXIT_USAGE;
+        }
+        if (check_args(v, argc - optind, argv + optind) < 0)
+                return EXIT_USAGE;
+        return v->run(&o, argv + optind);
+}

@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Printing replies for humans and for jq (output.h). The column layout is
+ * what shmbus-cli(1) shows and tests/test-cli.c reads: change it only with
+ * both.
+ */
+#include "output.h"
+
+#include <stdio.h>
+
+#include "cli.h"
+#include "util.h"
+#include "wire.h"
+
+#define BOLD  "\033[1m"
+#define RED   "\033[31m"
+#define RESET "\033[0m"
+
+const char *output_human_size(double bytes, char *buf, size_t size) {
+        static const char *units[] = {"B", "KiB", "MiB", "GiB"};
+        int u = 0;
+
+        while (bytes >= 1024 && u < 3) {
+                bytes /= 1024;
+                u++;
+        }
+        snprintf(buf, size, u ? "%.4g %s" : "%.0f %s", bytes, units[u]);
+        return buf;
+}
+
+void output_json(const cJSON *j) {
+        _cleanup_free_ char *text = cJSON_Print(j);
+
+        puts(text);
+}
+
+void output_json_line(const cJSON *j) {
+        _cleanup_free_ char *line = cJSON_PrintUnformatted(j);
+
+        puts(line);
+}
+
+void output_list_table(const struct cli_options *o, const cJSON *list) {
+        const cJSON *c;
+        char size[32], lag[32];
+
+        printf("%s%-24s %-9s %10s %5s %5s %10s %8s %10s%s\n", cli_color(o, BOLD), "CHANNEL",
+               "POLICY", "SIZE", "PUBS", "SUBS", "MSG/S", "DROPS", "MAX LAG", cli_color(o, RESET));
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(list, WIRE_CHANNELS)) {
+                /* Drops: messages lost to overwrite plus claims padded over. */
+                double drops = cli_num(c, WIRE_LOST) + cli_num(c, WIRE_UNBLOCKED);
+
+                printf("%-24s %-9s %10s %5.0f %5.0f %10.0f %s%8.0f%s %10s\n", cli_str(c, WIRE_NAME),
+                       cli_str(c, WIRE_POLICY),
+                       output_human_size(cli_num(c, WIRE_CAPACITY), size, sizeof(size)),
+                       cli_num(c, WIRE_PUBLISHERS_ACTIVE), cli_num(c, WIRE_SUBSCRIBERS_ACTIVE),
+                       cli_num(c, CLI_MSG_PER_S), drops > 0 ? cli_color(o, RED) : "", drops,
+                       drops > 0 ? cli_color(o, RESET) : "",
+                       output_human_size(cli_num(c, WIRE_MAX_LAG_BYTES), lag, sizeof(lag)));
+        }
+}
+
+static void print_subscribers(const struct cli_options *o, const cJSON *s) {
+        const cJSON *e;
+        char lag[32];
+
+        printf("\n%s  %-5s %8s %6s %12s %12s %10s %8s %8s%s\n", cli_color(o, BOLD), "SUB", "PID",
+               "UID", "POSITION", "RECEIVED", "LAG", "LOST", "CORRUPT", cli_color(o, RESET));
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(s, WIRE_SUBSCRIBERS))
+                printf("  %-5.0f %8.0f %6.0f %12.0f %12.0f %10s %8.0f %8.0f\n",
+                       cli_num(e, WIRE_SLOT), cli_num(e, WIRE_PID), cli_num(e, WIRE_UID),
+                       cli_num(e, WIRE_POSITION), cli_num(e, WIRE_RECEIVED),
+                       output_human_size(cli_num(e, WIRE_LAG_BYTES), lag, sizeof(lag)),
+                       cli_num(e, WIRE_LOST), cli_num(e, WIRE_CORRUPT));
+}
+
+static void print_publishers(const struct cli_options *o, const cJSON *s) {
+        const cJSON *e;
+
+        printf("\n%s  %-5s %8s %6s %12s %12s %8s %8s%s\n", cli_color(o, BOLD), "PUB", "PID", "UID",
+               "PUBLISHED", "BYTES", "WAITS", "ABORTS", cli_color(o, RESET));
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(s, WIRE_PUBLISHERS))
+                printf("  %-5.0f %8.0f %6.0f %12.0f %12.0f %8.0f %8.0f\n", cli_num(e, WIRE_SLOT),
+                       cli_num(e, WIRE_PID), cli_num(e, WIRE_UID), cli_num(e, WIRE_PUBLISHED),
+                       cli_num(e, WIRE_BYTES), cli_num(e, WIRE_WAITS), cli_num(e, WIRE_ABORTS));
+}
+
+void output_status(const struct cli_options *o, const cJSON *s) {
+        char b1[32], b2[32];
+
+        printf("%s%s%s\n", cli_color(o, BOLD), cli_str(s, WIRE_NAME), cli_color(o, RESET));
+        printf("  policy:      %s\n", cli_str(s, WIRE_POLICY));
+        printf("  ring:        %s, messages up to %s\n",
+               output_human_size(cli_num(s, WIRE_CAPACITY), b1, sizeof(b1)),
+               output_human_size(cli_num(s, WIRE_MAX_MSG), b2, sizeof(b2)));
+        printf("  slots:       %.0f/%.0f publishers, %.0f/%.0f subscribers\n",
+               cli_num(s, WIRE_PUBLISHERS_ACTIVE), cli_num(s, WIRE_MAX_PUBLISHERS),
+               cli_num(s, WIRE_SUBSCRIBERS_ACTIVE), cli_num(s, WIRE_MAX_SUBSCRIBERS));
+        printf("  owner uid:   %.0f\n", cli_num(s, WIRE_OWNER_UID));
+        printf("  published:   %.0f messages, %s\n", cli_num(s, WIRE_PUBLISHED),
+               output_human_size(cli_num(s, WIRE_PUBLISHED_BYTES), b1, sizeof(b1)));
+        printf("  position:    %.0f\n", cli_num(s, WIRE_POSITION));
+        printf("  lost:        %.0f    unblocked: %.0f\n", cli_num(s, WIRE_LOST),
+               cli_num(s, WIRE_UNBLOCKED));
+        print_subscribers(o, s);
+        print_publishers(o, s);
+}
