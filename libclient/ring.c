@@ -12,6 +12,11 @@
  * the new position. In overwrite mode a reader validates after reading (the
  * seqlock pattern): if the claim word has moved more than a ring past the
  * record, the bytes may have been overwritten and the read is discarded.
+ *
+ * Invariants asserted here concern only this process's own view (struct
+ * shmbus_ring, copied and checked at attach): shared memory is written by
+ * other members too, so whatever is read from it is checked and answered with
+ * an error code, never asserted.
  */
 #include "ring.h"
 
@@ -440,18 +445,41 @@ int shmbus__ring_attach(struct shmbus_ring *r, void *ctl_mem, size_t ctl_len, vo
                 .subs = subs,
                 .pubs = (struct shmbus_pub_slot *)(void *)(subs + g.max_subs),
         };
+        /* Built from the checked copy alone: no peer can change it from here on. */
+        assert(shmbus__ring_is_sane(r));
         return 0;
 }
 
+/*
+ * Whether our process-local view is consistent: the geometry copied at attach
+ * passes the checks creation applies, and the fields derived from it (mask,
+ * slot arrays) agree with it. Every bound the hot paths rely on comes from
+ * here. Nothing in it is read from shared memory, so a member scribbling on
+ * the channel cannot make it false, only a bug in this process can: that is
+ * what makes it fit for assert(). It is asserted where a view is made or put
+ * to use (attach, join, unblock, walk), never per message.
+ */
 bool shmbus__ring_is_sane(const struct shmbus_ring *r) {
-        return r && r->ctl && r->data && is_pow2(r->size) && r->mask == r->size - 1 &&
-               r->max_msg >= 1 && r->max_msg <= r->size / 4 &&
-               (r->policy == SHMBUS_POLICY_BLOCK || r->policy == SHMBUS_POLICY_OVERWRITE);
+        struct shmbus_ring_geom g;
+
+        if (!r || !r->ctl || !r->data)
+                return false;
+        g = (struct shmbus_ring_geom){
+                .data_size = r->size,
+                .max_msg = r->max_msg,
+                .policy = r->policy,
+                .max_subs = r->max_subs,
+                .max_pubs = r->max_pubs,
+        };
+        return shmbus__ring_geom_check(&g) == 0 && r->mask == r->size - 1 &&
+               r->subs == (struct shmbus_sub_slot *)(void *)(r->ctl + 1) &&
+               r->pubs == (struct shmbus_pub_slot *)(void *)(r->subs + r->max_subs);
 }
 
 /* ---- publishers ------------------------------------------------------------------------- */
 
 int shmbus__ring_pub_join(struct shmbus_ring *r, struct shmbus_ring_pub *p, pid_t pid, uid_t uid) {
+        assert(shmbus__ring_is_sane(r));
         for (uint32_t i = 0; i < r->max_pubs; i++) {
                 struct shmbus_pub_slot *slot = &r->pubs[i];
                 uint32_t nobody = 0;
@@ -762,6 +790,7 @@ int shmbus__ring_abort(struct shmbus_ring_pub *p) {
 /* ---- subscribers ------------------------------------------------------------------------ */
 
 int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid) {
+        assert(shmbus__ring_is_sane(r));
         for (uint32_t i = 0; i < r->max_subs; i++) {
                 struct shmbus_sub_slot *slot = &r->subs[i];
                 uint32_t nobody = 0;
@@ -1143,6 +1172,7 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
         struct shmbus_rec *rec = rec_at(r, pos);
         uint64_t stamp, tail, end, lap_end, len;
 
+        assert(shmbus__ring_is_sane(r));
         if (!shmbus__ring_pending(r, pos, &stamp))
                 return 0;
         if (shmbus__ring_claim_owner(r, pos) != 0)
@@ -1227,6 +1257,7 @@ int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn 
         uint64_t tail_seq = tail_load_seq(r, ACQUIRE);
         int n = 0;
 
+        assert(shmbus__ring_is_sane(r));
         if ((int64_t)(to - tail) > 0)
                 to = tail;
         while ((int64_t)(to - pos) > 0) {
