@@ -3,15 +3,22 @@
  * The channel ring. See ring.h for what it owns, docs/LAYOUT.md for the bytes
  * and docs/ORDERING.md for why each atomic has the order it has.
  *
- * Publishers: claim is one 16-byte CAS on {pos, seq}; the claimer then writes
- * the header and marks the stamp CLAIMED, the user writes the payload in place,
- * and commit CASes the stamp from CLAIMED to the bare position. Abort and
- * unblock CAS it to PAD instead, so exactly one of commit/abort/unblock wins.
+ * Publishers: a claim stores the range it is about to take in its publisher
+ * slot, then takes it with one 16-byte CAS on the claim word {pos, seq}; the
+ * claimer stamps the record CLAIMED and then writes seq and len, the user
+ * writes the payload in place, and commit is one release store of the bare
+ * position to the stamp (abort stores the position with PAD|SEQ). No CAS is
+ * needed there: nothing else writes the stamp of a claim while its publisher's
+ * slot is active. Only once the publisher has died and its slot has been
+ * released may unblock pad over the claim, with a CAS against the stamp it
+ * judged stuck.
  *
- * Subscribers: peek acquires the stamp at the local position; release publishes
- * the new position. In overwrite mode a reader validates after reading (the
- * seqlock pattern): if the claim word has moved more than a ring past the
- * record, the bytes may have been overwritten and the read is discarded.
+ * Subscribers: peek acquires the stamp at the local position; release moves
+ * it on and publishes it to the slot every eighth of the ring (and always
+ * before peek reports an empty ring). In overwrite mode a reader validates
+ * after reading (the seqlock pattern): if the claim word has moved more than a
+ * ring past the record, the bytes may have been overwritten and the read is
+ * discarded.
  *
  * Invariants asserted here concern only this process's own view (struct
  * shmbus_ring, copied and checked at attach): shared memory is written by
@@ -870,7 +877,7 @@ void shmbus__ring_sub_leave(struct shmbus_ring_sub *s) {
  * position at most an eighth of the ring old, and the exact one whenever the
  * reader has caught up or goes to sleep, which is what keeps a blocked
  * publisher from waiting on a reader that has room for it (docs/ORDERING.md,
- * "Publishing the read position").
+ * "Deferred reader position").
  */
 static void sub_publish(struct shmbus_ring_sub *s) {
         struct shmbus_ring *r = s->ring;
