@@ -213,14 +213,14 @@ static bool ready_soon(bool (*ready)(void *ctx), void *ctx) {
 /*
  * Sleep on @word until a waker bumps it, @ready says so, or about @timeout_ns
  * (< 0: a slice) passes; the caller re-checks its condition and its deadline.
- * Announce the sleep in @waiters, re-check, and sleep WAIT_QUICK_NS without
- * the heavy fence: in a virtual machine membarrier cost tens of microseconds
- * when the peer's CPU was busy (85 us against 21 us per always-sleeping round
- * trip), and in a request/response exchange it is on the critical path. A
- * waker that raced with our announcement (it read @waiters before our
- * increment reached it, while its commit had not reached us) is the only one
- * that cannot wake us, and the quick sleep bounds what that costs. Only then
- * fence heavily, re-check, and sleep long.
+ * Announce the sleep in @waiters, re-check for RACE_WINDOW_NS, and sleep
+ * WAIT_QUICK_NS without the heavy fence: in a virtual machine membarrier cost
+ * tens of microseconds when the peer's CPU was busy (85 us against 21 us per
+ * always-sleeping round trip), and in a request/response exchange it is on the
+ * critical path. A waker that raced with our announcement (it read @waiters
+ * before our increment reached it, while its commit had not reached us) is
+ * the only one that cannot wake us, and the quick sleep bounds what that
+ * costs. Only then fence heavily, re-check, and sleep long.
  */
 static int futex_sleep(_Atomic uint32_t *word, _Atomic uint32_t *waiters,
                        _Atomic uint32_t *sleeping, bool (*ready)(void *ctx), void *ctx,
@@ -620,7 +620,10 @@ static bool space_ready(void *ctx) {
         return w->need_end - w->pub->head <= w->pub->ring->size;
 }
 
-/* Sleep until a subscriber moves, the deadline passes, or a slice ends. */
+/*
+ * Sleep until the horizon may have moved (a subscriber moved on, or on an
+ * overwrite channel a claim closed), the deadline passes, or a slice ends.
+ */
 static int pub_wait_space(struct shmbus_ring_pub *p, uint64_t need_end, int64_t deadline) {
         struct space_wait w = {.pub = p, .need_end = need_end};
         int64_t left = -1;
