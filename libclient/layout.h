@@ -162,14 +162,25 @@ struct shmbus_ctl {
         /* The claim word: many writers, every claim. */
         alignas(SHMBUS_LINE) shmbus_tail tail;
 
-        /* A lower bound of every subscriber's position; refreshed by publishers. */
+        /*
+         * The horizon no claim may run a whole ring past: a lower bound of the
+         * tail, every subscriber's position (block policy) and every open
+         * claim's start. Refreshed by publishers (head_recompute in ring.c).
+         */
         alignas(SHMBUS_LINE) _Atomic uint64_t head_cache;
 
-        /* Readers sleep on data_futex; publishers bump it only if data_waiters != 0. */
+        /*
+         * Readers sleep on data_futex; committing publishers bump it only if
+         * data_waiters != 0, unblock always.
+         */
         alignas(SHMBUS_LINE) _Atomic uint32_t data_futex;
         _Atomic uint32_t data_waiters; /* readers registered to sleep */
 
-        /* Blocked publishers sleep on space_futex; readers bump it if space_waiters != 0. */
+        /*
+         * Publishers waiting for the horizon sleep on space_futex; readers (block
+         * policy), committing publishers (overwrite policy) and slot release
+         * bump it only if space_waiters != 0, unblock always.
+         */
         alignas(SHMBUS_LINE) _Atomic uint32_t space_futex;
         _Atomic uint32_t space_waiters; /* publishers registered to sleep */
 

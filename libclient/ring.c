@@ -3,16 +3,31 @@
  * The channel ring. See ring.h for what it owns, docs/LAYOUT.md for the bytes
  * and docs/ORDERING.md for why each atomic has the order it has.
  *
- * Publishers: claim is one 16-byte CAS on {pos, seq}; the claimer then writes
- * the header and marks the stamp CLAIMED, the user writes the payload in place,
- * and commit CASes the stamp from CLAIMED to the bare position. Abort and
- * unblock CAS it to PAD instead, so exactly one of commit/abort/unblock wins.
+ * Publishers: a claim stores the range it is about to take in its publisher
+ * slot, then takes it with one 16-byte CAS on the claim word {pos, seq}; the
+ * claimer stamps the record CLAIMED and then writes seq and len, the user
+ * writes the payload in place, and commit is one release store of the bare
+ * position to the stamp (abort stores the position with PAD|SEQ). No CAS is
+ * needed there: nothing else writes the stamp of a claim while its publisher's
+ * slot is active. Only once the publisher has died and its slot has been
+ * released may unblock pad over the claim, with a CAS against the stamp it
+ * judged stuck.
  *
- * Subscribers: peek acquires the stamp at the local position; release publishes
- * the new position. In overwrite mode a reader validates after reading (the
- * seqlock pattern): if the claim word has moved more than a ring past the
- * record, the bytes may have been overwritten and the read is discarded.
+ * Subscribers: peek acquires the stamp at the local position; release moves
+ * it on and publishes it to the slot every eighth of the ring (and always
+ * before peek reports an empty ring). In overwrite mode a reader validates
+ * after reading (the seqlock pattern): if the claim word has moved more than a
+ * ring past the record, the bytes may have been overwritten and the read is
+ * discarded.
+ *
+ * Invariants asserted here concern only this process's own view (struct
+ * shmbus_ring, copied and checked at attach): shared memory is written by
+ * other members too, so whatever is read from it is checked and answered with
+ * an error code, never asserted.
  */
+#include "ring.h"
+
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -23,12 +38,22 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ring.h"
-
+/*
+ * The one vocabulary for memory orders in this file. Most shared words are
+ * _Atomic and reached through <stdatomic.h>. Two are plain fields reached
+ * through the __atomic builtins: the claim word (see tail_load_pos for why)
+ * and the ctl magic, a plain header field published once by format. Both
+ * kinds of call take these names: GCC and Clang define each memory_order_*
+ * as the matching __ATOMIC_* constant, which the static_assert pins.
+ */
 #define RELAXED memory_order_relaxed
 #define ACQUIRE memory_order_acquire
 #define RELEASE memory_order_release
 #define SEQCST  memory_order_seq_cst
+
+static_assert(RELAXED == __ATOMIC_RELAXED && ACQUIRE == __ATOMIC_ACQUIRE &&
+                      RELEASE == __ATOMIC_RELEASE && SEQCST == __ATOMIC_SEQ_CST,
+              "the __atomic builtins take the C11 memory orders");
 
 /* Longest single futex sleep: waits re-check the ring at least this often. */
 #define WAIT_SLICE_NS INT64_C(200000000)
@@ -44,6 +69,29 @@ static inline uint64_t rec_size(uint64_t len) {
 /* Mappings are page-aligned and positions 16-aligned, so the cast is aligned. */
 static inline struct shmbus_rec *rec_at(const struct shmbus_ring *r, uint64_t pos) {
         return (struct shmbus_rec *)(void *)(r->data + (pos & r->mask));
+}
+
+/*
+ * Whether a reader at @pos may take the record under @stamp: committed data
+ * (the bare position) or committed padding (PAD, perhaps SEQ). Anything else
+ * is an older lap, a claim in progress, or garbage.
+ */
+static inline bool stamp_is_committed_at(uint64_t stamp, uint64_t pos) {
+        return (stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) == pos;
+}
+
+/* Whether a record, committed or not, visibly begins at @pos. */
+static inline bool stamp_is_at(uint64_t stamp, uint64_t pos) {
+        return (stamp & ~SHMBUS_STAMP_BITS) == pos;
+}
+
+/*
+ * The oldest lap start not yet being overwritten when the claim word is at
+ * @tail (more than a ring in): round_up(tail - size, size). Every multiple of
+ * the ring size is a record boundary, so a lapped reader can resume there.
+ */
+static inline uint64_t oldest_lap_start(const struct shmbus_ring *r, uint64_t tail) {
+        return (tail - r->size + r->mask) & ~r->mask;
 }
 
 static inline bool is_pow2(uint64_t v) {
@@ -74,6 +122,17 @@ static void futex_wake(_Atomic uint32_t *word) {
 }
 
 /*
+ * Wake everyone asleep on @word. The bump comes first: a sleeper that read
+ * the word before it but has not entered FUTEX_WAIT yet finds the word changed
+ * there and returns at once, so no wake-up falls between its check and its
+ * sleep.
+ */
+static inline void futex_wake_sleepers(_Atomic uint32_t *word) {
+        atomic_fetch_add_explicit(word, 1, SEQCST);
+        futex_wake(word);
+}
+
+/*
  * Asymmetric fences for the two store-then-load handshakes (a committer and a
  * sleeping reader, a releasing reader and a sleeping publisher): the side that
  * runs per message issues only a compiler barrier, and the side about to sleep
@@ -92,7 +151,7 @@ static void membarrier_register(void) {
         if (atomic_load_explicit(&membarrier_state, RELAXED) != 0)
                 return;
         state = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0 ? 1
-                                                                                              : -1;
+                                                                                             : -1;
         atomic_compare_exchange_strong(&membarrier_state, &untried, state);
 }
 
@@ -154,12 +213,13 @@ static bool ready_soon(bool (*ready)(void *ctx), void *ctx) {
 /*
  * Sleep on @word until a waker bumps it, @ready says so, or about @timeout_ns
  * (< 0: a slice) passes; the caller re-checks its condition and its deadline.
- * Announce the sleep in @waiters, re-check, and sleep WAIT_QUICK_NS without
- * the heavy fence: in a virtual machine membarrier cost tens of microseconds
- * when the peer's CPU was busy (85 us against 21 us per always-sleeping round
- * trip), and in a request/response exchange it is on the critical path. A waker that raced with our announcement (it read
- * @waiters before our increment reached it, while its commit had not reached
- * us) is the only one that cannot wake us, and the quick sleep bounds what that
+ * Announce the sleep in @waiters, re-check for RACE_WINDOW_NS, and sleep
+ * WAIT_QUICK_NS without the heavy fence: in a virtual machine membarrier cost
+ * tens of microseconds when the peer's CPU was busy (85 us against 21 us per
+ * always-sleeping round trip), and in a request/response exchange it is on the
+ * critical path. A waker that raced with our announcement (it read @waiters
+ * before our increment reached it, while its commit had not reached us) is
+ * the only one that cannot wake us, and the quick sleep bounds what that
  * costs. Only then fence heavily, re-check, and sleep long.
  */
 static int futex_sleep(_Atomic uint32_t *word, _Atomic uint32_t *waiters,
@@ -228,19 +288,37 @@ static inline shmbus_u128 rec_word_make(uint64_t stamp, uint32_t seq, uint32_t l
         return ((shmbus_u128)(((uint64_t)len << 32) | seq) << 64) | stamp;
 }
 
-static inline uint64_t tail_load_pos(const struct shmbus_ring *r, int order) {
+/*
+ * The claim word is a union of the 16-byte CAS word and its two 8-byte halves,
+ * none of them _Atomic, so its halves are loaded with the __atomic builtins:
+ * <stdatomic.h>'s atomic_load_explicit is defined only on _Atomic objects, and
+ * Clang rejects it on a plain one (the TSan build refused a test that tried).
+ * Declaring the word _Atomic instead would not help: C11 promises no lock-free
+ * 16-byte atomic (GCC hands them to libatomic, which may take a lock, and a
+ * lock in one process is none for the others), and the halves of an _Atomic
+ * union cannot be loaded on their own.
+ */
+static inline uint64_t tail_load_pos(const struct shmbus_ring *r, memory_order order) {
         return __atomic_load_n(&r->ctl->tail.s.pos, order);
 }
 
+static inline uint64_t tail_load_seq(const struct shmbus_ring *r, memory_order order) {
+        return __atomic_load_n(&r->ctl->tail.s.seq, order);
+}
+
+/* Two halves, possibly torn: only a CAS, which fails on a torn value, may rely on it. */
 static inline shmbus_tail tail_load(const struct shmbus_ring *r) {
         shmbus_tail t;
 
-        t.s.pos = __atomic_load_n(&r->ctl->tail.s.pos, __ATOMIC_ACQUIRE);
-        t.s.seq = __atomic_load_n(&r->ctl->tail.s.seq, __ATOMIC_ACQUIRE);
+        t.s.pos = tail_load_pos(r, ACQUIRE);
+        t.s.seq = tail_load_seq(r, ACQUIRE);
         return t;
 }
 
-/* A consistent 16-byte snapshot: CAS with an impossible expectation never writes. */
+/*
+ * A consistent 16-byte snapshot: a CAS of the word with itself either writes
+ * back the value it found or fails and returns the current one.
+ */
 static inline shmbus_tail tail_snapshot(struct shmbus_ring *r) {
         shmbus_tail t = tail_load(r);
 
@@ -253,12 +331,12 @@ static inline shmbus_tail tail_snapshot(struct shmbus_ring *r) {
  * unaligned, and the next claim realigns it upwards (shmbus__ring_claim), so
  * readers round up the same way and meet the next record where it will be.
  */
-static inline uint64_t tail_load_pos_aligned(const struct shmbus_ring *r, int order) {
+static inline uint64_t tail_load_pos_aligned(const struct shmbus_ring *r, memory_order order) {
         return align_up(tail_load_pos(r, order), SHMBUS_REC_ALIGN);
 }
 
 uint64_t shmbus__ring_tail_pos(const struct shmbus_ring *r) {
-        return tail_load_pos(r, __ATOMIC_ACQUIRE);
+        return tail_load_pos(r, ACQUIRE);
 }
 
 size_t shmbus__ring_ctl_size(uint32_t max_subs, uint32_t max_pubs) {
@@ -292,8 +370,7 @@ int shmbus__ring_format(void *ctl_mem, size_t ctl_len, void *data, size_t data_l
         r = shmbus__ring_geom_check(g);
         if (r < 0)
                 return r;
-        if (ctl_len != shmbus__ring_ctl_size(g->max_subs, g->max_pubs) ||
-            data_len != g->data_size)
+        if (ctl_len != shmbus__ring_ctl_size(g->max_subs, g->max_pubs) || data_len != g->data_size)
                 return -EINVAL;
 
         /*
@@ -327,18 +404,19 @@ int shmbus__ring_format(void *ctl_mem, size_t ctl_len, void *data, size_t data_l
 
         /* The magic goes last: a half-formatted file never looks valid. */
         atomic_thread_fence(RELEASE);
-        __atomic_store_n(&ctl->magic, SHMBUS_CTL_MAGIC, __ATOMIC_RELEASE);
+        __atomic_store_n(&ctl->magic, SHMBUS_CTL_MAGIC, RELEASE);
         return 0;
 }
 
 int shmbus__ring_attach(struct shmbus_ring *r, void *ctl_mem, size_t ctl_len, void *data,
                         size_t data_len) {
         const struct shmbus_ctl *ctl = ctl_mem;
+        struct shmbus_sub_slot *subs;
         struct shmbus_ring_geom g;
 
         if (ctl_len < sizeof(*ctl))
                 return -EPROTO;
-        if (__atomic_load_n(&ctl->magic, __ATOMIC_ACQUIRE) != SHMBUS_CTL_MAGIC)
+        if (__atomic_load_n(&ctl->magic, ACQUIRE) != SHMBUS_CTL_MAGIC)
                 return -EPROTO;
         if (ctl->layout_major != SHMBUS_LAYOUT_MAJOR || ctl->header_size < sizeof(*ctl))
                 return -EPROTO;
@@ -361,6 +439,7 @@ int shmbus__ring_attach(struct shmbus_ring *r, void *ctl_mem, size_t ctl_len, vo
         if (data_len != g.data_size)
                 return -EPROTO;
 
+        subs = (struct shmbus_sub_slot *)(void *)((uint8_t *)ctl_mem + sizeof(*ctl));
         *r = (struct shmbus_ring){
                 .ctl = ctl_mem,
                 .data = data,
@@ -370,22 +449,44 @@ int shmbus__ring_attach(struct shmbus_ring *r, void *ctl_mem, size_t ctl_len, vo
                 .policy = g.policy,
                 .max_subs = g.max_subs,
                 .max_pubs = g.max_pubs,
-                .subs = (struct shmbus_sub_slot *)(void *)((uint8_t *)ctl_mem + sizeof(*ctl)),
-                .pubs = (struct shmbus_pub_slot *)(void *)((uint8_t *)ctl_mem + sizeof(*ctl) +
-                                                   g.max_subs * sizeof(struct shmbus_sub_slot)),
+                .subs = subs,
+                .pubs = (struct shmbus_pub_slot *)(void *)(subs + g.max_subs),
         };
+        /* Built from the checked copy alone: no peer can change it from here on. */
+        assert(shmbus__ring_is_sane(r));
         return 0;
 }
 
+/*
+ * Whether our process-local view is consistent: the geometry copied at attach
+ * passes the checks creation applies, and the fields derived from it (mask,
+ * slot arrays) agree with it. Every bound the hot paths rely on comes from
+ * here. Nothing in it is read from shared memory, so a member scribbling on
+ * the channel cannot make it false, only a bug in this process can: that is
+ * what makes it fit for assert(). It is asserted where a view is made or put
+ * to use (attach, join, unblock, walk), never per message.
+ */
 bool shmbus__ring_is_sane(const struct shmbus_ring *r) {
-        return r && r->ctl && r->data && is_pow2(r->size) && r->mask == r->size - 1 &&
-               r->max_msg >= 1 && r->max_msg <= r->size / 4 &&
-               (r->policy == SHMBUS_POLICY_BLOCK || r->policy == SHMBUS_POLICY_OVERWRITE);
+        struct shmbus_ring_geom g;
+
+        if (!r || !r->ctl || !r->data)
+                return false;
+        g = (struct shmbus_ring_geom){
+                .data_size = r->size,
+                .max_msg = r->max_msg,
+                .policy = r->policy,
+                .max_subs = r->max_subs,
+                .max_pubs = r->max_pubs,
+        };
+        return shmbus__ring_geom_check(&g) == 0 && r->mask == r->size - 1 &&
+               r->subs == (struct shmbus_sub_slot *)(void *)(r->ctl + 1) &&
+               r->pubs == (struct shmbus_pub_slot *)(void *)(r->subs + r->max_subs);
 }
 
 /* ---- publishers ------------------------------------------------------------------------- */
 
 int shmbus__ring_pub_join(struct shmbus_ring *r, struct shmbus_ring_pub *p, pid_t pid, uid_t uid) {
+        assert(shmbus__ring_is_sane(r));
         for (uint32_t i = 0; i < r->max_pubs; i++) {
                 struct shmbus_pub_slot *slot = &r->pubs[i];
                 uint32_t nobody = 0;
@@ -425,8 +526,8 @@ void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx) {
         if (!atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_FREE,
                                                      SEQCST, RELAXED))
                 return;
-        atomic_fetch_add_explicit(&r->ctl->retired_msgs,
-                                  atomic_load_explicit(&slot->msgs, RELAXED), RELAXED);
+        atomic_fetch_add_explicit(&r->ctl->retired_msgs, atomic_load_explicit(&slot->msgs, RELAXED),
+                                  RELAXED);
         atomic_fetch_add_explicit(&r->ctl->retired_bytes,
                                   atomic_load_explicit(&slot->bytes, RELAXED), RELAXED);
         atomic_fetch_add_explicit(&r->ctl->retired_aborts,
@@ -462,7 +563,7 @@ void shmbus__ring_pub_leave(struct shmbus_ring_pub *p) {
  * the tail.
  */
 static uint64_t head_recompute(struct shmbus_ring *r) {
-        uint64_t head = tail_load_pos(r, __ATOMIC_SEQ_CST);
+        uint64_t head = tail_load_pos(r, SEQCST);
 
         for (uint32_t i = 0; r->policy == SHMBUS_POLICY_BLOCK && i < r->max_subs; i++) {
                 struct shmbus_sub_slot *slot = &r->subs[i];
@@ -500,15 +601,11 @@ static uint64_t head_recompute(struct shmbus_ring *r) {
 static void pub_wake_readers(struct shmbus_ring *r) {
         /* Pairs with the heavy fence of a reader going to sleep (futex_sleep). */
         fence_light();
-        if (atomic_load_explicit(&r->ctl->data_waiters, RELAXED) != 0) {
-                atomic_fetch_add_explicit(&r->ctl->data_futex, 1, SEQCST);
-                futex_wake(&r->ctl->data_futex);
-        }
+        if (atomic_load_explicit(&r->ctl->data_waiters, RELAXED) != 0)
+                futex_wake_sleepers(&r->ctl->data_futex);
         if (r->policy == SHMBUS_POLICY_OVERWRITE &&
-            atomic_load_explicit(&r->ctl->space_waiters, RELAXED) != 0) {
-                atomic_fetch_add_explicit(&r->ctl->space_futex, 1, SEQCST);
-                futex_wake(&r->ctl->space_futex);
-        }
+            atomic_load_explicit(&r->ctl->space_waiters, RELAXED) != 0)
+                futex_wake_sleepers(&r->ctl->space_futex);
 }
 
 struct space_wait {
@@ -523,7 +620,10 @@ static bool space_ready(void *ctx) {
         return w->need_end - w->pub->head <= w->pub->ring->size;
 }
 
-/* Sleep until a subscriber moves, the deadline passes, or a slice ends. */
+/*
+ * Sleep until the horizon may have moved (a subscriber moved on, or on an
+ * overwrite channel a claim closed), the deadline passes, or a slice ends.
+ */
 static int pub_wait_space(struct shmbus_ring_pub *p, uint64_t need_end, int64_t deadline) {
         struct space_wait w = {.pub = p, .need_end = need_end};
         int64_t left = -1;
@@ -681,8 +781,8 @@ int shmbus__ring_commit(struct shmbus_ring_pub *p) {
                 return ret;
         atomic_store_explicit(&p->slot->msgs, atomic_load_explicit(&p->slot->msgs, RELAXED) + 1,
                               RELAXED);
-        atomic_store_explicit(&p->slot->bytes,
-                              atomic_load_explicit(&p->slot->bytes, RELAXED) + len, RELAXED);
+        atomic_store_explicit(&p->slot->bytes, atomic_load_explicit(&p->slot->bytes, RELAXED) + len,
+                              RELAXED);
         return 0;
 }
 
@@ -692,14 +792,15 @@ int shmbus__ring_abort(struct shmbus_ring_pub *p) {
         ret = pub_finish(p, p->claim_pos | SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ);
         if (ret < 0)
                 return ret;
-        atomic_store_explicit(&p->slot->aborts,
-                              atomic_load_explicit(&p->slot->aborts, RELAXED) + 1, RELAXED);
+        atomic_store_explicit(&p->slot->aborts, atomic_load_explicit(&p->slot->aborts, RELAXED) + 1,
+                              RELAXED);
         return 0;
 }
 
 /* ---- subscribers ------------------------------------------------------------------------ */
 
 int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid) {
+        assert(shmbus__ring_is_sane(r));
         for (uint32_t i = 0; i < r->max_subs; i++) {
                 struct shmbus_sub_slot *slot = &r->subs[i];
                 uint32_t nobody = 0;
@@ -715,7 +816,7 @@ int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_
                  * have claimed from that tail on, which overwrites nothing at or
                  * after it (docs/ORDERING.md, "Join").
                  */
-                atomic_store_explicit(&slot->pos, tail_load_pos(r, __ATOMIC_SEQ_CST), SEQCST);
+                atomic_store_explicit(&slot->pos, tail_load_pos(r, SEQCST), SEQCST);
                 atomic_store_explicit(&slot->state, SHMBUS_SLOT_ACTIVE, SEQCST);
                 atomic_thread_fence(SEQCST);
                 t = tail_snapshot(r);
@@ -741,10 +842,8 @@ int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_
 }
 
 static void sub_wake_publishers(struct shmbus_ring *r) {
-        if (atomic_load_explicit(&r->ctl->space_waiters, RELAXED) != 0) {
-                atomic_fetch_add_explicit(&r->ctl->space_futex, 1, SEQCST);
-                futex_wake(&r->ctl->space_futex);
-        }
+        if (atomic_load_explicit(&r->ctl->space_waiters, RELAXED) != 0)
+                futex_wake_sleepers(&r->ctl->space_futex);
 }
 
 void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx) {
@@ -756,8 +855,8 @@ void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx) {
         if (!atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_FREE,
                                                      SEQCST, RELAXED))
                 return;
-        atomic_fetch_add_explicit(&r->ctl->retired_lost,
-                                  atomic_load_explicit(&slot->lost, RELAXED), RELAXED);
+        atomic_fetch_add_explicit(&r->ctl->retired_lost, atomic_load_explicit(&slot->lost, RELAXED),
+                                  RELAXED);
         waiters_uncount(&r->ctl->data_waiters, &slot->sleeping);
         atomic_store_explicit(&slot->pid, 0, RELEASE);
         /* Publishers blocked on this subscriber may go on now. */
@@ -781,7 +880,7 @@ void shmbus__ring_sub_leave(struct shmbus_ring_sub *s) {
  * position at most an eighth of the ring old, and the exact one whenever the
  * reader has caught up or goes to sleep, which is what keeps a blocked
  * publisher from waiting on a reader that has room for it (docs/ORDERING.md,
- * "Publishing the read position").
+ * "Deferred reader position").
  */
 static void sub_publish(struct shmbus_ring_sub *s) {
         struct shmbus_ring *r = s->ring;
@@ -809,9 +908,9 @@ static void sub_store_counters(struct shmbus_ring_sub *s) {
 }
 
 /*
- * Move to a position we can trust after a lap (overwrite) or corruption. Every
- * multiple of the ring size is a record boundary, so the oldest lap start that
- * has not been overwritten yet is one; failing that, the tail is one.
+ * Move to a position we can trust: after a lap (overwrite), the oldest lap
+ * start not yet being overwritten; after corruption, the tail (rounded up as
+ * the next claim will round it). Both are record boundaries.
  */
 static void sub_resync(struct shmbus_ring_sub *s, uint64_t tail, bool corrupt) {
         struct shmbus_ring *r = s->ring;
@@ -821,7 +920,7 @@ static void sub_resync(struct shmbus_ring_sub *s, uint64_t tail, bool corrupt) {
                 s->corrupt++;
                 pos = align_up(tail, SHMBUS_REC_ALIGN);
         } else {
-                pos = (tail - r->size + r->mask) & ~r->mask;
+                pos = oldest_lap_start(r, tail);
         }
         s->pos = pos;
         sub_store_counters(s);
@@ -835,7 +934,7 @@ static uint64_t seq_rebuild(struct shmbus_ring_sub *s, uint32_t low) {
         if (low == (uint32_t)s->next_seq)
                 return s->next_seq;
         /* The claim word's seq is past this record's and within 2^32 of it. */
-        tail_seq = __atomic_load_n(&s->ring->ctl->tail.s.seq, __ATOMIC_ACQUIRE);
+        tail_seq = tail_load_seq(s->ring, ACQUIRE);
         return tail_seq - (uint32_t)((uint32_t)tail_seq - low);
 }
 
@@ -844,8 +943,39 @@ static inline bool sub_lapped(struct shmbus_ring_sub *s, uint64_t pos, uint64_t 
         struct shmbus_ring *r = s->ring;
 
         atomic_thread_fence(ACQUIRE);
-        *ret_tail = tail_load_pos(r, __ATOMIC_RELAXED);
+        *ret_tail = tail_load_pos(r, RELAXED);
         return *ret_tail - pos > r->size && (int64_t)(*ret_tail - pos) > 0;
+}
+
+/*
+ * The record at @pos has a len that cannot be right. On an overwrite channel
+ * a publisher may have lapped us while we read its header: then resync to the
+ * oldest lap start and return 0, and the caller reads on. Otherwise the record
+ * is corrupt: count it, resync to the tail and return -EBADMSG.
+ */
+static inline int sub_lapped_or_corrupt(struct shmbus_ring_sub *s, uint64_t pos, bool overwrite) {
+        uint64_t tail = tail_load_pos(s->ring, ACQUIRE);
+
+        if (overwrite && sub_lapped(s, pos, &tail)) {
+                sub_resync(s, tail, false);
+                return 0;
+        }
+        sub_resync(s, tail, true);
+        return -EBADMSG;
+}
+
+/*
+ * Message number @low (its low 32 bits) has gone by, read or skipped as an
+ * abort's pad: the numbers between the one we expected and it were lost. A
+ * number behind the one expected changes nothing.
+ */
+static inline void sub_seq_passed(struct shmbus_ring_sub *s, uint32_t low) {
+        uint64_t seq = seq_rebuild(s, low);
+
+        if ((int64_t)(seq - s->next_seq) >= 0) {
+                s->lost += seq - s->next_seq;
+                s->next_seq = seq + 1;
+        }
 }
 
 int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *ret_len) {
@@ -861,9 +991,9 @@ int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *
                 uint32_t len, seq_low;
 
                 stamp = atomic_load_explicit(&rec->stamp, ACQUIRE);
-                if ((stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) != pos) {
+                if (!stamp_is_committed_at(stamp, pos)) {
                         /* Not committed here: empty, in progress, lapped or corrupt. */
-                        tail = tail_load_pos_aligned(r, __ATOMIC_ACQUIRE);
+                        tail = tail_load_pos_aligned(r, ACQUIRE);
                         if (tail == pos) {
                                 sub_publish_pending(s);
                                 return -EAGAIN;
@@ -884,13 +1014,9 @@ int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *
                 seq_low = rec->seq;
                 next = pos + rec_size(len);
                 if (off + SHMBUS_REC_HDR + (uint64_t)len > r->size) {
-                        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
-                        if (overwrite && sub_lapped(s, pos, &tail)) {
-                                sub_resync(s, tail, false);
-                                continue;
-                        }
-                        sub_resync(s, tail, true);
-                        return -EBADMSG;
+                        if (sub_lapped_or_corrupt(s, pos, overwrite) < 0)
+                                return -EBADMSG;
+                        continue;
                 }
 
                 if (stamp & SHMBUS_STAMP_PAD) {
@@ -898,26 +1024,16 @@ int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *
                                 sub_resync(s, tail, false);
                                 continue;
                         }
-                        if (stamp & SHMBUS_STAMP_SEQ) {
-                                uint64_t seq = seq_rebuild(s, seq_low);
-
-                                if ((int64_t)(seq - s->next_seq) >= 0) {
-                                        s->lost += seq - s->next_seq;
-                                        s->next_seq = seq + 1;
-                                }
-                        }
+                        if (stamp & SHMBUS_STAMP_SEQ)
+                                sub_seq_passed(s, seq_low);
                         s->pos = next;
                         continue;
                 }
 
                 if (len > r->max_msg) {
-                        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
-                        if (overwrite && sub_lapped(s, pos, &tail)) {
-                                sub_resync(s, tail, false);
-                                continue;
-                        }
-                        sub_resync(s, tail, true);
-                        return -EBADMSG;
+                        if (sub_lapped_or_corrupt(s, pos, overwrite) < 0)
+                                return -EBADMSG;
+                        continue;
                 }
 
                 s->borrowed = true;
@@ -933,7 +1049,7 @@ int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *
 
 int shmbus__ring_release(struct shmbus_ring_sub *s) {
         struct shmbus_ring *r = s->ring;
-        uint64_t seq, tail;
+        uint64_t tail;
 
         if (!s->borrowed)
                 return -EINVAL;
@@ -945,11 +1061,7 @@ int shmbus__ring_release(struct shmbus_ring_sub *s) {
                 return -ESTALE;
         }
 
-        seq = seq_rebuild(s, (uint32_t)s->borrow_seq);
-        if ((int64_t)(seq - s->next_seq) >= 0) {
-                s->lost += seq - s->next_seq;
-                s->next_seq = seq + 1;
-        }
+        sub_seq_passed(s, (uint32_t)s->borrow_seq);
         s->received++;
         s->bytes += s->borrow_len;
         s->pos = s->borrow_next;
@@ -968,10 +1080,10 @@ bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s) {
         const struct shmbus_rec *rec = rec_at(s->ring, s->pos);
         uint64_t stamp = atomic_load_explicit(&((struct shmbus_rec *)rec)->stamp, SEQCST);
 
-        if ((stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) == s->pos)
+        if (stamp_is_committed_at(stamp, s->pos))
                 return true;
         /* Lapped or corrupt also count: peek has something to report. */
-        return tail_load_pos_aligned(s->ring, __ATOMIC_SEQ_CST) - s->pos > s->ring->size;
+        return tail_load_pos_aligned(s->ring, SEQCST) - s->pos > s->ring->size;
 }
 
 static bool data_ready(void *ctx) {
@@ -986,10 +1098,8 @@ int shmbus__ring_wait_data(struct shmbus_ring_sub *s, int64_t timeout_ns) {
 }
 
 void shmbus__ring_wake_all(struct shmbus_ring *r) {
-        atomic_fetch_add_explicit(&r->ctl->data_futex, 1, SEQCST);
-        futex_wake(&r->ctl->data_futex);
-        atomic_fetch_add_explicit(&r->ctl->space_futex, 1, SEQCST);
-        futex_wake(&r->ctl->space_futex);
+        futex_wake_sleepers(&r->ctl->data_futex);
+        futex_wake_sleepers(&r->ctl->space_futex);
 }
 
 /* ---- recovery --------------------------------------------------------------------------- */
@@ -1002,11 +1112,11 @@ bool shmbus__ring_pending(const struct shmbus_ring *r, uint64_t pos, uint64_t *r
         if (pos & (SHMBUS_REC_ALIGN - 1))
                 return false;
         stamp = atomic_load_explicit(&rec_at(r, pos)->stamp, ACQUIRE);
-        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+        tail = tail_load_pos(r, ACQUIRE);
         *ret_stamp = stamp;
         if ((int64_t)(tail - pos) <= 0 || tail - pos > r->size)
                 return false;
-        return (stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) != pos;
+        return !stamp_is_committed_at(stamp, pos);
 }
 
 /*
@@ -1072,11 +1182,12 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
         struct shmbus_rec *rec = rec_at(r, pos);
         uint64_t stamp, tail, end, lap_end, len;
 
+        assert(shmbus__ring_is_sane(r));
         if (!shmbus__ring_pending(r, pos, &stamp))
                 return 0;
         if (shmbus__ring_claim_owner(r, pos) != 0)
                 return -EBUSY;
-        tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
+        tail = tail_load_pos(r, ACQUIRE);
         lap_end = (pos | r->mask) + 1;
 
         if (stamp == (pos | SHMBUS_STAMP_CLAIMED)) {
@@ -1090,11 +1201,10 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
                 end = pos + rec_size(len);
                 if (len <= r->max_msg && end <= lap_end && end <= tail &&
                     (end == tail ||
-                     (atomic_load_explicit(&rec_at(r, end)->stamp, ACQUIRE) & ~SHMBUS_STAMP_BITS) ==
-                             end)) {
+                     stamp_is_at(atomic_load_explicit(&rec_at(r, end)->stamp, ACQUIRE), end))) {
                         if (atomic_compare_exchange_strong_explicit(
-                                    &rec->stamp, &stamp,
-                                    pos | SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ, SEQCST, RELAXED)) {
+                                    &rec->stamp, &stamp, pos | SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ,
+                                    SEQCST, RELAXED)) {
                                 atomic_fetch_add_explicit(&r->ctl->unblocked, 1, RELAXED);
                                 shmbus__ring_wake_all(r);
                                 return 1;
@@ -1121,7 +1231,7 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
         for (uint64_t q = pos + SHMBUS_REC_ALIGN; q < end; q += SHMBUS_REC_ALIGN) {
                 uint64_t s = atomic_load_explicit(&rec_at(r, q)->stamp, ACQUIRE);
 
-                if ((s & ~SHMBUS_STAMP_BITS) == q) {
+                if (stamp_is_at(s, q)) {
                         end = q;
                         break;
                 }
@@ -1129,8 +1239,8 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
         shmbus_u128 now = cas16(rec_word(rec), 0, 0); /* a snapshot: writes only 0 over 0 */
         if ((uint64_t)now != stamp)
                 return 0;
-        shmbus_u128 pad = rec_word_make(pos | SHMBUS_STAMP_PAD, 0,
-                                        (uint32_t)(end - pos - SHMBUS_REC_HDR));
+        shmbus_u128 pad =
+                rec_word_make(pos | SHMBUS_STAMP_PAD, 0, (uint32_t)(end - pos - SHMBUS_REC_HDR));
         if (cas16(rec_word(rec), now, pad) != now)
                 return 0;
         atomic_fetch_add_explicit(&r->ctl->unblocked, 1, RELAXED);
@@ -1152,11 +1262,12 @@ void shmbus__ring_slot_clear_pid(_Atomic uint32_t *pid_word, uint32_t dead_pid) 
  * drop what it kept) and the walk moves to the next lap start.
  */
 int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn fn, void *ctx) {
-        uint64_t tail = tail_load_pos(r, __ATOMIC_ACQUIRE);
-        uint64_t pos = tail > r->size ? (tail - r->size + r->mask) & ~r->mask : 0;
-        uint64_t tail_seq = __atomic_load_n(&r->ctl->tail.s.seq, __ATOMIC_ACQUIRE);
+        uint64_t tail = tail_load_pos(r, ACQUIRE);
+        uint64_t pos = tail > r->size ? oldest_lap_start(r, tail) : 0;
+        uint64_t tail_seq = tail_load_seq(r, ACQUIRE);
         int n = 0;
 
+        assert(shmbus__ring_is_sane(r));
         if ((int64_t)(to - tail) > 0)
                 to = tail;
         while ((int64_t)(to - pos) > 0) {
@@ -1165,7 +1276,7 @@ int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn 
                 uint32_t len = rec->len, low = rec->seq;
                 bool pad = stamp & SHMBUS_STAMP_PAD;
 
-                if ((stamp & ~(SHMBUS_STAMP_PAD | SHMBUS_STAMP_SEQ)) != pos)
+                if (!stamp_is_committed_at(stamp, pos))
                         break; /* a claim in progress: nothing after it is readable yet */
                 if ((pos & r->mask) + SHMBUS_REC_HDR + (uint64_t)len > r->size ||
                     (!pad && len > r->max_msg))
@@ -1177,10 +1288,10 @@ int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn 
                         if (ret < 0)
                                 return ret;
                         atomic_thread_fence(ACQUIRE);
-                        now = tail_load_pos(r, __ATOMIC_RELAXED);
+                        now = tail_load_pos(r, RELAXED);
                         if (now - pos > r->size) {
                                 fn(ctx, NULL, 0, seq, true);
-                                pos = (now - r->size + r->mask) & ~r->mask;
+                                pos = oldest_lap_start(r, now);
                                 continue;
                         }
                         n++;

@@ -57,8 +57,8 @@ struct shmbus_ring_sub {
         struct shmbus_sub_slot *slot;
         uint64_t pos;       /* next record to read */
         uint64_t published; /* the position last stored in the slot */
-        uint64_t next_seq; /* message number expected next */
-        uint64_t received; /* local copies of the slot counters (single writer) */
+        uint64_t next_seq;  /* message number expected next */
+        uint64_t received;  /* local copies of the slot counters (single writer) */
         uint64_t bytes;
         uint64_t lost;
         uint64_t corrupt;
@@ -76,6 +76,7 @@ int shmbus__ring_format(void *ctl, size_t ctl_len, void *data, size_t data_len,
                         const struct shmbus_ring_geom *g);
 int shmbus__ring_attach(struct shmbus_ring *r, void *ctl, size_t ctl_len, void *data,
                         size_t data_len);
+/* Whether our own view is consistent; reads no shared memory, so fit for assert(). */
 bool shmbus__ring_is_sane(const struct shmbus_ring *r);
 uint64_t shmbus__ring_tail_pos(const struct shmbus_ring *r);
 

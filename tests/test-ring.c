@@ -341,6 +341,67 @@ static void test_abort(void) {
 }
 
 /*
+ * shmbus__ring_is_sane judges only our own copy of the geometry, which is
+ * what lets the library assert it: a member that scribbles on the shared
+ * header after attach neither makes it false nor changes what the ring does.
+ * A broken process-local view, on the other hand, is caught field by field.
+ */
+static void test_sane_view(void) {
+        struct memring m;
+        struct shmbus_ring_pub p;
+        struct shmbus_ring_sub s;
+        struct shmbus_ctl *ctl;
+        struct shmbus_ring r;
+        uint32_t id, seq;
+
+        mr_init(&m, 4096, 256, SHMBUS_POLICY_BLOCK, 2, 3);
+        ctl = m.ctl;
+        ctl->data_size = 3;
+        ctl->max_msg = 0;
+        ctl->policy = 9;
+        ctl->max_subs = 0;
+        ctl->max_pubs = 5000;
+        CU_ASSERT(shmbus__ring_is_sane(&m.r));
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &p, 1, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join(&m.r, &s, 1, 0), 0);
+        CU_ASSERT_EQUAL(pub_send(&p, 4, 0, 200, 0), 0);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), 200);
+        CU_ASSERT_EQUAL(id, 4);
+
+        CU_ASSERT(!shmbus__ring_is_sane(NULL));
+        r = m.r;
+        r.data = NULL;
+        CU_ASSERT(!shmbus__ring_is_sane(&r));
+        r = m.r;
+        r.mask = r.size;
+        CU_ASSERT(!shmbus__ring_is_sane(&r));
+        r = m.r;
+        r.size = 8192;
+        CU_ASSERT(!shmbus__ring_is_sane(&r));
+        r = m.r;
+        r.max_msg = 4096;
+        CU_ASSERT(!shmbus__ring_is_sane(&r));
+        r = m.r;
+        r.policy = 2;
+        CU_ASSERT(!shmbus__ring_is_sane(&r));
+        r = m.r;
+        r.max_pubs = 0;
+        CU_ASSERT(!shmbus__ring_is_sane(&r));
+        r = m.r;
+        r.max_subs = 3; /* valid on its own, but the publisher slots are not where it says */
+        CU_ASSERT(!shmbus__ring_is_sane(&r));
+        r = m.r;
+        r.subs++;
+        CU_ASSERT(!shmbus__ring_is_sane(&r));
+        r = m.r;
+        r.pubs--;
+        CU_ASSERT(!shmbus__ring_is_sane(&r));
+        shmbus__ring_sub_leave(&s);
+        shmbus__ring_pub_leave(&p);
+        mr_free(&m);
+}
+
+/*
  * A writer that dies after writing its header: unblock pads exactly its record,
  * but only once the writer's slot is gone (the daemon frees the slots of dead
  * processes); while the slot is active the writer may still commit.
@@ -825,6 +886,7 @@ int main(void) {
                 {"block policy: full ring refuses, waits, times out", test_full_blocks},
                 {"overwrite policy: lapped reader counts every loss", test_overwrite_accounting},
                 {"abort is skipped and not a loss", test_abort},
+                {"the asserted sanity is our own view's, not the shared header's", test_sane_view},
                 {"unblock a claim whose writer wrote its header", test_unblock_after_header},
                 {"unblock a claim whose writer wrote nothing", test_unblock_before_header},
                 {"unblock of a headerless claim spares the live claim after it",
