@@ -18,6 +18,7 @@
 
 #include "shmbus.h"
 
+#include "alloc.h"
 #include "channel.h"
 #include "util.h"
 
@@ -66,7 +67,7 @@ static int roundtrip(shmbus_client *c, const char *req, char **ret_reply, int *f
         bool sent = send(c->fd, req, strlen(req), MSG_NOSIGNAL) >= 0;
         int send_err = errno;
 
-        buf = malloc(REPLY_MAX + 1);
+        buf = shmbus__malloc(REPLY_MAX + 1);
         if (!buf)
                 return -ENOMEM;
         iov = (struct iovec){.iov_base = buf, .iov_len = REPLY_MAX};
@@ -162,7 +163,7 @@ SHMBUS_EXPORT int shmbus_client_new(const char *socket_path, shmbus_client **ret
                 socket_path = SHMBUS_DEFAULT_SOCKET;
         if (strlen(socket_path) >= sizeof(c->path))
                 return -ENAMETOOLONG;
-        c = calloc(1, sizeof(*c));
+        c = shmbus__calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
         c->fd = -1;
