@@ -111,7 +111,11 @@ SHMBUS_EXPORT int shmbus_channel_create(const char *dir, const char *name, const
         r = shmbus__channel_create_fds(dir, name, &g, mode, &ctl_fd, &data_fd);
         if (r < 0)
                 return r;
-        return shmbus__channel_map(ctl_fd, data_fd, SHMBUS_OPEN_PUBLISH, ret_chan);
+        r = shmbus__channel_map(ctl_fd, data_fd, SHMBUS_OPEN_PUBLISH, ret_chan);
+        if (r < 0)
+                /* A failed create leaves no channel behind, as the files do on their own. */
+                (void)shmbus_channel_unlink(dir, name);
+        return r;
 }
 
 SHMBUS_EXPORT int shmbus_channel_open(const char *dir, const char *name, int flags,
@@ -140,9 +144,9 @@ SHMBUS_EXPORT shmbus_channel *shmbus_channel_unref(shmbus_channel *chan) {
 }
 
 SHMBUS_EXPORT const char *shmbus_channel_name(const shmbus_channel *chan) {
-        return chan->name;
+        return chan ? chan->name : NULL;
 }
 
 SHMBUS_EXPORT size_t shmbus_channel_max_msg(const shmbus_channel *chan) {
-        return chan->ring.max_msg;
+        return chan ? chan->ring.max_msg : 0;
 }

@@ -37,6 +37,8 @@ SHMBUS_EXPORT const char *shmbus_version(void) {
 }
 
 SHMBUS_EXPORT const char *shmbus_strerror(int err) {
+        const char *s;
+
         switch (err) {
         case 0:
                 return "success";
@@ -59,7 +61,12 @@ SHMBUS_EXPORT const char *shmbus_strerror(int err) {
                 return "shmbusd connection lost";
         case -ECONNREFUSED:
                 return "shmbusd is not running";
-        default:
-                return err < 0 ? strerror(-err) : "unknown error";
         }
+        /*
+         * strerror() may answer from a buffer it rewrites on the next call;
+         * strerrordesc_np() (glibc 2.32) returns the static, untranslated text,
+         * or NULL for a number it does not know. The bound keeps -err defined.
+         */
+        s = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
+        return s ? s : "unknown error";
 }
