@@ -37,9 +37,8 @@ extern "C" {
 #endif
 
 /* Slow-subscriber policies (shmbus_opts_set_policy). */
-#define SHMBUS_POLICY_BLOCK 0 /* lossless: publishers wait for the slowest subscriber */
-#define SHMBUS_POLICY_OVERWRITE \
-        1 /* publishers never wait for subscribers; lapped ones count losses */
+#define SHMBUS_POLICY_BLOCK     0 /* lossless: publishers wait for the slowest subscriber */
+#define SHMBUS_POLICY_OVERWRITE 1 /* publishers never wait; lapped subscribers count losses */
 
 /* Flags for shmbus_channel_open() and shmbus_channel_from_fds(). */
 #define SHMBUS_OPEN_PUBLISH 0x1 /* map the data read-write so publishers can be made */
