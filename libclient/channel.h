@@ -2,16 +2,23 @@
 /*
  * The channel object shared by the library's modules, the daemon and the CLI:
  * two mappings, the ring attached to them, and a reference count.
+ *
+ * It also pulls in the rest of the channel API that shmbusd, shmbus-cli and
+ * the tests reach for through this header: the channel's files (files.h),
+ * options (opts.h), publishers and subscribers (pubsub.h).
  */
 #pragma once
 
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
 #include "shmbus.h"
 
+#include "files.h"
+#include "layout.h"
+#include "opts.h"
+#include "pubsub.h"
 #include "ring.h"
 
 struct shmbus_channel {
@@ -26,14 +33,8 @@ struct shmbus_channel {
         char name[SHMBUS_NAME_MAX + 1];
 };
 
-void shmbus__opts_default(struct shmbus_ring_geom *g);
-bool shmbus__channel_name_of_file(const char *file, char ret_name[SHMBUS_NAME_MAX + 1]);
-const struct shmbus_ring_geom *shmbus__opts_geom(const shmbus_opts *opts);
+/*
+ * Map both files with the protections @flags (SHMBUS_OPEN_*) allow, validate
+ * them, and attach the ring. The descriptors are not consumed.
+ */
 int shmbus__channel_map(int ctl_fd, int data_fd, int flags, shmbus_channel **ret_chan);
-int shmbus__channel_create_fds(const char *dir, const char *name,
-                               const struct shmbus_ring_geom *geom, unsigned int mode,
-                               int *ret_ctl_fd, int *ret_data_fd);
-int shmbus__channel_open_fds(const char *dir, const char *name, int flags, int *ret_ctl_fd,
-                             int *ret_data_fd);
-uint64_t shmbus__sub_position(const shmbus_sub *sub);
-uint64_t shmbus__sub_last_seq(const shmbus_sub *sub);

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The client side of the control protocol (docs/PROTOCOL.md): one JSON object
- * per SOCK_SEQPACKET packet, channel descriptors in SCM_RIGHTS. The
- * connection is only for control: channels it opened keep working while the
- * daemon is down, and the next request reconnects.
+ * The client side of the control protocol (docs/PROTOCOL.md; its names are
+ * wire.h's): one JSON object per SOCK_SEQPACKET packet, channel descriptors
+ * in SCM_RIGHTS. The connection is only for control: channels it opened keep
+ * working while the daemon is down, and the next request reconnects.
+ *
+ * Invariants: one request is in flight per client (the lock), and a request
+ * whose reply cannot be received leaves no reply queued behind it.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -18,11 +21,10 @@
 
 #include "shmbus.h"
 
+#include "alloc.h"
 #include "channel.h"
 #include "util.h"
-
-#define REPLY_MAX   (1 << 20)
-#define REQUEST_MAX 65536
+#include "wire.h"
 
 struct shmbus_client {
         pthread_mutex_t lock;
@@ -30,23 +32,27 @@ struct shmbus_client {
         char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
 
+static void cjson_deletep(cJSON **j) {
+        cJSON_Delete(*j);
+}
+
+static void client_freep(shmbus_client **c) {
+        shmbus_client_free(*c);
+}
+
 static int client_connect(shmbus_client *c) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd;
+        _cleanup_close_ int fd = -1;
 
         memcpy(sa.sun_path, c->path, sizeof(sa.sun_path));
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                int r = -errno;
-
-                close(fd);
-                return r;
-        }
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return -errno;
         if (c->fd >= 0)
                 close(c->fd);
-        c->fd = fd;
+        c->fd = TAKE_FD(fd);
         return 0;
 }
 
@@ -61,15 +67,17 @@ static int roundtrip(shmbus_client *c, const char *req, char **ret_reply, int *f
         struct iovec iov;
         struct msghdr msg;
         struct cmsghdr *h;
+        bool sent;
+        int send_err;
         ssize_t n;
 
-        bool sent = send(c->fd, req, strlen(req), MSG_NOSIGNAL) >= 0;
-        int send_err = errno;
-
-        buf = malloc(REPLY_MAX + 1);
+        /* Before the send: a reply we had no room for would answer the next request. */
+        buf = shmbus__malloc(WIRE_REPLY_MAX + 1);
         if (!buf)
                 return -ENOMEM;
-        iov = (struct iovec){.iov_base = buf, .iov_len = REPLY_MAX};
+        sent = send(c->fd, req, strlen(req), MSG_NOSIGNAL) >= 0;
+        send_err = errno;
+        iov = (struct iovec){.iov_base = buf, .iov_len = WIRE_REPLY_MAX};
         msg = (struct msghdr){.msg_iov = &iov,
                               .msg_iovlen = 1,
                               .msg_control = cmsg.buf,
@@ -102,7 +110,7 @@ static int roundtrip(shmbus_client *c, const char *req, char **ret_reply, int *f
                                 close(got[i]); /* more than we asked for: not ours to keep */
                 }
         }
-        if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n > REPLY_MAX) {
+        if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n > WIRE_REPLY_MAX) {
                 for (unsigned i = 0; i < *n_fds; i++)
                         close(fds[i]);
                 /* The kernel drops descriptors we have no room for, and says so. */
@@ -118,12 +126,11 @@ static bool is_disconnect(int r) {
 }
 
 /* A request with one reconnect if the daemon went away since the last one. */
-static int request(shmbus_client *c, const char *req, char **ret_reply, int *fds,
-                   unsigned *n_fds) {
+static int request(shmbus_client *c, const char *req, char **ret_reply, int *fds, unsigned *n_fds) {
         unsigned dummy;
         int r;
 
-        if (strlen(req) > REQUEST_MAX)
+        if (strlen(req) > WIRE_REQUEST_MAX)
                 return -EMSGSIZE;
         pthread_mutex_lock(&c->lock);
         r = c->fd >= 0 ? roundtrip(c, req, ret_reply, fds, n_fds ? n_fds : &dummy) : -ENOTCONN;
@@ -136,22 +143,48 @@ static int request(shmbus_client *c, const char *req, char **ret_reply, int *fds
         return r;
 }
 
-/* Map a reply to 0 or its negative errno. */
-static int reply_status(const cJSON *reply) {
-        const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
-        const cJSON *err = cJSON_GetObjectItemCaseSensitive(reply, "errno");
+/* {"v":1,"op":@op}: the start of every request. */
+static cJSON *request_new(const char *op) {
+        cJSON *req = cJSON_CreateObject();
 
-        if (!cJSON_IsBool(ok))
+        if (req && (!cJSON_AddNumberToObject(req, WIRE_V, WIRE_VERSION) ||
+                    !cJSON_AddStringToObject(req, WIRE_OP, op))) {
+                cJSON_Delete(req);
+                return NULL;
+        }
+        return req;
+}
+
+/*
+ * Send @req and parse the reply. Returns the reply's status (0 or its -errno),
+ * and on 0 the parsed reply in @ret_reply if asked for. Descriptors that came
+ * with the reply are in @fds either way; closing them is the caller's job.
+ */
+static int call(shmbus_client *c, const cJSON *req, cJSON **ret_reply, int *fds, unsigned *n_fds) {
+        _cleanup_free_ char *text = NULL, *reply = NULL;
+        _cleanup_(cjson_deletep) cJSON *rep = NULL;
+        int r;
+
+        text = cJSON_PrintUnformatted(req);
+        if (!text)
+                return -ENOMEM;
+        r = request(c, text, &reply, fds, n_fds);
+        if (r < 0)
+                return r;
+        rep = cJSON_Parse(reply);
+        if (!rep)
                 return -EPROTO;
-        if (cJSON_IsTrue(ok))
-                return 0;
-        return cJSON_IsNumber(err) && err->valueint > 0 ? -err->valueint : -EIO;
+        r = shmbus__wire_reply_status(rep);
+        if (r < 0)
+                return r;
+        if (ret_reply)
+                *ret_reply = TAKE_PTR(rep);
+        return 0;
 }
 
 SHMBUS_EXPORT int shmbus_client_new(const char *socket_path, shmbus_client **ret_client) {
-        shmbus_client *c;
-        _cleanup_free_ char *reply = NULL;
-        cJSON *j;
+        _cleanup_(client_freep) shmbus_client *c = NULL;
+        _cleanup_(cjson_deletep) cJSON *req = NULL;
         int r;
 
         if (!ret_client)
@@ -162,25 +195,22 @@ SHMBUS_EXPORT int shmbus_client_new(const char *socket_path, shmbus_client **ret
                 socket_path = SHMBUS_DEFAULT_SOCKET;
         if (strlen(socket_path) >= sizeof(c->path))
                 return -ENAMETOOLONG;
-        c = calloc(1, sizeof(*c));
+        c = shmbus__calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
         c->fd = -1;
         pthread_mutex_init(&c->lock, NULL);
         snprintf(c->path, sizeof(c->path), "%s", socket_path);
         r = client_connect(c);
-        if (r == 0)
-                r = request(c, "{\"v\":1,\"op\":\"hello\"}", &reply, NULL, NULL);
-        if (r == 0) {
-                j = cJSON_Parse(reply);
-                r = j ? reply_status(j) : -EPROTO;
-                cJSON_Delete(j);
-        }
-        if (r < 0) {
-                shmbus_client_free(c);
+        if (r < 0)
                 return r;
-        }
-        *ret_client = c;
+        req = request_new(WIRE_OP_HELLO);
+        if (!req)
+                return -ENOMEM;
+        r = call(c, req, NULL, NULL, NULL);
+        if (r < 0)
+                return r;
+        *ret_client = TAKE_PTR(c);
         return 0;
 }
 
@@ -194,87 +224,68 @@ SHMBUS_EXPORT shmbus_client *shmbus_client_free(shmbus_client *client) {
         return NULL;
 }
 
+/* The "create" member of an open request: the caller's geometry, or true for the daemon's. */
+static bool add_create(cJSON *req, const shmbus_opts *create_opts) {
+        const struct shmbus_ring_geom *g;
+        cJSON *o;
+
+        if (!create_opts)
+                return cJSON_AddTrueToObject(req, WIRE_CREATE);
+        g = shmbus__opts_geom(create_opts);
+        o = cJSON_AddObjectToObject(req, WIRE_CREATE);
+        return o && cJSON_AddNumberToObject(o, WIRE_CAPACITY, (double)g->data_size) &&
+               cJSON_AddNumberToObject(o, WIRE_MAX_MSG, g->max_msg) &&
+               cJSON_AddStringToObject(o, WIRE_POLICY,
+                                       g->policy == SHMBUS_POLICY_BLOCK ? WIRE_POLICY_BLOCK
+                                                                        : WIRE_POLICY_OVERWRITE) &&
+               cJSON_AddNumberToObject(o, WIRE_MAX_SUBSCRIBERS, g->max_subs) &&
+               cJSON_AddNumberToObject(o, WIRE_MAX_PUBLISHERS, g->max_pubs);
+}
+
 SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, int flags,
                                      const shmbus_opts *create_opts, shmbus_channel **ret_chan) {
-        _cleanup_free_ char *text = NULL, *reply = NULL;
+        _cleanup_(cjson_deletep) cJSON *req = NULL, *rep = NULL;
         int fds[2] = {-1, -1};
         unsigned n_fds = 0;
-        cJSON *req, *rep;
+        const cJSON *pid;
         int r;
 
         if (!client || !ret_chan || !shmbus__name_is_valid(name) ||
             (flags & ~(SHMBUS_OPEN_PUBLISH | SHMBUS_OPEN_CREATE)))
                 return -EINVAL;
-        req = cJSON_CreateObject();
-        if (!req)
-                return -ENOMEM;
-        cJSON_AddNumberToObject(req, "v", 1);
-        cJSON_AddStringToObject(req, "op", "open");
-        cJSON_AddStringToObject(req, "name", name);
-        cJSON_AddStringToObject(req, "role", flags & SHMBUS_OPEN_PUBLISH ? "pub" : "sub");
-        if (flags & SHMBUS_OPEN_CREATE) {
-                if (create_opts) {
-                        const struct shmbus_ring_geom *g = shmbus__opts_geom(create_opts);
-                        cJSON *o = cJSON_AddObjectToObject(req, "create");
-
-                        cJSON_AddNumberToObject(o, "capacity", (double)g->data_size);
-                        cJSON_AddNumberToObject(o, "max_msg", g->max_msg);
-                        cJSON_AddStringToObject(o, "policy", g->policy == SHMBUS_POLICY_BLOCK
-                                                                     ? "block"
-                                                                     : "overwrite");
-                        cJSON_AddNumberToObject(o, "max_subscribers", g->max_subs);
-                        cJSON_AddNumberToObject(o, "max_publishers", g->max_pubs);
-                } else {
-                        cJSON_AddTrueToObject(req, "create");
-                }
-        }
-        text = cJSON_PrintUnformatted(req);
-        cJSON_Delete(req);
-        if (!text)
+        req = request_new(WIRE_OP_OPEN);
+        if (!req || !cJSON_AddStringToObject(req, WIRE_NAME, name) ||
+            !cJSON_AddStringToObject(req, WIRE_ROLE,
+                                     flags & SHMBUS_OPEN_PUBLISH ? WIRE_ROLE_PUB : WIRE_ROLE_SUB) ||
+            ((flags & SHMBUS_OPEN_CREATE) && !add_create(req, create_opts)))
                 return -ENOMEM;
 
-        r = request(client, text, &reply, fds, &n_fds);
-        if (r < 0)
-                return r;
-        rep = cJSON_Parse(reply);
-        r = rep ? reply_status(rep) : -EPROTO;
+        r = call(client, req, &rep, fds, &n_fds);
         if (r == 0 && n_fds != 2)
                 r = -EPROTO;
         if (r == 0)
                 r = shmbus__channel_map(fds[0], fds[1], flags & SHMBUS_OPEN_PUBLISH, ret_chan);
-        if (r == 0) {
-                /* Slots carry our pid as the daemon sees it, which differs across pid namespaces. */
-                const cJSON *pid = cJSON_GetObjectItemCaseSensitive(rep, "pid");
-
-                if (cJSON_IsNumber(pid) && pid->valueint > 0)
-                        (*ret_chan)->pid = (pid_t)pid->valueint;
-        }
-        cJSON_Delete(rep);
+        /* The mappings are what the channel keeps; the descriptors are done with. */
         for (unsigned i = 0; i < n_fds; i++)
                 close(fds[i]);
-        return r;
-}
-
-static int simple_request(shmbus_client *client, const char *op, const char *name) {
-        _cleanup_free_ char *reply = NULL;
-        char req[256];
-        cJSON *rep;
-        int r;
-
-        if (!client || !shmbus__name_is_valid(name))
-                return -EINVAL;
-        snprintf(req, sizeof(req), "{\"v\":1,\"op\":\"%s\",\"name\":\"%s\"}", op, name);
-        r = request(client, req, &reply, NULL, NULL);
         if (r < 0)
                 return r;
-        rep = cJSON_Parse(reply);
-        r = rep ? reply_status(rep) : -EPROTO;
-        cJSON_Delete(rep);
-        return r;
+        /* Slots carry our pid as the daemon sees it, which differs across pid namespaces. */
+        pid = cJSON_GetObjectItemCaseSensitive(rep, WIRE_PID);
+        if (cJSON_IsNumber(pid) && pid->valueint > 0)
+                (*ret_chan)->pid = (pid_t)pid->valueint;
+        return 0;
 }
 
 SHMBUS_EXPORT int shmbus_client_delete(shmbus_client *client, const char *name) {
-        return simple_request(client, "delete", name);
+        _cleanup_(cjson_deletep) cJSON *req = NULL;
+
+        if (!client || !shmbus__name_is_valid(name))
+                return -EINVAL;
+        req = request_new(WIRE_OP_DELETE);
+        if (!req || !cJSON_AddStringToObject(req, WIRE_NAME, name))
+                return -ENOMEM;
+        return call(client, req, NULL, NULL, NULL);
 }
 
 SHMBUS_EXPORT int shmbus_client_request(shmbus_client *client, const char *request_text,

@@ -4,34 +4,40 @@
  * loads: a snapshot for people, not a consistent cut, and a hostile member can
  * make it lie (but not make it read out of bounds: slot counts come from the
  * validated, process-local geometry).
+ *
+ * Every field name is wire.h's: these objects are the list and stat replies
+ * of the protocol.
  */
+#include "stats.h"
+
 #include <stdatomic.h>
 
-#include "stats.h"
+#include "wire.h"
 
 void shmbus__stats_geometry_json(cJSON *o, const struct shmbus_ring *r, const char *name,
                                  uid_t owner) {
-        cJSON_AddStringToObject(o, "name", name);
-        cJSON_AddStringToObject(o, "policy",
-                                r->policy == SHMBUS_POLICY_BLOCK ? "block" : "overwrite");
-        cJSON_AddNumberToObject(o, "capacity", (double)r->size);
-        cJSON_AddNumberToObject(o, "max_msg", r->max_msg);
-        cJSON_AddNumberToObject(o, "max_subscribers", r->max_subs);
-        cJSON_AddNumberToObject(o, "max_publishers", r->max_pubs);
-        cJSON_AddNumberToObject(o, "owner_uid", owner);
+        cJSON_AddStringToObject(o, WIRE_NAME, name);
+        cJSON_AddStringToObject(o, WIRE_POLICY,
+                                r->policy == SHMBUS_POLICY_BLOCK ? WIRE_POLICY_BLOCK
+                                                                 : WIRE_POLICY_OVERWRITE);
+        cJSON_AddNumberToObject(o, WIRE_CAPACITY, (double)r->size);
+        cJSON_AddNumberToObject(o, WIRE_MAX_MSG, r->max_msg);
+        cJSON_AddNumberToObject(o, WIRE_MAX_SUBSCRIBERS, r->max_subs);
+        cJSON_AddNumberToObject(o, WIRE_MAX_PUBLISHERS, r->max_pubs);
+        cJSON_AddNumberToObject(o, WIRE_OWNER_UID, owner);
 }
 
 static void add_pub(cJSON *arr, uint32_t i, const struct shmbus_pub_slot *s) {
         cJSON *e = cJSON_CreateObject();
 
-        cJSON_AddNumberToObject(e, "slot", i);
-        cJSON_AddNumberToObject(e, "pid", atomic_load(&s->pid));
-        cJSON_AddNumberToObject(e, "uid", atomic_load(&s->uid));
-        cJSON_AddNumberToObject(e, "published", (double)atomic_load(&s->msgs));
-        cJSON_AddNumberToObject(e, "bytes", (double)atomic_load(&s->bytes));
-        cJSON_AddNumberToObject(e, "aborts", (double)atomic_load(&s->aborts));
-        cJSON_AddNumberToObject(e, "waits", (double)atomic_load(&s->waits));
-        cJSON_AddNumberToObject(e, "full", (double)atomic_load(&s->full));
+        cJSON_AddNumberToObject(e, WIRE_SLOT, i);
+        cJSON_AddNumberToObject(e, WIRE_PID, atomic_load(&s->pid));
+        cJSON_AddNumberToObject(e, WIRE_UID, atomic_load(&s->uid));
+        cJSON_AddNumberToObject(e, WIRE_PUBLISHED, (double)atomic_load(&s->msgs));
+        cJSON_AddNumberToObject(e, WIRE_BYTES, (double)atomic_load(&s->bytes));
+        cJSON_AddNumberToObject(e, WIRE_ABORTS, (double)atomic_load(&s->aborts));
+        cJSON_AddNumberToObject(e, WIRE_WAITS, (double)atomic_load(&s->waits));
+        cJSON_AddNumberToObject(e, WIRE_FULL, (double)atomic_load(&s->full));
         cJSON_AddItemToArray(arr, e);
 }
 
@@ -39,15 +45,15 @@ static void add_sub(cJSON *arr, uint32_t i, const struct shmbus_sub_slot *s, uin
                     uint64_t lag) {
         cJSON *e = cJSON_CreateObject();
 
-        cJSON_AddNumberToObject(e, "slot", i);
-        cJSON_AddNumberToObject(e, "pid", atomic_load(&s->pid));
-        cJSON_AddNumberToObject(e, "uid", atomic_load(&s->uid));
-        cJSON_AddNumberToObject(e, "position", (double)pos);
-        cJSON_AddNumberToObject(e, "lag_bytes", (double)lag);
-        cJSON_AddNumberToObject(e, "received", (double)atomic_load(&s->received));
-        cJSON_AddNumberToObject(e, "bytes", (double)atomic_load(&s->bytes));
-        cJSON_AddNumberToObject(e, "lost", (double)atomic_load(&s->lost));
-        cJSON_AddNumberToObject(e, "corrupt", (double)atomic_load(&s->corrupt));
+        cJSON_AddNumberToObject(e, WIRE_SLOT, i);
+        cJSON_AddNumberToObject(e, WIRE_PID, atomic_load(&s->pid));
+        cJSON_AddNumberToObject(e, WIRE_UID, atomic_load(&s->uid));
+        cJSON_AddNumberToObject(e, WIRE_POSITION, (double)pos);
+        cJSON_AddNumberToObject(e, WIRE_LAG_BYTES, (double)lag);
+        cJSON_AddNumberToObject(e, WIRE_RECEIVED, (double)atomic_load(&s->received));
+        cJSON_AddNumberToObject(e, WIRE_BYTES, (double)atomic_load(&s->bytes));
+        cJSON_AddNumberToObject(e, WIRE_LOST, (double)atomic_load(&s->lost));
+        cJSON_AddNumberToObject(e, WIRE_CORRUPT, (double)atomic_load(&s->corrupt));
         cJSON_AddItemToArray(arr, e);
 }
 
@@ -62,8 +68,8 @@ void shmbus__stats_json(cJSON *o, const struct shmbus_ring *r, const char *name,
 
         shmbus__stats_geometry_json(o, r, name, owner);
         if (detail) {
-                subs = cJSON_AddArrayToObject(o, "subscribers");
-                pubs = cJSON_AddArrayToObject(o, "publishers");
+                subs = cJSON_AddArrayToObject(o, WIRE_SUBSCRIBERS);
+                pubs = cJSON_AddArrayToObject(o, WIRE_PUBLISHERS);
         }
         for (uint32_t i = 0; i < r->max_pubs; i++) {
                 const struct shmbus_pub_slot *s = &r->pubs[i];
@@ -91,12 +97,12 @@ void shmbus__stats_json(cJSON *o, const struct shmbus_ring *r, const char *name,
                 if (subs)
                         add_sub(subs, i, s, pos, lag);
         }
-        cJSON_AddNumberToObject(o, "publishers_active", n_pubs);
-        cJSON_AddNumberToObject(o, "subscribers_active", n_subs);
-        cJSON_AddNumberToObject(o, "published", (double)msgs);
-        cJSON_AddNumberToObject(o, "published_bytes", (double)bytes);
-        cJSON_AddNumberToObject(o, "position", (double)tail);
-        cJSON_AddNumberToObject(o, "max_lag_bytes", (double)max_lag);
-        cJSON_AddNumberToObject(o, "lost", (double)lost);
-        cJSON_AddNumberToObject(o, "unblocked", (double)atomic_load(&ctl->unblocked));
+        cJSON_AddNumberToObject(o, WIRE_PUBLISHERS_ACTIVE, n_pubs);
+        cJSON_AddNumberToObject(o, WIRE_SUBSCRIBERS_ACTIVE, n_subs);
+        cJSON_AddNumberToObject(o, WIRE_PUBLISHED, (double)msgs);
+        cJSON_AddNumberToObject(o, WIRE_PUBLISHED_BYTES, (double)bytes);
+        cJSON_AddNumberToObject(o, WIRE_POSITION, (double)tail);
+        cJSON_AddNumberToObject(o, WIRE_MAX_LAG_BYTES, (double)max_lag);
+        cJSON_AddNumberToObject(o, WIRE_LOST, (double)lost);
+        cJSON_AddNumberToObject(o, WIRE_UNBLOCKED, (double)atomic_load(&ctl->unblocked));
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A channel's geometry and counters as JSON, read from its ctl file. One
- * definition of the field names, shared by shmbusd's replies and by
- * shmbus-cli when it reads channel files itself (docs/PROTOCOL.md lists them).
+ * A channel's geometry and counters as JSON, read from its ctl file: the one
+ * builder of these objects, shared by shmbusd's replies and by shmbus-cli when
+ * it reads channel files itself. The field names are wire.h's
+ * (docs/PROTOCOL.md lists them).
  */
 #pragma once
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Small helpers shared by the library, the daemon and the CLI: scoped cleanup
- * and name validation. Nothing here allocates or logs.
+ * and name validation (util.c also holds the public shmbus_version() and
+ * shmbus_strerror()). Nothing here allocates or logs.
  */
 #pragma once
 
@@ -28,17 +29,17 @@ static inline void shmbus__closep(int *fd) {
 #define _cleanup_close_ _cleanup_(shmbus__closep)
 
 /* Take ownership of a value out of a cleanup-scoped variable. */
-#define TAKE_PTR(p)                                                                                \
-        __extension__({                                                                            \
-                __typeof__(p) _tp = (p);                                                           \
-                (p) = NULL;                                                                        \
-                _tp;                                                                               \
+#define TAKE_PTR(p)                      \
+        __extension__({                  \
+                __typeof__(p) _tp = (p); \
+                (p) = NULL;              \
+                _tp;                     \
         })
-#define TAKE_FD(fd)                                                                                \
-        __extension__({                                                                            \
-                int _tf = (fd);                                                                    \
-                (fd) = -1;                                                                         \
-                _tf;                                                                               \
+#define TAKE_FD(fd)             \
+        __extension__({         \
+                int _tf = (fd); \
+                (fd) = -1;      \
+                _tf;            \
         })
 
 /* 1..63 bytes of [A-Za-z0-9._-], not starting with '.': safe as a file name. */

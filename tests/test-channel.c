@@ -3,18 +3,24 @@
  * Channels as files, across processes (fork): creation and validation, the
  * read-only data mapping of subscribers, N publishers x M subscribers with
  * exactly-once in-order delivery, overwrite loss accounting under real
- * concurrency, cross-process futex wake-up, and ENOSPC at create time.
+ * concurrency, cross-process futex wake-up, and ENOSPC at create time. Also
+ * the API's edges: NULL getters, static error strings, the version, every
+ * allocation failure of the setup calls, and how a client reads a reply.
  */
 #undef NDEBUG
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 
 #include "shmbus.h"
 
+#include "alloc.h"
 #include "channel.h"
 #include "testutil.h"
 
@@ -51,8 +57,10 @@ static void test_create_open(void) {
         CU_ASSERT_EQUAL(shmbus_channel_create(dir, ".hidden", o, 0600, &c), -EINVAL);
         CU_ASSERT_EQUAL(shmbus_channel_create(dir, "a/b", o, 0600, &c), -EINVAL);
         CU_ASSERT_EQUAL(shmbus_channel_create(dir, "sp ace", o, 0600, &c), -EINVAL);
-        CU_ASSERT_EQUAL(shmbus_channel_create(dir, "x234567890123456789012345678901234567890123456789012345678901234", o,
-                                              0600, &c),
+        CU_ASSERT_EQUAL(shmbus_channel_create(
+                                dir,
+                                "x234567890123456789012345678901234567890123456789012345678901234",
+                                o, 0600, &c),
                         -EINVAL);
         CU_ASSERT_EQUAL(shmbus_channel_open(dir, "nope", 0, &c), -ENOENT);
 
@@ -210,7 +218,8 @@ static int child_pub(const char *name, uint32_t id, uint32_t msgs, size_t max) {
         shmbus_pub *p;
         static uint8_t buf[65536];
 
-        if (shmbus_channel_open(dir, name, SHMBUS_OPEN_PUBLISH, &c) < 0 || shmbus_pub_new(c, &p) < 0)
+        if (shmbus_channel_open(dir, name, SHMBUS_OPEN_PUBLISH, &c) < 0 ||
+            shmbus_pub_new(c, &p) < 0)
                 return 20;
         for (uint32_t seq = 0; seq < msgs; seq++) {
                 size_t len = tmsg_len(id, seq, max);
@@ -355,6 +364,163 @@ static void test_enospc(void) {
         shmbus_opts_free(o);
 }
 
+/* Getters take NULL; error strings are static; the headers and the library agree on the version. */
+static void test_api_edges(void) {
+        char v[64];
+
+        CU_ASSERT_PTR_NULL(shmbus_channel_name(NULL));
+        CU_ASSERT_EQUAL(shmbus_channel_max_msg(NULL), 0);
+        CU_ASSERT_EQUAL(shmbus_sub_lost(NULL), 0);
+        CU_ASSERT_EQUAL(shmbus_sub_received(NULL), 0);
+        CU_ASSERT_EQUAL(shmbus_sub_set_spin(NULL, 10), -EINVAL);
+
+        /* The same pointer twice, untouched by strerror() in between: a static string. */
+        const char *e = shmbus_strerror(-EACCES);
+        CU_ASSERT_STRING_EQUAL(strerror(ENOENT), "No such file or directory");
+        CU_ASSERT_PTR_EQUAL(shmbus_strerror(-EACCES), e);
+        CU_ASSERT_STRING_EQUAL(e, "Permission denied");
+        CU_ASSERT_STRING_EQUAL(shmbus_strerror(-ESTALE), "borrowed message was overwritten");
+        CU_ASSERT_STRING_EQUAL(shmbus_strerror(-4000), "unknown error");
+        CU_ASSERT_STRING_EQUAL(shmbus_strerror(INT_MIN), "unknown error");
+        CU_ASSERT_STRING_EQUAL(shmbus_strerror(7), "unknown error");
+        CU_ASSERT_STRING_EQUAL(shmbus_strerror(0), "success");
+
+        snprintf(v, sizeof(v), "%d.%d.%d", SHMBUS_VERSION_MAJOR, SHMBUS_VERSION_MINOR,
+                 SHMBUS_VERSION_PATCH);
+        CU_ASSERT_STRING_EQUAL(v, SHMBUS_VERSION_STRING);
+        CU_ASSERT_STRING_EQUAL(shmbus_version(), SHMBUS_VERSION_STRING);
+}
+
+/*
+ * A daemon that answers every request with @reply, one connection at a time,
+ * in a child process; kill it with fake_daemon_stop().
+ */
+static pid_t fake_daemon(const char *path, const char *reply) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int lfd;
+        pid_t pid;
+
+        CU_ASSERT_FATAL(strlen(path) < sizeof(sa.sun_path));
+        strcpy(sa.sun_path, path);
+        unlink(path);
+        lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        CU_ASSERT_FATAL(lfd >= 0);
+        CU_ASSERT_EQUAL_FATAL(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        CU_ASSERT_EQUAL_FATAL(listen(lfd, 16), 0);
+        pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+                char buf[4096];
+
+                for (;;) {
+                        int fd = accept(lfd, NULL, NULL);
+
+                        if (fd < 0)
+                                _exit(1);
+                        while (recv(fd, buf, sizeof(buf), 0) > 0)
+                                send(fd, reply, strlen(reply), MSG_NOSIGNAL);
+                        close(fd);
+                }
+        }
+        close(lfd);
+        return pid;
+}
+
+static void fake_daemon_stop(pid_t pid, const char *path) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        unlink(path);
+}
+
+/* A reply is read by the one parser of the protocol: a failure without an errno is -EPROTO. */
+static void test_reply_status(void) {
+        static const struct {
+                const char *reply;
+                int expect;
+        } cases[] = {
+                {"{\"v\":1,\"ok\":true}", 0},
+                {"{\"v\":1,\"ok\":false,\"error\":\"EACCES\",\"errno\":13}", -EACCES},
+                {"{\"v\":1,\"ok\":false,\"errno\":0}", -EPROTO},
+                {"{\"v\":1,\"ok\":false}", -EPROTO},
+                {"{\"v\":1}", -EPROTO},
+                {"not json", -EPROTO},
+        };
+        char path[600];
+
+        snprintf(path, sizeof(path), "%s/fake.sock", dir);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                shmbus_client *cl = NULL;
+                pid_t pid = fake_daemon(path, cases[i].reply);
+
+                CU_ASSERT_EQUAL(shmbus_client_new(path, &cl), cases[i].expect);
+                CU_ASSERT_EQUAL(shmbus_client_delete(cl, "x"), cl ? 0 : -EINVAL);
+                shmbus_client_free(cl);
+                fake_daemon_stop(pid, path);
+        }
+}
+
+/*
+ * Fail the first, second, third ... allocation of @call until it succeeds.
+ * Every failure must be a clean -ENOMEM that the injected fault caused (ASan's
+ * leak check at exit says whether it left anything behind); the success must
+ * have made fewer allocations than were allowed, so every one was failed once.
+ */
+#define FAULT_LOOP(call, undo)                                                             \
+        do {                                                                               \
+                for (unsigned n_ = 1;; n_++) {                                             \
+                        int r_;                                                            \
+                                                                                           \
+                        CU_ASSERT_FATAL(n_ < 100);                                         \
+                        atomic_store(&shmbus__fault_alloc_nth, n_);                        \
+                        r_ = (call);                                                       \
+                        if (r_ == -ENOMEM) {                                               \
+                                CU_ASSERT_EQUAL(atomic_load(&shmbus__fault_alloc_nth), 0); \
+                                continue;                                                  \
+                        }                                                                  \
+                        CU_ASSERT_EQUAL(r_, 0);                                            \
+                        CU_ASSERT_NOT_EQUAL(atomic_load(&shmbus__fault_alloc_nth), 0);     \
+                        CU_ASSERT(n_ > 1);                                                 \
+                        atomic_store(&shmbus__fault_alloc_nth, 0);                         \
+                        undo;                                                              \
+                        break;                                                             \
+                }                                                                          \
+        } while (0)
+
+static void test_alloc_faults(void) {
+        shmbus_opts *o = NULL;
+        shmbus_channel *c = NULL, *c2 = NULL;
+        shmbus_pub *p = NULL;
+        shmbus_sub *s = NULL;
+        shmbus_client *cl = NULL;
+        char path[600];
+        pid_t pid;
+
+        FAULT_LOOP(shmbus_opts_new(&o), o = shmbus_opts_free(o));
+
+        o = opts_make(4096, 512, SHMBUS_POLICY_BLOCK);
+        /* One slot each: a failed join that kept its slot would make the last call -EUSERS. */
+        CU_ASSERT_EQUAL(shmbus_opts_set_max_publishers(o, 1), 0);
+        CU_ASSERT_EQUAL(shmbus_opts_set_max_subscribers(o, 1), 0);
+        FAULT_LOOP(shmbus_channel_create(dir, "faults", o, 0600, &c), c = shmbus_channel_unref(c);
+                   CU_ASSERT_EQUAL(shmbus_channel_unlink(dir, "faults"), 0));
+        CU_ASSERT_EQUAL_FATAL(shmbus_channel_create(dir, "faults", o, 0600, &c2), 0);
+        FAULT_LOOP(shmbus_channel_open(dir, "faults", SHMBUS_OPEN_PUBLISH, &c), (void)0);
+        FAULT_LOOP(shmbus_pub_new(c, &p), p = shmbus_pub_free(p));
+        FAULT_LOOP(shmbus_sub_new(c, &s), s = shmbus_sub_free(s));
+        CU_ASSERT_EQUAL(shmbus_pub_new(c, &p), 0);
+        CU_ASSERT_EQUAL(shmbus_sub_new(c, &s), 0);
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(c);
+        shmbus_channel_unref(c2);
+        shmbus_opts_free(o);
+
+        snprintf(path, sizeof(path), "%s/fake.sock", dir);
+        pid = fake_daemon(path, "{\"v\":1,\"ok\":true}");
+        FAULT_LOOP(shmbus_client_new(path, &cl), cl = shmbus_client_free(cl));
+        fake_daemon_stop(pid, path);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"create, open, names, modes, unlink", test_create_open},
@@ -364,6 +530,9 @@ int main(void) {
                 {"processes: overwrite, every loss accounted, nothing torn", test_mp_overwrite},
                 {"processes: futex wake, EMSGSIZE keeps the message", test_mp_wake},
                 {"ENOSPC at create, never SIGBUS later", test_enospc},
+                {"NULL getters, static error strings, one version", test_api_edges},
+                {"a client reads replies with the protocol's one parser", test_reply_status},
+                {"every allocation failure of a setup call is a clean -ENOMEM", test_alloc_faults},
                 {NULL, NULL},
         };
         int rc;

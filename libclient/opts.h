@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The options object (shmbus_opts): a channel geometry a caller builds up
+ * before creating a channel. The library's defaults live here, and shmbusd
+ * starts its own configuration from them.
+ */
+#pragma once
+
+#include "shmbus.h"
+
+#include "ring.h"
+
+/* The defaults of shmbus_opts_new(), as documented in shmbus.h. */
+void shmbus__opts_default(struct shmbus_ring_geom *g);
+const struct shmbus_ring_geom *shmbus__opts_geom(const shmbus_opts *opts);

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Publishers and subscribers (pubsub.h): the public API's thin layer over the
+ * ring's claim/commit and peek/release, plus the subscriber's wait (spin,
+ * then sleep on the futex).
+ *
+ * Invariants: each object holds one ring slot and one channel reference for
+ * its whole life, so the mapping outlives it; the public functions check
+ * their arguments and otherwise add nothing to the ring's per-message cost
+ * (no allocation, no system call unless a wait sleeps).
+ */
+#include "pubsub.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+
+#include "alloc.h"
+#include "channel.h"
+#include "ring.h"
+#include "util.h"
+
+#define DEFAULT_SPIN_US 50u
+
+struct shmbus_pub {
+        shmbus_channel *chan;
+        struct shmbus_ring_pub rp;
+};
+
+struct shmbus_sub {
+        shmbus_channel *chan;
+        struct shmbus_ring_sub rs;
+        uint32_t spin_us;
+};
+
+static int64_t ms_to_ns(int timeout_ms) {
+        return timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000;
+}
+
+/* ---- publishers ------------------------------------------------------------------------- */
+
+SHMBUS_EXPORT int shmbus_pub_new(shmbus_channel *chan, shmbus_pub **ret_pub) {
+        _cleanup_free_ shmbus_pub *p = NULL;
+        int r;
+
+        if (!chan || !ret_pub)
+                return -EINVAL;
+        if (!(chan->flags & SHMBUS_OPEN_PUBLISH) || (chan->flags & SHMBUS_OPEN_INSPECT))
+                return -EACCES;
+        p = shmbus__calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        r = shmbus__ring_pub_join(&chan->ring, &p->rp, chan->pid, getuid());
+        if (r < 0)
+                return r;
+        p->chan = shmbus_channel_ref(chan);
+        *ret_pub = TAKE_PTR(p);
+        return 0;
+}
+
+SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub) {
+        if (!pub)
+                return NULL;
+        shmbus__ring_pub_leave(&pub->rp);
+        shmbus_channel_unref(pub->chan);
+        free(pub);
+        return NULL;
+}
+
+SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf) {
+        if (!pub || !ret_buf)
+                return -EINVAL;
+        return shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), ret_buf);
+}
+
+SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub) {
+        if (!pub)
+                return -EINVAL;
+        return shmbus__ring_commit(&pub->rp);
+}
+
+SHMBUS_EXPORT int shmbus_pub_abort(shmbus_pub *pub) {
+        if (!pub)
+                return -EINVAL;
+        return shmbus__ring_abort(&pub->rp);
+}
+
+SHMBUS_EXPORT int shmbus_pub_send(shmbus_pub *pub, const void *data, size_t len, int timeout_ms) {
+        void *buf;
+        int r;
+
+        if (!pub || (!data && len))
+                return -EINVAL;
+        r = shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), &buf);
+        if (r < 0)
+                return r;
+        memcpy(buf, data, len);
+        return shmbus__ring_commit(&pub->rp);
+}
+
+/* ---- subscribers ------------------------------------------------------------------------ */
+
+SHMBUS_EXPORT int shmbus_sub_new(shmbus_channel *chan, shmbus_sub **ret_sub) {
+        _cleanup_free_ shmbus_sub *s = NULL;
+        int r;
+
+        if (!chan || !ret_sub)
+                return -EINVAL;
+        if (chan->flags & SHMBUS_OPEN_INSPECT)
+                return -EACCES;
+        s = shmbus__calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        r = shmbus__ring_sub_join(&chan->ring, &s->rs, chan->pid, getuid());
+        if (r < 0)
+                return r;
+        s->chan = shmbus_channel_ref(chan);
+        s->spin_us = DEFAULT_SPIN_US;
+        *ret_sub = TAKE_PTR(s);
+        return 0;
+}
+
+SHMBUS_EXPORT shmbus_sub *shmbus_sub_free(shmbus_sub *sub) {
+        if (!sub)
+                return NULL;
+        shmbus__ring_sub_leave(&sub->rs);
+        shmbus_channel_unref(sub->chan);
+        free(sub);
+        return NULL;
+}
+
+SHMBUS_EXPORT int shmbus_sub_set_spin(shmbus_sub *sub, uint32_t spin_us) {
+        if (!sub)
+                return -EINVAL;
+        sub->spin_us = spin_us;
+        return 0;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* Peek, polling for spin_us and then sleeping on the futex until the deadline. */
+SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t *ret_len,
+                                  int timeout_ms) {
+        int64_t deadline = -1, spin_end = 0;
+        uint32_t polls = 0;
+        int r;
+
+        if (!sub || !ret_data || !ret_len)
+                return -EINVAL;
+        for (;;) {
+                r = shmbus__ring_peek(&sub->rs, ret_data, ret_len);
+                if (r != -EAGAIN || timeout_ms == 0)
+                        return r;
+
+                if (deadline == -1) {
+                        int64_t now = shmbus__now_ns();
+
+                        spin_end = now + (int64_t)sub->spin_us * 1000;
+                        if (timeout_ms > 0)
+                                deadline = now + ms_to_ns(timeout_ms);
+                        else
+                                deadline = INT64_MAX;
+                }
+                /* Poll the clock only every 64 spins: the ring check is the cheap part. */
+                if (++polls % 64 != 0) {
+                        cpu_relax();
+                        continue;
+                }
+                int64_t now = shmbus__now_ns();
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                if (now < spin_end) {
+                        cpu_relax();
+                        continue;
+                }
+                r = shmbus__ring_wait_data(&sub->rs, deadline - now);
+                if (r < 0 && r != -ETIMEDOUT)
+                        return r;
+        }
+}
+
+SHMBUS_EXPORT int shmbus_sub_release(shmbus_sub *sub) {
+        if (!sub)
+                return -EINVAL;
+        return shmbus__ring_release(&sub->rs);
+}
+
+SHMBUS_EXPORT ssize_t shmbus_sub_recv(shmbus_sub *sub, void *buf, size_t size, int timeout_ms) {
+        const void *data;
+        size_t len;
+        int r;
+
+        if (!sub || (!buf && size))
+                return -EINVAL;
+        for (;;) {
+                r = shmbus_sub_peek(sub, &data, &len, timeout_ms);
+                if (r < 0)
+                        return r;
+                if (len > size) {
+                        /* Leave the message where it is: the caller retries with more room. */
+                        shmbus__ring_unpeek(&sub->rs);
+                        return -EMSGSIZE;
+                }
+                memcpy(buf, data, len);
+                r = shmbus__ring_release(&sub->rs);
+                if (r == -ESTALE)
+                        continue; /* overwritten while we copied: take the next one */
+                if (r < 0)
+                        return r;
+                return (ssize_t)len;
+        }
+}
+
+SHMBUS_EXPORT uint64_t shmbus_sub_lost(const shmbus_sub *sub) {
+        return sub ? sub->rs.lost : 0;
+}
+
+SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub) {
+        return sub ? sub->rs.received : 0;
+}
+
+uint64_t shmbus__sub_position(const shmbus_sub *sub) {
+        return sub->rs.pos;
+}
+
+uint64_t shmbus__sub_last_seq(const shmbus_sub *sub) {
+        return sub->rs.next_seq - 1;
+}
