@@ -4,8 +4,8 @@
  * so a client needs neither the host's /dev/shm nor its IPC namespace: this
  * test runs one in new pid, ipc, mount and network namespaces (and a user
  * namespace where the kernel allows it), with an empty private /dev/shm and
- * nothing of the host's runtime but the daemon's socket directory, mounted at
- * /run/shmbus as `docker run -v /run/shmbus:/run/shmbus` would. It exchanges
+ * nothing of the host's runtime but the daemon's socket directory, mounted
+ * read-only at /run/shmbus as `docker run -v /run/shmbus:/run/shmbus:ro` would. It exchanges
  * ledger-checked messages with a client on the host both ways, is refused a
  * channel its uid is not granted, and when killed its slots are released
  * (the daemon knows its host-side pid from SO_PEERCRED, not the 1 it sees).
@@ -87,7 +87,7 @@ _Noreturn static void die(const char *what) {
 /*
  * In the child, after unshare(): make every mount private (so nothing
  * propagates back to the host), give it a fresh /run holding only the socket's
- * directory (@rundir_fd) at CTR_RUNDIR, and an empty /dev/shm.
+ * directory (@rundir_fd) at CTR_RUNDIR, read-only, and an empty /dev/shm.
  */
 static void ns_mounts(int rundir_fd) {
         char src[64];
@@ -101,6 +101,9 @@ static void ns_mounts(int rundir_fd) {
         snprintf(src, sizeof(src), "/proc/self/fd/%d", rundir_fd);
         if (mount(src, CTR_RUNDIR, NULL, MS_BIND, NULL) < 0)
                 die("bind the socket's directory");
+        /* Read-only, as docs/CONTAINERS.md advises (-v ...:ro): connecting needs no write. */
+        if (mount(NULL, CTR_RUNDIR, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0)
+                die("make the socket's directory read-only");
         close(rundir_fd);
         if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
                 die("tmpfs on /dev/shm");
