@@ -9,7 +9,6 @@
 
 #include <errno.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,33 +259,28 @@ static int parse_path(const cJSON *item, const char *key, char *dst, size_t dst_
         return 0;
 }
 
-/* The top-level keys that are a number up to a limit. */
-static const struct {
-        const char *key;
-        size_t offset;
-        uint32_t max;
-} config_numbers[] = {
-        {"max_channels", offsetof(struct config, max_channels), CONFIG_COUNT_MAX},
-        {"max_connections", offsetof(struct config, max_connections), CONFIG_COUNT_MAX},
-        {"max_connections_per_uid", offsetof(struct config, max_connections_per_uid),
-         CONFIG_COUNT_MAX},
-        {"first_request_timeout_ms", offsetof(struct config, first_request_timeout_ms),
-         CONFIG_TIMEOUT_MAX},
-        {"unblock_timeout_ms", offsetof(struct config, unblock_timeout_ms), CONFIG_TIMEOUT_MAX},
-};
-
 static int parse_key(struct config *c, const cJSON *item, char *err, size_t size) {
+        /* The keys that are a number up to a limit. */
+        const struct {
+                const char *key;
+                uint32_t *field;
+                uint32_t max;
+        } numbers[] = {
+                {"max_channels", &c->max_channels, CONFIG_COUNT_MAX},
+                {"max_connections", &c->max_connections, CONFIG_COUNT_MAX},
+                {"max_connections_per_uid", &c->max_connections_per_uid, CONFIG_COUNT_MAX},
+                {"first_request_timeout_ms", &c->first_request_timeout_ms, CONFIG_TIMEOUT_MAX},
+                {"unblock_timeout_ms", &c->unblock_timeout_ms, CONFIG_TIMEOUT_MAX},
+        };
         const char *k = item->string;
 
         if (strcmp(k, "shm_dir") == 0)
                 return parse_path(item, k, c->shm_dir, sizeof(c->shm_dir), err, size);
         if (strcmp(k, "socket") == 0)
                 return parse_path(item, k, c->socket_path, sizeof(c->socket_path), err, size);
-        for (size_t i = 0; i < sizeof(config_numbers) / sizeof(config_numbers[0]); i++)
-                if (strcmp(k, config_numbers[i].key) == 0)
-                        return get_u32(item, k, config_numbers[i].max,
-                                       (uint32_t *)((char *)c + config_numbers[i].offset), err,
-                                       size);
+        for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
+                if (strcmp(k, numbers[i].key) == 0)
+                        return get_u32(item, k, numbers[i].max, numbers[i].field, err, size);
         if (strcmp(k, "defaults") == 0)
                 return cJSON_IsObject(item)
                                ? config_parse_geom(item, &c->defaults, "defaults.", err, size)
