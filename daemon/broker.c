@@ -10,7 +10,6 @@
 #include "log.h"
 #include "peer.h"
 #include "ring.h"
-#include "util.h"
 
 #define SWEEP_INTERVAL_MS 100
 

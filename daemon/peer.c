@@ -115,14 +115,45 @@ void peer_forget(struct peer *p, const char *name) {
         }
 }
 
+/*
+ * May the packet of @n bytes just read into @buf (with @msg_flags) be served?
+ * Return: 0, or -errno with @message saying why not.
+ */
+static int peer_check_request(struct peer *p, const char *buf, ssize_t n, int msg_flags,
+                              char message[static REPLY_MESSAGE_MAX]) {
+        const struct config *cfg = &p->broker->cfg;
+
+        /* We never ask for descriptors; a peer that sends some gets them closed. */
+        if (msg_flags & MSG_CTRUNC)
+                return snprintf(message, REPLY_MESSAGE_MAX, "requests carry no file descriptors"),
+                       -EINVAL;
+        if (n > WIRE_REQUEST_MAX)
+                return snprintf(message, REPLY_MESSAGE_MAX, "request larger than %d KiB",
+                                WIRE_REQUEST_MAX / 1024),
+                       -EMSGSIZE;
+        if (p->refuse)
+                return snprintf(message, REPLY_MESSAGE_MAX,
+                                "too many connections (max_connections is %u, %u per uid)",
+                                cfg->max_connections, cfg->max_connections_per_uid),
+                       -EUSERS;
+        if (p->deadline_ev) {
+                /* It has spoken: from now on it may stay as quiet as it likes. */
+                event_free(p->deadline_ev);
+                p->deadline_ev = NULL;
+        }
+        if (strlen(buf) != (size_t)n)
+                return snprintf(message, REPLY_MESSAGE_MAX, "request contains a NUL byte"), -EINVAL;
+        return 0;
+}
+
 static void on_peer(evutil_socket_t fd, short what, void *arg) {
         struct peer *p = arg;
-        struct broker *b = p->broker;
         static char buf[WIRE_REQUEST_MAX + 1];
         struct iovec iov = {.iov_base = buf, .iov_len = WIRE_REQUEST_MAX};
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
         char message[REPLY_MESSAGE_MAX];
         ssize_t n;
+        int r;
 
         n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -131,36 +162,17 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
                 peer_close(p);
                 return;
         }
-        if (msg.msg_flags & MSG_CTRUNC) {
-                /* We never ask for descriptors; a peer that sends some gets them closed. */
-                reply_send_error(p->fd, -EINVAL, "requests carry no file descriptors");
+        buf[n > WIRE_REQUEST_MAX ? WIRE_REQUEST_MAX : n] = '\0';
+        r = peer_check_request(p, buf, n, msg.msg_flags, message);
+        if (r < 0) {
+                /* A bad packet is answered and the connection kept; a refused
+                 * connection (EUSERS, only ever from that check) is closed. */
+                reply_send_error(p->fd, r, message);
+                if (r == -EUSERS)
+                        peer_close(p);
                 return;
         }
-        if (n > WIRE_REQUEST_MAX) {
-                snprintf(message, sizeof(message), "request larger than %d KiB",
-                         WIRE_REQUEST_MAX / 1024);
-                reply_send_error(p->fd, -EMSGSIZE, message);
-                return;
-        }
-        buf[n] = '\0';
-        if (p->refuse) {
-                snprintf(message, sizeof(message),
-                         "too many connections (max_connections is %u, %u per uid)",
-                         b->cfg.max_connections, b->cfg.max_connections_per_uid);
-                reply_send_error(p->fd, -EUSERS, message);
-                peer_close(p);
-                return;
-        }
-        if (p->deadline_ev) {
-                /* It has spoken: from now on it may stay as quiet as it likes. */
-                event_free(p->deadline_ev);
-                p->deadline_ev = NULL;
-        }
-        if (strlen(buf) != (size_t)n) {
-                reply_send_error(p->fd, -EINVAL, "request contains a NUL byte");
-                return;
-        }
-        if (ops_dispatch(b, p, buf) < 0)
+        if (ops_dispatch(p->broker, p, buf) < 0)
                 peer_close(p);
 }
 
