@@ -3,8 +3,9 @@
  * The channel registry: every channel this daemon serves, each mapped once
  * (as a publisher would, so the daemon can repair it). Invariants: names are
  * unique; a channel is in the registry exactly while its mapping is held;
- * every channel in the shm directory that validates is adopted at start-up,
- * and files that do not validate are logged and left alone.
+ * every channel in the shm directory that validates is adopted at start-up
+ * (up to max_channels), and files that do not validate are logged and left
+ * alone.
  */
 #pragma once
 
