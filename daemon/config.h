@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shmbusd configuration: built-in defaults, overridden by an optional JSON file
- * (docs/CONFIG.md). Parsing validates every key and names the bad one.
+ * (docs/CONFIG.md). Parsing validates every key and names the bad one; a
+ * struct config that parsed is within every limit below.
  */
 #pragma once
 
@@ -11,8 +12,18 @@
 
 #include "ring.h"
 
-#define CONFIG_ACL_MAX      32
-#define CONFIG_CHANNELS_MAX 256
+#define CONFIG_ACL_MAX      32            /* uids, and gids, in one rule */
+#define CONFIG_CHANNELS_MAX 256           /* entries in "channels" */
+#define CONFIG_FILE_MAX     (1 << 20)     /* bytes of a configuration file */
+#define CONFIG_COUNT_MAX    65536         /* max_channels, max_connections(_per_uid) */
+#define CONFIG_TIMEOUT_MAX  (3600 * 1000) /* ms: first_request_timeout_ms, unblock_timeout_ms */
+
+/* The defaults of the limits (docs/CONFIG.md). */
+#define CONFIG_DEFAULT_MAX_CHANNELS             256
+#define CONFIG_DEFAULT_MAX_CONNECTIONS          256
+#define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID  128
+#define CONFIG_DEFAULT_FIRST_REQUEST_TIMEOUT_MS 5000
+#define CONFIG_DEFAULT_UNBLOCK_TIMEOUT_MS       2000
 
 /* Who may do something: any user, or listed uids and gids. Root always may. */
 struct acl {
@@ -46,6 +57,8 @@ struct config {
 
 void config_init_defaults(struct config *c);
 void config_deinit(struct config *c);
+/* Make @dst a deep copy of @src (which stays the caller's). */
+int config_copy(struct config *dst, const struct config *src);
 /* Parse @text into @c (which holds defaults). On error, @err says which key and why. */
 int config_parse(struct config *c, const char *text, char *err, size_t err_size);
 int config_load(struct config *c, const char *path, char *err, size_t err_size);

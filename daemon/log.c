@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* See log.h. */
+#include "log.h"
+
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#include "log.h"
 
 static bool prefixes;
 static int max_prio = LOG_DEBUG;

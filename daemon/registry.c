@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT */
+/* See registry.h. The registry is a flat array: there are at most max_channels. */
+#include "registry.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "shmbus.h"
+
+#include "channel.h"
+#include "log.h"
+#include "util.h"
+
+static struct chan *chan_free(struct chan *c) {
+        if (!c)
+                return NULL;
+        shmbus_channel_unref(c->map);
+        free(c->stuck);
+        free(c->orphan);
+        free(c);
+        return NULL;
+}
+
+static inline void chan_freep(struct chan **c) {
+        chan_free(*c);
+}
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
+
+void registry_deinit(struct registry *reg) {
+        for (unsigned i = 0; i < reg->n_chans; i++)
+                chan_free(reg->chans[i]);
+        free(reg->chans);
+        *reg = (struct registry){0};
+}
+
+struct chan *registry_find(const struct registry *reg, const char *name) {
+        for (unsigned i = 0; i < reg->n_chans; i++)
+                if (strcmp(reg->chans[i]->name, name) == 0)
+                        return reg->chans[i];
+        return NULL;
+}
+
+int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd, uid_t owner,
+                 gid_t group, struct chan **ret_chan) {
+        _cleanup_(chan_freep) struct chan *c = NULL;
+        struct chan **arr;
+        uint32_t subs;
+        int r;
+
+        assert(shmbus__name_is_valid(name) && !registry_find(reg, name));
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        r = shmbus__channel_map(ctl_fd, data_fd, SHMBUS_OPEN_PUBLISH, &c->map);
+        if (r < 0)
+                return r;
+        snprintf(c->name, sizeof(c->name), "%s", name);
+        c->owner = owner;
+        c->group = group;
+        subs = c->map->ring.max_subs;
+        c->stuck = calloc(subs, sizeof(*c->stuck));
+        c->orphan = calloc((size_t)subs + c->map->ring.max_pubs, sizeof(*c->orphan));
+        if (!c->stuck || !c->orphan)
+                return -ENOMEM;
+        arr = reallocarray(reg->chans, reg->n_chans + 1, sizeof(*arr));
+        if (!arr)
+                return -ENOMEM;
+        reg->chans = arr;
+        reg->chans[reg->n_chans++] = c;
+        *ret_chan = TAKE_PTR(c);
+        return 0;
+}
+
+void registry_remove(struct registry *reg, struct chan *c) {
+        unsigned i;
+
+        for (i = 0; i < reg->n_chans && reg->chans[i] != c; i++)
+                ;
+        assert(i < reg->n_chans);
+        reg->chans[i] = reg->chans[--reg->n_chans];
+        chan_free(c);
+}
+
+/* Map the channel @name found in @shm_dir, owned by whoever owns its files. */
+static int adopt_one(struct registry *reg, const char *shm_dir, const char *name) {
+        _cleanup_close_ int ctl_fd = -1, data_fd = -1;
+        struct chan *c;
+        struct stat st;
+        int r;
+
+        r = shmbus__channel_open_fds(shm_dir, name, SHMBUS_OPEN_PUBLISH, &ctl_fd, &data_fd);
+        if (r < 0)
+                return r;
+        if (fstat(ctl_fd, &st) < 0)
+                return -errno;
+        return registry_add(reg, name, ctl_fd, data_fd, st.st_uid, st.st_gid, &c);
+}
+
+void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_channels) {
+        _cleanup_(closedirp) DIR *d = opendir(shm_dir);
+        struct dirent *de;
+
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                char name[SHMBUS_NAME_MAX + 1];
+                int r;
+
+                if (!shmbus__channel_name_of_file(de->d_name, name) || registry_find(reg, name))
+                        continue;
+                if (reg->n_chans >= max_channels) {
+                        log_warn("channel %s not adopted: max_channels (%u) reached", name,
+                                 max_channels);
+                        continue;
+                }
+                r = adopt_one(reg, shm_dir, name);
+                if (r < 0)
+                        log_warn("channel %s in %s not adopted: %s", name, shm_dir,
+                                 shmbus_strerror(r));
+                else
+                        log_info("adopted channel %s", name);
+        }
+}
