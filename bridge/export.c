@@ -1,0 +1,423 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Export routes: a channel's messages, read as an ordinary subscriber, are
+ * published to a NATS subject. Core mode publishes each message as it comes
+ * (at most once); jetstream mode publishes in batches and moves its
+ * acknowledged position only when the stream has stored the whole batch (at
+ * least once; each message's Nats-Msg-Id lets the stream drop what a retry or
+ * a restarted bridge sends again).
+ *
+ * Invariants: messages go out in channel order; st->acked_seq only grows and
+ * every channel message up to it has been published and acknowledged (core:
+ * handed to libnats), skipped (it carried the origin mark: it came from NATS)
+ * or counted as lost; a record carrying the origin mark is never published.
+ * Where this uses library internals (channel.h, pubsub.h, ring.h) it says so;
+ * docs/BRIDGE.md lists them.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shmbus.h"
+
+#include "bridge.h"
+#include "channel.h"
+#include "util.h"
+
+#define ARENA_FLUSH_BYTES (1u << 20)
+#define RECV_TIMEOUT_MS   100
+
+struct item {
+        uint64_t seq, prev, n, ts;
+        size_t off, len;
+};
+
+struct exporter {
+        struct bridge *b;
+        struct bridge_run *run;
+        struct bridge_state *st;
+        shmbus_sub *sub;
+        uint8_t *buf;
+        size_t buf_size;
+        uint64_t incarnation;
+        uint64_t prev; /* 1 + seq of the last message exported (0: none known: a fresh route) */
+        uint64_t n;    /* messages exported by this route, ever */
+        uint64_t last_lost;
+        uint64_t pending_seq; /* core: the last seq handled; jetstream: the batch's last seq */
+        bool pending;
+        /* jetstream: the batch being published */
+        struct item *items;
+        size_t nitems, cap;
+        uint8_t *arena;
+        size_t arena_len, arena_cap;
+        /* history walk on resume: the record held until the walk vouches for it */
+        uint8_t *held;
+        size_t held_len;
+        uint64_t held_seq;
+        bool held_marked, have_held;
+        uint64_t expect;
+        int walk_err;
+};
+
+static void sleep_ms(int ms) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+        nanosleep(&ts, NULL);
+}
+
+/* "seq prev n ts origin": what an import route needs to order, de-duplicate and time it. */
+static void header_make(const struct exporter *e, const struct item *it, char *buf, size_t size) {
+        snprintf(buf, size, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %s", it->seq, it->prev,
+                 it->n, it->ts, e->run->origin);
+}
+
+/* Every message up to @seq is done: move the route's acknowledged position there. */
+static void acked(struct exporter *e, uint64_t seq) {
+        struct bridge_state *st = e->st;
+
+        st->incarnation = e->incarnation;
+        st->acked_sent = e->prev;
+        st->acked_n = e->n;
+        st->acked_seq = seq;
+        __atomic_store_n(&st->acked_valid, 1, __ATOMIC_RELEASE);
+        bridge_stat_set(&st->stats.updated_ns, bridge_realtime_ns());
+}
+
+static void note_reconnects(struct exporter *e) {
+        bridge_stat_set(&e->st->stats.reconnects, atomic_load(&e->b->reconnects));
+}
+
+static int core_publish(struct exporter *e, const void *data, size_t len, uint64_t seq) {
+        struct item it = {.seq = seq, .prev = e->prev, .n = e->n + 1, .ts = bridge_realtime_ns()};
+        char hdr[256];
+        natsMsg *m = NULL;
+        natsStatus s;
+
+        header_make(e, &it, hdr, sizeof(hdr));
+        s = natsMsg_Create(&m, e->run->route->subject, NULL, data, (int)len);
+        if (s == NATS_OK)
+                s = natsMsgHeader_Set(m, BRIDGE_HDR, hdr);
+        if (s == NATS_OK)
+                s = natsConnection_PublishMsg(e->b->nc, m);
+        natsMsg_Destroy(m);
+        if (s != NATS_OK) {
+                /* At most once: what NATS will not take is dropped, and counted. */
+                bridge_stat_add(&e->st->stats.dropped_nats, 1);
+                if (e->st->stats.dropped_nats == 1 || e->st->stats.dropped_nats % 100000 == 0)
+                        bridge_log("export %s: NATS refused a message (%s); %" PRIu64
+                                   " dropped so far",
+                                   e->run->route->channel, natsStatus_GetText(s),
+                                   e->st->stats.dropped_nats);
+        } else {
+                bridge_stat_add(&e->st->stats.msgs, 1);
+                bridge_stat_add(&e->st->stats.bytes, len);
+        }
+        /* Its number is used either way: the far side counts a drop as a gap. */
+        e->n++;
+        e->prev = seq + 1;
+        acked(e, seq);
+        return 0;
+}
+
+static int batch_add(struct exporter *e, const void *data, size_t len, uint64_t seq) {
+        if (e->nitems == e->cap) {
+                size_t cap = e->cap ? e->cap * 2 : 256;
+                struct item *p = realloc(e->items, cap * sizeof(*p));
+
+                if (!p)
+                        return -ENOMEM;
+                e->items = p;
+                e->cap = cap;
+        }
+        if (e->arena_len + len > e->arena_cap) {
+                size_t cap = e->arena_cap ? e->arena_cap : (1u << 16);
+                uint8_t *p;
+
+                while (cap < e->arena_len + len)
+                        cap *= 2;
+                p = realloc(e->arena, cap);
+                if (!p)
+                        return -ENOMEM;
+                e->arena = p;
+                e->arena_cap = cap;
+        }
+        memcpy(e->arena + e->arena_len, data, len);
+        e->items[e->nitems++] = (struct item){
+                .seq = seq,
+                .prev = e->prev,
+                .n = e->n + 1,
+                .ts = bridge_realtime_ns(),
+                .off = e->arena_len,
+                .len = len,
+        };
+        e->arena_len += len;
+        e->n++;
+        e->prev = seq + 1;
+        return 0;
+}
+
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure) {
+        struct bridge_run *run = closure;
+
+        if (pae)
+                atomic_fetch_add(&run->batch_failed, 1);
+        else if (pa && pa->Duplicate)
+                atomic_fetch_add(&run->batch_dups, 1);
+        natsMsg_Destroy(msg);
+}
+
+/* Publish the batch until the stream has acknowledged all of it (or we are told to stop). */
+static int batch_flush(struct exporter *e) {
+        struct bridge_run *run = e->run;
+        jsPubOptions po;
+        natsStatus s = NATS_OK;
+        uint64_t dups;
+
+        if (!e->pending)
+                return 0;
+        for (int attempt = 0;; attempt++) {
+                atomic_store(&run->batch_failed, 0);
+                atomic_store(&run->batch_dups, 0);
+                for (size_t i = 0; i < e->nitems; i++) {
+                        const struct item *it = &e->items[i];
+                        char hdr[256], id[192];
+                        natsMsg *m = NULL;
+
+                        header_make(e, it, hdr, sizeof(hdr));
+                        /* host/channel/incarnation/seq: unique for ever, and the same on a resend.
+                         */
+                        snprintf(id, sizeof(id), "%s/%" PRIu64, run->origin, it->seq);
+                        jsPubOptions_Init(&po);
+                        po.MsgId = id;
+                        s = natsMsg_Create(&m, run->route->subject, NULL,
+                                           (const char *)e->arena + it->off, (int)it->len);
+                        if (s == NATS_OK)
+                                s = natsMsgHeader_Set(m, BRIDGE_HDR, hdr);
+                        if (s == NATS_OK)
+                                s = js_PublishMsgAsync(run->js, &m, &po);
+                        natsMsg_Destroy(m);
+                        if (s != NATS_OK)
+                                break;
+                }
+                if (s == NATS_OK) {
+                        jsPubOptions_Init(&po);
+                        po.MaxWait = 5000;
+                        s = js_PublishAsyncComplete(run->js, &po);
+                }
+                if (s == NATS_OK && atomic_load(&run->batch_failed) == 0)
+                        break;
+
+                /* Take back what is still unacknowledged, then send the batch again. */
+                natsMsgList pending;
+                if (js_PublishAsyncGetPendingList(&pending, run->js) == NATS_OK)
+                        natsMsgList_Destroy(&pending);
+                if (attempt == 0 || attempt % 50 == 0)
+                        bridge_log("export %s -> %s: batch of %zu not acknowledged (%s); "
+                                   "sending it again",
+                                   run->route->channel, run->route->subject, e->nitems,
+                                   s != NATS_OK ? bridge_nats_err(s) : "negative ack");
+                bridge_stat_add(&e->st->stats.resent, e->nitems);
+                note_reconnects(e);
+                if (atomic_load(&e->b->stop))
+                        return -ECANCELED;
+                sleep_ms(100);
+        }
+        dups = atomic_load(&run->batch_dups);
+        bridge_stat_add(&e->st->stats.duplicates, dups);
+        bridge_stat_add(&e->st->stats.msgs, e->nitems - dups);
+        bridge_stat_add(&e->st->stats.bytes, e->arena_len);
+        acked(e, e->pending_seq);
+        e->nitems = 0;
+        e->arena_len = 0;
+        e->pending = false;
+        return 0;
+}
+
+/* One channel message, in order: skip it (origin mark), publish it (core) or batch it. */
+static int emit(struct exporter *e, const void *data, size_t len, uint64_t seq, bool marked) {
+        int r = 0;
+
+        if (marked) {
+                /* It came from NATS through an import route: sending it back would loop. */
+                bridge_stat_add(&e->st->stats.skipped_marked, 1);
+                if (e->run->route->mode == BRIDGE_CORE)
+                        acked(e, seq);
+        } else if (e->run->route->mode == BRIDGE_CORE) {
+                return core_publish(e, data, len, seq);
+        } else {
+                r = batch_add(e, data, len, seq);
+        }
+        if (e->run->route->mode == BRIDGE_JETSTREAM) {
+                e->pending = true;
+                e->pending_seq = seq;
+                if (r == 0 &&
+                    (e->nitems >= (size_t)e->b->cfg->batch || e->arena_len >= ARENA_FLUSH_BYTES))
+                        r = batch_flush(e);
+        }
+        return r;
+}
+
+/* Resume from the ring's history: hold each record until the walk has validated it. */
+static int walk_cb(void *ctx, const void *data, uint32_t len, uint64_t seq, bool stale) {
+        struct exporter *e = ctx;
+        int r;
+
+        if (stale) {
+                /* Overwritten while we copied it: lost, as is everything older still unsent. */
+                e->have_held = false;
+                return 0;
+        }
+        if (seq < e->expect)
+                return 0; /* acknowledged before the restart */
+        if (e->have_held) {
+                r = emit(e, e->held, e->held_len, e->held_seq, e->held_marked);
+                if (r < 0)
+                        return e->walk_err = r;
+                e->have_held = false;
+        }
+        if (seq > e->expect)
+                bridge_stat_add(&e->st->stats.lost_shmbus, seq - e->expect);
+        /* Internal: the record header in front of the payload says whether it is marked. */
+        e->held_marked = ((const struct shmbus_rec *)data - 1)->len & SHMBUS_REC_MARK;
+        memcpy(e->held, data, len);
+        e->held_len = len;
+        e->held_seq = seq;
+        e->have_held = true;
+        e->expect = seq + 1;
+        return 0;
+}
+
+static int resume(struct exporter *e, uint64_t join_seq) {
+        struct bridge_state *st = e->st;
+        int r;
+
+        if (!st->acked_valid)
+                return 0;
+        e->n = st->acked_n;
+        if (st->incarnation != e->incarnation) {
+                bridge_log("export %s: the channel was recreated since the last run; starting "
+                           "at its end",
+                           e->run->route->channel);
+                e->prev = 0;
+                return 0;
+        }
+        e->prev = st->acked_sent;
+        e->expect = st->acked_seq + 1;
+        if (e->expect >= join_seq)
+                return 0;
+        /* Internal: the ring walk (what shmbus-cli tail -n uses) up to where we joined. */
+        r = shmbus__ring_walk(&e->run->chan->ring, shmbus__sub_position(e->sub), walk_cb, e);
+        if (r < 0 && r != -EBADMSG)
+                return e->walk_err ? e->walk_err : r;
+        if (e->have_held) {
+                r = emit(e, e->held, e->held_len, e->held_seq, e->held_marked);
+                if (r < 0)
+                        return r;
+                e->have_held = false;
+        }
+        if (join_seq > e->expect)
+                bridge_stat_add(&st->stats.lost_shmbus, join_seq - e->expect);
+        bridge_log("export %s: resumed after seq %" PRIu64 " (%" PRIu64
+                   " lost while the bridge was away)",
+                   e->run->route->channel, st->acked_seq, st->stats.lost_shmbus);
+        if (e->run->route->mode == BRIDGE_JETSTREAM)
+                return batch_flush(e);
+        return 0;
+}
+
+static int export_run(struct exporter *e) {
+        struct bridge_run *run = e->run;
+        uint64_t join_seq;
+        int r;
+
+        r = shmbus_sub_new(run->chan, &e->sub);
+        if (r < 0) {
+                bridge_log("export %s: cannot subscribe: %s", run->route->channel,
+                           shmbus_strerror(r));
+                return r;
+        }
+        e->incarnation = run->chan->ring.ctl->created_ns;
+        snprintf(run->origin, sizeof(run->origin), "%s/%s/%" PRIu64, e->b->cfg->host,
+                 run->route->channel, e->incarnation);
+        e->buf_size = shmbus_channel_max_msg(run->chan);
+        e->buf = malloc(e->buf_size);
+        e->held = malloc(e->buf_size);
+        if (!e->buf || !e->held)
+                return -ENOMEM;
+        /* Internal: the seq we joined at; everything before it is history. */
+        join_seq = shmbus__sub_last_seq(e->sub) + 1;
+        r = resume(e, join_seq);
+        if (r < 0)
+                return r;
+        if (!e->st->acked_valid || e->st->incarnation != e->incarnation ||
+            e->st->acked_seq + 1 < join_seq)
+                acked(e, join_seq - 1);
+
+        while (!atomic_load(&e->b->stop)) {
+                int timeout = e->pending ? 0 : RECV_TIMEOUT_MS;
+                ssize_t len = shmbus_sub_recv(e->sub, e->buf, e->buf_size, timeout);
+                uint64_t lost;
+
+                if (len == -EAGAIN || len == -ETIMEDOUT) {
+                        r = e->pending ? batch_flush(e) : 0;
+                        note_reconnects(e);
+                        if (r == -ECANCELED)
+                                break;
+                        continue;
+                }
+                lost = shmbus_sub_lost(e->sub);
+                if (lost != e->last_lost) {
+                        bridge_stat_add(&e->st->stats.lost_shmbus, lost - e->last_lost);
+                        e->last_lost = lost;
+                }
+                if (len == -EBADMSG) {
+                        bridge_stat_add(&e->st->stats.errors, 1);
+                        continue;
+                }
+                if (len < 0) {
+                        bridge_log("export %s: %s", run->route->channel, shmbus_strerror((int)len));
+                        bridge_stat_add(&e->st->stats.errors, 1);
+                        sleep_ms(100);
+                        continue;
+                }
+                /* Internal: the message's seq and origin mark. */
+                r = emit(e, e->buf, (size_t)len, shmbus__sub_last_seq(e->sub),
+                         shmbus__sub_last_marked(e->sub));
+                if (r == -ECANCELED)
+                        break;
+                if (r < 0)
+                        return r;
+        }
+        if (run->route->mode == BRIDGE_CORE)
+                natsConnection_FlushTimeout(e->b->nc, 2000);
+        return 0;
+}
+
+void *bridge_export_thread(void *arg) {
+        struct bridge_run *run = arg;
+        struct exporter e = {.b = run->b, .run = run, .st = run->st};
+        int r;
+
+        r = export_run(&e);
+        if (r < 0 && r != -ECANCELED) {
+                bridge_log("export %s -> %s stopped: %s", run->route->channel, run->route->subject,
+                           shmbus_strerror(r));
+                bridge_stat_add(&run->st->stats.errors, 1);
+                atomic_store(&run->b->stop, true);
+        }
+        shmbus_sub_free(e.sub);
+        free(e.buf);
+        free(e.held);
+        free(e.items);
+        free(e.arena);
+        return NULL;
+}
+
+void bridge_export_js_options(struct bridge_run *run, jsOptions *jo) {
+        jo->PublishAsync.AckHandler = on_pub_ack;
+        jo->PublishAsync.AckHandlerClosure = run;
+        jo->PublishAsync.MaxPending = 65536;
+}
