@@ -121,6 +121,7 @@ struct bridge_state {
         uint64_t pending_seq;    /* the origin's seq */
         uint64_t pending_n;
         uint64_t pending_chan_seq; /* the seq our claim got in the local channel */
+        uint64_t pending_chan_pos; /* and its position in the ring */
         uint64_t pending_stream_seq;
         struct bridge_origin origins[BRIDGE_ORIGINS_MAX];
         struct bridge_stats stats;

@@ -131,6 +131,7 @@ static int commit(struct importer *im, const void *data, size_t len, struct brid
                 st->pending_n = h->n;
                 /* Internal: the seq our claim got in the channel. */
                 st->pending_chan_seq = shmbus__pub_claim_seq(im->pub);
+                st->pending_chan_pos = shmbus__pub_claim_pos(im->pub);
                 __atomic_store_n(&st->pending_valid, 1, __ATOMIC_RELEASE);
         }
         r = shmbus_pub_commit(im->pub);
@@ -191,61 +192,46 @@ static enum verdict handle(struct importer *im, natsMsg *m, uint64_t delivered) 
         return COMMITTED;
 }
 
-struct seek {
-        uint64_t want, min_seen, max_seen;
-        bool found, seen;
-};
-
-static int seek_cb(void *ctx, const void *data, uint32_t len, uint64_t seq, bool stale) {
-        struct seek *s = ctx;
-
-        if (stale)
-                return 0;
-        if (seq == s->want)
-                s->found = true;
-        if (!s->seen || seq < s->min_seen)
-                s->min_seen = seq;
-        if (!s->seen || seq > s->max_seen)
-                s->max_seen = seq;
-        s->seen = true;
-        return 0;
-}
-
 /*
  * A crash between naming a message in the state file and forgetting it again:
- * the commit happened if and only if the channel holds a data record with the
- * seq our claim got. A claim that never committed is padded over by shmbusd
- * once it sees we died; until then the walk stops at it, so wait for it.
+ * the commit happened if and only if the record at our claim's position is a
+ * committed data record (stamp == position) rather than a pad. A claim that
+ * never committed stays open until shmbusd, seeing that we died, pads over
+ * it, so wait for that. A position the ring has lapped since cannot be
+ * checked; the message then most likely was committed (it was one store away).
  */
 static void resolve_pending(struct importer *im) {
         struct bridge_state *st = im->st;
+        const struct shmbus_ring *ring = &im->run->chan->ring;
+        uint64_t pos = st->pending_chan_pos, stamp = 0;
         struct bridge_origin *o;
-        struct seek s = {0};
-        int64_t waited = 0;
+        bool committed = false;
 
         if (!st->pending_valid || st->pending_origin >= BRIDGE_ORIGINS_MAX)
                 return;
         o = &st->origins[st->pending_origin];
-        s.want = st->pending_chan_seq;
-        for (;;) {
-                s.found = s.seen = false;
-                /* Internal: the ring walk, over the whole history. */
-                shmbus__ring_walk(&im->run->chan->ring, UINT64_MAX, seek_cb, &s);
-                if (s.found || (s.seen && s.max_seen > s.want) || waited >= RESOLVE_WAIT_MS)
+        for (int waited = 0;; waited += 50) {
+                /* Internal: the ring's own view of one record. */
+                bool open = shmbus__ring_pending(ring, pos, &stamp);
+
+                if (shmbus__ring_tail_pos(ring) - pos > ring->size) {
+                        committed = true;
                         break;
-                /* Nothing after it yet: a dead claim not yet padded over, or a pad at the end. */
+                }
+                if (!open) {
+                        committed = stamp == pos;
+                        break;
+                }
+                if (waited >= RESOLVE_WAIT_MS)
+                        break;
                 sleep_ms(50);
-                waited += 50;
         }
-        /* Gone from the history (the ring has lapped it since): far more likely committed. */
-        if (!s.found && s.seen && s.min_seen > s.want)
-                s.found = true;
-        if (s.found) {
+        if (committed) {
                 o->last_seq1 = st->pending_seq + 1;
                 o->last_n = st->pending_n;
-                bridge_log("import %s: the message in flight at the last stop was committed",
-                           im->run->route->channel);
         }
+        bridge_log("import %s: the message being committed when the bridge stopped was %s",
+                   im->run->route->channel, committed ? "committed" : "not committed");
         __atomic_store_n(&st->pending_valid, 0, __ATOMIC_RELEASE);
 }
 

@@ -265,6 +265,11 @@ uint64_t shmbus__pub_claim_seq(const shmbus_pub *pub) {
         return tail_seq - (uint32_t)((uint32_t)tail_seq - low);
 }
 
+uint64_t shmbus__pub_claim_pos(const shmbus_pub *pub) {
+        assert(pub->rp.claimed);
+        return pub->rp.claim_pos;
+}
+
 bool shmbus__sub_last_marked(const shmbus_sub *sub) {
         return sub->rs.borrow_marked;
 }

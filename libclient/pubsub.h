@@ -24,6 +24,8 @@ uint64_t shmbus__sub_last_seq(const shmbus_sub *sub);
 int shmbus__pub_set_origin_mark(shmbus_pub *pub, bool on);
 /* The message number of the open claim (between claim and commit). */
 uint64_t shmbus__pub_claim_seq(const shmbus_pub *pub);
+/* The ring position of the open claim (between claim and commit). */
+uint64_t shmbus__pub_claim_pos(const shmbus_pub *pub);
 /* Whether the last message peeked or received carried the origin mark. */
 bool shmbus__sub_last_marked(const shmbus_sub *sub);
 /* The channel a subscriber reads (borrowed: the subscriber holds a reference). */
