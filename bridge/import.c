@@ -67,20 +67,39 @@ static void sleep_ms(int ms) {
         nanosleep(&ts, NULL);
 }
 
-/* Parse "seq prev n ts origin"; false if the message is not one a bridge sent. */
+/* A decimal number followed by one space; NULL if there is none. */
+static const char *get_u64(const char *p, uint64_t *ret) {
+        uint64_t v = 0;
+        const char *start = p;
+
+        for (; *p >= '0' && *p <= '9'; p++) {
+                if (v > (UINT64_MAX - 9) / 10)
+                        return NULL;
+                v = v * 10 + (uint64_t)(*p - '0');
+        }
+        if (p == start || *p != ' ')
+                return NULL;
+        *ret = v;
+        return p + 1;
+}
+
+/*
+ * Parse "seq prev n ts origin"; false if the message is not one a bridge
+ * sent (then it is committed as it is, without ordering or de-duplication).
+ * By hand: sscanf() was a visible share of the cost of a small message.
+ */
 static bool hdr_parse(natsMsg *m, struct hdr *h) {
         const char *v = NULL, *slash;
-        int end = 0;
 
         if (natsMsgHeader_Get(m, BRIDGE_HDR, &v) != NATS_OK || !v)
                 return false;
-        if (sscanf(v, "%" SCNu64 " %" SCNu64 " %" SCNu64 " %" SCNu64 " %n", &h->seq, &h->prev,
-                   &h->n, &h->ts, &end) != 4 ||
-            end == 0)
+        if (!(v = get_u64(v, &h->seq)) || !(v = get_u64(v, &h->prev)) || !(v = get_u64(v, &h->n)) ||
+            !(v = get_u64(v, &h->ts)))
                 return false;
-        h->origin = v + end;
+        h->origin = v;
         slash = strchr(h->origin, '/');
-        if (!slash || strlen(h->origin) >= sizeof(((struct bridge_origin *)0)->key))
+        if (!slash || slash == h->origin ||
+            strlen(h->origin) >= sizeof(((struct bridge_origin *)0)->key))
                 return false;
         h->host_len = (size_t)(slash - h->origin);
         return true;
