@@ -127,7 +127,6 @@ enum {
         OPT_STATS = 0x100,
         OPT_JSON,
         OPT_CREDS,
-        OPT_NKEY,
         OPT_TOKEN,
         OPT_USER,
         OPT_PASSWORD,
@@ -154,7 +153,6 @@ static const struct option options[] = {
         {"stats", no_argument, NULL, OPT_STATS},
         {"json", no_argument, NULL, OPT_JSON},
         {"creds", required_argument, NULL, OPT_CREDS},
-        {"nkey-seed", required_argument, NULL, OPT_NKEY},
         {"token", required_argument, NULL, OPT_TOKEN},
         {"user", required_argument, NULL, OPT_USER},
         {"password", required_argument, NULL, OPT_PASSWORD},
@@ -173,7 +171,7 @@ static void usage(FILE *f) {
         fputs("usage: shmbus-bridge --nats URL [--socket PATH] [--config FILE]\n"
               "         [--export CHANNEL:SUBJECT[:MODE]]... [--import SUBJECT:CHANNEL[:MODE]]...\n"
               "         [--jetstream STREAM] [--host NAME] [--state-dir DIR]\n"
-              "         [--creds FILE | --nkey-seed FILE | --token T | --user U --password P]\n"
+              "         [--creds FILE | --token T | --user U --password P]\n"
               "         [--tls] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE] "
               "[--tls-hostname NAME]\n"
               "       shmbus-bridge --stats [--json] [--state-dir DIR]\n"
@@ -246,9 +244,6 @@ int bridge_config_parse_args(struct bridge_config *cfg, int argc, char **argv, b
                         break;
                 case OPT_CREDS:
                         set_str(&cfg->creds, optarg);
-                        break;
-                case OPT_NKEY:
-                        set_str(&cfg->nkey_seed, optarg);
                         break;
                 case OPT_TOKEN:
                         set_str(&cfg->token, optarg);
@@ -345,10 +340,9 @@ static int json_routes(struct bridge_config *cfg, const cJSON *root, const char 
 
 int bridge_config_load_file(struct bridge_config *cfg, const char *path) {
         static const char *const known[] = {
-                "nats",        "socket",    "host",     "state_dir", "jetstream",
-                "creds",       "nkey_seed", "token",    "user",      "password",
-                "tls",         "tls_ca",    "tls_cert", "tls_key",   "tls_hostname",
-                "ack_wait_ms", "batch",     "exports",  "imports",
+                "nats",    "socket",       "host",        "state_dir", "jetstream", "creds",
+                "token",   "user",         "password",    "tls",       "tls_ca",    "tls_cert",
+                "tls_key", "tls_hostname", "ack_wait_ms", "batch",     "exports",   "imports",
         };
         _cleanup_free_ char *text = NULL;
         cJSON *root, *it;
@@ -398,7 +392,6 @@ int bridge_config_load_file(struct bridge_config *cfg, const char *path) {
             (r = json_str(root, "state_dir", &cfg->state_dir)) < 0 ||
             (r = json_str(root, "jetstream", &cfg->stream)) < 0 ||
             (r = json_str(root, "creds", &cfg->creds)) < 0 ||
-            (r = json_str(root, "nkey_seed", &cfg->nkey_seed)) < 0 ||
             (r = json_str(root, "token", &cfg->token)) < 0 ||
             (r = json_str(root, "user", &cfg->user)) < 0 ||
             (r = json_str(root, "password", &cfg->password)) < 0 ||
@@ -511,10 +504,10 @@ int bridge_config_finish(struct bridge_config *cfg) {
 }
 
 void bridge_config_deinit(struct bridge_config *cfg) {
-        char **strs[] = {&cfg->nats_url, &cfg->socket,      &cfg->host,      &cfg->state_dir,
-                         &cfg->stream,   &cfg->creds,       &cfg->nkey_seed, &cfg->token,
-                         &cfg->user,     &cfg->password,    &cfg->tls_ca,    &cfg->tls_cert,
-                         &cfg->tls_key,  &cfg->tls_hostname};
+        char **strs[] = {&cfg->nats_url,    &cfg->socket, &cfg->host,     &cfg->state_dir,
+                         &cfg->stream,      &cfg->creds,  &cfg->token,    &cfg->user,
+                         &cfg->password,    &cfg->tls_ca, &cfg->tls_cert, &cfg->tls_key,
+                         &cfg->tls_hostname};
 
         for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
                 free(*strs[i]);

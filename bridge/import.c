@@ -42,7 +42,8 @@ enum verdict {
         COMMITTED,
         DUPLICATE,
         OWN,
-        HOLD, /* jetstream: its predecessor is missing; wait for redelivery */
+        HOLD,    /* jetstream: its predecessor is missing; wait for redelivery */
+        DROPPED, /* can never be committed (larger than the channel's largest message) */
         FAILED,
 };
 
@@ -195,6 +196,17 @@ static enum verdict handle(struct importer *im, natsMsg *m, uint64_t delivered) 
                 }
         }
         r = commit(im, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), o, o ? &h : NULL);
+        if (r == -EMSGSIZE || r == -EINVAL) {
+                /* Delivering it again would fail again, for ever: drop it, and say so. */
+                bridge_log("import %s: dropped a message of %d bytes: %s", im->run->route->channel,
+                           natsMsg_GetDataLength(m), shmbus_strerror(r));
+                bridge_stat_add(&st->stats.errors, 1);
+                if (o) {
+                        o->last_seq1 = h.seq + 1;
+                        o->last_n = h.n;
+                }
+                return DROPPED;
+        }
         if (r < 0) {
                 if (r != -ECANCELED) {
                         bridge_log("import %s: cannot commit: %s", im->run->route->channel,

@@ -104,11 +104,6 @@ int bridge_nats_connect(struct bridge *b) {
         if (c->tls_hostname &&
             check(natsOptions_SetExpectedHostname(o, c->tls_hostname), "--tls-hostname") < 0)
                 goto out;
-        if (c->nkey_seed) {
-                bridge_log("--nkey-seed: use a .creds file (--creds) or a JSON config with "
-                           "\"creds\"; a bare seed needs its public key too");
-                goto out;
-        }
         s = natsConnection_Connect(&b->nc, o);
         if (s == NATS_NOT_YET_CONNECTED) {
                 bridge_log("NATS server %s not reachable yet; retrying in the background",

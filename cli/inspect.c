@@ -16,6 +16,7 @@
 #include "shmbus.h"
 
 #include "ask.h"
+#include "bridge.h"
 #include "cli.h"
 #include "offline.h"
 #include "output.h"
@@ -106,11 +107,13 @@ int verb_list(const struct cli_options *o, char **args) {
         }
         if (offline)
                 offline_say(o);
+        cli_bridge_annotate(list);
         if (o->json) {
                 cJSON_AddBoolToObject(list, CLI_OFFLINE, offline);
                 output_json(list);
         } else {
                 output_list_table(o, list);
+                cli_bridge_print(o, list);
         }
         return EXIT_OK;
 }

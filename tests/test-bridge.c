@@ -387,6 +387,34 @@ static double stat_of(const struct host *h, const char *direction, const char *f
         return v;
 }
 
+/* The bridge's count for @channel in `shmbus-cli list --json` (its "bridge" routes). */
+static double cli_bridge_msgs(const struct host *h, const char *channel) {
+        char cmd[900], buf[65536];
+        cJSON *root, *c, *r;
+        double v = -1;
+        size_t n;
+        FILE *f;
+
+        snprintf(cmd, sizeof(cmd),
+                 "SHMBUS_BRIDGE_STATE_DIR='%s' %s/cli/shmbus-cli -s '%s' list --json 2>/dev/null",
+                 h->state, test_builddir(), h->sock);
+        f = popen(cmd, "r");
+        if (!f)
+                return -1;
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        pclose(f);
+        buf[n] = '\0';
+        root = cJSON_Parse(buf);
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "channels")) {
+                if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(c, "name")), channel) != 0)
+                        continue;
+                cJSON_ArrayForEach(r, cJSON_GetObjectItem(c, "bridge")) v =
+                        cJSON_GetNumberValue(cJSON_GetObjectItem(r, "msgs"));
+        }
+        cJSON_Delete(root);
+        return v;
+}
+
 /* An export route has joined its channel once it has a position (no state file: at the end). */
 static void wait_export_ready(const struct host *h) {
         for (int i = 0; i < 100; i++) {
@@ -549,6 +577,55 @@ static void test_core_basic(void) {
         CU_ASSERT_EQUAL(stat_of(&B, "import", "lost_nats"), 0);
         CU_ASSERT(stat_of(&B, "import", "age_count") == (double)j.to);
         CU_ASSERT(stat_of(&B, "import", "age_max_us") > 0);
+        CU_ASSERT_EQUAL(cli_bridge_msgs(&A, "x"), (double)j.to);
+        CU_ASSERT_EQUAL(cli_bridge_msgs(&B, "x"), (double)j.to);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(ca);
+        shmbus_channel_unref(cb);
+        teardown();
+}
+
+/*
+ * A message larger than the importing channel's largest is dropped, counted
+ * and logged, and does not hold up the ones after it.
+ */
+static void test_oversize(void) {
+        struct tally t = {0};
+        shmbus_channel *ca, *cb;
+        shmbus_opts *o = NULL;
+        shmbus_pub *p;
+        shmbus_sub *s;
+        char big[2000];
+
+        if (!setup("bridge-big"))
+                return teardown();
+        ca = chan_open(&A, "x", SHMBUS_OPEN_PUBLISH);
+        CU_ASSERT_EQUAL_FATAL(shmbus_opts_new(&o), 0);
+        shmbus_opts_set_max_msg(o, 1024);
+        CU_ASSERT_EQUAL_FATAL(shmbus_client_open(B.client, "x", SHMBUS_OPEN_CREATE, o, &cb), 0);
+        shmbus_opts_free(o);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(cb, &s), 0);
+        bridge_start(&A, "--jetstream", "T", "--export", "x:t.big", NULL);
+        bridge_start(&B, "--jetstream", "T", "--import", "t.big:x", NULL);
+        wait_export_ready(&A);
+        CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(ca, &p), 0);
+        for (uint64_t i = 0; i < 20; i++) {
+                uint64_t m[2] = {i, MSG_MAGIC ^ i};
+
+                if (i == 10) {
+                        memset(big, 'x', sizeof(big));
+                        CU_ASSERT_EQUAL(shmbus_pub_send(p, big, sizeof(big), 1000), 0);
+                }
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, m, sizeof(m), 1000), 0);
+        }
+        /* Well within the redelivery delay: the big one must not hold the rest back. */
+        receive(s, &t, 20, 800, NULL, NULL);
+        CU_ASSERT_EQUAL(t.got, 20);
+        CU_ASSERT_EQUAL(t.missing, 0);
+        CU_ASSERT_EQUAL(t.bad, 0);
+        CU_ASSERT_EQUAL(stat_of(&B, "import", "errors"), 1);
+        CU_ASSERT_EQUAL(stat_of(&B, "import", "lost_nats"), 0);
+        shmbus_pub_free(p);
         shmbus_sub_free(s);
         shmbus_channel_unref(ca);
         shmbus_channel_unref(cb);
@@ -807,6 +884,7 @@ int main(void) {
                 {"origin mark on the ring", test_origin_mark_ring},
                 {"config errors", test_config_errors},
                 {"core: A -> NATS -> B", test_core_basic},
+                {"jetstream: a message too big for the channel", test_oversize},
                 {"jetstream: big run exactly once, in order", test_js_million},
                 {"jetstream: kill -9 of the bridges", test_js_kill_bridge},
                 {"jetstream: kill -9 of nats-server", test_js_kill_nats},
