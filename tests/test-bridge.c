@@ -27,6 +27,7 @@
 
 #include "shmbus.h"
 
+#include "../bridge/state.h"
 #include "channel.h"
 #include "testutil.h"
 
@@ -204,12 +205,16 @@ static void bridge_start(struct host *h, ...) {
         h->bridge = spawn(h->blog, argv);
 }
 
-static void bridge_kill(struct host *h, int sig) {
+/* Stop a host's bridge; its exit status (0 after SIGTERM: a clean stop, no leak). */
+static int bridge_kill(struct host *h, int sig) {
+        int st = 0;
+
         if (h->bridge > 0) {
                 kill(h->bridge, sig);
-                waitpid(h->bridge, NULL, 0);
+                st = test_wait(h->bridge);
         }
         h->bridge = 0;
+        return st;
 }
 
 static bool setup(const char *tag) {
@@ -241,8 +246,10 @@ static void show(const char *what, const char *path) {
 static void teardown(void) {
         bool failed = CU_get_number_of_failures() != failures_before;
 
-        bridge_kill(&A, SIGTERM);
-        bridge_kill(&B, SIGTERM);
+        /* A clean stop exits 0 (and under ASan, finds no leak). */
+        CU_ASSERT_EQUAL(bridge_kill(&A, SIGTERM), 0);
+        CU_ASSERT_EQUAL(bridge_kill(&B, SIGTERM), 0);
+        failed = CU_get_number_of_failures() != failures_before;
         nats_kill();
         for (struct host *h = &A; h; h = h == &A ? &B : NULL) {
                 shmbus_client_free(h->client);
@@ -542,6 +549,61 @@ static void test_config_errors(void) {
         CU_ASSERT_EQUAL(test_wait(A.bridge), 1);
         A.bridge = 0;
         snprintf(cmd, sizeof(cmd), "grep -q 'not be writable by others' '%s'", A.blog);
+        CU_ASSERT_EQUAL(system(cmd), 0);
+        teardown();
+}
+
+/*
+ * What another uid could do to the state directory: own it, point a state
+ * file elsewhere with a symlink, or leave garbage for --stats and shmbus-cli.
+ */
+static void test_state_hostile(void) {
+        static const char junk_names[][32] = {"short.state", "magic.state", "nonul.state"};
+        struct bridge_state st;
+        char path[700], cmd[2400];
+        int fd;
+
+        if (!setup("bridge-hostile"))
+                return teardown();
+        /* A state directory that belongs to someone else is refused. */
+        mkdir(A.state, 0700);
+        CU_ASSERT_EQUAL(chown(A.state, 65534, 65534), 0);
+        bridge_start(&A, "--export", "x:t.h", NULL);
+        CU_ASSERT_EQUAL(test_wait(A.bridge), 1);
+        A.bridge = 0;
+        snprintf(cmd, sizeof(cmd), "grep -q 'must belong to uid' '%s'", A.blog);
+        CU_ASSERT_EQUAL(system(cmd), 0);
+        CU_ASSERT_EQUAL(chown(A.state, getuid(), getgid()), 0);
+
+        /* A state file that is a symlink is not followed. */
+        snprintf(path, sizeof(path), "%s/export-x-t.h.state", A.state);
+        CU_ASSERT_EQUAL(symlink("/etc/passwd", path), 0);
+        bridge_start(&A, "--export", "x:t.h", NULL);
+        CU_ASSERT_EQUAL(test_wait(A.bridge), 1);
+        A.bridge = 0;
+        snprintf(cmd, sizeof(cmd), "grep -q 'cannot open state file' '%s'", A.blog);
+        CU_ASSERT_EQUAL(system(cmd), 0);
+        unlink(path);
+
+        /* Garbage: cut short, wrong magic, strings without a terminator, a FIFO. */
+        for (int i = 0; i < 3; i++) {
+                snprintf(path, sizeof(path), "%s/%s", A.state, junk_names[i]);
+                fd = open(path, O_WRONLY | O_CREAT, 0600);
+                memset(&st, 'A', sizeof(st));
+                if (i > 0)
+                        st.magic = i == 1 ? 42 : BRIDGE_STATE_MAGIC;
+                st.version = BRIDGE_STATE_VERSION;
+                CU_ASSERT(write(fd, &st, i == 0 ? 100 : sizeof(st)) > 0);
+                close(fd);
+        }
+        snprintf(path, sizeof(path), "%s/fifo.state", A.state);
+        CU_ASSERT_EQUAL(mkfifo(path, 0600), 0);
+        snprintf(cmd, sizeof(cmd),
+                 "%s/bridge/shmbus-bridge --stats --state-dir '%s' >/dev/null && "
+                 "%s/bridge/shmbus-bridge --stats --json --state-dir '%s' >/dev/null && "
+                 "SHMBUS_BRIDGE_STATE_DIR='%s' %s/cli/shmbus-cli -s '%s' list >/dev/null",
+                 test_builddir(), A.state, test_builddir(), A.state, A.state, test_builddir(),
+                 A.sock);
         CU_ASSERT_EQUAL(system(cmd), 0);
         teardown();
 }
@@ -883,6 +945,7 @@ int main(void) {
         static const struct test_case cases[] = {
                 {"origin mark on the ring", test_origin_mark_ring},
                 {"config errors", test_config_errors},
+                {"state directory: hostile contents", test_state_hostile},
                 {"core: A -> NATS -> B", test_core_basic},
                 {"jetstream: a message too big for the channel", test_oversize},
                 {"jetstream: big run exactly once, in order", test_js_million},
