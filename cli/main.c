@@ -224,7 +224,7 @@ static const char *option_expects(int c) {
         case OPT_PUBS:
                 return "a whole number from 1 to 1024";
         default:
-                return "something else";
+                return "another value";
         }
 }
 
@@ -345,13 +345,12 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
 
         while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:l:hV", opts, &long_index)) != -1) {
                 if (apply_option(c, optarg, o, chan, &no_color, &help, &version) < 0) {
-                        /* Name the option as it was typed: its long name only if that was used. */
-                        if (c == '?')
-                                ; /* getopt_long has said what is wrong */
-                        else if (long_index >= 0)
+                        /* On '?' getopt_long has said what is wrong; else name the option as typed.
+                         */
+                        if (c != '?' && long_index >= 0)
                                 cli_err("invalid value '%s' for --%s: expected %s", optarg,
                                         opts[long_index].name, option_expects(c));
-                        else
+                        else if (c != '?')
                                 cli_err("invalid value '%s' for -%c: expected %s", optarg, c,
                                         option_expects(c));
                         fputs("Try 'shmbus-cli --help'.\n", stderr);

@@ -183,7 +183,8 @@ static void on_request(struct evhttp_request *req, void *userdata) {
         if (!body || render(s->o, openmetrics, body) < 0) {
                 if (body)
                         evbuffer_free(body);
-                evhttp_send_error(req, HTTP_SERVUNAVAIL, "cannot read the bus: see the log");
+                evhttp_send_error(req, HTTP_SERVUNAVAIL,
+                                  "cannot read the bus (see the exporter's stderr)");
                 return;
         }
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",

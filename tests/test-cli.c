@@ -797,6 +797,36 @@ static void test_colours(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
+/*
+ * Label values are escaped as the exposition formats require. Real channel
+ * names cannot hold a quote, backslash or newline, so a stand-in daemon sends
+ * one (it answers list and stat alike, so the reply serves as both).
+ */
+static void test_metrics_escaping(void) {
+        static const char reply[] =
+                "{\"v\":1,\"ok\":true,\"channels\":[{\"name\":\"q\\\"b\\\\s\\nn\"}],"
+                "\"name\":\"q\\\"b\\\\s\\nn\",\"capacity\":4096,\"published\":12345678901,"
+                "\"subscribers\":[{\"slot\":3,\"lag_bytes\":7}]}";
+        char path[700], args[800];
+        pid_t f;
+
+        snprintf(path, sizeof(path), "%s/fake-metrics.sock", dir);
+        f = fake_daemon_start(path, reply);
+        snprintf(args, sizeof(args), "-s '%s' stats --format openmetrics", path);
+        CU_ASSERT_EQUAL(cli(NULL, args), 0);
+        CU_ASSERT_PTR_NOT_NULL(
+                strstr(out, "shmbus_channel_capacity_bytes{channel=\"q\\\"b\\\\s\\nn\"} 4096\n"));
+        CU_ASSERT_PTR_NOT_NULL(
+                strstr(out, "shmbus_channel_published_messages_total{channel=\"q\\\"b\\\\s\\nn\"} "
+                            "12345678901\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(
+                out, "shmbus_subscriber_lag_bytes{channel=\"q\\\"b\\\\s\\nn\",slot=\"3\"} 7\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "shmbus_daemon_up 1\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "\n# EOF\n"));
+        CU_ASSERT_EQUAL(strcmp(out + strlen(out) - 6, "# EOF\n"), 0);
+        fake_daemon_stop(f, path);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"version and --help for every verb", test_version_and_help},
@@ -814,6 +844,7 @@ int main(void) {
                 {"stats: time in --json and over --watch", test_stats_time},
                 {"option errors, --version, help, units", test_messages_version_help},
                 {"colours: TERM=dumb and NO_COLOR", test_colours},
+                {"metrics: label values are escaped", test_metrics_escaping},
                 {NULL, NULL},
         };
         int rc;
