@@ -5,8 +5,11 @@
 #   scripts/install-deps.sh           build and test
 #   scripts/install-deps.sh --bench   also the benchmark's peers and plotting
 set -eu
+# prometheus ships promtool and python3-prometheus-client an OpenMetrics parser: both check
+# shmbus-cli's metrics in tests/test-metrics.sh (the prometheus service itself is not used).
 pkgs="autoconf automake libtool autoconf-archive pkg-config make gcc clang
-libclang-rt-14-dev clang-format libevent-dev libcjson-dev libcunit1-dev systemd binutils valgrind"
+libclang-rt-14-dev clang-format libevent-dev libcjson-dev libcunit1-dev systemd binutils valgrind
+prometheus python3-prometheus-client"
 if [ "${1:-}" = --bench ]; then
         pkgs="$pkgs iceoryx libiceoryx-binding-c-dev gnuplot-nox"
 fi
