@@ -26,3 +26,16 @@ if [ -n "$unversioned" ]; then
         exit 1
 fi
 echo "PASS: $(echo "$expected" | wc -l) symbols, all versioned"
+
+# The manual lists every public function: shmbus(3) names each symbol of libshmbus.sym
+# (in any version node), so a function added to the library is added to the page too.
+man3="${top_srcdir:-.}/man/shmbus.3"
+missing=""
+for f in $(sed -n 's/^[[:space:]]*\(shmbus_[a-z0-9_]*\);$/\1/p' "$sym"); do
+        grep -qw "$f" "$man3" || missing="$missing $f"
+done
+if [ -n "$missing" ]; then
+        echo "FAIL: man/shmbus.3 does not mention:$missing"
+        exit 1
+fi
+echo "PASS: man/shmbus.3 mentions all $(echo "$expected" | wc -l) symbols"
