@@ -39,3 +39,14 @@ if [ -n "$missing" ]; then
         exit 1
 fi
 echo "PASS: man/shmbus.3 mentions all $(echo "$expected" | wc -l) symbols"
+
+# The Debian symbols file follows libshmbus.sym (a tree without debian/, such as the
+# release tarball, skips this).
+gen="${top_srcdir:-.}/debian/gen-symbols.sh"
+if [ -e "$gen" ]; then
+        sh "$gen" --check || {
+                echo "FAIL: debian/libshmbus1.symbols is out of date"
+                exit 1
+        }
+        echo "PASS: debian/libshmbus1.symbols lists every symbol of libshmbus.sym"
+fi
