@@ -171,9 +171,10 @@ static void write_daemon(FILE *f, const struct family *fam, const cJSON *stats) 
                         write_sample(f, fam, NULL, 0, cli_num(stats, fam->field));
                 return;
         }
-        cJSON_ArrayForEach(op, cJSON_GetObjectItemCaseSensitive(
-                                       stats, WIRE_REQUESTS)) if (cJSON_IsNumber(op) && op->string)
-                write_labeled(f, fam, "op", op->string, op->valuedouble);
+        cJSON_ArrayForEach(op, cJSON_GetObjectItemCaseSensitive(stats, WIRE_REQUESTS)) {
+                if (cJSON_IsNumber(op) && op->string)
+                        write_labeled(f, fam, "op", op->string, op->valuedouble);
+        }
 }
 
 /*
@@ -198,8 +199,10 @@ static void write_uids(FILE *f, const struct family *fam, const cJSON *channels)
                 }
                 if (uid < 0)
                         return;
-                cJSON_ArrayForEach(c, channels) if (cli_num(c, WIRE_OWNER_UID) == uid) sum +=
-                        fam->field ? cli_num(c, fam->field) : 1;
+                cJSON_ArrayForEach(c, channels) {
+                        if (cli_num(c, WIRE_OWNER_UID) == uid)
+                                sum += fam->field ? cli_num(c, fam->field) : 1;
+                }
                 snprintf(label, sizeof(label), "%.0f", uid);
                 write_labeled(f, fam, "uid", label, sum);
                 last = uid;
