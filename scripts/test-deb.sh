@@ -113,6 +113,11 @@ dpkg -L libshmbus1 | grep -q '\.la$' && fail "libshmbus1 ships a .la file"
 /usr/sbin/shmbusd --check-config --config /etc/shmbus/shmbusd.json >/dev/null ||
         fail "the installed /etc/shmbus/shmbusd.json does not validate"
 echo "PASS: installed; shmbusd --version, user, config, man pages"
+# Installing over an installed version runs the upgrade paths of the maintainer scripts
+# (prerm upgrade, postinst configure OLD): they must succeed a second time.
+# shellcheck disable=SC2086
+dpkg -i $debs >"$tmp/reinstall.log" 2>&1 || fail "reinstall (upgrade path): $(tail -n 30 "$tmp/reinstall.log")"
+echo "PASS: installing again (the upgrade path of the maintainer scripts)"
 
 echo "=== deb: the installed daemon and library"
 /usr/sbin/shmbusd --socket "$tmp/sock" --shm-dir "$tmp/ch" 2>"$tmp/daemon.log" &
