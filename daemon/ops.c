@@ -385,15 +385,20 @@ static int op_run(struct broker *b, struct peer *p, const char *text, struct op_
         return op_fail(res, -EOPNOTSUPP, "unknown op \"%s\"", op->valuestring);
 }
 
+void ops_count_rejected(struct broker *b) {
+        b->counters.requests[N_OPS]++;
+        b->counters.failed++;
+}
+
 int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
         _cleanup_(op_result_done) struct op_result res = {.fds = {-1, -1}};
         int r;
 
         r = op_run(b, p, text, &res);
-        if (r < 0)
+        if (r < 0) {
                 b->counters.failed++;
-        if (r < 0)
                 return reply_send_error(p->fd, r, res.message);
+        }
         assert((res.fds[0] >= 0) == (res.fds[1] >= 0));
         r = reply_send(p->fd, TAKE_PTR(res.reply), res.fds, res.fds[0] >= 0 ? 2 : 0);
         if (r == 0 && res.opened)

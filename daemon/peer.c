@@ -173,6 +173,8 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
                 reply_send_error(p->fd, r, message);
                 if (r == -EUSERS)
                         peer_close(p);
+                else
+                        ops_count_rejected(p->broker);
                 return;
         }
         if (ops_dispatch(p->broker, p, buf) < 0)

@@ -50,17 +50,21 @@ static shmbus_client *connect_ok(void) {
         return c;
 }
 
-/* Send @req on a fresh raw connection, read the reply, close. */
-static void raw_request(const char *req) {
+/* Send the @len bytes of @req on a fresh raw connection, read the reply, close. */
+static void raw_packet(const char *req, size_t len) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char buf[4096];
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 
         snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
         CU_ASSERT_EQUAL_FATAL(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        CU_ASSERT(send(fd, req, strlen(req), 0) > 0);
+        CU_ASSERT(send(fd, req, len, 0) > 0);
         CU_ASSERT(recv(fd, buf, sizeof(buf), 0) > 0);
         close(fd);
+}
+
+static void raw_request(const char *req) {
+        raw_packet(req, strlen(req));
 }
 
 static void test_stats_reply(void) {
@@ -111,10 +115,12 @@ static void test_stats_requests(void) {
         raw_request("{\"v\":1,\"op\":\"frobnicate\"}");
         raw_request("not json");
         raw_request("{\"v\":1,\"op\":\"stat\",\"name\":\"nope\"}");
+        /* Refused before it is parsed: a NUL byte inside. */
+        raw_packet("{\"v\":1,\"op\":\"list\"}\0junk", 26);
         CU_ASSERT_EQUAL(stat_of(c, "requests", "list"), list0 + 3);
-        CU_ASSERT_EQUAL(stat_of(c, "requests", "other"), other0 + 2);
-        /* Unknown op, not JSON, no such channel. */
-        CU_ASSERT_EQUAL(stat_of(c, "requests_failed", NULL), failed0 + 3);
+        CU_ASSERT_EQUAL(stat_of(c, "requests", "other"), other0 + 3);
+        /* Unknown op, not JSON, no such channel, the NUL byte. */
+        CU_ASSERT_EQUAL(stat_of(c, "requests_failed", NULL), failed0 + 4);
         /* Counted as it is served: three asks after stats0's, and this one. */
         CU_ASSERT_EQUAL(stat_of(c, "requests", "stats"), stats0 + 4);
         shmbus_client_free(c);
