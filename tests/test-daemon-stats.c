@@ -100,6 +100,7 @@ static void test_stats_reply(void) {
 }
 
 static void test_stats_requests(void) {
+        static const char nul[] = "{\"v\":1,\"op\":\"list\"}\0junk";
         pid_t d = daemon_start_fresh(NULL);
         shmbus_client *c = connect_ok();
         double list0 = stat_of(c, "requests", "list"), other0 = stat_of(c, "requests", "other");
@@ -116,7 +117,7 @@ static void test_stats_requests(void) {
         raw_request("not json");
         raw_request("{\"v\":1,\"op\":\"stat\",\"name\":\"nope\"}");
         /* Refused before it is parsed: a NUL byte inside. */
-        raw_packet("{\"v\":1,\"op\":\"list\"}\0junk", 26);
+        raw_packet(nul, sizeof(nul) - 1);
         CU_ASSERT_EQUAL(stat_of(c, "requests", "list"), list0 + 3);
         CU_ASSERT_EQUAL(stat_of(c, "requests", "other"), other0 + 3);
         /* Unknown op, not JSON, no such channel, the NUL byte. */
