@@ -63,6 +63,7 @@ static void peer_reap(struct peer *p) {
                 if (!c)
                         continue;
                 n = liveness_reap_pid(c, p->pid);
+                p->broker->channels.counts.released += n;
                 if (n)
                         log_info_f(
                                 LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
@@ -172,6 +173,8 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
                 reply_send_error(p->fd, r, message);
                 if (r == -EUSERS)
                         peer_close(p);
+                else
+                        ops_count_rejected(p->broker);
                 return;
         }
         if (ops_dispatch(p->broker, p, buf) < 0)
@@ -252,6 +255,10 @@ void peer_new(struct broker *b, int fd) {
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return;
         refuse = peer_over_limit(b, &cred);
+        if (refuse)
+                b->counters.refused++;
+        else
+                b->counters.accepted++;
         if (refuse && b->n_refusing >= REFUSING_MAX)
                 return;
         arr = reallocarray(b->peers, b->n_peers + 1, sizeof(*arr));
