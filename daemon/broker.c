@@ -17,6 +17,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         struct broker *b = arg;
 
         liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns());
+        log_tick();
 }
 
 void broker_set_config(struct broker *b, const struct config *cfg) {
@@ -44,6 +45,7 @@ int broker_new(struct event_base *base, const struct config *cfg, int listen_fd,
         }
         b->base = base;
         b->listen_fd = listen_fd;
+        b->counters.started_ns = shmbus__now_ns();
         registry_adopt(&b->channels, b->cfg.shm_dir, b->cfg.max_channels);
         b->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, b);
         if (!b->sweep_ev || peer_listen(b) < 0) {

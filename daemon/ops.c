@@ -131,7 +131,9 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         if (!o->create || cJSON_IsFalse(o->create))
                 return op_fail(res, -ENOENT, "no channel %s", o->name);
         if (!acl_allows(&b->cfg.create, p->uid, p->gid)) {
-                log_notice("denied: uid %u may not create channel %s", p->uid, o->name);
+                log_notice_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
+                                        .err = EACCES),
+                             "denied: uid %u may not create channel %s", p->uid, o->name);
                 return op_fail(res, -EACCES, "uid may not create channels (channel %s)", o->name);
         }
         if (b->channels.n_chans >= b->cfg.max_channels)
@@ -147,7 +149,8 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
                 shmbus_channel_unlink(b->cfg.shm_dir, o->name);
                 return op_fail(res, r, "cannot map channel: %s", shmbus_strerror(r));
         }
-        log_info("channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
+        log_info_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
+                   "channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
         res->fds[0] = TAKE_FD(ctl_fd);
         res->fds[1] = TAKE_FD(data_fd);
         return 0;
@@ -169,8 +172,10 @@ static int open_check_permission(struct broker *b, struct peer *p, const struct 
                 allowed = p->uid == c->owner;
         if (allowed)
                 return 0;
-        log_notice("denied: uid %u pid %d may not %s channel %s", p->uid, (int)p->pid,
-                   publish ? "publish on" : "subscribe to", c->name);
+        log_notice_f(
+                LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid), .err = EACCES),
+                "denied: uid %u pid %d may not %s channel %s", p->uid, (int)p->pid,
+                publish ? "publish on" : "subscribe to", c->name);
         return op_fail(res, -EACCES, "permission denied on channel %s", c->name);
 }
 
@@ -294,7 +299,9 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
         if (r < 0)
                 return r;
         if (p->uid != 0 && p->uid != c->owner) {
-                log_notice("denied: uid %u may not delete channel %s", p->uid, c->name);
+                log_notice_f(LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
+                                        .err = EACCES),
+                             "denied: uid %u may not delete channel %s", p->uid, c->name);
                 return op_fail(res, -EACCES, "only the owner or root may delete channel %s",
                                c->name);
         }
@@ -305,10 +312,13 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
         registry_remove(&b->channels, c);
         for (unsigned i = 0; i < b->n_peers; i++)
                 peer_forget(b->peers[i], name);
-        log_info("channel %s deleted by uid %u", name, p->uid);
+        log_info_f(LOG_FIELDS(.channel = name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
+                   "channel %s deleted by uid %u", name, p->uid);
         res->reply = reply_new(true);
         return 0;
 }
+
+static op_fn op_stats;
 
 static const struct {
         const char *name;
@@ -316,13 +326,46 @@ static const struct {
 } ops[] = {
         {WIRE_OP_HELLO, op_hello}, {WIRE_OP_OPEN, op_open}, {WIRE_OP_CLOSE, op_close},
         {WIRE_OP_LIST, op_list},   {WIRE_OP_STAT, op_stat}, {WIRE_OP_DELETE, op_delete},
+        {WIRE_OP_STATS, op_stats},
 };
+#define N_OPS (sizeof(ops) / sizeof(ops[0]))
+/* One counter per op, and one more for requests that name none of them. */
+static_assert(N_OPS < BROKER_OPS_COUNTED, "raise BROKER_OPS_COUNTED");
 
-/* Parse @text, check the envelope, and run the op it names. */
+/*
+ * The daemon's counters. Anyone who may connect may ask: they are totals over
+ * all clients (no names, uids or pids), and "list" already shows more.
+ */
+static int op_stats(struct broker *b, struct peer *p, const cJSON *req, struct op_result *res) {
+        const struct broker_counters *k = &b->counters;
+        const struct registry_counters *rc = &b->channels.counts;
+        cJSON *requests;
+
+        res->reply = reply_new(true);
+        cJSON_AddStringToObject(res->reply, WIRE_SERVER_VERSION, PACKAGE_VERSION);
+        cJSON_AddNumberToObject(res->reply, WIRE_UPTIME_MS,
+                                (double)((shmbus__now_ns() - k->started_ns) / 1000000));
+        cJSON_AddNumberToObject(res->reply, WIRE_CONNECTIONS, b->n_peers - b->n_refusing);
+        cJSON_AddNumberToObject(res->reply, WIRE_CONNECTIONS_ACCEPTED, (double)k->accepted);
+        cJSON_AddNumberToObject(res->reply, WIRE_CONNECTIONS_REFUSED, (double)k->refused);
+        cJSON_AddNumberToObject(res->reply, WIRE_CHANNELS_ADOPTED, (double)rc->adopted);
+        cJSON_AddNumberToObject(res->reply, WIRE_CHANNELS_NOT_ADOPTED, (double)rc->not_adopted);
+        cJSON_AddNumberToObject(res->reply, WIRE_SLOTS_RELEASED, (double)rc->released);
+        cJSON_AddNumberToObject(res->reply, WIRE_CLAIMS_UNBLOCKED, (double)rc->unblocked);
+        requests = cJSON_AddObjectToObject(res->reply, WIRE_REQUESTS);
+        for (size_t i = 0; i < N_OPS; i++)
+                cJSON_AddNumberToObject(requests, ops[i].name, (double)k->requests[i]);
+        cJSON_AddNumberToObject(requests, WIRE_REQUESTS_OTHER, (double)k->requests[N_OPS]);
+        cJSON_AddNumberToObject(res->reply, WIRE_REQUESTS_FAILED, (double)k->failed);
+        return 0;
+}
+
+/* Parse @text, check the envelope, and run the op it names (counted: requests[N_OPS] if none). */
 static int op_run(struct broker *b, struct peer *p, const char *text, struct op_result *res) {
         _cleanup_cjson_ cJSON *req = cJSON_Parse(text);
         const cJSON *op, *v;
 
+        b->counters.requests[N_OPS]++;
         if (!req || !cJSON_IsObject(req))
                 return op_fail(res, -EINVAL, "request is not a JSON object");
         v = cJSON_GetObjectItemCaseSensitive(req, WIRE_V);
@@ -332,10 +375,19 @@ static int op_run(struct broker *b, struct peer *p, const char *text, struct op_
                                WIRE_VERSION);
         if (!cJSON_IsString(op))
                 return op_fail(res, -EINVAL, "\"%s\": missing or not a string", WIRE_OP);
-        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-                if (strcmp(op->valuestring, ops[i].name) == 0)
+        for (size_t i = 0; i < N_OPS; i++) {
+                if (strcmp(op->valuestring, ops[i].name) == 0) {
+                        b->counters.requests[N_OPS]--;
+                        b->counters.requests[i]++;
                         return ops[i].fn(b, p, req, res);
+                }
+        }
         return op_fail(res, -EOPNOTSUPP, "unknown op \"%s\"", op->valuestring);
+}
+
+void ops_count_rejected(struct broker *b) {
+        b->counters.requests[N_OPS]++;
+        b->counters.failed++;
 }
 
 int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
@@ -343,8 +395,10 @@ int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
         int r;
 
         r = op_run(b, p, text, &res);
-        if (r < 0)
+        if (r < 0) {
+                b->counters.failed++;
                 return reply_send_error(p->fd, r, res.message);
+        }
         assert((res.fds[0] >= 0) == (res.fds[1] >= 0));
         r = reply_send(p->fd, TAKE_PTR(res.reply), res.fds, res.fds[0] >= 0 ? 2 : 0);
         if (r == 0 && res.opened)

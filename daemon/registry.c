@@ -118,15 +118,20 @@ void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_chan
                 if (!shmbus__channel_name_of_file(de->d_name, name) || registry_find(reg, name))
                         continue;
                 if (reg->n_chans >= max_channels) {
+                        reg->counts.not_adopted++;
                         log_warn("channel %s not adopted: max_channels (%u) reached", name,
                                  max_channels);
                         continue;
                 }
                 r = adopt_one(reg, shm_dir, name);
-                if (r < 0)
-                        log_warn("channel %s in %s not adopted: %s", name, shm_dir,
-                                 shmbus_strerror(r));
-                else
-                        log_info("adopted channel %s", name);
+                if (r < 0) {
+                        reg->counts.not_adopted++;
+                        log_warn_f(LOG_FIELDS(.channel = name, .err = -r),
+                                   "channel %s in %s not adopted: %s", name, shm_dir,
+                                   shmbus_strerror(r));
+                } else {
+                        reg->counts.adopted++;
+                        log_info_f(LOG_FIELDS(.channel = name), "adopted channel %s", name);
+                }
         }
 }

@@ -36,9 +36,18 @@ struct chan {
         bool *orphan;
 };
 
+/* What the registry and the liveness sweep have done since start-up (the "stats" op). */
+struct registry_counters {
+        uint64_t adopted;     /* channels adopted at start-up */
+        uint64_t not_adopted; /* channel files found at start-up that were not (logged) */
+        uint64_t released;    /* slots of dead or vanished members released */
+        uint64_t unblocked;   /* claims of dead writers padded over */
+};
+
 struct registry {
         struct chan **chans;
         unsigned n_chans;
+        struct registry_counters counts;
 };
 
 /* Free every channel's mapping (the files stay). */

@@ -271,7 +271,11 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub);
  * @timeout_ms: how long to wait for space: for the slowest subscriber on a
  *              SHMBUS_POLICY_BLOCK channel, and on either policy for another
  *              publisher whose claim, still open, is a whole ring behind.
- * @ret_buf: receives where to write exactly @len bytes.
+ * @ret_buf: receives where to write exactly @len bytes: always 16-byte
+ *           aligned, so any C object (up to alignof(max_align_t) on x86-64
+ *           and aarch64) may be built there in place. Only the first @len
+ *           bytes are the message; what follows, up to the next multiple of
+ *           16, is not delivered.
  *
  * Follow with shmbus_pub_commit() or shmbus_pub_abort(), soon: subscribers
  * cannot read past an open claim, and other publishers cannot lap it. shmbusd
@@ -346,7 +350,9 @@ SHMBUS_EXPORT int shmbus_sub_set_spin(shmbus_sub *sub, uint32_t spin_us);
 /**
  * shmbus_sub_peek() - borrow the next message in place (zero copy).
  * @sub: a subscriber.
- * @ret_data: receives a pointer to the message in shared memory.
+ * @ret_data: receives a pointer to the message in shared memory, always
+ *            16-byte aligned (as shmbus_pub_claim()'s buffer), so a message
+ *            that holds a C object can be read in place without a copy.
  * @ret_len: receives its length.
  * @timeout_ms: how long to wait for a message.
  *

@@ -95,3 +95,21 @@
  * protocol).
  */
 int shmbus__wire_reply_status(const cJSON *reply);
+
+/*
+ * The daemon's own counters (op "stats", issue 21): what shmbusd has done since
+ * it started, for monitoring. Per-uid use is not here: it follows from "list"
+ * (owner_uid, capacity of every channel).
+ */
+#define WIRE_OP_STATS             "stats"
+#define WIRE_UPTIME_MS            "uptime_ms"
+#define WIRE_CONNECTIONS          "connections"
+#define WIRE_CONNECTIONS_ACCEPTED "connections_accepted"
+#define WIRE_CONNECTIONS_REFUSED  "connections_refused"
+#define WIRE_CHANNELS_ADOPTED     "channels_adopted"
+#define WIRE_CHANNELS_NOT_ADOPTED "channels_not_adopted"
+#define WIRE_SLOTS_RELEASED       "slots_released"
+#define WIRE_CLAIMS_UNBLOCKED     "claims_unblocked"
+#define WIRE_REQUESTS             "requests"
+#define WIRE_REQUESTS_OTHER       "other"
+#define WIRE_REQUESTS_FAILED      "requests_failed"
