@@ -51,7 +51,7 @@ static void sleep_ms(int ms) {
         nanosleep(&ts, NULL);
 }
 
-static void die(const char *what) {
+__attribute__((noreturn)) static void die(const char *what) {
         fprintf(stderr, "bridge-bench: %s\n", what);
         for (int i = 0; i < npids; i++)
                 kill(pids[i], SIGKILL);

@@ -261,7 +261,8 @@ static int batch_flush(struct exporter *e) {
         }
         dups = atomic_load(&run->batch_dups);
         bridge_stat_add(&e->st->stats.duplicates, dups);
-        bridge_stat_add(&e->st->stats.msgs, e->nitems - dups);
+        /* All are stored now; the stream had some already (a resend, a restart). */
+        bridge_stat_add(&e->st->stats.msgs, e->nitems);
         bridge_stat_add(&e->st->stats.bytes, e->arena_len);
         acked(e, e->pending_seq);
         e->nitems = 0;

@@ -32,7 +32,7 @@ enum bridge_mode {
  * route's thread only, with relaxed atomic stores (readers take a snapshot).
  */
 struct bridge_stats {
-        uint64_t msgs;           /* messages carried (exported, or imported and committed) */
+        uint64_t msgs;           /* carried: exported (jetstream: stored), or imported and committed */
         uint64_t bytes;          /* their payload bytes */
         uint64_t lost_shmbus;    /* export: channel messages the route never read (seq gaps) */
         uint64_t dropped_nats;   /* export: NATS refused to take (buffer full while disconnected) */

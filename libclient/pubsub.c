@@ -258,7 +258,8 @@ uint64_t shmbus__pub_claim_seq(const shmbus_pub *pub) {
         uint32_t low;
 
         assert(pub->rp.claimed);
-        rec = (const struct shmbus_rec *)(r->data + (pub->rp.claim_pos & r->mask));
+        /* Records are 16-aligned (layout.h): the cast through void * says so. */
+        rec = (const struct shmbus_rec *)(const void *)(r->data + (pub->rp.claim_pos & r->mask));
         low = rec->seq;
         /* The claim word's seq is past our claim's and within 2^32 of it. */
         tail_seq = __atomic_load_n(&r->ctl->tail.s.seq, __ATOMIC_ACQUIRE);
