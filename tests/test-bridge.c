@@ -506,6 +506,7 @@ static void test_config_errors(void) {
                 {"--nats nats://127.0.0.1:1 --export x:t --jetstream a.b", "may not contain"},
                 {"--nats nats://127.0.0.1:1", "at least one --export"},
                 {"--config /nonexistent/bridge.json", "cannot read config"},
+                {"--config /dev/null", "is not a JSON object"},
         };
         char cmd[900], out[4096];
 
@@ -884,8 +885,18 @@ static void loop(const char *tag, bool js) {
                 bridge_start(&B, "--jetstream", "T", "--export", "x:t.loop", "--import", "t.loop:x",
                              NULL);
         } else {
+                char cfg[400];
+                FILE *f;
+
                 bridge_start(&A, "--export", "x:t.loop", "--import", "t.loop:x", NULL);
-                bridge_start(&B, "--export", "x:t.loop", "--import", "t.loop:x", NULL);
+                /* Host B from a JSON file, as the unit runs it. */
+                snprintf(cfg, sizeof(cfg), "%s/hostB-bridge.json", tdir);
+                f = fopen(cfg, "w");
+                fprintf(f, "{\"exports\": [{\"channel\": \"x\", \"subject\": \"t.loop\"}],\n"
+                           " \"imports\": [{\"subject\": \"t.loop\", \"channel\": \"x\", "
+                           "\"mode\": \"core\"}]}\n");
+                fclose(f);
+                bridge_start(&B, "--config", cfg, NULL);
         }
         wait_export_ready(&A);
         wait_export_ready(&B);
