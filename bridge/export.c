@@ -301,7 +301,9 @@ static int walk_cb(void *ctx, const void *data, uint32_t len, uint64_t seq, bool
         int r;
 
         if (stale) {
-                /* Overwritten while we copied it: lost, as is everything older still unsent. */
+                /* Overwritten while we copied it: lost (the walk goes on a lap later). */
+                if (e->have_held)
+                        bridge_stat_add(&e->st->stats.lost_shmbus, 1);
                 e->have_held = false;
                 return 0;
         }

@@ -240,6 +240,11 @@ static void resolve_pending(struct importer *im) {
 
         if (!st->pending_valid || st->pending_origin >= BRIDGE_ORIGINS_MAX)
                 return;
+        if (st->incarnation != ring->ctl->created_ns) {
+                /* The channel was deleted and made again: that claim died with it. */
+                __atomic_store_n(&st->pending_valid, 0, __ATOMIC_RELEASE);
+                return;
+        }
         o = &st->origins[st->pending_origin];
         for (int waited = 0;; waited += 50) {
                 /* Internal: the ring's own view of one record. */
@@ -377,6 +382,10 @@ static int run_jetstream(struct importer *im) {
         return 0;
 }
 
+static void st_set_incarnation(struct bridge_run *run) {
+        run->st->incarnation = run->chan->ring.ctl->created_ns;
+}
+
 void *bridge_import_thread(void *arg) {
         struct bridge_run *run = arg;
         struct importer im = {.b = run->b, .run = run, .st = run->st};
@@ -394,6 +403,8 @@ void *bridge_import_thread(void *arg) {
         }
         if (r == 0) {
                 resolve_pending(&im);
+                /* Internal: the channel's incarnation, which a pending claim belongs to. */
+                st_set_incarnation(run);
                 r = run->route->mode == BRIDGE_CORE ? run_core(&im) : run_jetstream(&im);
         }
         if (r < 0) {

@@ -32,9 +32,9 @@ enum bridge_mode {
  * route's thread only, with relaxed atomic stores (readers take a snapshot).
  */
 struct bridge_stats {
-        uint64_t msgs;           /* carried: exported (jetstream: stored), or imported and committed */
-        uint64_t bytes;          /* their payload bytes */
-        uint64_t lost_shmbus;    /* export: channel messages the route never read (seq gaps) */
+        uint64_t msgs;        /* carried: exported (jetstream: stored), or imported and committed */
+        uint64_t bytes;       /* their payload bytes */
+        uint64_t lost_shmbus; /* export: channel messages the route never read (seq gaps) */
         uint64_t dropped_nats;   /* export: NATS refused to take (buffer full while disconnected) */
         uint64_t lost_nats;      /* import: messages missing in the origin's numbering */
         uint64_t duplicates;     /* suppressed: by the stream (export) or by seq (import) */
@@ -77,7 +77,8 @@ struct bridge_state {
         char subject[BRIDGE_SUBJECT_MAX + 1];
         char host[BRIDGE_HOST_MAX + 1];
         /* Export: where the route stands. */
-        uint64_t incarnation; /* the channel's created_ns when acked_seq was stored */
+        uint64_t incarnation; /* the channel's created_ns (export: of acked_seq; import: of a
+                                 pending claim) */
         uint64_t acked_seq;   /* every message up to this seq is acknowledged (or skipped) */
         uint64_t acked_n;     /* the route's count of exported messages up to there */
         uint64_t acked_sent;  /* 1 + the seq of the last message exported up to acked_seq */
