@@ -50,6 +50,12 @@ struct bridge_config {
 /* The header every bridged message carries (docs/BRIDGE.md, "Message headers"). */
 #define BRIDGE_HDR "Shmbus"
 
+struct bridge_hdr {
+        uint64_t seq, prev, n, ts;
+        const char *origin; /* host/channel/incarnation, in the message */
+        size_t host_len;
+};
+
 struct bridge;
 
 /* A running route: its configuration, its thread's objects and its state file. */
@@ -106,6 +112,8 @@ uint64_t bridge_realtime_ns(void);
 void *bridge_export_thread(void *arg);
 void bridge_export_js_options(struct bridge_run *run, jsOptions *jo);
 void *bridge_import_thread(void *arg);
+/* Parse a message's BRIDGE_HDR; false if it has none (not sent by a bridge) or a bad one. */
+bool bridge_hdr_parse(natsMsg *m, struct bridge_hdr *h);
 
 /* main.c */
 void bridge_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -327,6 +327,30 @@ static int walk_cb(void *ctx, const void *data, uint32_t len, uint64_t seq, bool
         return 0;
 }
 
+/*
+ * Jetstream: the stream may hold more of ours than our state says (the bridge
+ * died between the stream's acknowledgement and recording it). Batches are
+ * stored in order, each only after the one before it was complete, so the
+ * last message of the subject, if it is ours, says how far we really got.
+ */
+static void stream_position(struct exporter *e) {
+        struct bridge_state *st = e->st;
+        struct bridge_hdr h;
+        natsMsg *m = NULL;
+
+        if (js_GetLastMsg(&m, e->run->js, e->b->cfg->stream, e->run->route->subject, NULL, NULL) !=
+            NATS_OK)
+                return;
+        /* Compare seq + 1: a route that had sent nothing stored acked_seq = -1. */
+        if (bridge_hdr_parse(m, &h) && strcmp(h.origin, e->run->origin) == 0 &&
+            h.seq + 1 > st->acked_seq + 1) {
+                st->acked_sent = h.seq + 1;
+                st->acked_n = h.n;
+                st->acked_seq = h.seq;
+        }
+        natsMsg_Destroy(m);
+}
+
 static int resume(struct exporter *e, uint64_t join_seq) {
         struct bridge_state *st = e->st;
         int r;
@@ -341,6 +365,9 @@ static int resume(struct exporter *e, uint64_t join_seq) {
                 e->prev = 0;
                 return 0;
         }
+        if (e->run->route->mode == BRIDGE_JETSTREAM)
+                stream_position(e);
+        e->n = st->acked_n;
         e->prev = st->acked_sent;
         e->expect = st->acked_seq + 1;
         if (e->expect >= join_seq)

@@ -56,12 +56,6 @@ struct importer {
         int64_t dropped_seen;
 };
 
-struct hdr {
-        uint64_t seq, prev, n, ts;
-        const char *origin;
-        size_t host_len;
-};
-
 static void sleep_ms(int ms) {
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
 
@@ -89,7 +83,7 @@ static const char *get_u64(const char *p, uint64_t *ret) {
  * sent (then it is committed as it is, without ordering or de-duplication).
  * By hand: sscanf() was a visible share of the cost of a small message.
  */
-static bool hdr_parse(natsMsg *m, struct hdr *h) {
+bool bridge_hdr_parse(natsMsg *m, struct bridge_hdr *h) {
         const char *v = NULL, *slash;
 
         if (natsMsgHeader_Get(m, BRIDGE_HDR, &v) != NATS_OK || !v)
@@ -99,8 +93,7 @@ static bool hdr_parse(natsMsg *m, struct hdr *h) {
                 return false;
         h->origin = v;
         slash = strchr(h->origin, '/');
-        if (!slash || slash == h->origin ||
-            strlen(h->origin) >= sizeof(((struct bridge_origin *)0)->key))
+        if (!slash || slash == h->origin || strlen(h->origin) >= BRIDGE_ORIGIN_MAX)
                 return false;
         h->host_len = (size_t)(slash - h->origin);
         return true;
@@ -132,7 +125,7 @@ static struct bridge_origin *origin_get(struct bridge_state *st, const char *key
 
 /* Claim, copy, name the message in the state file, commit: see resolve_pending(). */
 static int commit(struct importer *im, const void *data, size_t len, struct bridge_origin *o,
-                  const struct hdr *h) {
+                  const struct bridge_hdr *h) {
         struct bridge_state *st = im->st;
         void *buf;
         int r;
@@ -171,11 +164,11 @@ static enum verdict handle(struct importer *im, natsMsg *m, uint64_t delivered) 
         struct bridge_state *st = im->st;
         const char *host = im->b->cfg->host;
         struct bridge_origin *o = NULL;
-        struct hdr h;
+        struct bridge_hdr h;
         bool js = im->run->route->mode == BRIDGE_JETSTREAM;
         int r;
 
-        if (hdr_parse(m, &h)) {
+        if (bridge_hdr_parse(m, &h)) {
                 if (h.host_len == strlen(host) && strncmp(h.origin, host, h.host_len) == 0) {
                         /* Our own export, back through the stream (core NATS has no echo). */
                         bridge_stat_add(&st->stats.skipped_own, 1);

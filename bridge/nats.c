@@ -185,6 +185,11 @@ int bridge_nats_ensure_stream(struct bridge *b) {
         sc.SubjectsLen = n;
         sc.Storage = js_FileStorage;
         s = js_AddStream(&si, js, &sc, NULL, &jerr);
+        if (s != NATS_OK && js_GetStreamInfo(&si, js, c->stream, NULL, NULL) == NATS_OK) {
+                /* Another bridge made it in the meantime (its subjects may differ a little). */
+                jsStreamInfo_Destroy(si);
+                goto out;
+        }
         if (s != NATS_OK) {
                 bridge_log("cannot create JetStream stream %s: %s (error %d)", c->stream,
                            bridge_nats_err(s), (int)jerr);

@@ -15,6 +15,7 @@
 #define BRIDGE_SUBJECT_MAX 127
 #define BRIDGE_HOST_MAX    63
 #define BRIDGE_ORIGINS_MAX 32
+#define BRIDGE_ORIGIN_MAX  112 /* bytes of an origin key, with its NUL */
 
 enum bridge_kind {
         BRIDGE_EXPORT = 1, /* channel -> NATS subject */
@@ -53,7 +54,7 @@ struct bridge_stats {
 
 /* One origin an import route has heard from: host/channel/incarnation. */
 struct bridge_origin {
-        char key[112];      /* NUL-terminated; empty: free */
+        char key[BRIDGE_ORIGIN_MAX]; /* NUL-terminated; empty: free */
         uint64_t last_seq1; /* 1 + the origin channel's seq of the last message committed */
         uint64_t last_n;    /* the origin route's count of that message */
 };

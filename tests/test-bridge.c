@@ -695,6 +695,65 @@ static void test_oversize(void) {
         teardown();
 }
 
+/*
+ * A restarted export resumes from its last acknowledged seq: what is still in
+ * the ring's history is sent, what the ring has lapped meanwhile is counted
+ * as lost, exactly.
+ */
+static void test_resume_history(void) {
+        const uint64_t first = 100, away = 5000;
+        struct tally t = {0};
+        shmbus_channel *ca, *cb;
+        shmbus_opts *o = NULL;
+        shmbus_pub *p;
+        shmbus_sub *s;
+        double lost;
+
+        if (!setup("bridge-resume"))
+                return teardown();
+        CU_ASSERT_EQUAL_FATAL(shmbus_opts_new(&o), 0);
+        shmbus_opts_set_capacity(o, 64 * 1024); /* 2048 records of 16 B messages */
+        CU_ASSERT_EQUAL_FATAL(
+                shmbus_client_open(A.client, "x", SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH, o, &ca),
+                0);
+        shmbus_opts_free(o);
+        cb = chan_open(&B, "x", 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(cb, &s), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(ca, &p), 0);
+        bridge_start(&A, "--jetstream", "T", "--export", "x:t.resume", NULL);
+        bridge_start(&B, "--jetstream", "T", "--import", "t.resume:x", NULL);
+        wait_export_ready(&A);
+        for (uint64_t i = 0; i < first; i++) {
+                uint64_t m[2] = {i, MSG_MAGIC ^ i};
+
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, m, sizeof(m), 1000), 0);
+        }
+        receive(s, &t, first, 5000, NULL, NULL);
+        CU_ASSERT_EQUAL(t.got, first);
+        /* Away while more than a ring's worth is published: the oldest of it is gone. */
+        bridge_kill(&A, SIGKILL);
+        for (uint64_t i = first; i < first + away; i++) {
+                uint64_t m[2] = {i, MSG_MAGIC ^ i};
+
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, m, sizeof(m), 1000), 0);
+        }
+        bridge_start(&A, "--jetstream", "T", "--export", "x:t.resume", NULL);
+        receive(s, &t, first + away, 3000, NULL, NULL);
+        lost = stat_of(&A, "export", "lost_shmbus");
+        printf("\n  %llu arrived, %llu missing, the export counted %.0f lost\n",
+               (unsigned long long)t.got, (unsigned long long)t.missing, lost);
+        CU_ASSERT(t.missing > 0 && t.missing < away);
+        CU_ASSERT_EQUAL(lost, (double)t.missing);
+        CU_ASSERT_EQUAL(t.next, first + away);
+        CU_ASSERT_EQUAL(t.dups, 0);
+        CU_ASSERT_EQUAL(t.bad, 0);
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(ca);
+        shmbus_channel_unref(cb);
+        teardown();
+}
+
 /* Jetstream mode, the big run: host A -> NATS -> host B exactly once and in order. */
 static void test_js_million(void) {
         struct pubjob j = {.from = 0, .to = big_count()};
@@ -959,6 +1018,7 @@ int main(void) {
                 {"state directory: hostile contents", test_state_hostile},
                 {"core: A -> NATS -> B", test_core_basic},
                 {"jetstream: a message too big for the channel", test_oversize},
+                {"jetstream: resume from the history, count what it lost", test_resume_history},
                 {"jetstream: big run exactly once, in order", test_js_million},
                 {"jetstream: kill -9 of the bridges", test_js_kill_bridge},
                 {"jetstream: kill -9 of nats-server", test_js_kill_nats},
