@@ -47,8 +47,12 @@ struct bridge_config {
         struct bridge_route routes[BRIDGE_ROUTES_MAX];
 };
 
-/* The header every bridged message carries (docs/BRIDGE.md, "Message headers"). */
-#define BRIDGE_HDR "Shmbus"
+/*
+ * Where a bridged message carries its metadata (docs/BRIDGE.md, "Message
+ * metadata"): the reply subject of a core message, a header of a jetstream one.
+ */
+#define BRIDGE_HDR          "Shmbus"
+#define BRIDGE_REPLY_PREFIX "_SHMBUS."
 
 struct bridge_hdr {
         uint64_t seq, prev, n, ts;

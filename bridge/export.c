@@ -7,7 +7,7 @@
  * least once; each message's Nats-Msg-Id lets the stream drop what a retry or
  * a restarted bridge sends again).
  *
- * Invariants: messages go out in channel order; st->acked_seq only grows and
+ * Invariants: messages go out in channel order; the acknowledged seq only grows and
  * every channel message up to it has been published and acknowledged (core:
  * handed to libnats), skipped (it carried the origin mark: it came from NATS)
  * or counted as lost; a record carrying the origin mark is never published.
@@ -50,7 +50,10 @@ struct exporter {
         uint64_t last_lost;
         uint64_t pending_seq; /* core: the last seq handled; jetstream: the batch's last seq */
         bool pending;
-        bool unflushed; /* core: published since the last flush */
+        bool unflushed;  /* core: published since the last flush */
+        uint64_t now_ns; /* the export time stamped on messages (clock()) */
+        uint32_t clock_uses;
+        bool reply_meta; /* core: metadata in the reply subject (else in a header) */
         /* jetstream: the batch being published */
         struct item *items;
         size_t nitems, cap;
@@ -64,6 +67,25 @@ struct exporter {
         uint64_t expect;
         int walk_err;
 };
+
+/*
+ * The export time for the end-to-end age. Reading CLOCK_REALTIME was a seventh
+ * of the export's time on a 64 B stream (this VM's clock is not a cheap vDSO
+ * read), so a burst reuses it for up to CLOCK_REUSE messages: the age is then
+ * early by at most the time those take to export (microseconds).
+ */
+#define CLOCK_REUSE 32
+
+static uint64_t clock_now(struct exporter *e) {
+        if (e->clock_uses++ % CLOCK_REUSE == 0)
+                e->now_ns = bridge_realtime_ns();
+        return e->now_ns;
+}
+
+/* The channel ran empty: the next message starts a new burst, with a fresh time. */
+static void clock_reset(struct exporter *e) {
+        e->clock_uses = 0;
+}
 
 static void sleep_ms(int ms) {
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
@@ -109,31 +131,71 @@ static void header_make(const struct exporter *e, const struct item *it, char *b
 static void acked(struct exporter *e, uint64_t seq) {
         struct bridge_state *st = e->st;
 
-        st->incarnation = e->incarnation;
-        st->acked_sent = e->prev;
-        st->acked_n = e->n;
-        st->acked_seq = seq;
-        __atomic_store_n(&st->acked_valid, 1, __ATOMIC_RELEASE);
-        bridge_stat_set(&st->stats.updated_ns, bridge_realtime_ns());
+        struct bridge_pos pos = {
+                .incarnation = e->incarnation,
+                .seq = seq,
+                .n = e->n,
+                .sent = e->prev,
+        };
+
+        bridge_acked_set(st, &pos);
+        bridge_stat_set(&st->stats.updated_ns, e->now_ns ? e->now_ns : bridge_realtime_ns());
 }
 
 static void note_reconnects(struct exporter *e) {
         bridge_stat_set(&e->st->stats.reconnects, atomic_load(&e->b->reconnects));
 }
 
+/*
+ * Core mode carries the metadata in the reply subject: libnats then sends the
+ * message straight from our buffer, where a header costs a natsMsg and a
+ * header map per message (a third of the 64 B throughput; docs/PERFORMANCE.md).
+ * Nobody listens on _SHMBUS.>, so a subscriber that answers is harmless.
+ */
+static void reply_make(const struct exporter *e, const struct item *it, char *buf, size_t size) {
+        size_t olen = strlen(e->run->origin);
+        char *p = buf;
+
+        assert(size >= sizeof(BRIDGE_REPLY_PREFIX) + 4 * 21 + olen);
+        memcpy(p, BRIDGE_REPLY_PREFIX, sizeof(BRIDGE_REPLY_PREFIX) - 1);
+        p += sizeof(BRIDGE_REPLY_PREFIX) - 1;
+        p = put_u64(p, it->seq);
+        *p++ = '.';
+        p = put_u64(p, it->prev);
+        *p++ = '.';
+        p = put_u64(p, it->n);
+        *p++ = '.';
+        p = put_u64(p, it->ts);
+        *p++ = '.';
+        memcpy(p, e->run->origin, olen + 1);
+}
+
+/* Whether the origin can end a subject: no empty token ("a..b", a trailing '.'). */
+static bool origin_fits_subject(const char *origin) {
+        size_t n = strlen(origin);
+
+        return n > 0 && origin[n - 1] != '.' && !strstr(origin, "..") && origin[0] != '.';
+}
+
 static int core_publish(struct exporter *e, const void *data, size_t len, uint64_t seq) {
-        struct item it = {.seq = seq, .prev = e->prev, .n = e->n + 1, .ts = bridge_realtime_ns()};
-        char hdr[256];
+        struct item it = {.seq = seq, .prev = e->prev, .n = e->n + 1, .ts = clock_now(e)};
+        char meta[256];
         natsMsg *m = NULL;
         natsStatus s;
 
-        header_make(e, &it, hdr, sizeof(hdr));
-        s = natsMsg_Create(&m, e->run->route->subject, NULL, data, (int)len);
-        if (s == NATS_OK)
-                s = natsMsgHeader_Set(m, BRIDGE_HDR, hdr);
-        if (s == NATS_OK)
-                s = natsConnection_PublishMsg(e->b->nc, m);
-        natsMsg_Destroy(m);
+        if (e->reply_meta) {
+                reply_make(e, &it, meta, sizeof(meta));
+                s = natsConnection_PublishRequest(e->b->nc, e->run->route->subject, meta, data,
+                                                  (int)len);
+        } else {
+                header_make(e, &it, meta, sizeof(meta));
+                s = natsMsg_Create(&m, e->run->route->subject, NULL, data, (int)len);
+                if (s == NATS_OK)
+                        s = natsMsgHeader_Set(m, BRIDGE_HDR, meta);
+                if (s == NATS_OK)
+                        s = natsConnection_PublishMsg(e->b->nc, m);
+                natsMsg_Destroy(m);
+        }
         if (s != NATS_OK) {
                 /* At most once: what NATS will not take is dropped, and counted. */
                 bridge_stat_add(&e->st->stats.dropped_nats, 1);
@@ -181,7 +243,7 @@ static int batch_add(struct exporter *e, const void *data, size_t len, uint64_t 
                 .seq = seq,
                 .prev = e->prev,
                 .n = e->n + 1,
-                .ts = bridge_realtime_ns(),
+                .ts = clock_now(e),
                 .off = e->arena_len,
                 .len = len,
         };
@@ -341,12 +403,17 @@ static void stream_position(struct exporter *e) {
         if (js_GetLastMsg(&m, e->run->js, e->b->cfg->stream, e->run->route->subject, NULL, NULL) !=
             NATS_OK)
                 return;
-        /* Compare seq + 1: a route that had sent nothing stored acked_seq = -1. */
+        /* Compare seq + 1: a route that had sent nothing stored seq = -1. */
         if (bridge_hdr_parse(m, &h) && strcmp(h.origin, e->run->origin) == 0 &&
-            h.seq + 1 > st->acked_seq + 1) {
-                st->acked_sent = h.seq + 1;
-                st->acked_n = h.n;
-                st->acked_seq = h.seq;
+            h.seq + 1 > bridge_acked(st)->seq + 1) {
+                struct bridge_pos pos = {
+                        .incarnation = e->incarnation,
+                        .seq = h.seq,
+                        .n = h.n,
+                        .sent = h.seq + 1,
+                };
+
+                bridge_acked_set(st, &pos);
         }
         natsMsg_Destroy(m);
 }
@@ -357,8 +424,8 @@ static int resume(struct exporter *e, uint64_t join_seq) {
 
         if (!st->acked_valid)
                 return 0;
-        e->n = st->acked_n;
-        if (st->incarnation != e->incarnation) {
+        e->n = bridge_acked(st)->n;
+        if (bridge_acked(st)->incarnation != e->incarnation) {
                 bridge_log("export %s: the channel was recreated since the last run; starting "
                            "at its end",
                            e->run->route->channel);
@@ -367,9 +434,9 @@ static int resume(struct exporter *e, uint64_t join_seq) {
         }
         if (e->run->route->mode == BRIDGE_JETSTREAM)
                 stream_position(e);
-        e->n = st->acked_n;
-        e->prev = st->acked_sent;
-        e->expect = st->acked_seq + 1;
+        e->n = bridge_acked(st)->n;
+        e->prev = bridge_acked(st)->sent;
+        e->expect = bridge_acked(st)->seq + 1;
         if (e->expect >= join_seq)
                 return 0;
         /* Internal: the ring walk (what shmbus-cli tail -n uses) up to where we joined. */
@@ -386,7 +453,7 @@ static int resume(struct exporter *e, uint64_t join_seq) {
                 bridge_stat_add(&st->stats.lost_shmbus, join_seq - e->expect);
         bridge_log("export %s: resumed after seq %" PRIu64 " (%" PRIu64
                    " lost while the bridge was away)",
-                   e->run->route->channel, st->acked_seq, st->stats.lost_shmbus);
+                   e->run->route->channel, bridge_acked(st)->seq, st->stats.lost_shmbus);
         if (e->run->route->mode == BRIDGE_JETSTREAM)
                 return batch_flush(e);
         return 0;
@@ -406,6 +473,7 @@ static int export_run(struct exporter *e) {
         e->incarnation = run->chan->ring.ctl->created_ns;
         snprintf(run->origin, sizeof(run->origin), "%s/%s/%" PRIu64, e->b->cfg->host,
                  run->route->channel, e->incarnation);
+        e->reply_meta = origin_fits_subject(run->origin);
         e->buf_size = shmbus_channel_max_msg(run->chan);
         e->buf = malloc(e->buf_size);
         e->held = malloc(e->buf_size);
@@ -416,8 +484,8 @@ static int export_run(struct exporter *e) {
         r = resume(e, join_seq);
         if (r < 0)
                 return r;
-        if (!e->st->acked_valid || e->st->incarnation != e->incarnation ||
-            e->st->acked_seq + 1 < join_seq)
+        if (!e->st->acked_valid || bridge_acked(e->st)->incarnation != e->incarnation ||
+            bridge_acked(e->st)->seq + 1 < join_seq)
                 acked(e, join_seq - 1);
 
         while (!atomic_load(&e->b->stop)) {
@@ -426,6 +494,7 @@ static int export_run(struct exporter *e) {
                 uint64_t lost;
 
                 if (len == -EAGAIN || len == -ETIMEDOUT) {
+                        clock_reset(e);
                         /*
                          * The channel is empty for now: send what libnats buffered
                          * rather than let its flusher wait a millisecond for more

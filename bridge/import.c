@@ -62,8 +62,8 @@ static void sleep_ms(int ms) {
         nanosleep(&ts, NULL);
 }
 
-/* A decimal number followed by one space; NULL if there is none. */
-static const char *get_u64(const char *p, uint64_t *ret) {
+/* A decimal number followed by @sep; NULL if there is none. */
+static const char *get_u64(const char *p, char sep, uint64_t *ret) {
         uint64_t v = 0;
         const char *start = p;
 
@@ -72,24 +72,18 @@ static const char *get_u64(const char *p, uint64_t *ret) {
                         return NULL;
                 v = v * 10 + (uint64_t)(*p - '0');
         }
-        if (p == start || *p != ' ')
+        if (p == start || *p != sep)
                 return NULL;
         *ret = v;
         return p + 1;
 }
 
-/*
- * Parse "seq prev n ts origin"; false if the message is not one a bridge
- * sent (then it is committed as it is, without ordering or de-duplication).
- * By hand: sscanf() was a visible share of the cost of a small message.
- */
-bool bridge_hdr_parse(natsMsg *m, struct bridge_hdr *h) {
-        const char *v = NULL, *slash;
+/* "seq prev n ts origin", the fields separated by @sep. */
+static bool meta_parse(const char *v, char sep, struct bridge_hdr *h) {
+        const char *slash;
 
-        if (natsMsgHeader_Get(m, BRIDGE_HDR, &v) != NATS_OK || !v)
-                return false;
-        if (!(v = get_u64(v, &h->seq)) || !(v = get_u64(v, &h->prev)) || !(v = get_u64(v, &h->n)) ||
-            !(v = get_u64(v, &h->ts)))
+        if (!(v = get_u64(v, sep, &h->seq)) || !(v = get_u64(v, sep, &h->prev)) ||
+            !(v = get_u64(v, sep, &h->n)) || !(v = get_u64(v, sep, &h->ts)))
                 return false;
         h->origin = v;
         slash = strchr(h->origin, '/');
@@ -97,6 +91,24 @@ bool bridge_hdr_parse(natsMsg *m, struct bridge_hdr *h) {
                 return false;
         h->host_len = (size_t)(slash - h->origin);
         return true;
+}
+
+/*
+ * A bridged message's metadata: in its reply subject (core mode) or in its
+ * BRIDGE_HDR header (jetstream mode, or a core route whose origin is no valid
+ * subject); false if it has neither (not sent by a bridge: it is committed as
+ * it is, without ordering or de-duplication). Parsed by hand: sscanf() was a
+ * visible share of the cost of a small message.
+ */
+bool bridge_hdr_parse(natsMsg *m, struct bridge_hdr *h) {
+        const char *v = natsMsg_GetReply(m);
+
+        if (v && strncmp(v, BRIDGE_REPLY_PREFIX, sizeof(BRIDGE_REPLY_PREFIX) - 1) == 0)
+                return meta_parse(v + sizeof(BRIDGE_REPLY_PREFIX) - 1, '.', h);
+        v = NULL;
+        if (natsMsgHeader_Get(m, BRIDGE_HDR, &v) != NATS_OK || !v)
+                return false;
+        return meta_parse(v, ' ', h);
 }
 
 static struct bridge_origin *origin_get(struct bridge_state *st, const char *key) {

@@ -215,7 +215,7 @@ static void stats_json_add(cJSON *arr, const struct bridge_state *st, bool runni
         cJSON_AddNumberToObject(o, "age_max_us", (double)s->age_max_ns / 1e3);
         cJSON_AddNumberToObject(o, "age_last_us", (double)s->age_last_ns / 1e3);
         if (st->kind == BRIDGE_EXPORT && st->acked_valid)
-                cJSON_AddNumberToObject(o, "acked_seq", (double)st->acked_seq);
+                cJSON_AddNumberToObject(o, "acked_seq", (double)bridge_acked(st)->seq);
         cJSON_AddItemToArray(arr, o);
 }
 

@@ -52,6 +52,14 @@ struct bridge_stats {
         uint64_t reserved[8];
 };
 
+/* An export route's acknowledged position (struct bridge_state's acked). */
+struct bridge_pos {
+        uint64_t incarnation; /* the channel's created_ns */
+        uint64_t seq;         /* every message up to this seq is acknowledged (or skipped) */
+        uint64_t n;           /* the route's count of exported messages up to there */
+        uint64_t sent;        /* 1 + the seq of the last message exported up to there */
+};
+
 /* One origin an import route has heard from: host/channel/incarnation. */
 struct bridge_origin {
         char key[BRIDGE_ORIGIN_MAX]; /* NUL-terminated; empty: free */
@@ -60,7 +68,7 @@ struct bridge_origin {
 };
 
 #define BRIDGE_STATE_MAGIC   UINT64_C(0x3154534742424d53) /* "SMBBGST1" little-endian */
-#define BRIDGE_STATE_VERSION 1
+#define BRIDGE_STATE_VERSION 2
 
 /*
  * A route's state file, mapped shared: stores into it survive a kill -9 of
@@ -77,13 +85,16 @@ struct bridge_state {
         char channel[64];
         char subject[BRIDGE_SUBJECT_MAX + 1];
         char host[BRIDGE_HOST_MAX + 1];
-        /* Export: where the route stands. */
-        uint64_t incarnation; /* the channel's created_ns (export: of acked_seq; import: of a
-                                 pending claim) */
-        uint64_t acked_seq;   /* every message up to this seq is acknowledged (or skipped) */
-        uint64_t acked_n;     /* the route's count of exported messages up to there */
-        uint64_t acked_sent;  /* 1 + the seq of the last message exported up to acked_seq */
-        uint64_t acked_valid; /* 1 once acked_seq means something */
+        /*
+         * Export: where the route stands, acked[acked_cur & 1]. A new position
+         * is written whole into the other copy and published by one store of
+         * acked_cur, so that a kill -9 never leaves half of one behind.
+         */
+        struct bridge_pos acked[2];
+        uint64_t acked_cur;
+        uint64_t acked_valid; /* 1 once acked means something */
+        /* Import: the channel's created_ns when the pending claim below was made. */
+        uint64_t incarnation;
         /* Import: the message being committed, resolved after a crash (import.c). */
         uint64_t pending_valid;
         uint64_t pending_origin; /* index in origins[] */
@@ -95,3 +106,16 @@ struct bridge_state {
         struct bridge_origin origins[BRIDGE_ORIGINS_MAX];
         struct bridge_stats stats;
 };
+
+static inline const struct bridge_pos *bridge_acked(const struct bridge_state *st) {
+        return &st->acked[__atomic_load_n(&st->acked_cur, __ATOMIC_ACQUIRE) & 1];
+}
+
+/* Publish @pos as the route's position (the route's thread only). */
+static inline void bridge_acked_set(struct bridge_state *st, const struct bridge_pos *pos) {
+        uint64_t next = st->acked_cur + 1;
+
+        st->acked[next & 1] = *pos;
+        __atomic_store_n(&st->acked_cur, next, __ATOMIC_RELEASE);
+        __atomic_store_n(&st->acked_valid, 1, __ATOMIC_RELEASE);
+}
