@@ -53,7 +53,8 @@ struct exporter {
         bool unflushed;  /* core: published since the last flush */
         uint64_t now_ns; /* the export time stamped on messages (clock()) */
         uint32_t clock_uses;
-        bool reply_meta; /* core: metadata in the reply subject (else in a header) */
+        bool reply_meta;        /* core: metadata in the reply subject (else in a header) */
+        char reply_origin[160]; /* core: host/channel/incarnation, the last in base 36 */
         /* jetstream: the batch being published */
         struct item *items;
         size_t nitems, cap;
@@ -146,28 +147,45 @@ static void note_reconnects(struct exporter *e) {
         bridge_stat_set(&e->st->stats.reconnects, atomic_load(&e->b->reconnects));
 }
 
+/* Base-36 digits of @v at @p (lower case: valid in a subject); returns the end. */
+static char *put_b36(char *p, uint64_t v) {
+        static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+        char tmp[13];
+        int n = 0;
+
+        do
+                tmp[n++] = digits[v % 36];
+        while ((v /= 36) != 0);
+        while (n)
+                *p++ = tmp[--n];
+        return p;
+}
+
 /*
- * Core mode carries the metadata in the reply subject: libnats then sends the
- * message straight from our buffer, where a header costs a natsMsg and a
- * header map per message (a third of the 64 B throughput; docs/PERFORMANCE.md).
- * Nobody listens on _SHMBUS.>, so a subscriber that answers is harmless.
+ * Core mode carries the metadata in the reply subject, compactly:
+ * "_SHMBUS.seq.n.ts.host/channel/incarnation", numbers in base 36, ts 0 but
+ * on the first message of a burst and every CLOCK_REUSE-th. libnats then sends
+ * the message straight from our buffer, where a header costs a natsMsg and a
+ * header map per message; and every byte of metadata is a byte more for
+ * nats-server and both sockets to move (docs/PERFORMANCE.md). Nobody listens
+ * on _SHMBUS.>, so a subscriber that answers is harmless. Core imports need
+ * no prev: they never wait for a predecessor.
  */
-static void reply_make(const struct exporter *e, const struct item *it, char *buf, size_t size) {
-        size_t olen = strlen(e->run->origin);
+static void reply_make(const struct exporter *e, const struct item *it, bool with_ts, char *buf,
+                       size_t size) {
+        size_t olen = strlen(e->reply_origin);
         char *p = buf;
 
-        assert(size >= sizeof(BRIDGE_REPLY_PREFIX) + 4 * 21 + olen);
+        assert(size >= sizeof(BRIDGE_REPLY_PREFIX) + 3 * 14 + olen);
         memcpy(p, BRIDGE_REPLY_PREFIX, sizeof(BRIDGE_REPLY_PREFIX) - 1);
         p += sizeof(BRIDGE_REPLY_PREFIX) - 1;
-        p = put_u64(p, it->seq);
+        p = put_b36(p, it->seq);
         *p++ = '.';
-        p = put_u64(p, it->prev);
+        p = put_b36(p, it->n);
         *p++ = '.';
-        p = put_u64(p, it->n);
+        p = put_b36(p, with_ts ? it->ts : 0);
         *p++ = '.';
-        p = put_u64(p, it->ts);
-        *p++ = '.';
-        memcpy(p, e->run->origin, olen + 1);
+        memcpy(p, e->reply_origin, olen + 1);
 }
 
 /* Whether the origin can end a subject: no empty token ("a..b", a trailing '.'). */
@@ -178,13 +196,14 @@ static bool origin_fits_subject(const char *origin) {
 }
 
 static int core_publish(struct exporter *e, const void *data, size_t len, uint64_t seq) {
+        bool fresh = e->clock_uses % CLOCK_REUSE == 0;
         struct item it = {.seq = seq, .prev = e->prev, .n = e->n + 1, .ts = clock_now(e)};
         char meta[256];
         natsMsg *m = NULL;
         natsStatus s;
 
         if (e->reply_meta) {
-                reply_make(e, &it, meta, sizeof(meta));
+                reply_make(e, &it, fresh, meta, sizeof(meta));
                 s = natsConnection_PublishRequest(e->b->nc, e->run->route->subject, meta, data,
                                                   (int)len);
         } else {
@@ -473,7 +492,14 @@ static int export_run(struct exporter *e) {
         e->incarnation = run->chan->ring.ctl->created_ns;
         snprintf(run->origin, sizeof(run->origin), "%s/%s/%" PRIu64, e->b->cfg->host,
                  run->route->channel, e->incarnation);
-        e->reply_meta = origin_fits_subject(run->origin);
+        {
+                char *p = e->reply_origin;
+
+                p += snprintf(p, sizeof(e->reply_origin) - 14, "%s/%s/", e->b->cfg->host,
+                              run->route->channel);
+                *put_b36(p, e->incarnation) = '\0';
+        }
+        e->reply_meta = origin_fits_subject(e->reply_origin);
         e->buf_size = shmbus_channel_max_msg(run->chan);
         e->buf = malloc(e->buf_size);
         e->held = malloc(e->buf_size);

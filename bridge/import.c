@@ -78,19 +78,54 @@ static const char *get_u64(const char *p, char sep, uint64_t *ret) {
         return p + 1;
 }
 
+/* A base-36 number followed by '.'; NULL if there is none. */
+static const char *get_b36(const char *p, uint64_t *ret) {
+        uint64_t v = 0;
+        const char *start = p;
+
+        for (;; p++) {
+                unsigned d;
+
+                if (*p >= '0' && *p <= '9')
+                        d = (unsigned)(*p - '0');
+                else if (*p >= 'a' && *p <= 'z')
+                        d = (unsigned)(*p - 'a') + 10;
+                else
+                        break;
+                if (v > (UINT64_MAX - d) / 36)
+                        return NULL;
+                v = v * 36 + d;
+        }
+        if (p == start || *p != '.')
+                return NULL;
+        *ret = v;
+        return p + 1;
+}
+
+static bool origin_check(const char *v, struct bridge_hdr *h) {
+        const char *slash = strchr(v, '/');
+
+        h->origin = v;
+        if (!slash || slash == v || strlen(v) >= BRIDGE_ORIGIN_MAX)
+                return false;
+        h->host_len = (size_t)(slash - v);
+        return true;
+}
+
+/* The core reply subject's "seq.n.ts.origin" (base 36; no prev, ts 0 if not stamped). */
+static bool reply_parse(const char *v, struct bridge_hdr *h) {
+        h->prev = 0;
+        if (!(v = get_b36(v, &h->seq)) || !(v = get_b36(v, &h->n)) || !(v = get_b36(v, &h->ts)))
+                return false;
+        return origin_check(v, h);
+}
+
 /* "seq prev n ts origin", the fields separated by @sep. */
 static bool meta_parse(const char *v, char sep, struct bridge_hdr *h) {
-        const char *slash;
-
         if (!(v = get_u64(v, sep, &h->seq)) || !(v = get_u64(v, sep, &h->prev)) ||
             !(v = get_u64(v, sep, &h->n)) || !(v = get_u64(v, sep, &h->ts)))
                 return false;
-        h->origin = v;
-        slash = strchr(h->origin, '/');
-        if (!slash || slash == h->origin || strlen(h->origin) >= BRIDGE_ORIGIN_MAX)
-                return false;
-        h->host_len = (size_t)(slash - h->origin);
-        return true;
+        return origin_check(v, h);
 }
 
 /*
@@ -104,7 +139,7 @@ bool bridge_hdr_parse(natsMsg *m, struct bridge_hdr *h) {
         const char *v = natsMsg_GetReply(m);
 
         if (v && strncmp(v, BRIDGE_REPLY_PREFIX, sizeof(BRIDGE_REPLY_PREFIX) - 1) == 0)
-                return meta_parse(v + sizeof(BRIDGE_REPLY_PREFIX) - 1, '.', h);
+                return reply_parse(v + sizeof(BRIDGE_REPLY_PREFIX) - 1, h);
         v = NULL;
         if (natsMsgHeader_Get(m, BRIDGE_HDR, &v) != NATS_OK || !v)
                 return false;
@@ -191,14 +226,13 @@ static enum verdict handle(struct importer *im, natsMsg *m, uint64_t delivered) 
                         bridge_stat_add(&st->stats.duplicates, 1);
                         return DUPLICATE;
                 }
-                if (o->last_seq1 && h.prev && h.prev > o->last_seq1) {
-                        /* Its predecessor has not come: lost (core), or still to come (jetstream).
-                         */
-                        if (js && delivered < REDELIVERIES_MAX)
-                                return HOLD;
-                        if (h.n > o->last_n + 1)
-                                bridge_stat_add(&st->stats.lost_nats, h.n - o->last_n - 1);
-                }
+                /* Jetstream: its predecessor has not come yet; the stream will bring it. */
+                if (js && o->last_seq1 && h.prev && h.prev > o->last_seq1 &&
+                    delivered < REDELIVERIES_MAX)
+                        return HOLD;
+                /* Messages the origin sent between the last one and this are lost. */
+                if (o->last_seq1 && h.n > o->last_n + 1)
+                        bridge_stat_add(&st->stats.lost_nats, h.n - o->last_n - 1);
         }
         r = commit(im, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), o, o ? &h : NULL);
         if (r == -EMSGSIZE || r == -EINVAL) {
@@ -220,7 +254,7 @@ static enum verdict handle(struct importer *im, natsMsg *m, uint64_t delivered) 
                 }
                 return FAILED;
         }
-        if (o) {
+        if (o && h.ts) {
                 uint64_t now = bridge_realtime_ns();
 
                 bridge_stat_age(&st->stats, now > h.ts ? now - h.ts : 0);

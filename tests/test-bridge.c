@@ -247,8 +247,13 @@ static void teardown(void) {
         bool failed = CU_get_number_of_failures() != failures_before;
 
         /* A clean stop exits 0 (and under ASan, finds no leak). */
-        CU_ASSERT_EQUAL(bridge_kill(&A, SIGTERM), 0);
-        CU_ASSERT_EQUAL(bridge_kill(&B, SIGTERM), 0);
+        for (struct host *h = &A; h; h = h == &A ? &B : NULL) {
+                int st = bridge_kill(h, SIGTERM);
+
+                if (st != 0)
+                        fprintf(stderr, "%s's bridge exited with %d\n", h->name, st);
+                CU_ASSERT_EQUAL(st, 0);
+        }
         failed = CU_get_number_of_failures() != failures_before;
         nats_kill();
         for (struct host *h = &A; h; h = h == &A ? &B : NULL) {
@@ -638,7 +643,9 @@ static void test_core_basic(void) {
         CU_ASSERT_EQUAL(stat_of(&A, "export", "bytes"), (double)j.to * 16);
         CU_ASSERT_EQUAL(stat_of(&B, "import", "msgs"), (double)j.to);
         CU_ASSERT_EQUAL(stat_of(&B, "import", "lost_nats"), 0);
-        CU_ASSERT(stat_of(&B, "import", "age_count") == (double)j.to);
+        /* Core stamps the first message of a burst and every 32nd. */
+        CU_ASSERT(stat_of(&B, "import", "age_count") >= (double)j.to / 32);
+        CU_ASSERT(stat_of(&B, "import", "age_count") <= (double)j.to);
         CU_ASSERT(stat_of(&B, "import", "age_max_us") > 0);
         CU_ASSERT_EQUAL(cli_bridge_msgs(&A, "x"), (double)j.to);
         CU_ASSERT_EQUAL(cli_bridge_msgs(&B, "x"), (double)j.to);
