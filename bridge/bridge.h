@@ -108,7 +108,7 @@ void bridge_stat_age(struct bridge_stats *s, uint64_t age_ns);
 /* nats.c */
 int bridge_nats_connect(struct bridge *b);
 int bridge_nats_js(struct bridge *b, struct bridge_run *run);
-int bridge_nats_ensure_stream(struct bridge *b);
+int bridge_nats_ensure_stream(struct bridge *b, jsCtx *js);
 const char *bridge_nats_err(natsStatus s);
 uint64_t bridge_realtime_ns(void);
 

@@ -507,6 +507,12 @@ static int export_run(struct exporter *e) {
                 return -ENOMEM;
         /* Internal: the seq we joined at; everything before it is history. */
         join_seq = shmbus__sub_last_seq(e->sub) + 1;
+        /* Joined first, so nothing published while we wait for the stream is missed. */
+        if (run->route->mode == BRIDGE_JETSTREAM) {
+                r = bridge_nats_ensure_stream(e->b, run->js);
+                if (r < 0)
+                        return r;
+        }
         r = resume(e, join_seq);
         if (r < 0)
                 return r;

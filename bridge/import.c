@@ -367,8 +367,11 @@ static int run_jetstream(struct importer *im) {
         jsSubOptions so;
         jsErrCode jerr = 0;
         natsStatus s;
-        int warned = 0;
+        int warned = 0, r;
 
+        r = bridge_nats_ensure_stream(im->b, im->run->js);
+        if (r < 0)
+                return r == -ECANCELED ? 0 : r;
         durable_name(im, durable, sizeof(durable));
         jsSubOptions_Init(&so);
         so.Stream = im->b->cfg->stream;

@@ -102,8 +102,6 @@ int main(int argc, char **argv) {
         }
         if (bridge_nats_connect(&b) < 0)
                 goto close;
-        if (cfg.stream && bridge_nats_ensure_stream(&b) < 0)
-                goto close;
         for (unsigned int i = 0; i < b.nruns; i++) {
                 struct bridge_run *run = &b.runs[i];
 

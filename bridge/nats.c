@@ -51,6 +51,13 @@ static void on_reconnected(natsConnection *nc, void *closure) {
         bridge_log("reconnected to NATS");
 }
 
+static void on_connected(natsConnection *nc, void *closure) {
+        struct bridge *b = closure;
+
+        atomic_store(&b->connected, true);
+        bridge_log("connected to NATS");
+}
+
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure) {
         /* Slow consumers are counted per route (natsSubscription_GetDropped); say it once here. */
         bridge_log("NATS: %s", natsStatus_GetText(err));
@@ -79,7 +86,6 @@ int bridge_nats_connect(struct bridge *b) {
             check(natsOptions_SetReconnectWait(o, 100), "reconnect wait") < 0 ||
             check(natsOptions_SetReconnectJitter(o, 50, 500), "reconnect jitter") < 0 ||
             check(natsOptions_SetReconnectBufSize(o, RECONNECT_BUF_BYTES), "buffer") < 0 ||
-            check(natsOptions_SetRetryOnFailedConnect(o, true, NULL, NULL), "retry") < 0 ||
             check(natsOptions_SetDisconnectedCB(o, on_disconnected, b), "callback") < 0 ||
             check(natsOptions_SetReconnectedCB(o, on_reconnected, b), "callback") < 0 ||
             check(natsOptions_SetErrorHandler(o, on_error, b), "callback") < 0)
@@ -104,13 +110,29 @@ int bridge_nats_connect(struct bridge *b) {
         if (c->tls_hostname &&
             check(natsOptions_SetExpectedHostname(o, c->tls_hostname), "--tls-hostname") < 0)
                 goto out;
+        /*
+         * First without retrying, so that refused credentials or TLS are an error
+         * at start (with a reason) rather than an endless background retry; only
+         * a server that is not there yet is waited for.
+         */
         s = natsConnection_Connect(&b->nc, o);
-        if (s == NATS_NOT_YET_CONNECTED) {
+        if (s == NATS_NO_SERVER) {
                 bridge_log("NATS server %s not reachable yet; retrying in the background",
                            c->nats_url);
-                s = NATS_OK;
+                /* With a callback, the connect goes on in the background and returns now. */
+                if (check(natsOptions_SetRetryOnFailedConnect(o, true, on_connected, b), "retry") <
+                    0)
+                        goto out;
+                s = natsConnection_Connect(&b->nc, o);
+                if (s == NATS_NOT_YET_CONNECTED)
+                        s = NATS_OK;
         } else if (s == NATS_OK) {
                 atomic_store(&b->connected, true);
+        } else if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED) {
+                bridge_log("NATS server %s refused our credentials: %s (check --creds, --token, "
+                           "--user/--password)",
+                           c->nats_url, bridge_nats_err(s));
+                goto out;
         }
         r = check(s, c->nats_url);
 out:
@@ -128,46 +150,29 @@ int bridge_nats_js(struct bridge *b, struct bridge_run *run) {
         return check(natsConnection_JetStream(&run->js, b->nc, &jo), "JetStream");
 }
 
-/*
- * --jetstream STREAM: use the stream, creating it for the routes' subjects
- * when it does not exist. An existing stream is used as it is (its subjects
- * are the operator's business); publishes to a subject it lacks then fail,
- * are logged and retried.
- */
-int bridge_nats_ensure_stream(struct bridge *b) {
+/* One attempt: 0 (the stream is there, or we made it), -EAGAIN (try again), -EIO (logged). */
+static int stream_try(struct bridge *b, jsCtx *js, bool *warned) {
         const struct bridge_config *c = b->cfg;
         const char *subjects[BRIDGE_ROUTES_MAX];
         jsStreamInfo *si = NULL;
         jsStreamConfig sc;
         jsErrCode jerr = 0;
-        jsOptions jo;
-        jsCtx *js = NULL;
         natsStatus s;
-        int n = 0, r = 0;
+        int n = 0;
 
-        jsOptions_Init(&jo);
-        jo.Wait = 5000;
-        if (check(natsConnection_JetStream(&js, b->nc, &jo), "JetStream") < 0)
-                return -EINVAL;
-        for (int tries = 0;; tries++) {
-                s = js_GetStreamInfo(&si, js, c->stream, NULL, &jerr);
-                if (s == NATS_OK || s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr ||
-                    tries >= 50 || atomic_load(&b->stop))
-                        break;
-                /* The server may still be starting, or we are still connecting. */
-                struct timespec ts = {0, 200 * 1000 * 1000};
-                nanosleep(&ts, NULL);
-        }
+        s = js_GetStreamInfo(&si, js, c->stream, NULL, &jerr);
         if (s == NATS_OK) {
                 jsStreamInfo_Destroy(si);
-                goto out;
+                return 0;
         }
         if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-                bridge_log("JetStream stream %s: %s (is JetStream enabled on the server? "
-                           "nats-server -js)",
-                           c->stream, bridge_nats_err(s));
-                r = -EIO;
-                goto out;
+                /* Not connected yet, or the server is still starting JetStream. */
+                if (!*warned)
+                        bridge_log("waiting for JetStream stream %s: %s (is JetStream enabled "
+                                   "on the server? nats-server -js)",
+                                   c->stream, bridge_nats_err(s));
+                *warned = true;
+                return -EAGAIN;
         }
         for (unsigned int i = 0; i < c->nroutes; i++) {
                 bool seen = false;
@@ -186,19 +191,39 @@ int bridge_nats_ensure_stream(struct bridge *b) {
         sc.Storage = js_FileStorage;
         s = js_AddStream(&si, js, &sc, NULL, &jerr);
         if (s != NATS_OK && js_GetStreamInfo(&si, js, c->stream, NULL, NULL) == NATS_OK) {
-                /* Another bridge made it in the meantime (its subjects may differ a little). */
+                /* Another route or bridge made it meanwhile (its subjects may differ a little). */
                 jsStreamInfo_Destroy(si);
-                goto out;
+                return 0;
         }
         if (s != NATS_OK) {
                 bridge_log("cannot create JetStream stream %s: %s (error %d)", c->stream,
                            bridge_nats_err(s), (int)jerr);
-                r = -EIO;
-                goto out;
+                return -EIO;
         }
         bridge_log("created JetStream stream %s", c->stream);
         jsStreamInfo_Destroy(si);
-out:
-        jsCtx_Destroy(js);
-        return r;
+        return 0;
+}
+
+/*
+ * --jetstream STREAM: use the stream, creating it for the subjects of the
+ * jetstream routes when it does not exist. An existing stream is used as it is
+ * (its subjects are the operator's business); publishes to a subject it lacks
+ * then fail, are logged and retried. Each jetstream route calls this when it
+ * starts, after joining its channel, and waits here for the server as long as
+ * it takes (or until the bridge stops: -ECANCELED).
+ */
+int bridge_nats_ensure_stream(struct bridge *b, jsCtx *js) {
+        bool warned = false;
+
+        for (;;) {
+                int r = stream_try(b, js, &warned);
+
+                if (r != -EAGAIN)
+                        return r;
+                if (atomic_load(&b->stop))
+                        return -ECANCELED;
+                struct timespec ts = {0, 200 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+        }
 }

@@ -48,6 +48,7 @@ static int nats_port;
 static pid_t nats_pid;
 static char nats_store[300], nats_log[300];
 static unsigned failures_before;
+static const char *nats_token; /* nats-server --auth TOKEN, or NULL */
 
 static int64_t ms_now(void) {
         struct timespec ts;
@@ -136,9 +137,10 @@ static bool nats_start(void) {
                 if (nats_port == 0 || attempt > 0)
                         nats_port = free_port();
                 snprintf(port, sizeof(port), "%d", nats_port);
-                nats_pid = spawn(nats_log,
-                                 (const char *const[]){"nats-server", "-a", "127.0.0.1", "-p", port,
-                                                       "-js", "-sd", nats_store, NULL});
+                nats_pid = spawn(nats_log, (const char *const[]){
+                                                   "nats-server", "-a", "127.0.0.1", "-p", port,
+                                                   "-js", "-sd", nats_store,
+                                                   nats_token ? "--auth" : NULL, nats_token, NULL});
                 for (int i = 0; i < 500; i++) {
                         if (port_open(nats_port))
                                 return true;
@@ -425,6 +427,38 @@ static double cli_bridge_msgs(const struct host *h, const char *channel) {
         }
         cJSON_Delete(root);
         return v;
+}
+
+/* Wait until @channel on @h has a subscriber (an export route that joined it). */
+static void wait_subscribed(const struct host *h, const char *channel) {
+        char cmd[900], buf[65536];
+
+        snprintf(cmd, sizeof(cmd), "%s/cli/shmbus-cli -s '%s' list --json 2>/dev/null",
+                 test_builddir(), h->sock);
+        for (int i = 0; i < 100; i++) {
+                cJSON *root, *c;
+                double subs = 0;
+                size_t n;
+                FILE *f = popen(cmd, "r");
+
+                if (!f)
+                        break;
+                n = fread(buf, 1, sizeof(buf) - 1, f);
+                pclose(f);
+                buf[n] = '\0';
+                root = cJSON_Parse(buf);
+                cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "channels")) {
+                        if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(c, "name")), channel) ==
+                            0)
+                                subs = cJSON_GetNumberValue(
+                                        cJSON_GetObjectItem(c, "subscribers_active"));
+                }
+                cJSON_Delete(root);
+                if (subs >= 2) /* the test's own subscriber and the route's */
+                        return;
+                sleep_ms(50);
+        }
+        CU_FAIL("the export route did not join its channel");
 }
 
 /* An export route has joined its channel once it has a position (no state file: at the end). */
@@ -928,6 +962,85 @@ static void test_core_kill_nats(void) {
         faulty_stream("bridge-corenats", "core", kill_nats, at, 60000);
 }
 
+/* A bridge started before its NATS server waits for it, then carries messages. */
+static void test_nats_later(void) {
+        struct tally t = {0};
+        shmbus_channel *ca, *cb;
+        shmbus_sub *s, *sa; /* sa: so that A's channel has a reader of ours, as in production */
+        shmbus_pub *p;
+
+        if (!setup("bridge-later"))
+                return teardown();
+        nats_kill();
+        ca = chan_open(&A, "x", SHMBUS_OPEN_PUBLISH);
+        cb = chan_open(&B, "x", 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(cb, &s), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(ca, &p), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(ca, &sa), 0);
+        bridge_start(&A, "--jetstream", "T", "--export", "x:t.later", NULL);
+        bridge_start(&B, "--jetstream", "T", "--import", "t.later:x", NULL);
+        wait_subscribed(&A, "x");
+        for (uint64_t i = 0; i < 100; i++) {
+                uint64_t m[2] = {i, MSG_MAGIC ^ i};
+
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, m, sizeof(m), 1000), 0);
+        }
+        sleep_ms(500);
+        CU_ASSERT_FATAL(nats_start());
+        receive(s, &t, 100, 8000, NULL, NULL);
+        CU_ASSERT_EQUAL(t.got, 100);
+        CU_ASSERT_EQUAL(t.missing, 0);
+        CU_ASSERT_EQUAL(t.dups, 0);
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_sub_free(sa);
+        shmbus_channel_unref(ca);
+        shmbus_channel_unref(cb);
+        teardown();
+}
+
+/* NATS credentials reach libnats: with the server's token it works, without it it says why. */
+static void test_token(void) {
+        struct tally t = {0};
+        shmbus_channel *ca, *cb;
+        shmbus_pub *p;
+        shmbus_sub *s;
+        char cmd[700];
+
+        nats_token = "s3cret-for-the-test";
+        if (!setup("bridge-token")) {
+                nats_token = NULL;
+                return teardown();
+        }
+        ca = chan_open(&A, "x", SHMBUS_OPEN_PUBLISH);
+        cb = chan_open(&B, "x", 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(cb, &s), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(ca, &p), 0);
+        bridge_start(&A, "--token", nats_token, "--export", "x:t.auth", NULL);
+        bridge_start(&B, "--token", "wrong", "--import", "t.auth:x", NULL);
+        CU_ASSERT_EQUAL(test_wait(B.bridge), 1);
+        B.bridge = 0;
+        snprintf(cmd, sizeof(cmd), "grep -q 'refused our credentials' '%s'", B.blog);
+        CU_ASSERT_EQUAL(system(cmd), 0);
+        bridge_start(&B, "--token", nats_token, "--import", "t.auth:x", NULL);
+        wait_export_ready(&A);
+        sleep_ms(500);
+        for (uint64_t i = 0; i < 100; i++) {
+                uint64_t m[2] = {i, MSG_MAGIC ^ i};
+
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, m, sizeof(m), 1000), 0);
+        }
+        receive(s, &t, 100, 3000, NULL, NULL);
+        CU_ASSERT_EQUAL(t.got, 100);
+        CU_ASSERT_EQUAL(t.missing, 0);
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(ca);
+        shmbus_channel_unref(cb);
+        teardown();
+        nats_token = NULL;
+}
+
 /*
  * Two hosts bridge one subject both ways: each message reaches each host once
  * (its own copy plus one from the other side), and nothing comes back again.
@@ -1031,6 +1144,8 @@ int main(void) {
                 {"jetstream: kill -9 of nats-server", test_js_kill_nats},
                 {"core: kill -9 of the bridges, losses counted", test_core_kill_bridge},
                 {"core: kill -9 of nats-server, losses counted", test_core_kill_nats},
+                {"core: NATS token authentication", test_token},
+                {"jetstream: nats-server started after the bridges", test_nats_later},
                 {"loop: core", test_loop_core},
                 {"loop: jetstream", test_loop_js},
                 {NULL, NULL},
