@@ -85,15 +85,15 @@ static void print_publishers(const struct cli_options *o, const cJSON *s) {
                        cli_num(e, WIRE_BYTES), cli_num(e, WIRE_WAITS), cli_num(e, WIRE_ABORTS));
 }
 
-/* One role's grant: "any", or "uids 1001 1002, gids 44". */
-static void print_acl(const char *role, const cJSON *acl) {
+/* One role's grant, aligned with the other fields: "any", or "uids 1001 1002, gids 44". */
+static void print_acl(const char *label, const cJSON *acl) {
         const char *sep = "";
 
         if (!acl)
                 return;
-        printf("  may %-9s", role);
+        printf("  %-13s", label);
         if (cJSON_IsString(acl)) {
-                printf(" %s\n", acl->valuestring);
+                printf("%s\n", acl->valuestring);
                 return;
         }
         for (int k = 0; k < 2; k++) {
@@ -102,10 +102,10 @@ static void print_acl(const char *role, const cJSON *acl) {
 
                 if (cJSON_GetArraySize(ids) == 0)
                         continue;
-                printf("%s %s", sep, k ? "gids" : "uids");
+                printf("%s%s", sep, k ? "gids" : "uids");
                 cJSON_ArrayForEach(id, ids)
                         printf(" %.0f", cJSON_IsNumber(id) ? id->valuedouble : -1);
-                sep = ",";
+                sep = ", ";
         }
         putchar('\n');
 }
@@ -116,8 +116,8 @@ static void print_grants(const cJSON *s) {
 
         if (!cJSON_IsObject(g))
                 return;
-        print_acl("publish:", cJSON_GetObjectItemCaseSensitive(g, WIRE_GRANT_PUBLISH));
-        print_acl("subscribe:", cJSON_GetObjectItemCaseSensitive(g, WIRE_GRANT_SUBSCRIBE));
+        print_acl("granted pub:", cJSON_GetObjectItemCaseSensitive(g, WIRE_GRANT_PUBLISH));
+        print_acl("granted sub:", cJSON_GetObjectItemCaseSensitive(g, WIRE_GRANT_SUBSCRIBE));
 }
 
 void output_status(const struct cli_options *o, const cJSON *s) {

@@ -95,7 +95,9 @@ void handover_explain_stranded(const char *dir, const char *name, char *why, siz
 
         if (shmbus__channel_file_path(path, sizeof(path), dir, name, "ctl") < 0 ||
             lstat(path, &st) < 0) {
-                snprintf(why, size, "channel %s exists", name);
+                snprintf(why, size,
+                         "channel %s: files of that name in %s are in the way; rm %s/%s.*", name,
+                         dir, dir, name);
                 return;
         }
         /* Short enough for a reply (REPLY_MESSAGE_MAX): the log has the long story. */

@@ -32,6 +32,8 @@
 #define OTHER  65533
 #define THIRD  65532
 
+static int run_cli(const char *sockpath, const char *args, char *out, size_t size);
+
 static bool need_root(void) {
         if (geteuid() == 0)
                 return true;
@@ -345,6 +347,38 @@ static void test_grants_wire(void) {
         }
         shmbus_client_free(c);
         CU_ASSERT_EQUAL(test_count_entries(shm), 0); /* nothing was created */
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/* shmbus-cli create --allow-sub/--allow-pub resolves names; status shows the grants. */
+static void test_cli_grants(void) {
+        char out[2048];
+        pid_t d;
+
+        if (!need_root())
+                return;
+        chmod(dir, 0755);
+        d = daemon_start_fresh(NULL);
+        CU_ASSERT_EQUAL(run_cli(sock,
+                                "create clig --allow-sub nobody --allow-pub group:nogroup "
+                                "--allow-sub user:65533",
+                                out, sizeof(out)),
+                        0);
+        CU_ASSERT_EQUAL(run_cli(sock, "status clig", out, sizeof(out)), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "granted sub: uids 65534 65533"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "granted pub: gids 65534"));
+        CU_ASSERT_EQUAL(as(NOBODY, "sub", "clig"), 0);
+        CU_ASSERT_EQUAL(as(NOBODY, "pub", "clig"), 0); /* by its group */
+        CU_ASSERT_EQUAL(as(OTHER, "sub", "clig"), 0);
+        CU_ASSERT_EQUAL(as(THIRD, "sub", "clig"), 4);
+        /* A name nobody has is a usage error that says what it took it for. */
+        CU_ASSERT_EQUAL(
+                run_cli(sock, "create clix --allow-sub no-such-user-shmbus", out, sizeof(out)), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "unknown user 'no-such-user-shmbus'"));
+        CU_ASSERT_EQUAL(run_cli(sock, "create clix --allow-pub group:no-such-group-shmbus", out,
+                                sizeof(out)),
+                        2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "unknown group"));
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
@@ -672,6 +706,7 @@ int main(void) {
                 {"grants: the options API", test_grants_api},
                 {"grants at create: granted, not others; config limits", test_grants},
                 {"grants: bad grants on the wire are refused", test_grants_wire},
+                {"shmbus-cli create --allow-sub/--allow-pub; status shows grants", test_cli_grants},
                 {"owner and grants survive kill -9 and restart", test_ownership_survives_restart},
                 {"scribbling on ctl does not change the owner", test_ctl_scribble},
                 {"a stale meta file is not believed", test_stale_meta},
