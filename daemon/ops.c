@@ -137,7 +137,9 @@ static int create_check_grants(struct broker *b, struct peer *p, const struct op
         if (grants_is_empty(&o->grants))
                 return 0;
         if (!acl_allows(&b->cfg.grant, &w)) {
-                log_notice("denied: uid %u may not grant access to channel %s", p->uid, o->name);
+                log_notice_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
+                                        .err = EACCES),
+                             "denied: uid %u may not grant access to channel %s", p->uid, o->name);
                 return op_fail(res, -EACCES,
                                "uid %u may not grant others access to channels (\"grant\" in "
                                "shmbusd's configuration)",
@@ -186,7 +188,9 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         const struct who w = peer_who(p);
 
         if (!acl_allows(&b->cfg.create, &w)) {
-                log_notice("denied: uid %u may not create channel %s", p->uid, o->name);
+                log_notice_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
+                                        .err = EACCES),
+                             "denied: uid %u may not create channel %s", p->uid, o->name);
                 return op_fail(res, -EACCES, "uid may not create channels (channel %s)", o->name);
         }
         if (b->channels.n_chans >= b->cfg.max_channels)
@@ -209,7 +213,7 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
                 /* Files nobody serves: say whose they are and what to run, not "File exists". */
                 handover_explain_stranded(b->cfg.shm_dir, o->name, res->message,
                                           sizeof(res->message));
-                log_warn("%s", res->message);
+                log_warn_f(LOG_FIELDS(.channel = o->name, .err = EEXIST), "%s", res->message);
                 return r;
         }
         if (r < 0)
@@ -223,12 +227,14 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         /* No channel without its owner's record: a restart would give it to the daemon. */
         r = create_save_meta(b, *ret_chan, ctl_fd, data_fd);
         if (r < 0) {
-                log_err("channel %s: cannot write its meta file: %s", o->name, strerror(-r));
+                log_err_f(LOG_FIELDS(.channel = o->name, .err = -r),
+                          "channel %s: cannot write its meta file: %s", o->name, strerror(-r));
                 registry_remove(&b->channels, *ret_chan);
                 shmbus_channel_unlink(b->cfg.shm_dir, o->name);
                 return op_fail(res, r, "cannot record the channel's owner: %s", shmbus_strerror(r));
         }
-        log_info("channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
+        log_info_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
+                   "channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
         res->fds[0] = TAKE_FD(ctl_fd);
         res->fds[1] = TAKE_FD(data_fd);
         return 0;
@@ -251,8 +257,10 @@ static int open_check_permission(struct broker *b, struct peer *p, const struct 
                 allowed = p->uid == c->owner || grants_allow(&c->grants, publish, &w);
         if (allowed)
                 return 0;
-        log_notice("denied: uid %u pid %d may not %s channel %s", p->uid, (int)p->pid,
-                   publish ? "publish on" : "subscribe to", c->name);
+        log_notice_f(
+                LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid), .err = EACCES),
+                "denied: uid %u pid %d may not %s channel %s", p->uid, (int)p->pid,
+                publish ? "publish on" : "subscribe to", c->name);
         return op_fail(res, -EACCES, "permission denied on channel %s", c->name);
 }
 
@@ -380,7 +388,9 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
         if (r < 0)
                 return r;
         if (p->uid != 0 && p->uid != c->owner) {
-                log_notice("denied: uid %u may not delete channel %s", p->uid, c->name);
+                log_notice_f(LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
+                                        .err = EACCES),
+                             "denied: uid %u may not delete channel %s", p->uid, c->name);
                 return op_fail(res, -EACCES, "only the owner or root may delete channel %s",
                                c->name);
         }
@@ -391,7 +401,8 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
         registry_remove(&b->channels, c);
         for (unsigned i = 0; i < b->n_peers; i++)
                 peer_forget(b->peers[i], name);
-        log_info("channel %s deleted by uid %u", name, p->uid);
+        log_info_f(LOG_FIELDS(.channel = name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
+                   "channel %s deleted by uid %u", name, p->uid);
         res->reply = reply_new(true);
         return 0;
 }

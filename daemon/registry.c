@@ -126,18 +126,21 @@ static int adopt_one(struct registry *reg, const char *shm_dir, const char *name
         if (r < 0) {
                 /* A channel made before meta files, or by a library user in the directory. */
                 if (r != -ENOENT)
-                        log_warn("channel %s: %s.%s not believed: %s", name, name, SHMBUS_FILE_META,
-                                 why);
-                log_notice("channel %s: no record of its owner; owned by uid %u, the owner of "
-                           "its files",
-                           name, (unsigned)st.st_uid);
+                        log_warn_f(LOG_FIELDS(.channel = name),
+                                   "channel %s: %s.%s not believed: %s", name, name,
+                                   SHMBUS_FILE_META, why);
+                log_notice_f(LOG_FIELDS(.channel = name, LOGF_UID(st.st_uid)),
+                             "channel %s: no record of its owner; owned by uid %u, the owner of "
+                             "its files",
+                             name, (unsigned)st.st_uid);
                 m = (struct meta){.owner = st.st_uid, .group = st.st_gid};
         }
         r = registry_add(reg, name, ctl_fd, data_fd, m.owner, m.group, &c);
         if (r < 0)
                 return r;
         c->grants = m.grants;
-        log_info("adopted channel %s (owner uid %u)", name, (unsigned)m.owner);
+        log_info_f(LOG_FIELDS(.channel = name, LOGF_UID(m.owner)),
+                   "adopted channel %s (owner uid %u)", name, (unsigned)m.owner);
         return 1;
 }
 
@@ -161,8 +164,9 @@ void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_chan
                 }
                 r = adopt_one(reg, shm_dir, name, &h);
                 if (r < 0)
-                        log_warn("channel %s in %s not adopted: %s", name, shm_dir,
-                                 shmbus_strerror(r));
+                        log_warn_f(LOG_FIELDS(.channel = name, .err = -r),
+                                   "channel %s in %s not adopted: %s", name, shm_dir,
+                                   shmbus_strerror(r));
         }
         handover_report(&h, shm_dir);
 }
