@@ -596,6 +596,10 @@ static void test_handover_root_to_user(void) {
         CU_ASSERT_EQUAL(run_cli(sockpath, "pub chat hi --create", out, sizeof(out)), 1);
         CU_ASSERT_PTR_NOT_NULL(strstr(out, "shmbusd does not serve them"));
         CU_ASSERT(logged("chown 65534:65534"));
+        /* And status does not just say there is no such channel. */
+        snprintf(cmd, sizeof(cmd), "-d %s status chat", shmdir);
+        CU_ASSERT_EQUAL(run_cli(sockpath, cmd, out, sizeof(out)), 3);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "did not adopt them"));
         stop(d);
 
         /* What the message says to run, and the channels are back, owners and all. */
