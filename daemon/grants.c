@@ -6,11 +6,17 @@
  */
 #include "grants.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "shmbus.h"
+
 #include "wire.h"
+
+/* What a client may grant (shmbus.h) fits what the daemon keeps. */
+static_assert(SHMBUS_GRANTS_MAX <= CONFIG_ACL_MAX, "grants must fit an ACL");
 
 bool grants_is_empty(const struct grants *g) {
         return acl_is_empty(&g->publish) && acl_is_empty(&g->subscribe);
