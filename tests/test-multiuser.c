@@ -216,6 +216,34 @@ static void test_acl_names_apply(void) {
         CU_ASSERT_EQUAL(as(NOBODY, "pub", "named"), 0); /* and its group is "nogroup" */
         CU_ASSERT_EQUAL(as(OTHER, "sub", "named"), 4);
         CU_ASSERT_EQUAL(as(OTHER, "pub", "named"), 4);
+
+        /* Names are looked up again on SIGHUP; an unknown one keeps the running rules. */
+        char path[700];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/shmbusd.json", dir);
+        f = fopen(path, "w");
+        fputs("{\"channels\": {\"named\": {\"subscribe\": {\"uids\": [\"nobody\","
+              " \"no-such-user-shmbus\"]}}}}",
+              f);
+        fclose(f);
+        truncate_log();
+        kill(d, SIGHUP);
+        for (int i = 0; i < 200 && !logged("reload failed"); i++)
+                sleep_ms(10);
+        CU_ASSERT(logged("channels.named.subscribe.uids"));
+        CU_ASSERT(logged("reload failed"));
+        CU_ASSERT_EQUAL(as(NOBODY, "pub", "named"), 0); /* the old rules still hold */
+        f = fopen(path, "w");
+        fputs("{\"channels\": {\"named\": {\"subscribe\": {\"uids\": [\"root\"]},"
+              " \"publish\": {\"uids\": [\"root\"]}}}}",
+              f);
+        fclose(f);
+        truncate_log();
+        kill(d, SIGHUP);
+        for (int i = 0; i < 200 && !logged("configuration reloaded"); i++)
+                sleep_ms(10);
+        CU_ASSERT_EQUAL(as(NOBODY, "sub", "named"), 4); /* the new ones do now */
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
