@@ -222,6 +222,8 @@ SHMBUS_EXPORT shmbus_channel *shmbus_channel_unref(shmbus_channel *chan);
  * @name: the channel name.
  *
  * Processes that have the channel mapped keep using it until they let go.
+ * shmbusd's record of the channel's owner (NAME.meta) goes too, if there is
+ * one and the caller may remove it; its absence is not an error.
  *
  * Return: 0, -EINVAL, -ENOENT, or another negative errno.
  */
