@@ -11,13 +11,17 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "shmbus.h"
 
 #include "broker.h"
 #include "channel.h"
+#include "grants.h"
+#include "handover.h"
 #include "json.h"
 #include "log.h"
+#include "meta.h"
 #include "peer.h"
 #include "reply.h"
 #include "stats.h"
@@ -87,7 +91,8 @@ static int op_hello(struct broker *b, struct peer *p, const cJSON *req, struct o
 struct open_request {
         const char *name;
         bool publish;
-        const cJSON *create; /* NULL, a bool, or an object of channel settings */
+        const cJSON *create;  /* NULL, a bool, or an object of channel settings */
+        struct grants grants; /* the create object's, for a channel this open creates */
 };
 
 static int open_parse(const cJSON *req, struct open_request *ret, struct op_result *res) {
@@ -112,7 +117,57 @@ static int open_parse(const cJSON *req, struct open_request *ret, struct op_resu
                                "\"%s\": expected true, false or an object of channel settings",
                                WIRE_CREATE);
         *ret = (struct open_request){.name = name, .publish = publish, .create = create};
+        if (cJSON_IsObject(create) && cJSON_GetObjectItemCaseSensitive(create, WIRE_GRANTS) &&
+            grants_parse(cJSON_GetObjectItemCaseSensitive(create, WIRE_GRANTS),
+                         WIRE_CREATE "." WIRE_GRANTS, &ret->grants, res->message,
+                         sizeof(res->message)) < 0)
+                return -EINVAL;
         return 0;
+}
+
+/*
+ * May @p grant what @o asks to? Only if the configuration lets it grant at all
+ * ("grant"), and not for a role a rule of the configuration decides: a grant
+ * may widen what the owner alone could do, never what the administrator said.
+ */
+static int create_check_grants(struct broker *b, struct peer *p, const struct open_request *o,
+                               const struct channel_rule *rule, struct op_result *res) {
+        const struct who w = peer_who(p);
+
+        if (grants_is_empty(&o->grants))
+                return 0;
+        if (!acl_allows(&b->cfg.grant, &w)) {
+                log_notice_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
+                                        .err = EACCES),
+                             "denied: uid %u may not grant access to channel %s", p->uid, o->name);
+                return op_fail(res, -EACCES,
+                               "uid %u may not grant others access to channels (\"grant\" in "
+                               "shmbusd's configuration)",
+                               p->uid);
+        }
+        if (rule && rule->has_publish && !acl_is_empty(&o->grants.publish))
+                return op_fail(res, -EACCES,
+                               "channel %s: shmbusd's configuration says who may publish; a "
+                               "grant cannot change that",
+                               o->name);
+        if (rule && rule->has_subscribe && !acl_is_empty(&o->grants.subscribe))
+                return op_fail(res, -EACCES,
+                               "channel %s: shmbusd's configuration says who may subscribe; a "
+                               "grant cannot change that",
+                               o->name);
+        return 0;
+}
+
+/* Record who owns @c and what it grants, for the next daemon to adopt it with. */
+static int create_save_meta(struct broker *b, const struct chan *c, int ctl_fd, int data_fd) {
+        struct stat ctl, data;
+        struct meta m = {.owner = c->owner, .group = c->group, .grants = c->grants};
+
+        if (fstat(ctl_fd, &ctl) < 0 || fstat(data_fd, &data) < 0)
+                return -errno;
+        m.ctl_ino = ctl.st_ino;
+        m.data_ino = data.st_ino;
+        return meta_save(b->cfg.shm_dir, c->name, &m);
 }
 
 /*
@@ -130,7 +185,9 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
 
         if (!o->create || cJSON_IsFalse(o->create))
                 return op_fail(res, -ENOENT, "no channel %s", o->name);
-        if (!acl_allows(&b->cfg.create, p->uid, p->gid)) {
+        const struct who w = peer_who(p);
+
+        if (!acl_allows(&b->cfg.create, &w)) {
                 log_notice_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
                                         .err = EACCES),
                              "denied: uid %u may not create channel %s", p->uid, o->name);
@@ -138,16 +195,43 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         }
         if (b->channels.n_chans >= b->cfg.max_channels)
                 return op_fail(res, -EUSERS, "channel limit reached, not creating %s", o->name);
-        if (cJSON_IsObject(o->create) && !rule &&
-            config_parse_geom(o->create, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
-                return op_fail(res, -EINVAL, "%s", err);
+        if (cJSON_IsObject(o->create) && !rule) {
+                /* The grants beside the geometry are open_parse()'s. */
+                _cleanup_cjson_ cJSON *geom = cJSON_Duplicate(o->create, true);
+
+                if (!geom)
+                        return op_fail(res, -ENOMEM, "out of memory");
+                cJSON_DeleteItemFromObjectCaseSensitive(geom, WIRE_GRANTS);
+                if (config_parse_geom(geom, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
+                        return op_fail(res, -EINVAL, "%s", err);
+        }
+        r = create_check_grants(b, p, o, rule, res);
+        if (r < 0)
+                return r;
         r = shmbus__channel_create_fds(b->cfg.shm_dir, o->name, &g, 0600, &ctl_fd, &data_fd);
+        if (r == -EEXIST) {
+                /* Files nobody serves: say whose they are and what to run, not "File exists". */
+                handover_explain_stranded(b->cfg.shm_dir, o->name, res->message,
+                                          sizeof(res->message));
+                log_warn_f(LOG_FIELDS(.channel = o->name, .err = EEXIST), "%s", res->message);
+                return r;
+        }
         if (r < 0)
                 return op_fail(res, r, "cannot create channel: %s", shmbus_strerror(r));
         r = registry_add(&b->channels, o->name, ctl_fd, data_fd, p->uid, p->gid, ret_chan);
         if (r < 0) {
                 shmbus_channel_unlink(b->cfg.shm_dir, o->name);
                 return op_fail(res, r, "cannot map channel: %s", shmbus_strerror(r));
+        }
+        (*ret_chan)->grants = o->grants;
+        /* No channel without its owner's record: a restart would give it to the daemon. */
+        r = create_save_meta(b, *ret_chan, ctl_fd, data_fd);
+        if (r < 0) {
+                log_err_f(LOG_FIELDS(.channel = o->name, .err = -r),
+                          "channel %s: cannot write its meta file: %s", o->name, strerror(-r));
+                registry_remove(&b->channels, *ret_chan);
+                shmbus_channel_unlink(b->cfg.shm_dir, o->name);
+                return op_fail(res, r, "cannot record the channel's owner: %s", shmbus_strerror(r));
         }
         log_info_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
                    "channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
@@ -156,20 +240,21 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         return 0;
 }
 
-/* May @p use @c in the role it asks for? Config rules first, then the owner. */
+/* May @p use @c in the role it asks for? Config rules first, then the owner and its grants. */
 static int open_check_permission(struct broker *b, struct peer *p, const struct chan *c,
                                  bool publish, struct op_result *res) {
         const struct channel_rule *rule = config_rule(&b->cfg, c->name);
+        const struct who w = peer_who(p);
         bool allowed;
 
         if (p->uid == 0)
                 allowed = true;
         else if (rule && publish && rule->has_publish)
-                allowed = acl_allows(&rule->publish, p->uid, p->gid);
+                allowed = acl_allows(&rule->publish, &w);
         else if (rule && !publish && rule->has_subscribe)
-                allowed = acl_allows(&rule->subscribe, p->uid, p->gid);
+                allowed = acl_allows(&rule->subscribe, &w);
         else
-                allowed = p->uid == c->owner;
+                allowed = p->uid == c->owner || grants_allow(&c->grants, publish, &w);
         if (allowed)
                 return 0;
         log_notice_f(
@@ -246,6 +331,8 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op
                 return r;
         res->reply = reply_new(true);
         shmbus__stats_geometry_json(res->reply, &c->map->ring, c->name, c->owner);
+        if (grants_add_json(res->reply, WIRE_GRANTS, &c->grants) < 0)
+                return op_fail(res, -ENOMEM, "out of memory");
         cJSON_AddBoolToObject(res->reply, WIRE_CREATED, created);
         cJSON_AddStringToObject(res->reply, WIRE_ROLE, o.publish ? WIRE_ROLE_PUB : WIRE_ROLE_SUB);
         cJSON_AddNumberToObject(res->reply, WIRE_PID, p->pid);
@@ -287,6 +374,8 @@ static int op_stat(struct broker *b, struct peer *p, const cJSON *req, struct op
                 return r;
         res->reply = reply_new(true);
         shmbus__stats_json(res->reply, &c->map->ring, c->name, c->owner, true);
+        if (grants_add_json(res->reply, WIRE_GRANTS, &c->grants) < 0)
+                return op_fail(res, -ENOMEM, "out of memory");
         return 0;
 }
 

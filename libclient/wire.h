@@ -44,6 +44,18 @@
 #define WIRE_ROLE_SUB "sub"
 #define WIRE_CREATE   "create"
 
+/*
+ * Grants (in a create object; in open and stat replies): who besides the
+ * owner may use the channel, {"publish": ACL, "subscribe": ACL}, each ACL
+ * "any" or {"uids": [...], "gids": [...]}.
+ */
+#define WIRE_GRANTS          "grants"
+#define WIRE_GRANT_PUBLISH   "publish"
+#define WIRE_GRANT_SUBSCRIBE "subscribe"
+#define WIRE_UIDS            "uids"
+#define WIRE_GIDS            "gids"
+#define WIRE_ANY             "any"
+
 /* Channel geometry, in create objects, open replies and stats. */
 #define WIRE_POLICY           "policy"
 #define WIRE_POLICY_BLOCK     "block"
@@ -53,6 +65,7 @@
 #define WIRE_MAX_SUBSCRIBERS  "max_subscribers"
 #define WIRE_MAX_PUBLISHERS   "max_publishers"
 #define WIRE_OWNER_UID        "owner_uid"
+#define WIRE_OWNER_GID        "owner_gid"
 
 /* Reply fields. */
 #define WIRE_CREATED            "created"
