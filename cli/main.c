@@ -46,10 +46,13 @@ static const struct verb verbs[] = {
         {"stats", verb_stats, 0, 0, false, "stats [--watch] [--interval SEC] [--count N] [--json]",
          "The channel list with rates over --interval (default 1 s); --watch refreshes until\n"
          "Ctrl-C or --count refreshes. With --json, one JSON object a line.\n"},
-        {"tail", verb_tail, 1, 1, true, "tail CHANNEL [-n N] [--follow] [--format text|hex|json]",
+        {"tail", verb_tail, 1, 64, true,
+         "tail CHANNEL... [-n N] [--follow] [--format text|hex|json]",
          "Print the last N messages still in the ring (default 10), then with --follow every\n"
          "new one until Ctrl-C. text escapes unprintable bytes; json prints\n"
-         "{\"seq\", \"len\", \"text\" or \"hex\"} a line.\n"},
+         "{\"seq\", \"len\", \"text\" or \"hex\"} a line. With several channels, each line\n"
+         "starts with its channel's name (json: a \"channel\" member), and --follow waits\n"
+         "on all of them at once.\n"},
         {"pub", verb_pub, 1, 2, true, "pub CHANNEL [MESSAGE|-] [--whole] [--create] [--timeout MS]",
          "Publish MESSAGE, or read stdin: one message a line (empty lines are skipped), or\n"
          "with --whole all of stdin as one message. --create makes the channel if missing.\n"},

@@ -2,8 +2,9 @@
 /*
  * Pollable descriptors and the wait set (issue 18): every order a message and
  * a park can come in, many publishers, a subscriber killed while parked, the
- * daemon restarted while parked, the publisher's descriptor, the wait set, and
- * a stress run that counts lost wake-ups and spurious ones.
+ * daemon restarted while parked, the publisher's descriptor, the wait set,
+ * shmbus-cli tail over several channels, and a stress run that counts lost
+ * wake-ups and spurious ones.
  *
  * SHMBUS_NOTIFY_MESSAGES sets the stress run's length (default 1000000, and
  * 200000 in a sanitizer build).
@@ -11,6 +12,7 @@
 #undef NDEBUG
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -514,6 +516,53 @@ static void test_daemon_restart_parked(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
+/* shmbus-cli tail A B -f: one wait set, each line named by its channel. */
+static void test_cli_tail_many(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        shmbus_channel *ca = client_open("ta", SHMBUS_OPEN_PUBLISH);
+        shmbus_channel *cb = client_open("tb", SHMBUS_OPEN_PUBLISH);
+        char cmd[1200], line[256], out[1024] = "";
+        shmbus_pub *pa, *pb;
+        int pipefd[2];
+        pid_t tail;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(ca, &pa) == 0);
+        CU_ASSERT_FATAL(shmbus_pub_new(cb, &pb) == 0);
+        CU_ASSERT_FATAL(pipe(pipefd) == 0);
+        snprintf(cmd, sizeof(cmd), "%s/cli/shmbus-cli", test_builddir());
+        tail = fork();
+        if (tail == 0) {
+                dup2(pipefd[1], 1);
+                close(pipefd[0]);
+                setenv("SHMBUS_SOCKET", sock, 1);
+                execl(cmd, cmd, "tail", "ta", "tb", "-f", "-n", "0", (char *)NULL);
+                _exit(127);
+        }
+        close(pipefd[1]);
+        /* The subscribers exist once tail has started; wait until both slots are taken. */
+        for (int i = 0; i < 300 && (atomic_load(&ca->ring.subs[0].state) != SHMBUS_SLOT_ACTIVE ||
+                                    atomic_load(&cb->ring.subs[0].state) != SHMBUS_SLOT_ACTIVE);
+             i++)
+                sleep_ms(10);
+        CU_ASSERT_EQUAL(shmbus_pub_send(pb, "to b", 4, 0), 0);
+        CU_ASSERT_EQUAL(shmbus_pub_send(pa, "to a", 4, 0), 0);
+        {
+                FILE *f = fdopen(pipefd[0], "r");
+
+                for (int i = 0; i < 2 && fgets(line, sizeof(line), f); i++)
+                        strncat(out, line, sizeof(out) - strlen(out) - 1);
+                kill(tail, SIGINT);
+                CU_ASSERT_EQUAL(test_wait(tail), 0);
+                fclose(f);
+        }
+        CU_ASSERT_STRING_EQUAL(out, "tb: to b\nta: to a\n");
+        shmbus_pub_free(pa);
+        shmbus_pub_free(pb);
+        shmbus_channel_unref(ca);
+        shmbus_channel_unref(cb);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"sub fd: before and after arming, level, partial drain, peek", test_orders},
@@ -524,6 +573,7 @@ int main(void) {
                 {"3 publishers, random pauses: no lost wake-up, no busy loop", test_stress},
                 {"a subscriber killed while parked leaves no waiter", test_killed_parked},
                 {"the daemon restarted while a subscriber is parked", test_daemon_restart_parked},
+                {"shmbus-cli tail A B -f follows both through a wait set", test_cli_tail_many},
                 {NULL, NULL},
         };
         int rc;
