@@ -326,7 +326,7 @@ static void pause_random(unsigned *seed) {
 }
 
 /* A publisher process: @n messages in bursts of 1..256 with random pauses between. */
-static void publisher(uint32_t id, unsigned long n) {
+_Noreturn static void publisher(uint32_t id, unsigned long n) {
         shmbus_channel *c;
         shmbus_pub *p;
         unsigned seed = id * 7919u + 1;
@@ -464,16 +464,16 @@ static void test_killed_parked(void) {
         CU_ASSERT_FATAL(pipe(ready) == 0);
         child = fork();
         if (child == 0) {
-                shmbus_channel *cc = client_open("killed", 0);
-                shmbus_sub *s;
+                char fd[16];
 
-                if (shmbus_sub_new(cc, &s) < 0 || shmbus_sub_fd(s) < 0)
-                        _exit(2);
-                (void)!write(ready[1], "r", 1);
-                pause();
-                _exit(0);
+                /* A fresh image: a forked child of a threaded process may not start threads. */
+                snprintf(fd, sizeof(fd), "%d", ready[1]);
+                close(ready[0]);
+                execl("/proc/self/exe", "test-notify", "--park", sock, "killed", fd, (char *)NULL);
+                _exit(127);
         }
-        CU_ASSERT_EQUAL(read(ready[0], &x, 1), 1);
+        close(ready[1]);
+        CU_ASSERT_EQUAL_FATAL(read(ready[0], &x, 1), 1);
         CU_ASSERT_EQUAL(waiters(c), 1);
         kill(child, SIGKILL);
         CU_ASSERT_EQUAL(test_wait(child), 128 + SIGKILL);
@@ -482,7 +482,6 @@ static void test_killed_parked(void) {
                 sleep_ms(10);
         CU_ASSERT_EQUAL(waiters(c), 0);
         close(ready[0]);
-        close(ready[1]);
         shmbus_channel_unref(c);
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
@@ -563,7 +562,23 @@ static void test_cli_tail_many(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
-int main(void) {
+/* test-notify --park SOCKET CHANNEL FD: park a subscriber, say so on FD, wait to be killed. */
+static int park_child(char **argv) {
+        shmbus_channel *c = NULL;
+        shmbus_client *cl;
+        shmbus_sub *s;
+
+        if (shmbus_client_new(argv[2], &cl) < 0 ||
+            shmbus_client_open(cl, argv[3], 0, NULL, &c) < 0 || shmbus_sub_new(c, &s) < 0 ||
+            shmbus_sub_fd(s) < 0)
+                return 2;
+        if (write(atoi(argv[4]), "r", 1) != 1)
+                return 3;
+        for (;;)
+                pause();
+}
+
+int main(int argc, char **argv) {
         static const struct test_case cases[] = {
                 {"sub fd: before and after arming, level, partial drain, peek", test_orders},
                 {"sub fd: edge-triggered epoll sees every new message", test_edge_triggered},
@@ -578,6 +593,8 @@ int main(void) {
         };
         int rc;
 
+        if (argc == 5 && strcmp(argv[1], "--park") == 0)
+                return park_child(argv);
         signal(SIGPIPE, SIG_IGN);
         if (testdaemon_setup("notify") < 0)
                 return 99;
