@@ -691,6 +691,7 @@ static struct {
         enum ev_kind kind;
         int fds[2][2]; /* [0] pings A -> B, [1] pongs B -> A: eventfds, or pipes' ends */
         char chan[2][32];
+        size_t parks; /* epoll_wait calls of this process's reader */
 } ev;
 
 /* Every system call of this process from now on, threads started later included; or -1. */
@@ -778,6 +779,7 @@ static ssize_t ev_recv(struct ev_end *e, uint8_t *buf) {
                         return n;
                 if (n < 0 && n != -EAGAIN && !(n == -1 && errno == EAGAIN))
                         return -1;
+                ev.parks++;
                 if (epoll_wait(e->ep, &ee, 1, -1) < 0 && errno != EINTR)
                         return -1;
         }
@@ -838,6 +840,8 @@ static int role_ev_stream(struct run *run, int role) {
         }
         run->sh->t_end[role] = bench_now_ns();
         run->sh->syscalls[role] = syscalls_stop(sc);
+        if (role == 1)
+                run->sh->samples[0] = (int64_t)ev.parks;
         r = 0;
 out:
         ev_close(&e);
@@ -925,7 +929,10 @@ static void bench_events_rtt(enum ev_kind kind, const struct row *base) {
         }
         printf("  %-18s %9.1f %9.1f %9.1f %9.1f %10.1f", row->transport, row->rtt.p50 / 1e3,
                row->rtt.p90 / 1e3, row->rtt.p99 / 1e3, row->rtt.p999 / 1e3, row->rtt.max / 1e3);
-        printf("  %6.2fx %-14s", row->ratio, row->ratio > 0 ? row->ratio_to : "");
+        if (row->ratio > 0)
+                printf("  %6.2fx %-14s", row->ratio, row->ratio_to);
+        else
+                printf("  %22s", "");
         if (row->syscalls >= 0)
                 printf(" %7.2f", row->syscalls);
         printf("\n");
@@ -935,6 +942,7 @@ static void bench_events_stream(enum ev_kind kind, size_t size, const struct row
         struct row *row = row_new("events-stream", ev_names[kind],
                                   kind == EV_SHMBUS_FD ? WAIT_SLEEP : WAIT_SPIN, size, 1, 1);
         size_t count = stream_count(size);
+        double parks;
         struct run run;
 
         if (ev_run(kind, role_ev_stream, size, count, false, &run) < 0) {
@@ -944,6 +952,7 @@ static void bench_events_stream(enum ev_kind kind, size_t size, const struct row
                 return;
         }
         row->msgs = (double)count / ((double)(run.sh->t_end[1] - run.sh->t_start[0]) / 1e9);
+        parks = (double)run.sh->samples[0] / (double)count;
         row->ok = true;
         munmap(run.sh, run.sh_len);
         if (ev_run(kind, role_ev_stream, size, count / 10, true, &run) == 0 &&
@@ -961,6 +970,10 @@ static void bench_events_stream(enum ev_kind kind, size_t size, const struct row
                 printf("  %5.2fx %-8s", row->ratio, row->ratio_to);
         else
                 printf("  %15s", "");
+        if (kind == EV_SHMBUS_FD)
+                printf(" %9.5f", parks);
+        else
+                printf(" %9s", "");
         if (row->syscalls >= 0)
                 printf(" %7.3f", row->syscalls);
         printf("\n");
@@ -977,9 +990,10 @@ static void bench_events(void) {
         eventfd_row = &rows[nrows - 1];
         bench_events_rtt(EV_PIPE, eventfd_row);
         bench_events_rtt(EV_SHMBUS_FD, eventfd_row);
-        printf("\nEvent loops: streaming through the descriptor against the futex wait:\n"
-               "  %-18s %6s %12s %10s  %-15s %7s\n",
-               "transport", "size", "msg/s", "MB/s", "ratio", "sc/msg");
+        printf("\nEvent loops: streaming through the descriptor against the futex wait\n"
+               "(parks: the reader's epoll_wait calls per message):\n"
+               "  %-18s %6s %12s %10s  %-15s %9s %7s\n",
+               "transport", "size", "msg/s", "MB/s", "ratio", "parks", "sc/msg");
         for (size_t s = 0; s < 2; s++) {
                 bench_events_stream(EV_SHMBUS_FUTEX, sizes[s], NULL);
                 bench_events_stream(EV_SHMBUS_FD, sizes[s], &rows[nrows - 1]);
