@@ -371,6 +371,7 @@ void shmbus__notify_unpark(struct shmbus_notify *n) {
 
 struct shmbus_notify *shmbus__notify_free(struct shmbus_notify *n) {
         struct shmbus_notify **p;
+        bool registered = false;
 
         if (!n)
                 return NULL;
@@ -378,14 +379,22 @@ struct shmbus_notify *shmbus__notify_free(struct shmbus_notify *n) {
         for (p = &reg.head; *p; p = &(*p)->next)
                 if (*p == n) {
                         *p = n->next;
+                        registered = true;
                         break;
                 }
         pthread_mutex_unlock(&reg.lock);
-        /* Out of the thread's reach: no firing is under way. */
-        pthread_mutex_lock(&n->lock);
-        notify_unpark_locked(n);
-        pthread_mutex_unlock(&n->lock);
-        pthread_mutex_destroy(&n->lock);
+        /*
+         * Out of the thread's reach: no firing is under way. An object missing
+         * from the registry was made before a fork() and is freed in the child:
+         * its lock may have been held by the parent's thread at the fork, and its
+         * count is the parent's to take back, so only the memory goes.
+         */
+        if (registered) {
+                pthread_mutex_lock(&n->lock);
+                notify_unpark_locked(n);
+                pthread_mutex_unlock(&n->lock);
+                pthread_mutex_destroy(&n->lock);
+        }
         close(n->efd);
         free(n);
         return NULL;
