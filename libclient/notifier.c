@@ -146,7 +146,8 @@ static int waitv(struct futex_waitv *w, unsigned nw, int64_t timeout_ns) {
  * a publisher's light fence can miss, as in ring.c's futex_sleep); while
  * objects stay parked it re-checks every SLICE_NS; with none, it sleeps until
  * kicked. A registry over FUTEX_WAITV_MAX - 1 distinct words is polled every
- * QUICK_NS for the words that do not fit.
+ * QUICK_NS for the words that do not fit, and so is everything if futex_waitv
+ * itself fails.
  */
 static void *notifier_main(void *arg) {
         struct futex_waitv w[FUTEX_WAITV_MAX];
@@ -193,6 +194,17 @@ static void *notifier_main(void *arg) {
                 }
                 r = waitv(w, nw, timeout);
                 atomic_store_explicit(&reg.idle, 0, memory_order_relaxed);
+                if (r < 0 && r != -EAGAIN && r != -ETIMEDOUT && r != -EINTR) {
+                        /*
+                         * No futex_waitv (a seccomp filter, a kernel before 5.16), or a
+                         * word unmapped under us (-EFAULT; the next round drops it):
+                         * poll every QUICK_NS rather than spin.
+                         */
+                        struct timespec ts = {0, QUICK_NS};
+
+                        nanosleep(&ts, NULL);
+                        r = -ETIMEDOUT;
+                }
                 if (r == -ETIMEDOUT && parks != fenced) {
                         fence_works = shmbus__ring_fence_heavy();
                         fenced = parks;
@@ -328,7 +340,8 @@ int shmbus__notify_park(struct shmbus_notify *n, uint64_t pos) {
                 notify_unpark_locked(n); /* parked for something else: start over */
         atomic_store_explicit(&n->pos, pos, memory_order_relaxed);
         shmbus__ring_waiter_count(n->waiters, n->sleeping);
-        atomic_store_explicit(&n->state, NOTIFY_PARKED, memory_order_relaxed);
+        /* Release: the thread, which reads the state without the lock, then sees pos. */
+        atomic_store_explicit(&n->state, NOTIFY_PARKED, memory_order_release);
         pthread_mutex_unlock(&n->lock);
 
         /* Pairs with the thread going idle: it stores idle, then looks at parks. */

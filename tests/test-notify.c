@@ -13,13 +13,18 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -578,6 +583,66 @@ static int park_child(char **argv) {
                 pause();
 }
 
+/*
+ * test-notify --no-waitv DIR: with futex_waitv refused (ENOSYS, as a seccomp
+ * filter that predates it answers), a parked descriptor still wakes up, and
+ * the notifier polls instead of spinning. Exit 0 if so.
+ */
+static int no_waitv_child(const char *shm_dir) {
+        struct sock_filter f[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex_waitv, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+        shmbus_channel *c;
+        shmbus_pub *p;
+        shmbus_sub *s;
+        struct timespec a, b;
+        int64_t used_ns;
+        int fd;
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+                return 77;
+        if (shmbus_channel_open(shm_dir, "nowaitv", SHMBUS_OPEN_PUBLISH, &c) < 0 ||
+            shmbus_pub_new(c, &p) < 0 || shmbus_sub_new(c, &s) < 0)
+                return 2;
+        fd = shmbus_sub_fd(s);
+        if (fd < 0 || readable(fd, 0))
+                return 3;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+        if (readable(fd, 300))
+                return 4;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+        used_ns = (b.tv_sec - a.tv_sec) * INT64_C(1000000000) + (b.tv_nsec - a.tv_nsec);
+        fprintf(stderr, "  without futex_waitv: %lld us of CPU in 300 ms parked\n",
+                (long long)(used_ns / 1000));
+        if (used_ns > INT64_C(100000000))
+                return 5; /* spinning */
+        if (shmbus_pub_send(p, "x", 1, 0) < 0 || !readable(fd, 2000))
+                return 6;
+        return 0;
+}
+
+static void test_no_waitv(void) {
+        shmbus_channel *c = chan_make("nowaitv", 4096, SHMBUS_POLICY_BLOCK);
+        pid_t child = fork();
+        int rc;
+
+        if (child == 0) {
+                execl("/proc/self/exe", "test-notify", "--no-waitv", shm, (char *)NULL);
+                _exit(127);
+        }
+        rc = test_wait(child);
+        if (rc == 77)
+                printf("\n  skipped: no seccomp here\n");
+        else
+                CU_ASSERT_EQUAL(rc, 0);
+        shmbus_channel_unref(c);
+}
+
 int main(int argc, char **argv) {
         static const struct test_case cases[] = {
                 {"sub fd: before and after arming, level, partial drain, peek", test_orders},
@@ -585,6 +650,7 @@ int main(int argc, char **argv) {
                 {"pub fd: readable when a full ring has room again", test_pub_fd},
                 {"wait set: subscribers, a publisher and a pipe in one wait", test_waitset},
                 {"a parked subscriber costs no CPU while idle", test_idle_cpu},
+                {"without futex_waitv it polls, never spins", test_no_waitv},
                 {"3 publishers, random pauses: no lost wake-up, no busy loop", test_stress},
                 {"a subscriber killed while parked leaves no waiter", test_killed_parked},
                 {"the daemon restarted while a subscriber is parked", test_daemon_restart_parked},
@@ -595,6 +661,8 @@ int main(int argc, char **argv) {
 
         if (argc == 5 && strcmp(argv[1], "--park") == 0)
                 return park_child(argv);
+        if (argc == 3 && strcmp(argv[1], "--no-waitv") == 0)
+                return no_waitv_child(argv[2]);
         signal(SIGPIPE, SIG_IGN);
         if (testdaemon_setup("notify") < 0)
                 return 99;
