@@ -528,7 +528,9 @@ SHMBUS_EXPORT int shmbus_waitset_add_pub(shmbus_waitset *ws, shmbus_pub *pub, vo
  *
  * Level-triggered, as poll(): reported while @fd is ready.
  *
- * Return: 0, -EINVAL, -EEXIST, -EPERM (a file epoll cannot watch), -ENOMEM.
+ * Return: 0, -EINVAL, -EBADF, -EEXIST (@userdata or @fd is in @ws already),
+ * -EPERM (a file epoll cannot watch), -ENOMEM, -ENOSPC (the user's epoll
+ * watch limit).
  */
 SHMBUS_EXPORT int shmbus_waitset_add_fd(shmbus_waitset *ws, int fd, uint32_t events,
                                         void *userdata);
