@@ -588,28 +588,11 @@ static int park_child(char **argv) {
  * filter that predates it answers), a parked descriptor still wakes up, and
  * the notifier polls instead of spinning. Exit 0 if so.
  */
-static int no_waitv_child(const char *shm_dir) {
-        struct sock_filter f[] = {
-                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex_waitv, 0, 1),
-                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
-                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        };
-        struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
-        shmbus_channel *c;
-        shmbus_pub *p;
-        shmbus_sub *s;
+static int no_waitv_check(shmbus_pub *p, shmbus_sub *s) {
         struct timespec a, b;
         int64_t used_ns;
-        int fd;
+        int fd = shmbus_sub_fd(s);
 
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
-                return 77;
-        if (shmbus_channel_open(shm_dir, "nowaitv", SHMBUS_OPEN_PUBLISH, &c) < 0 ||
-            shmbus_pub_new(c, &p) < 0 || shmbus_sub_new(c, &s) < 0)
-                return 2;
-        fd = shmbus_sub_fd(s);
         if (fd < 0 || readable(fd, 0))
                 return 3;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
@@ -624,6 +607,31 @@ static int no_waitv_child(const char *shm_dir) {
         if (shmbus_pub_send(p, "x", 1, 0) < 0 || !readable(fd, 2000))
                 return 6;
         return 0;
+}
+
+static int no_waitv_child(const char *shm_dir) {
+        struct sock_filter f[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex_waitv, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+        shmbus_channel *c = NULL;
+        shmbus_pub *p = NULL;
+        shmbus_sub *s = NULL;
+        int rc = 2;
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+                return 77;
+        if (shmbus_channel_open(shm_dir, "nowaitv", SHMBUS_OPEN_PUBLISH, &c) == 0 &&
+            shmbus_pub_new(c, &p) == 0 && shmbus_sub_new(c, &s) == 0)
+                rc = no_waitv_check(p, s);
+        shmbus_sub_free(s);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+        return rc;
 }
 
 static void test_no_waitv(void) {
