@@ -453,12 +453,15 @@ SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
  * The library runs one thread per process (started by the first call) that
  * waits on the futexes of the parked objects and writes their descriptors:
  * see docs/EVENTS.md for what that costs. It takes no signals. After fork(),
- * descriptors made before it do not work in the child.
+ * a descriptor made before it stays the parent's: in the child this call
+ * returns -ECHILD for it, and receives there leave it alone (they still work
+ * with timeout 0, without a descriptor).
  *
  * Lifetime: the descriptor (an eventfd) belongs to @sub: do not close it; it
  * is closed by shmbus_sub_free(). Repeated calls return the same descriptor.
  * Return: the descriptor (>= 0), -EINVAL, -EMFILE or -ENFILE, -ENOMEM,
- * -EAGAIN (the thread could not be started).
+ * -EAGAIN (the thread could not be started), -ECHILD (made before a fork(),
+ * in the parent).
  */
 SHMBUS_EXPORT int shmbus_sub_fd(shmbus_sub *sub);
 

@@ -651,6 +651,52 @@ static void test_no_waitv(void) {
         shmbus_channel_unref(c);
 }
 
+/*
+ * A child forked after the descriptor was made: shmbus_sub_fd() says -ECHILD
+ * there, and the child's receives leave the parent's descriptor alone (they
+ * neither read its eventfd nor count a second waiter behind its slot flag).
+ */
+static void test_fork_child(void) {
+        shmbus_channel *c = chan_make("forked", 4096, SHMBUS_POLICY_BLOCK);
+        shmbus_pub *p;
+        shmbus_sub *s;
+        pid_t child;
+        int fd;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(c, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        fd = shmbus_sub_fd(s);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_FATAL(shmbus_pub_fd(p) >= 0);
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "a", 1, 0), 0);
+        CU_ASSERT_FATAL(readable(fd, 2000));
+        child = fork();
+        if (child == 0) {
+                char b[8];
+
+                alarm(10);
+                /* The child's copy takes the message and comes back empty-handed. */
+                if (shmbus_sub_recv(s, b, sizeof(b), 0) != 1 ||
+                    shmbus_sub_recv(s, b, sizeof(b), 0) != -EAGAIN)
+                        _exit(2);
+                if (shmbus_sub_fd(s) != -ECHILD || shmbus_pub_fd(p) != -ECHILD)
+                        _exit(3);
+                _exit(0);
+        }
+        CU_ASSERT_EQUAL(test_wait(child), 0);
+        /* The parent's message is still there, and so is its readiness. */
+        CU_ASSERT(readable(fd, 0));
+        CU_ASSERT_EQUAL(drain(s), 1);
+        CU_ASSERT_EQUAL(waiters(c), 1);
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "b", 1, 0), 0);
+        CU_ASSERT(readable(fd, 2000));
+        CU_ASSERT_EQUAL(drain(s), 1);
+        shmbus_sub_free(s);
+        CU_ASSERT_EQUAL(waiters(c), 0);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+}
+
 int main(int argc, char **argv) {
         static const struct test_case cases[] = {
                 {"sub fd: before and after arming, level, partial drain, peek", test_orders},
@@ -663,6 +709,8 @@ int main(int argc, char **argv) {
                 {"a subscriber killed while parked leaves no waiter", test_killed_parked},
                 {"the daemon restarted while a subscriber is parked", test_daemon_restart_parked},
                 {"shmbus-cli tail A B -f follows both through a wait set", test_cli_tail_many},
+                {"a forked child gets -ECHILD and leaves the parent's descriptor alone",
+                 test_fork_child},
                 {NULL, NULL},
         };
         int rc;
