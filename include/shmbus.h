@@ -428,9 +428,11 @@ SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
  * descriptor readable again, and no wake-up is lost. A drained subscriber's
  * descriptor does not stay readable, so a level-triggered loop does not spin.
  * It may be readable with nothing to receive (a spurious wake-up: the receive
- * says -EAGAIN and re-arms), never the reverse. Receives with a timeout other
- * than 0 may sleep on the futex instead; the descriptor follows the last
- * receive with timeout 0 that said -EAGAIN (this call counts as one).
+ * says -EAGAIN and re-arms), never the reverse. The descriptor is armed by
+ * the last receive with timeout 0 that said -EAGAIN (this call counts as
+ * one). A receive with another timeout may sleep on the futex instead; an
+ * armed descriptor stays armed across it (after it returns a message, the
+ * descriptor may be readable once with nothing behind it).
  *
  * Example, with epoll (error handling left out):
  *
@@ -472,7 +474,8 @@ SHMBUS_EXPORT int shmbus_sub_fd(shmbus_sub *sub);
  * Readable when a claim or send with timeout 0 that said -EAGAIN (the ring
  * is full, or held by a claim a whole ring behind) may succeed if tried
  * again; reset by the next claim that succeeds. It is not readable before
- * the first such -EAGAIN. Like a socket's POLLOUT, watch it only while there
+ * the first such -EAGAIN. A claim with another timeout that gives up leaves
+ * it armed. Like a socket's POLLOUT, watch it only while there
  * is something to send: once room has come it stays readable until a claim
  * uses it. A wake-up may be spurious (the retry says -EAGAIN and re-arms).
  *

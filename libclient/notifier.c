@@ -384,19 +384,23 @@ int shmbus__notify_park(struct shmbus_notify *n, uint64_t pos) {
         return 1;
 }
 
-void shmbus__notify_unpark(struct shmbus_notify *n) {
+bool shmbus__notify_unpark(struct shmbus_notify *n) {
         uint32_t state = atomic_load_explicit(&n->state, memory_order_relaxed);
+        bool armed = true;
 
         /* The hint keeps the common case (idle, a claim that succeeded) to one load. */
         if (state == NOTIFY_IDLE || (state == NOTIFY_SIGNALLED && n->is_sub) || notify_foreign(n))
-                return;
+                return false;
         pthread_mutex_lock(&n->lock);
         state = atomic_load_explicit(&n->state, memory_order_relaxed);
         if (state == NOTIFY_PARKED)
                 notify_unpark_locked(n);
         else if (state == NOTIFY_SIGNALLED && !n->is_sub)
                 notify_reset_locked(n); /* a publisher's claim succeeded: the room came */
+        else
+                armed = false;
         pthread_mutex_unlock(&n->lock);
+        return armed;
 }
 
 struct shmbus_notify *shmbus__notify_free(struct shmbus_notify *n) {
