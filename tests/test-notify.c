@@ -11,6 +11,7 @@
  */
 #undef NDEBUG
 #include <assert.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -806,6 +807,30 @@ static void test_wake_through_futex(void) {
         shmbus_channel_unref(c);
 }
 
+/*
+ * The notifier thread runs the library's code for the rest of the process's
+ * life, so the library must stay mapped after dlclose(): a plugin host that
+ * unloads a plugin using shmbus would otherwise crash when the thread next
+ * wakes up.
+ */
+static void test_not_unloadable(void) {
+        char path[1100];
+        void *h;
+
+        snprintf(path, sizeof(path), "%s/.libs/libshmbus.so", test_builddir());
+        h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+                printf("\n  skipped: %s\n", dlerror());
+                return;
+        }
+        CU_ASSERT(dlsym(h, "shmbus_sub_fd") != NULL);
+        CU_ASSERT_EQUAL(dlclose(h), 0);
+        h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+        CU_ASSERT(h != NULL);
+        if (h)
+                dlclose(h);
+}
+
 int main(int argc, char **argv) {
         static const struct test_case cases[] = {
                 {"sub fd: before and after arming, level, partial drain, peek", test_orders},
@@ -824,6 +849,8 @@ int main(int argc, char **argv) {
                  test_blocking_keeps_armed},
                 {"a parked subscriber is woken through the futex, not the re-check",
                  test_wake_through_futex},
+                {"the library stays mapped after dlclose (its thread runs on)",
+                 test_not_unloadable},
                 {NULL, NULL},
         };
         int rc;
