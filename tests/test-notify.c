@@ -31,6 +31,7 @@
 
 #include "shmbus.h"
 
+#include "alloc.h"
 #include "channel.h"
 #include "testdaemon.h"
 #include "testutil.h"
@@ -831,6 +832,81 @@ static void test_not_unloadable(void) {
                 dlclose(h);
 }
 
+/*
+ * More channels than one futex_waitv takes (127 words besides the thread's
+ * own): the ones that do not fit are polled, so a message on any of them
+ * still wakes its subscriber, and the thread polls rather than spins.
+ */
+#define MANY_CHANNELS 130
+
+static void test_many_channels(void) {
+        shmbus_channel **c = calloc(MANY_CHANNELS, sizeof(*c));
+        shmbus_sub **s = calloc(MANY_CHANNELS, sizeof(*s));
+        struct timespec a, b;
+        int64_t used_ns;
+        shmbus_pub *p;
+        char name[32];
+
+        CU_ASSERT_FATAL(c && s);
+        for (int i = 0; i < MANY_CHANNELS; i++) {
+                snprintf(name, sizeof(name), "many%d", i);
+                c[i] = chan_make(name, 4096, SHMBUS_POLICY_BLOCK);
+                CU_ASSERT_FATAL(shmbus_sub_new(c[i], &s[i]) == 0);
+                CU_ASSERT_FATAL(shmbus_sub_fd(s[i]) >= 0);
+        }
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+        CU_ASSERT(!readable(shmbus_sub_fd(s[0]), 300));
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+        used_ns = (b.tv_sec - a.tv_sec) * INT64_C(1000000000) + (b.tv_nsec - a.tv_nsec);
+        CU_ASSERT(used_ns < INT64_C(100000000));
+        /* The first and the last made: one of them is beyond the wait vector. */
+        for (int k = 0; k < 2; k++) {
+                int i = k ? MANY_CHANNELS - 1 : 0;
+
+                CU_ASSERT_FATAL(shmbus_pub_new(c[i], &p) == 0);
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, "m", 1, 0), 0);
+                CU_ASSERT(readable(shmbus_sub_fd(s[i]), 2000));
+                CU_ASSERT_EQUAL(drain(s[i]), 1);
+                shmbus_pub_free(p);
+        }
+        for (int i = 0; i < MANY_CHANNELS; i++) {
+                shmbus_sub_free(s[i]);
+                snprintf(name, sizeof(name), "many%d", i);
+                shmbus_channel_unref(c[i]);
+                (void)shmbus_channel_unlink(shm, name);
+        }
+        free(c);
+        free(s);
+}
+
+/*
+ * Allocation failures in the descriptor and wait set setup: -ENOMEM, nothing
+ * half-made left behind (the ASan build checks for leaks), and the next try
+ * works.
+ */
+static void test_alloc_failures(void) {
+        shmbus_channel *c = chan_make("nomem", 4096, SHMBUS_POLICY_BLOCK);
+        shmbus_waitset *ws = NULL;
+        shmbus_sub *s;
+
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        atomic_store(&shmbus__fault_alloc_nth, 1);
+        CU_ASSERT_EQUAL(shmbus_sub_fd(s), -ENOMEM);
+        atomic_store(&shmbus__fault_alloc_nth, 1);
+        CU_ASSERT_EQUAL(shmbus_waitset_new(&ws), -ENOMEM);
+        atomic_store(&shmbus__fault_alloc_nth, 0);
+        CU_ASSERT_FATAL(shmbus_waitset_new(&ws) == 0);
+        CU_ASSERT(shmbus_sub_fd(s) >= 0);
+        atomic_store(&shmbus__fault_alloc_nth, 1);
+        CU_ASSERT_EQUAL(shmbus_waitset_add_sub(ws, s, s), -ENOMEM);
+        atomic_store(&shmbus__fault_alloc_nth, 0);
+        CU_ASSERT_EQUAL(shmbus_waitset_add_sub(ws, s, s), 0);
+        CU_ASSERT_EQUAL(shmbus_waitset_remove(ws, s), 0);
+        shmbus_waitset_free(ws);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(c);
+}
+
 int main(int argc, char **argv) {
         static const struct test_case cases[] = {
                 {"sub fd: before and after arming, level, partial drain, peek", test_orders},
@@ -851,6 +927,8 @@ int main(int argc, char **argv) {
                  test_wake_through_futex},
                 {"the library stays mapped after dlclose (its thread runs on)",
                  test_not_unloadable},
+                {"more channels than futex_waitv takes: polled, still woken", test_many_channels},
+                {"allocation failures in the descriptor and wait set setup", test_alloc_failures},
                 {NULL, NULL},
         };
         int rc;
