@@ -11,6 +11,7 @@
  */
 #undef NDEBUG
 #include <assert.h>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -907,6 +908,54 @@ static void test_alloc_failures(void) {
         shmbus_channel_unref(c);
 }
 
+/* Whether every signal that can be blocked is blocked in thread @tid. */
+static bool thread_blocks_all(const char *tid) {
+        char path[64], line[256];
+        bool all = false;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
+        f = fopen(path, "r");
+        if (!f)
+                return false;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "SigBlk:", 7) == 0) {
+                        unsigned long long m = strtoull(line + 7, NULL, 16);
+
+                        /*
+                         * SIGKILL and SIGSTOP cannot be blocked, and glibc never blocks
+                         * its own signals 32 and 33.
+                         */
+                        m |= UINT64_C(1) << (SIGKILL - 1) | UINT64_C(1) << (SIGSTOP - 1) |
+                             UINT64_C(3) << 31;
+                        all = m == UINT64_MAX;
+                }
+        fclose(f);
+        return all;
+}
+
+/* The library's thread takes no signal: the application's handlers run in its own threads. */
+static void test_thread_blocks_signals(void) {
+        shmbus_channel *c = chan_make("signals", 4096, SHMBUS_POLICY_BLOCK);
+        struct dirent *e;
+        shmbus_sub *s;
+        int blocking = 0;
+        DIR *d;
+
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_fd(s) >= 0);
+        d = opendir("/proc/self/task");
+        CU_ASSERT_FATAL(d != NULL);
+        while ((e = readdir(d)))
+                if (e->d_name[0] != '.' && thread_blocks_all(e->d_name))
+                        blocking++;
+        closedir(d);
+        /* Ours blocks none; the notifier all (a sanitizer may run one more such thread). */
+        CU_ASSERT(blocking >= 1);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(c);
+}
+
 int main(int argc, char **argv) {
         static const struct test_case cases[] = {
                 {"sub fd: before and after arming, level, partial drain, peek", test_orders},
@@ -929,6 +978,7 @@ int main(int argc, char **argv) {
                  test_not_unloadable},
                 {"more channels than futex_waitv takes: polled, still woken", test_many_channels},
                 {"allocation failures in the descriptor and wait set setup", test_alloc_failures},
+                {"the notifier thread takes no signal", test_thread_blocks_signals},
                 {NULL, NULL},
         };
         int rc;
