@@ -448,6 +448,8 @@ SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
  *             while ((n = shmbus_sub_recv(ev.data.ptr, buf, sizeof(buf), 0)) != -EAGAIN)
  *                     if (n > 0)
  *                             handle(buf, n);
+ *                     else if (n != -EBADMSG)
+ *                             return n; // -EMSGSIZE would come back forever
  *     }
  *
  * Publishers pay nothing for it while the subscriber is awake; a parked one
