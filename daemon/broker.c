@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "integrity.h"
 #include "liveness.h"
 #include "log.h"
 #include "peer.h"
@@ -16,6 +18,7 @@
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         struct broker *b = arg;
 
+        integrity_sweep(b);
         liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns());
 }
 
@@ -33,18 +36,20 @@ void broker_set_config(struct broker *b, const struct config *cfg) {
         b->cfg = next;
 }
 
-int broker_new(struct event_base *base, const struct config *cfg, int listen_fd,
+int broker_new(struct event_base *base, const struct config *cfg, int listen_fd, int shm_dirfd,
                struct broker **ret) {
         struct broker *b = calloc(1, sizeof(*b));
         struct timeval tv = {0, SWEEP_INTERVAL_MS * 1000};
 
         if (!b || config_copy(&b->cfg, cfg) < 0) {
                 free(b);
+                close(shm_dirfd);
                 return -ENOMEM;
         }
         b->base = base;
         b->listen_fd = listen_fd;
-        registry_adopt(&b->channels, b->cfg.shm_dir, b->cfg.max_channels);
+        b->shm_dirfd = shm_dirfd;
+        registry_adopt(&b->channels, b->shm_dirfd, b->cfg.max_channels);
         b->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, b);
         if (!b->sweep_ev || peer_listen(b) < 0) {
                 broker_free(b);
@@ -69,6 +74,8 @@ struct broker *broker_free(struct broker *b) {
         if (b->accept_retry_ev)
                 event_free(b->accept_retry_ev);
         config_deinit(&b->cfg);
+        if (b->shm_dirfd >= 0)
+                close(b->shm_dirfd);
         free(b);
         return NULL;
 }

@@ -27,6 +27,7 @@ struct broker {
         struct config cfg; /* shm_dir and socket_path are fixed for the broker's life */
         struct registry channels;
         int listen_fd;
+        int shm_dirfd; /* the shm directory, resolved once at start-up (shmdir.h) */
         struct event *listen_ev;
         struct event *sweep_ev;
         struct event *accept_retry_ev; /* re-arms accepting after running out of descriptors */
@@ -36,7 +37,8 @@ struct broker {
         unsigned n_refusing; /* peers only held to be told they are over a limit */
 };
 
-int broker_new(struct event_base *base, const struct config *cfg, int listen_fd,
+/* The broker owns @shm_dirfd (from shmdir_open()) from now on, even on failure. */
+int broker_new(struct event_base *base, const struct config *cfg, int listen_fd, int shm_dirfd,
                struct broker **ret);
 struct broker *broker_free(struct broker *b);
 /* Swap in a new configuration (SIGHUP): limits and rules apply to new requests. */

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "log.h"
 #include "notify.h"
+#include "shmdir.h"
 #include "util.h"
 #include "wire.h"
 
@@ -38,6 +39,7 @@ struct daemon {
         bool check_only; /* --check-config */
         /* What is running. */
         struct config cfg;
+        int shm_dirfd; /* the shm directory (shmdir.h), until the broker takes it */
         int listen_fd; /* -1 until the socket is set up; 3 when systemd passed it */
         struct event_base *base;
         struct broker *broker;
@@ -65,29 +67,6 @@ static void usage(FILE *f) {
 static int ensure_dir(const char *path, mode_t mode) {
         if (mkdir(path, mode) < 0 && errno != EEXIST)
                 return -errno;
-        return 0;
-}
-
-/*
- * The channel directory usually lives in /dev/shm, which anybody may write:
- * someone who made it before us could swap channel files under us. Refuse one
- * that is a symlink, not ours (or root's), or writable by group or others.
- */
-static int check_shm_dir(const char *path, char *why, size_t size) {
-        struct stat st;
-
-        if (lstat(path, &st) < 0)
-                return snprintf(why, size, "%s", strerror(errno)), -errno;
-        if (!S_ISDIR(st.st_mode))
-                return snprintf(why, size, "not a directory (a symlink?)"), -ENOTDIR;
-        if (st.st_uid != geteuid() && st.st_uid != 0)
-                return snprintf(why, size, "owned by uid %u, not by us (%u) or root",
-                                (unsigned)st.st_uid, (unsigned)geteuid()),
-                       -EPERM;
-        if (st.st_mode & 022)
-                return snprintf(why, size, "writable by group or others (mode %04o)",
-                                (unsigned)(st.st_mode & 07777)),
-                       -EPERM;
         return 0;
 }
 
@@ -271,11 +250,12 @@ static int setup_socket(struct daemon *d) {
                 log_err("shm directory %s: %s", d->cfg.shm_dir, strerror(-r));
                 return r;
         }
-        r = check_shm_dir(d->cfg.shm_dir, err, sizeof(err));
+        r = shmdir_open(d->cfg.shm_dir, err, sizeof(err));
         if (r < 0) {
                 log_err("shm directory %s: %s; refusing to use it", d->cfg.shm_dir, err);
                 return r;
         }
+        d->shm_dirfd = r;
         r = listen_socket(d->cfg.socket_path);
         if (r < 0) {
                 log_err("socket %s: %s", d->cfg.socket_path,
@@ -291,10 +271,15 @@ static int setup_socket(struct daemon *d) {
 /* The event loop, the broker on it, signals, and the systemd watchdog if one is asked for. */
 static int setup_broker(struct daemon *d) {
         static const int signals[N_SIGNALS] = {SIGTERM, SIGINT, SIGHUP};
+        int r;
 
         signal(SIGPIPE, SIG_IGN);
         d->base = event_base_new();
-        if (!d->base || broker_new(d->base, &d->cfg, d->listen_fd, &d->broker) < 0)
+        if (!d->base)
+                goto err_oom;
+        /* The broker owns the directory's descriptor from here, even if it fails. */
+        r = broker_new(d->base, &d->cfg, d->listen_fd, TAKE_FD(d->shm_dirfd), &d->broker);
+        if (r < 0)
                 goto err_oom;
         for (int i = 0; i < N_SIGNALS; i++) {
                 d->sigs[i] = evsignal_new(d->base, signals[i], on_signal, d);
@@ -337,6 +322,8 @@ static void teardown(struct daemon *d) {
         if (d->watchdog)
                 event_free(d->watchdog);
         d->broker = broker_free(d->broker);
+        if (d->shm_dirfd >= 0)
+                close(d->shm_dirfd);
         if (d->base)
                 event_base_free(d->base);
         if (d->listen_fd >= 0) {
@@ -349,7 +336,7 @@ static void teardown(struct daemon *d) {
 }
 
 int main(int argc, char **argv) {
-        struct daemon d = {.listen_fd = -1};
+        struct daemon d = {.listen_fd = -1, .shm_dirfd = -1};
         int r;
 
         log_open();

@@ -16,6 +16,7 @@
 
 #include "broker.h"
 #include "channel.h"
+#include "integrity.h"
 #include "json.h"
 #include "log.h"
 #include "peer.h"
@@ -139,12 +140,12 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         if (cJSON_IsObject(o->create) && !rule &&
             config_parse_geom(o->create, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
                 return op_fail(res, -EINVAL, "%s", err);
-        r = shmbus__channel_create_fds(b->cfg.shm_dir, o->name, &g, 0600, &ctl_fd, &data_fd);
+        r = shmbus__channel_create_at(b->shm_dirfd, o->name, &g, 0600, &ctl_fd, &data_fd);
         if (r < 0)
                 return op_fail(res, r, "cannot create channel: %s", shmbus_strerror(r));
         r = registry_add(&b->channels, o->name, ctl_fd, data_fd, p->uid, p->gid, ret_chan);
         if (r < 0) {
-                shmbus_channel_unlink(b->cfg.shm_dir, o->name);
+                shmbus__channel_unlink_at(b->shm_dirfd, o->name);
                 return op_fail(res, r, "cannot map channel: %s", shmbus_strerror(r));
         }
         log_info("channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
@@ -205,8 +206,8 @@ static int open_fds(struct broker *b, const struct chan *c, bool publish, struct
                 res->fds[1] = r;
                 return 0;
         }
-        r = shmbus__channel_open_fds(b->cfg.shm_dir, c->name, publish ? SHMBUS_OPEN_PUBLISH : 0,
-                                     &res->fds[0], &res->fds[1]);
+        r = shmbus__channel_open_at(b->shm_dirfd, c->name, publish ? SHMBUS_OPEN_PUBLISH : 0,
+                                    &res->fds[0], &res->fds[1]);
         if (r < 0) {
                 if (r == -ENOENT)
                         log_err("channel %s: files vanished from %s", c->name, b->cfg.shm_dir);
@@ -227,6 +228,9 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op
         if (r < 0)
                 return r;
         c = registry_find(&b->channels, o.name);
+        /* A channel a member damaged is dropped here, and made afresh if the request asks. */
+        if (c && integrity_check(b, c) < 0)
+                c = NULL;
         if (!c) {
                 r = open_create(b, p, &o, res, &c);
                 if (r < 0)
@@ -301,7 +305,7 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
         /* Members keep their mappings; nobody new can open it. Sleepers are told to look. */
         snprintf(name, sizeof(name), "%s", c->name);
         shmbus__ring_wake_all(&c->map->ring);
-        shmbus_channel_unlink(b->cfg.shm_dir, name);
+        shmbus__channel_unlink_at(b->shm_dirfd, name);
         registry_remove(&b->channels, c);
         for (unsigned i = 0; i < b->n_peers; i++)
                 peer_forget(b->peers[i], name);

@@ -5,10 +5,12 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "shmbus.h"
 
@@ -53,6 +55,7 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
                  gid_t group, struct chan **ret_chan) {
         _cleanup_(chan_freep) struct chan *c = NULL;
         struct chan **arr;
+        struct stat st_ctl, st_data;
         uint32_t subs;
         int r;
 
@@ -60,6 +63,10 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
+        if (fstat(ctl_fd, &st_ctl) < 0 || fstat(data_fd, &st_data) < 0)
+                return -errno;
+        c->ctl_ino = st_ctl.st_ino;
+        c->data_ino = st_data.st_ino;
         r = shmbus__channel_map(ctl_fd, data_fd, SHMBUS_OPEN_PUBLISH, &c->map);
         if (r < 0)
                 return r;
@@ -90,14 +97,14 @@ void registry_remove(struct registry *reg, struct chan *c) {
         chan_free(c);
 }
 
-/* Map the channel @name found in @shm_dir, owned by whoever owns its files. */
-static int adopt_one(struct registry *reg, const char *shm_dir, const char *name) {
+/* Map the channel @name found in the directory @dirfd, owned by whoever owns its files. */
+static int adopt_one(struct registry *reg, int dirfd, const char *name) {
         _cleanup_close_ int ctl_fd = -1, data_fd = -1;
         struct chan *c;
         struct stat st;
         int r;
 
-        r = shmbus__channel_open_fds(shm_dir, name, SHMBUS_OPEN_PUBLISH, &ctl_fd, &data_fd);
+        r = shmbus__channel_open_at(dirfd, name, SHMBUS_OPEN_PUBLISH, &ctl_fd, &data_fd);
         if (r < 0)
                 return r;
         if (fstat(ctl_fd, &st) < 0)
@@ -105,12 +112,16 @@ static int adopt_one(struct registry *reg, const char *shm_dir, const char *name
         return registry_add(reg, name, ctl_fd, data_fd, st.st_uid, st.st_gid, &c);
 }
 
-void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_channels) {
-        _cleanup_(closedirp) DIR *d = opendir(shm_dir);
+void registry_adopt(struct registry *reg, int dirfd, uint32_t max_channels) {
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_(closedirp) DIR *d = fd < 0 ? NULL : fdopendir(fd);
         struct dirent *de;
 
-        if (!d)
+        if (!d) {
+                if (fd >= 0)
+                        close(fd);
                 return;
+        }
         while ((de = readdir(d))) {
                 char name[SHMBUS_NAME_MAX + 1];
                 int r;
@@ -122,10 +133,9 @@ void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_chan
                                  max_channels);
                         continue;
                 }
-                r = adopt_one(reg, shm_dir, name);
+                r = adopt_one(reg, dirfd, name);
                 if (r < 0)
-                        log_warn("channel %s in %s not adopted: %s", name, shm_dir,
-                                 shmbus_strerror(r));
+                        log_warn("channel %s not adopted: %s", name, shmbus_strerror(r));
                 else
                         log_info("adopted channel %s", name);
         }

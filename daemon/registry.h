@@ -30,6 +30,7 @@ struct chan {
         shmbus_channel *map;
         uid_t owner;
         gid_t group;
+        ino_t ctl_ino, data_ino; /* the files the daemon made (integrity.h) */
         /* For unblock: one per subscriber slot. */
         struct stuck *stuck;
         /* Slots seen active without an owner pid in the last sweep (subs, then pubs). */
@@ -53,5 +54,5 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
                  gid_t group, struct chan **ret_chan);
 /* Unmap @c and drop it from the registry (the files are the caller's business). */
 void registry_remove(struct registry *reg, struct chan *c);
-/* Adopt the channels a previous daemon left in @shm_dir, up to @max_channels in all. */
-void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_channels);
+/* Adopt the channels a previous daemon left in the directory @dirfd, up to @max_channels. */
+void registry_adopt(struct registry *reg, int dirfd, uint32_t max_channels);

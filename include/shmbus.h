@@ -45,6 +45,21 @@ extern "C" {
 #define SHMBUS_OPEN_INSPECT 0x2 /* map everything read-only: counters only, no pub/sub */
 #define SHMBUS_OPEN_CREATE  0x4 /* shmbus_client_open(): create the channel if it is missing */
 
+/*
+ * Broken channels. Every member of a channel can write its files, so a hostile
+ * member can shrink them; touching a mapped page past the new end raises
+ * SIGBUS. The first time a channel is mapped, libshmbus installs a
+ * process-wide SIGBUS handler: a fault inside a channel's mapping replaces
+ * that channel's mappings with zero pages and marks it broken, so the
+ * process goes on, and every later call on its publishers and subscribers
+ * returns -EBADFD (free them and the channel, then open it again: shmbusd
+ * drops a damaged channel, so opening it with SHMBUS_OPEN_CREATE makes a new
+ * one). Any other SIGBUS goes to the handler that was installed before ours,
+ * or kills the process as it would have. An application that installs its
+ * own SIGBUS handler after mapping a channel must call the previous one
+ * (from sigaction()) for faults it does not handle. docs/SECURITY.md.
+ */
+
 /* The daemon's socket when none is given and $SHMBUS_SOCKET is unset. */
 #define SHMBUS_DEFAULT_SOCKET "/run/shmbus/shmbusd.sock"
 
@@ -281,7 +296,8 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub);
  *
  * Lifetime: *ret_buf is valid until the commit or abort.
  * Return: 0, -EINVAL, -EMSGSIZE, -EBUSY (a claim is already open), -EAGAIN
- * (full and @timeout_ms is 0), -ETIMEDOUT (still full when the time ran out).
+ * (full and @timeout_ms is 0), -ETIMEDOUT (still full when the time ran out),
+ * -EBADFD (the channel is broken: see "Broken channels" above).
  */
 SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf);
 
@@ -289,7 +305,7 @@ SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, 
  * shmbus_pub_commit() - publish the claimed message.
  * @pub: a publisher with an open claim.
  *
- * Return: 0, -EINVAL (no open claim).
+ * Return: 0, -EINVAL (no open claim), -EBADFD (the channel is broken).
  */
 SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub);
 
@@ -297,7 +313,7 @@ SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub);
  * shmbus_pub_abort() - give up the claimed space; subscribers skip it.
  * @pub: a publisher with an open claim.
  *
- * Return: 0, -EINVAL (no open claim).
+ * Return: 0, -EINVAL (no open claim), -EBADFD (the channel is broken).
  */
 SHMBUS_EXPORT int shmbus_pub_abort(shmbus_pub *pub);
 
@@ -358,7 +374,8 @@ SHMBUS_EXPORT int shmbus_sub_set_spin(shmbus_sub *sub, uint32_t spin_us);
  * shmbus_sub_release() then says -ESTALE and what was read must be dropped.
  * Return: 0, -EAGAIN (nothing yet and @timeout_ms is 0), -ETIMEDOUT,
  * -EBADMSG (a corrupt record was skipped; the subscriber has resynchronised
- * and the next call goes on).
+ * and the next call goes on), -EBADFD (the channel is broken; what a peek
+ * returned just before may read as zeros).
  */
 SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t *ret_len,
                                   int timeout_ms);
@@ -368,7 +385,8 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
  * @sub: a subscriber.
  *
  * Return: 0, -EINVAL (nothing borrowed), -ESTALE (overwrite channel: the
- * message was overwritten while borrowed; it is counted as lost).
+ * message was overwritten while borrowed; it is counted as lost), -EBADFD
+ * (the channel is broken: drop what was read).
  */
 SHMBUS_EXPORT int shmbus_sub_release(shmbus_sub *sub);
 
@@ -381,7 +399,7 @@ SHMBUS_EXPORT int shmbus_sub_release(shmbus_sub *sub);
  *
  * Return: the message length (>= 1), -EMSGSIZE (@buf is too small; the
  * message stays, so call again with a larger buffer), -EAGAIN, -ETIMEDOUT,
- * -EBADMSG (as for shmbus_sub_peek()).
+ * -EBADMSG, -EBADFD (as for shmbus_sub_peek()).
  */
 SHMBUS_EXPORT ssize_t shmbus_sub_recv(shmbus_sub *sub, void *buf, size_t size, int timeout_ms);
 

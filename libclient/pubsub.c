@@ -74,19 +74,20 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub) {
 SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf) {
         if (!pub || !ret_buf)
                 return -EINVAL;
-        return shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), ret_buf);
+        return shmbus__channel_check(
+                pub->chan, shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), ret_buf));
 }
 
 SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub) {
         if (!pub)
                 return -EINVAL;
-        return shmbus__ring_commit(&pub->rp);
+        return shmbus__channel_check(pub->chan, shmbus__ring_commit(&pub->rp));
 }
 
 SHMBUS_EXPORT int shmbus_pub_abort(shmbus_pub *pub) {
         if (!pub)
                 return -EINVAL;
-        return shmbus__ring_abort(&pub->rp);
+        return shmbus__channel_check(pub->chan, shmbus__ring_abort(&pub->rp));
 }
 
 SHMBUS_EXPORT int shmbus_pub_send(shmbus_pub *pub, const void *data, size_t len, int timeout_ms) {
@@ -97,9 +98,9 @@ SHMBUS_EXPORT int shmbus_pub_send(shmbus_pub *pub, const void *data, size_t len,
                 return -EINVAL;
         r = shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), &buf);
         if (r < 0)
-                return r;
+                return shmbus__channel_check(pub->chan, r);
         memcpy(buf, data, len);
-        return shmbus__ring_commit(&pub->rp);
+        return shmbus__channel_check(pub->chan, shmbus__ring_commit(&pub->rp));
 }
 
 /* ---- subscribers ------------------------------------------------------------------------ */
@@ -158,7 +159,10 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
         if (!sub || !ret_data || !ret_len)
                 return -EINVAL;
         for (;;) {
-                r = shmbus__ring_peek(&sub->rs, ret_data, ret_len);
+                /* Checked after the peek: what it read may be the zero pages of a broken channel.
+                 */
+                r = shmbus__channel_check(sub->chan,
+                                          shmbus__ring_peek(&sub->rs, ret_data, ret_len));
                 if (r != -EAGAIN || timeout_ms == 0)
                         return r;
 
@@ -185,14 +189,14 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
                 }
                 r = shmbus__ring_wait_data(&sub->rs, deadline - now);
                 if (r < 0 && r != -ETIMEDOUT)
-                        return r;
+                        return shmbus__channel_check(sub->chan, r);
         }
 }
 
 SHMBUS_EXPORT int shmbus_sub_release(shmbus_sub *sub) {
         if (!sub)
                 return -EINVAL;
-        return shmbus__ring_release(&sub->rs);
+        return shmbus__channel_check(sub->chan, shmbus__ring_release(&sub->rs));
 }
 
 SHMBUS_EXPORT ssize_t shmbus_sub_recv(shmbus_sub *sub, void *buf, size_t size, int timeout_ms) {
@@ -212,7 +216,7 @@ SHMBUS_EXPORT ssize_t shmbus_sub_recv(shmbus_sub *sub, void *buf, size_t size, i
                         return -EMSGSIZE;
                 }
                 memcpy(buf, data, len);
-                r = shmbus__ring_release(&sub->rs);
+                r = shmbus__channel_check(sub->chan, shmbus__ring_release(&sub->rs));
                 if (r == -ESTALE)
                         continue; /* overwritten while we copied: take the next one */
                 if (r < 0)

