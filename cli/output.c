@@ -40,6 +40,48 @@ void output_json_line(const cJSON *j) {
         puts(line);
 }
 
+/* What each uid holds against its quotas (a daemon's list; offline lists have none). */
+static void print_uids(const struct cli_options *o, const cJSON *list) {
+        const cJSON *uids = cJSON_GetObjectItemCaseSensitive(list, WIRE_UIDS);
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(list, WIRE_QUOTA);
+        const cJSON *e;
+        char b1[32], b2[64];
+
+        if (!cJSON_IsArray(uids) || cJSON_GetArraySize(uids) == 0)
+                return;
+        printf("\n%s%-8s %9s %10s  %s%s\n", cli_color(o, BOLD), "UID", "CHANNELS", "BYTES", "QUOTA",
+               cli_color(o, RESET));
+        cJSON_ArrayForEach(e, uids) {
+                if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, WIRE_QUOTA_EXEMPT)))
+                        snprintf(b2, sizeof(b2), "exempt");
+                else
+                        snprintf(b2, sizeof(b2), "%.0f channels, %s",
+                                 cli_num(q, WIRE_QUOTA_CHANNELS_PER_UID),
+                                 output_human_size(cli_num(q, WIRE_QUOTA_BYTES_PER_UID), b1,
+                                                   sizeof(b1)));
+                printf("%-8.0f %9.0f %10s  %s\n", cli_num(e, WIRE_UID), cli_num(e, WIRE_CHANNELS),
+                       output_human_size(cli_num(e, WIRE_BYTES), b1, sizeof(b1)), b2);
+        }
+}
+
+/* The channel owner's use against its quotas (from a daemon's stat). */
+static void print_owner_use(const cJSON *s) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(s, WIRE_OWNER_USE);
+        char b1[32], b2[32];
+
+        if (!cJSON_IsObject(u))
+                return;
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(u, WIRE_QUOTA_EXEMPT)))
+                printf("  owner use:   %.0f channels, %s (exempt from quotas)\n",
+                       cli_num(u, WIRE_CHANNELS),
+                       output_human_size(cli_num(u, WIRE_BYTES), b1, sizeof(b1)));
+        else
+                printf("  owner use:   %.0f of %.0f channels, %s of %s\n",
+                       cli_num(u, WIRE_CHANNELS), cli_num(u, WIRE_QUOTA_CHANNELS_PER_UID),
+                       output_human_size(cli_num(u, WIRE_BYTES), b1, sizeof(b1)),
+                       output_human_size(cli_num(u, WIRE_QUOTA_BYTES_PER_UID), b2, sizeof(b2)));
+}
+
 void output_list_table(const struct cli_options *o, const cJSON *list) {
         const cJSON *c;
         char size[32], lag[32];
@@ -58,6 +100,7 @@ void output_list_table(const struct cli_options *o, const cJSON *list) {
                        drops > 0 ? cli_color(o, RESET) : "",
                        output_human_size(cli_num(c, WIRE_MAX_LAG_BYTES), lag, sizeof(lag)));
         }
+        print_uids(o, list);
 }
 
 static void print_subscribers(const struct cli_options *o, const cJSON *s) {
@@ -97,6 +140,7 @@ void output_status(const struct cli_options *o, const cJSON *s) {
                cli_num(s, WIRE_PUBLISHERS_ACTIVE), cli_num(s, WIRE_MAX_PUBLISHERS),
                cli_num(s, WIRE_SUBSCRIBERS_ACTIVE), cli_num(s, WIRE_MAX_SUBSCRIBERS));
         printf("  owner uid:   %.0f\n", cli_num(s, WIRE_OWNER_UID));
+        print_owner_use(s);
         printf("  published:   %.0f messages, %s\n", cli_num(s, WIRE_PUBLISHED),
                output_human_size(cli_num(s, WIRE_PUBLISHED_BYTES), b1, sizeof(b1)));
         printf("  position:    %.0f\n", cli_num(s, WIRE_POSITION));

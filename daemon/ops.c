@@ -20,6 +20,7 @@
 #include "json.h"
 #include "log.h"
 #include "peer.h"
+#include "quota.h"
 #include "reply.h"
 #include "stats.h"
 #include "util.h"
@@ -140,6 +141,13 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         if (cJSON_IsObject(o->create) && !rule &&
             config_parse_geom(o->create, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
                 return op_fail(res, -EINVAL, "%s", err);
+        r = quota_check(&b->cfg, &b->channels, p->uid,
+                        shmbus__ring_ctl_size(g.max_subs, g.max_pubs) + g.data_size, err,
+                        sizeof(err));
+        if (r < 0) {
+                log_notice("denied: uid %u may not create channel %s: %s", p->uid, o->name, err);
+                return op_fail(res, r, "not creating %s: %s", o->name, err);
+        }
         r = shmbus__channel_create_at(b->shm_dirfd, o->name, &g, 0600, &ctl_fd, &data_fd);
         if (r < 0)
                 return op_fail(res, r, "cannot create channel: %s", shmbus_strerror(r));
@@ -274,6 +282,7 @@ static int op_list(struct broker *b, struct peer *p, const cJSON *req, struct op
                 shmbus__stats_json(o, &c->map->ring, c->name, c->owner, false);
                 cJSON_AddItemToArray(arr, o);
         }
+        quota_json_uids(res->reply, &b->cfg, &b->channels);
         return 0;
 }
 
@@ -286,6 +295,7 @@ static int op_stat(struct broker *b, struct peer *p, const cJSON *req, struct op
                 return r;
         res->reply = reply_new(true);
         shmbus__stats_json(res->reply, &c->map->ring, c->name, c->owner, true);
+        quota_json_owner(res->reply, &b->cfg, &b->channels, c->owner);
         return 0;
 }
 

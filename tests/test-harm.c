@@ -346,6 +346,99 @@ static void test_shm_dir_held(void) {
         test_rmtree(moved);
 }
 
+/* ---- item 5: per-uid quotas ---------------------------------------------------------------- */
+
+/*
+ * Send the raw requests @reqs (NULL-terminated) as uid 65534 on one
+ * connection; the last reply lands in @reply. Return: 0, or 99 if the test
+ * cannot become uid 65534.
+ */
+static int nobody_requests(const char *const *reqs, char *reply, size_t size) {
+        char *shared = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        pid_t pid;
+        int rc;
+
+        chmod(dir, 0755);
+        pid = fork();
+        if (pid == 0) {
+                shmbus_client *c;
+                char *r = NULL;
+
+                if (!become_nobody())
+                        _exit(99);
+                if (shmbus_client_new(sock, &c) < 0)
+                        _exit(20);
+                for (int i = 0; reqs[i]; i++) {
+                        free(r);
+                        r = NULL;
+                        if (shmbus_client_request(c, reqs[i], &r) < 0)
+                                _exit(21);
+                }
+                snprintf(shared, size, "%s", r ? r : "");
+                _exit(0);
+        }
+        rc = test_wait(pid);
+        snprintf(reply, size, "%s", shared);
+        munmap(shared, size);
+        return rc;
+}
+
+#define CREATE_REQ(name, cap)                                                          \
+        "{\"v\":1,\"op\":\"open\",\"role\":\"pub\",\"name\":\"" name "\",\"create\":{" \
+        "\"capacity\":" #cap "}}"
+
+static void test_quotas(void) {
+        static const char *const four[] = {CREATE_REQ("q1", 65536), CREATE_REQ("q2", 65536),
+                                           CREATE_REQ("q3", 65536), CREATE_REQ("q4", 65536), NULL};
+        static const char *const big[] = {CREATE_REQ("big", 4194304), NULL};
+        static const char *const huge[] = {CREATE_REQ("huge", 536870912), NULL};
+        char reply[4096];
+        shmbus_client *c;
+        shmbus_channel *ch;
+        char *r = NULL;
+        pid_t d;
+        int rc;
+
+        /* The default quotas keep one uid from pinning half a GiB. */
+        d = daemon_start_fresh(NULL);
+        rc = nobody_requests(huge, reply, sizeof(reply));
+        if (rc == 99) {
+                fprintf(stderr, "\n  (cannot become uid 65534 here; quotas not checked)\n");
+                daemon_stop(d);
+                return;
+        }
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"EDQUOT\""));
+        CU_ASSERT_PTR_NOT_NULL(strstr(reply, "quota_bytes_per_uid (268435456) exceeded"));
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+
+        d = daemon_start_fresh("{\"quota_channels_per_uid\": 3, \"quota_bytes_per_uid\": 1048576}");
+        CU_ASSERT_EQUAL(nobody_requests(big, reply, sizeof(reply)), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"EDQUOT\""));
+        CU_ASSERT_PTR_NOT_NULL(strstr(reply, "uid 65534 owns 0 bytes of channels"));
+        CU_ASSERT_EQUAL(nobody_requests(four, reply, sizeof(reply)), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(reply, "\"EDQUOT\""));
+        CU_ASSERT_PTR_NOT_NULL(
+                strstr(reply, "quota_channels_per_uid (3) reached: uid 65534 owns 3"));
+        /* Root is exempt, and the list shows each uid's use. */
+        CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c), 0);
+        CU_ASSERT_EQUAL(shmbus_client_open(c, "rootbig", SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH,
+                                           NULL, &ch),
+                        0);
+        shmbus_channel_unref(ch);
+        CU_ASSERT_EQUAL(shmbus_client_request(c, "{\"v\":1,\"op\":\"list\"}", &r), 0);
+        CU_ASSERT_PTR_NOT_NULL(r && strstr(r, "{\"uid\":65534,\"channels\":3,"));
+        CU_ASSERT_PTR_NOT_NULL(r && strstr(r, "\"channels_per_uid\":3"));
+        free(r);
+        r = NULL;
+        CU_ASSERT_EQUAL(shmbus_client_request(c, "{\"v\":1,\"op\":\"stat\",\"name\":\"q1\"}", &r),
+                        0);
+        CU_ASSERT_PTR_NOT_NULL(r && strstr(r, "\"owner_use\":{\"uid\":65534,\"channels\":3,"));
+        free(r);
+        shmbus_client_free(c);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"a member truncates the ctl file: nobody dies, members get EBADFD",
@@ -355,6 +448,7 @@ int main(void) {
                 {"a member grows the ctl file: new members still join", test_grow_ctl},
                 {"every directory on the shm path is checked", test_shm_dir_path},
                 {"the shm directory is held open, not re-resolved", test_shm_dir_held},
+                {"per-uid quotas on channels and bytes, shown per uid", test_quotas},
                 {NULL, NULL},
         };
         int rc;
