@@ -40,6 +40,9 @@ struct chan {
 struct registry {
         struct chan **chans;
         unsigned n_chans;
+        /* Where the liveness sweep goes on at its next tick (liveness.h). */
+        unsigned sweep_chan;
+        uint32_t sweep_slot;
 };
 
 /* Free every channel's mapping (the files stay). */

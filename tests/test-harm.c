@@ -22,6 +22,7 @@
 
 #include "shmbus.h"
 
+#include "channel.h"
 #include "testdaemon.h"
 
 #define VICTIM "victim"
@@ -439,6 +440,91 @@ static void test_quotas(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
+/* ---- item 7: the sweep's cost with forged slots -------------------------------------------- */
+
+#define FORGED_CHANNELS 16
+
+/*
+ * A member keeps every slot of FORGED_CHANNELS channels of 1024 + 1024 slots
+ * forged active, each with a different pid (most of them not running, so the
+ * daemon releases them and they are forged again), until killed.
+ */
+static _Noreturn void forger(atomic_int *ready) {
+        shmbus_channel *chs[FORGED_CHANNELS];
+        shmbus_client *c;
+        shmbus_opts *o;
+        uint32_t pid = 1000;
+
+        (void)become_nobody(); /* the daemon's cost does not depend on who forges */
+        if (shmbus_client_new(sock, &c) < 0 || shmbus_opts_new(&o) < 0 ||
+            shmbus_opts_set_capacity(o, 4096) < 0 || shmbus_opts_set_max_msg(o, 1024) < 0 ||
+            shmbus_opts_set_max_subscribers(o, 1024) < 0 ||
+            shmbus_opts_set_max_publishers(o, 1024) < 0)
+                _exit(30);
+        for (int i = 0; i < FORGED_CHANNELS; i++) {
+                char name[32];
+
+                snprintf(name, sizeof(name), "forged%d", i);
+                if (shmbus_client_open(c, name, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH, o,
+                                       &chs[i]) < 0)
+                        _exit(31);
+        }
+        atomic_store(ready, 1);
+        for (;;) {
+                for (int i = 0; i < FORGED_CHANNELS; i++) {
+                        struct shmbus_ring *r = &chs[i]->ring;
+
+                        for (uint32_t k = 0; k < r->max_subs; k++) {
+                                atomic_store(&r->subs[k].pid, pid++ % 4000000 + 2);
+                                atomic_store(&r->subs[k].state, SHMBUS_SLOT_ACTIVE);
+                        }
+                        for (uint32_t k = 0; k < r->max_pubs; k++) {
+                                atomic_store(&r->pubs[k].pid, pid++ % 4000000 + 2);
+                                atomic_store(&r->pubs[k].state, SHMBUS_SLOT_ACTIVE);
+                        }
+                }
+                sleep_ms(20);
+        }
+}
+
+static void test_forged_slots(void) {
+        atomic_int *ready = mmap(NULL, sizeof(*ready), PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        int64_t worst = 0;
+        shmbus_client *c;
+        pid_t d, f;
+
+        d = daemon_start_fresh(NULL);
+        chmod(dir, 0755);
+        atomic_store(ready, 0);
+        f = fork();
+        if (f == 0)
+                forger(ready);
+        for (int i = 0; i < 1000 && !atomic_load(ready); i++)
+                sleep_ms(10);
+        CU_ASSERT_FATAL(atomic_load(ready));
+        CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c), 0);
+        /* Hellos spread over 30 sweeps: none may wait for a whole sweep of 32 768 slots. */
+        for (int i = 0; i < 100; i++) {
+                char *r = NULL;
+                int64_t t0 = shmbus__now_ns();
+
+                CU_ASSERT_EQUAL(shmbus_client_request(c, "{\"v\":1,\"op\":\"hello\"}", &r), 0);
+                if (shmbus__now_ns() - t0 > worst)
+                        worst = shmbus__now_ns() - t0;
+                free(r);
+                sleep_ms(30);
+        }
+        fprintf(stderr, "\n  worst hello with %d forged slots: %.1f ms\n", FORGED_CHANNELS * 2048,
+                (double)worst / 1e6);
+        CU_ASSERT(worst < 100 * 1000000);
+        shmbus_client_free(c);
+        kill(f, SIGKILL);
+        test_wait(f);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        munmap(ready, sizeof(*ready));
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"a member truncates the ctl file: nobody dies, members get EBADFD",
@@ -449,6 +535,7 @@ int main(void) {
                 {"every directory on the shm path is checked", test_shm_dir_path},
                 {"the shm directory is held open, not re-resolved", test_shm_dir_held},
                 {"per-uid quotas on channels and bytes, shown per uid", test_quotas},
+                {"forged slots cannot slow the daemon's answers", test_forged_slots},
                 {NULL, NULL},
         };
         int rc;
