@@ -13,8 +13,6 @@
 #include "peer.h"
 #include "ring.h"
 
-#define SWEEP_INTERVAL_MS 100
-
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         struct broker *b = arg;
 
@@ -40,7 +38,7 @@ void broker_set_config(struct broker *b, const struct config *cfg) {
 int broker_new(struct event_base *base, const struct config *cfg, int listen_fd, int shm_dirfd,
                struct broker **ret) {
         struct broker *b = calloc(1, sizeof(*b));
-        struct timeval tv = {0, SWEEP_INTERVAL_MS * 1000};
+        struct timeval tv = {0, LIVENESS_SWEEP_INTERVAL_MS * 1000};
 
         if (!b || config_copy(&b->cfg, cfg) < 0) {
                 free(b);

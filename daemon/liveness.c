@@ -124,19 +124,28 @@ static void sweep_pub(struct chan *c, uint32_t i) {
 /*
  * Subscriber slot @i waits at @pos on the claim stamped @stamp: once it has
  * waited, unchanged, for @unblock_ms, pad over the claim if its writer is dead.
+ *
+ * The wait is counted from the sweep's previous look at the slot (@prev), not
+ * from the look that first sees it stuck: the claim was made at some moment
+ * in between, and counting from the later look let a subscriber wait up to
+ * two sweeps past the timeout (issue 15: 498 ms where 400 were documented).
+ * Counted from the earlier look, and rounded to the nearest sweep so that
+ * timer jitter cannot cost a whole extra sweep, a dead claim is padded over
+ * between unblock_ms - one sweep and unblock_ms after it was made; only a
+ * dead writer's claim is ever padded, so padding early harms nobody.
  */
 static void sweep_stuck(struct chan *c, uint32_t i, uint64_t pos, uint64_t stamp,
-                        uint32_t unblock_ms, int64_t now) {
+                        uint32_t unblock_ms, int64_t now, int64_t prev) {
         struct shmbus_ring *r = &c->map->ring;
         int64_t timeout = (int64_t)unblock_ms * 1000000;
+        int64_t half_sweep = (int64_t)LIVENESS_SWEEP_INTERVAL_MS * 1000000 / 2;
         struct stuck *st = &c->stuck[i];
         int ret;
 
-        if (st->since == 0 || st->pos != pos || st->stamp != stamp) {
-                *st = (struct stuck){.pos = pos, .stamp = stamp, .since = now};
-                return;
-        }
-        if (now - st->since < timeout)
+        if (st->since == 0 || st->pos != pos || st->stamp != stamp)
+                *st = (struct stuck){
+                        .pos = pos, .stamp = stamp, .since = prev ? prev : now, .seen = now};
+        if (now - st->since < timeout - half_sweep)
                 return;
         ret = shmbus__ring_unblock(r, pos);
         if (ret > 0) {
@@ -158,7 +167,10 @@ static void sweep_sub(struct chan *c, uint32_t i, uint32_t unblock_ms, int64_t n
         struct shmbus_ring *r = &c->map->ring;
         struct shmbus_sub_slot *s = &r->subs[i];
         uint32_t owner = atomic_load(&s->pid);
+        int64_t prev = c->stuck[i].seen;
         uint64_t pos, stamp;
+
+        c->stuck[i].seen = now;
 
         if (owner && !pid_is_alive_memo(owner)) {
                 log_info("channel %s: released subscriber slot %u of dead pid %u", c->name, i,
@@ -182,7 +194,7 @@ static void sweep_sub(struct chan *c, uint32_t i, uint32_t unblock_ms, int64_t n
                 c->stuck[i].since = 0;
                 return;
         }
-        sweep_stuck(c, i, pos, stamp, unblock_ms, now);
+        sweep_stuck(c, i, pos, stamp, unblock_ms, now, prev);
 }
 
 /*

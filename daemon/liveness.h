@@ -25,6 +25,8 @@ unsigned liveness_reap_pid(struct chan *c, pid_t pid);
  * 32 768 forged slots held every other client's request for ~300 ms).
  */
 #define LIVENESS_SWEEP_BUDGET_NS (INT64_C(5) * 1000000)
+/* How often the broker runs a sweep tick. */
+#define LIVENESS_SWEEP_INTERVAL_MS 100
 
 /*
  * One periodic repair tick at time @now (ns), going on where the last one

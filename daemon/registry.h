@@ -22,6 +22,7 @@ struct stuck {
         uint64_t pos;
         uint64_t stamp;
         int64_t since; /* 0: not stuck */
+        int64_t seen;  /* when the sweep last looked at the slot (0: never) */
         bool warned;   /* told the log a live publisher holds the claim */
 };
 

@@ -525,6 +525,97 @@ static void test_forged_slots(void) {
         munmap(ready, sizeof(*ready));
 }
 
+/* ---- item 8: recovery after a publisher killed mid-claim ----------------------------------- */
+
+/*
+ * The documented bound: a claim whose writer died is padded over at most
+ * unblock_timeout_ms after it was made (docs/SECURITY.md). The worst case
+ * for the old timer, which started at the first sweep that saw the claim, is
+ * a claim made just after a sweep: the test waits for a sweep (it releases a
+ * forged slot of a dead pid, which the test watches) and claims at once.
+ */
+static void test_recovery_bound(void) {
+        atomic_int *go = mmap(NULL, 2 * sizeof(*go), PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        int64_t *claimed_at = mmap(NULL, sizeof(int64_t), PROT_READ | PROT_WRITE,
+                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        pid_t d = daemon_start_fresh(NULL), dead;
+        int64_t worst = 0;
+        shmbus_client *c;
+        shmbus_channel *ch;
+        shmbus_sub *s;
+        shmbus_pub *p;
+        char buf[64];
+
+        dead = fork();
+        if (dead == 0)
+                _exit(0);
+        test_wait(dead); /* a pid that is surely gone */
+        CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_client_open(c, "recover",
+                                                 SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH, NULL,
+                                                 &ch),
+                              0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(ch, &s), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(ch, &p), 0);
+        for (int trial = 0; trial < 4; trial++) {
+                struct shmbus_sub_slot *forged = &ch->ring.subs[ch->ring.max_subs - 1];
+                pid_t pub;
+                int64_t t;
+
+                atomic_store(&go[0], 0);
+                pub = fork();
+                if (pub == 0) {
+                        shmbus_client *cc;
+                        shmbus_channel *cch;
+                        shmbus_pub *cp;
+                        void *claim;
+
+                        if (shmbus_client_new(sock, &cc) < 0 ||
+                            shmbus_client_open(cc, "recover", SHMBUS_OPEN_PUBLISH, NULL, &cch) <
+                                    0 ||
+                            shmbus_pub_new(cch, &cp) < 0)
+                                _exit(1);
+                        shmbus_client_free(cc); /* its slot is the sweep's to release */
+                        atomic_store(&go[1], 1);
+                        while (!atomic_load(&go[0]))
+                                ;
+                        if (shmbus_pub_claim(cp, 32, 0, &claim) < 0)
+                                _exit(2);
+                        *claimed_at = shmbus__now_ns();
+                        raise(SIGKILL);
+                        _exit(3);
+                }
+                while (!atomic_load(&go[1]))
+                        sleep_ms(1);
+                atomic_store(&go[1], 0);
+                /* A sweep has just run when the daemon releases the forged slot. */
+                atomic_store(&forged->pos, shmbus__ring_tail_pos(&ch->ring));
+                atomic_store(&forged->pid, (uint32_t)dead);
+                atomic_store(&forged->state, SHMBUS_SLOT_ACTIVE);
+                while (atomic_load(&forged->state) == SHMBUS_SLOT_ACTIVE)
+                        sleep_ms(1);
+                atomic_store(&go[0], 1);
+                CU_ASSERT_EQUAL(test_wait(pub), 128 + SIGKILL);
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, "after", 5, 0), 0);
+                CU_ASSERT_EQUAL(shmbus_sub_recv(s, buf, sizeof(buf), 5000), 5);
+                t = shmbus__now_ns() - *claimed_at;
+                if (t > worst)
+                        worst = t;
+        }
+        fprintf(stderr, "\n  worst recovery: %.0f ms (unblock timeout %d ms)\n",
+                (double)worst / 1e6, daemon_unblock_ms);
+        /* The bound, plus room for a loaded machine's scheduling. */
+        CU_ASSERT(worst < (int64_t)(daemon_unblock_ms + 60) * 1000000);
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(ch);
+        shmbus_client_free(c);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        munmap(go, 2 * sizeof(*go));
+        munmap(claimed_at, sizeof(int64_t));
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"a member truncates the ctl file: nobody dies, members get EBADFD",
@@ -536,6 +627,8 @@ int main(void) {
                 {"the shm directory is held open, not re-resolved", test_shm_dir_held},
                 {"per-uid quotas on channels and bytes, shown per uid", test_quotas},
                 {"forged slots cannot slow the daemon's answers", test_forged_slots},
+                {"a dead publisher's claim is padded within the unblock timeout",
+                 test_recovery_bound},
                 {NULL, NULL},
         };
         int rc;
