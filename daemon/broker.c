@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "create.h"
 #include "integrity.h"
 #include "liveness.h"
 #include "log.h"
@@ -65,6 +66,7 @@ struct broker *broker_free(struct broker *b) {
         while (b->n_peers)
                 peer_free(b->peers[0]);
         free(b->peers);
+        create_deinit(b);
         registry_deinit(&b->channels);
         if (b->listen_ev)
                 event_free(b->listen_ev);

@@ -21,6 +21,7 @@
 #include "registry.h"
 
 struct peer;
+struct create_job;
 
 struct broker {
         struct event_base *base;
@@ -35,6 +36,8 @@ struct broker {
         struct peer **peers;
         unsigned n_peers;
         unsigned n_refusing; /* peers only held to be told they are over a limit */
+        struct create_job *create_job; /* the channel being created off the loop (create.h) */
+        uint64_t parked_seq;           /* orders parked requests (create.h) */
 };
 
 /* The broker owns @shm_dirfd (from shmdir_open()) from now on, even on failure. */

@@ -16,6 +16,7 @@
 
 #include "broker.h"
 #include "channel.h"
+#include "create.h"
 #include "integrity.h"
 #include "json.h"
 #include "log.h"
@@ -26,7 +27,11 @@
 #include "util.h"
 #include "wire.h"
 
+/* A handler's positive return: the request is parked, and answered later (create.h). */
+#define OPS_E_PARKED 1
+
 struct op_result {
+        const char *text;   /* the request, should it have to be parked */
         cJSON *reply;       /* success: the reply to send */
         int fds[2];         /* sent with it: ctl and data of an opened channel, or -1 */
         const char *opened; /* a channel the peer uses once the reply is sent */
@@ -51,6 +56,13 @@ __attribute__((format(printf, 3, 4))) static int op_fail(struct op_result *res, 
         vsnprintf(res->message, sizeof(res->message), fmt, ap);
         va_end(ap);
         return code;
+}
+
+/* Park the request until the pending creation is over. */
+static int op_park(struct broker *b, struct peer *p, struct op_result *res) {
+        int r = create_park(b, p, res->text);
+
+        return r < 0 ? op_fail(res, r, "out of memory") : OPS_E_PARKED;
 }
 
 /* The request's channel name, if it is a valid one. */
@@ -128,6 +140,8 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         struct shmbus_ring_geom g = rule ? rule->geom : b->cfg.defaults;
         _cleanup_close_ int ctl_fd = -1, data_fd = -1;
         char err[REPLY_MESSAGE_MAX];
+        uint64_t bytes, pending_bytes;
+        uint32_t pending_channels;
         int r;
 
         if (!o->create || cJSON_IsFalse(o->create))
@@ -136,17 +150,28 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
                 log_notice("denied: uid %u may not create channel %s", p->uid, o->name);
                 return op_fail(res, -EACCES, "uid may not create channels (channel %s)", o->name);
         }
-        if (b->channels.n_chans >= b->cfg.max_channels)
+        if (b->channels.n_chans + create_pending(b, NULL) >= b->cfg.max_channels)
                 return op_fail(res, -EUSERS, "channel limit reached, not creating %s", o->name);
         if (cJSON_IsObject(o->create) && !rule &&
             config_parse_geom(o->create, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
                 return op_fail(res, -EINVAL, "%s", err);
-        r = quota_check(&b->cfg, &b->channels, p->uid,
-                        shmbus__ring_ctl_size(g.max_subs, g.max_pubs) + g.data_size, err,
+        bytes = shmbus__ring_ctl_size(g.max_subs, g.max_pubs) + g.data_size;
+        create_pending_use(b, p->uid, &pending_channels, &pending_bytes);
+        r = quota_check(&b->cfg, &b->channels, p->uid, bytes, pending_channels, pending_bytes, err,
                         sizeof(err));
         if (r < 0) {
                 log_notice("denied: uid %u may not create channel %s: %s", p->uid, o->name, err);
                 return op_fail(res, r, "not creating %s: %s", o->name, err);
+        }
+        if (bytes >= CREATE_ASYNC_MIN_BYTES) {
+                /* One large creation at a time; this request waits its turn. */
+                if (create_pending(b, NULL))
+                        return op_park(b, p, res);
+                r = create_start(b, p, o->name, &g, bytes, res->text);
+                if (r < 0)
+                        return op_fail(res, r, "cannot start creating channel %s: %s", o->name,
+                                       shmbus_strerror(r));
+                return OPS_E_PARKED;
         }
         r = shmbus__channel_create_at(b->shm_dirfd, o->name, &g, 0600, &ctl_fd, &data_fd);
         if (r < 0)
@@ -239,12 +264,18 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op
         /* A channel a member damaged is dropped here, and made afresh if the request asks. */
         if (c && integrity_check(b, c) < 0)
                 c = NULL;
+        if (!c && create_pending(b, o.name))
+                return op_park(b, p, res);
         if (!c) {
                 r = open_create(b, p, &o, res, &c);
-                if (r < 0)
+                if (r != 0)
                         return r;
                 created = true;
         }
+        /* Created off the loop for this very request, which is now served again. */
+        if (strcmp(p->created, c->name) == 0)
+                created = true;
+        p->created[0] = '\0';
         r = open_check_permission(b, p, c, o.publish, res);
         if (r < 0)
                 return r;
@@ -353,10 +384,12 @@ static int op_run(struct broker *b, struct peer *p, const char *text, struct op_
 }
 
 int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
-        _cleanup_(op_result_done) struct op_result res = {.fds = {-1, -1}};
+        _cleanup_(op_result_done) struct op_result res = {.text = text, .fds = {-1, -1}};
         int r;
 
         r = op_run(b, p, text, &res);
+        if (r == OPS_E_PARKED)
+                return 0;
         if (r < 0)
                 return reply_send_error(p->fd, r, res.message);
         assert((res.fds[0] >= 0) == (res.fds[1] >= 0));

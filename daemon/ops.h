@@ -13,7 +13,8 @@ struct broker;
 struct peer;
 
 /*
- * Serve one request, @text (a NUL-terminated packet from @p), and send the reply.
+ * Serve one request, @text (a NUL-terminated packet from @p), and send the
+ * reply, or park it until a channel it needs has been created (create.h).
  * Return: 0, or -errno when the reply could not be sent (the caller closes @p).
  */
 int ops_dispatch(struct broker *b, struct peer *p, const char *text);

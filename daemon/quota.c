@@ -35,12 +35,14 @@ bool quota_applies(uid_t uid) {
 }
 
 int quota_check(const struct config *cfg, const struct registry *reg, uid_t uid, uint64_t bytes,
-                char *msg, size_t size) {
+                uint32_t pending_channels, uint64_t pending_bytes, char *msg, size_t size) {
         struct use u;
 
         if (!quota_applies(uid))
                 return 0;
         u = use_of(reg, uid);
+        u.channels += pending_channels;
+        u.bytes += pending_bytes;
         if (u.channels + 1 > cfg->quota_channels_per_uid) {
                 snprintf(msg, size,
                          "quota_channels_per_uid (%u) reached: uid %u owns %u channels; delete "

@@ -20,11 +20,12 @@
 /* Is @uid held to the quotas? */
 bool quota_applies(uid_t uid);
 /*
- * May @uid create one more channel of @bytes? Return: 0, or -EDQUOT with
+ * May @uid create one more channel of @bytes, given that it also has
+ * @pending_channels of @pending_bytes being created (create.h)? Return: 0, or -EDQUOT with
  * @msg (of @size bytes) naming the quota, the uid's use and what to do.
  */
 int quota_check(const struct config *cfg, const struct registry *reg, uid_t uid, uint64_t bytes,
-                char *msg, size_t size);
+                uint32_t pending_channels, uint64_t pending_bytes, char *msg, size_t size);
 /* Add "uids" (every owner's channels and bytes) and "quota" to the list reply @o. */
 void quota_json_uids(cJSON *o, const struct config *cfg, const struct registry *reg);
 /* Add "owner_use" (the owner's channels and bytes) to the stat reply @o of a channel. */

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -616,6 +617,106 @@ static void test_recovery_bound(void) {
         munmap(claimed_at, sizeof(int64_t));
 }
 
+/* ---- item 6: a large create does not stall the daemon -------------------------------------- */
+
+static int raw_connect(void) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                close(fd);
+                return -1;
+        }
+        return fd;
+}
+
+/* Receive one reply on @fd into @buf, closing any descriptors that came with it. */
+static ssize_t raw_reply(int fd, char *buf, size_t size) {
+        union {
+                char b[CMSG_SPACE(2 * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct iovec iov = {buf, size - 1};
+        struct msghdr mh = {.msg_iov = &iov,
+                            .msg_iovlen = 1,
+                            .msg_control = u.b,
+                            .msg_controllen = sizeof(u.b)};
+        ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+
+        if (cm && cm->cmsg_type == SCM_RIGHTS) {
+                int fds[2];
+
+                memcpy(fds, CMSG_DATA(cm), sizeof(fds));
+                close(fds[0]);
+                close(fds[1]);
+        }
+        buf[n > 0 ? n : 0] = '\0';
+        return n;
+}
+
+#define HUGE_REQ                                                                                \
+        "{\"v\":1,\"op\":\"open\",\"role\":\"pub\",\"name\":\"huge\",\"create\":{\"capacity\":" \
+        "1073741824}}"
+
+static void test_large_create(void) {
+        static const char hello[] = "{\"v\":1,\"op\":\"hello\"}";
+        char buf[4096];
+        int64_t t0, worst = 0, created_ms;
+        int creator, other, twin;
+        unsigned during = 0;
+        pid_t d;
+
+        d = daemon_start_fresh(NULL);
+        creator = raw_connect();
+        other = raw_connect();
+        twin = raw_connect();
+        CU_ASSERT_FATAL(creator >= 0 && other >= 0 && twin >= 0);
+        /* The creator asks for 1 GiB and, on the same connection, says hello. */
+        t0 = ms_now();
+        CU_ASSERT_EQUAL(send(creator, HUGE_REQ, strlen(HUGE_REQ), 0), (ssize_t)strlen(HUGE_REQ));
+        CU_ASSERT_EQUAL(send(creator, hello, strlen(hello), 0), (ssize_t)strlen(hello));
+        /* Another client opens the same channel meanwhile: it waits for it to exist. */
+        sleep_ms(20);
+        CU_ASSERT_EQUAL(send(twin, HUGE_REQ, strlen(HUGE_REQ), 0), (ssize_t)strlen(HUGE_REQ));
+        /* A third keeps asking: every answer must come while the gigabyte is allocated. */
+        for (;;) {
+                struct pollfd pfd = {.fd = creator, .events = POLLIN};
+                int64_t t;
+
+                if (poll(&pfd, 1, 0) == 1)
+                        break;
+                t = shmbus__now_ns();
+                CU_ASSERT_EQUAL_FATAL(send(other, hello, strlen(hello), 0), (ssize_t)strlen(hello));
+                CU_ASSERT_FATAL(raw_reply(other, buf, sizeof(buf)) > 0);
+                t = shmbus__now_ns() - t;
+                worst = t > worst ? t : worst;
+                during++;
+                if (ms_now() - t0 > 20000)
+                        break;
+                sleep_ms(10);
+        }
+        created_ms = ms_now() - t0;
+        /* In request order on the creator's connection: the open, then the hello. */
+        CU_ASSERT(raw_reply(creator, buf, sizeof(buf)) > 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"created\":true"));
+        CU_ASSERT(raw_reply(creator, buf, sizeof(buf)) > 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"protocol\""));
+        CU_ASSERT(raw_reply(twin, buf, sizeof(buf)) > 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"ok\":true"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"created\":false"));
+        fprintf(stderr, "\n  1 GiB created in %lld ms; %u hellos meanwhile, the slowest %.1f ms\n",
+                (long long)created_ms, during, (double)worst / 1e6);
+        /* Generous: the requirement is 50 ms, measured by bench/create-latency. */
+        CU_ASSERT(worst < 500 * 1000000);
+        close(creator);
+        close(other);
+        close(twin);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        fresh_shm();
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"a member truncates the ctl file: nobody dies, members get EBADFD",
@@ -629,6 +730,7 @@ int main(void) {
                 {"forged slots cannot slow the daemon's answers", test_forged_slots},
                 {"a dead publisher's claim is padded within the unblock timeout",
                  test_recovery_bound},
+                {"a 1 GiB create does not hold up other clients", test_large_create},
                 {NULL, NULL},
         };
         int rc;
