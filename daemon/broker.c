@@ -20,6 +20,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         integrity_sweep(b);
         liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns(),
                        LIVENESS_SWEEP_BUDGET_NS);
+        log_tick();
 }
 
 void broker_set_config(struct broker *b, const struct config *cfg) {

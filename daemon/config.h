@@ -58,6 +58,7 @@ struct config {
         uint32_t unblock_timeout_ms;
         uint32_t quota_channels_per_uid;
         uint64_t quota_bytes_per_uid;
+        int log_level; /* LOG_ERR .. LOG_DEBUG: less urgent lines are dropped */
         struct shmbus_ring_geom defaults;
         struct acl create;
         uint32_t n_rules;

@@ -119,9 +119,10 @@ static void on_done(evutil_socket_t fd, short what, void *arg) {
                         (void)shmbus__channel_unlink_at(b->shm_dirfd, j->name);
         }
         if (r == 0) {
-                log_info("channel %s created by uid %u (%llu bytes, %lld ms off the event loop)",
-                         j->name, j->uid, (unsigned long long)j->bytes,
-                         (long long)((shmbus__now_ns() - j->started) / 1000000));
+                log_info_f(LOG_FIELDS(.channel = j->name, LOGF_UID(j->uid)),
+                           "channel %s created by uid %u (%llu bytes, %lld ms off the event loop)",
+                           j->name, j->uid, (unsigned long long)j->bytes,
+                           (long long)((shmbus__now_ns() - j->started) / 1000000));
                 if (j->creator)
                         snprintf(j->creator->created, sizeof(j->creator->created), "%s", j->name);
         } else if (j->creator) {

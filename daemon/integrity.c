@@ -62,8 +62,9 @@ static void chan_drop(struct broker *b, struct chan *c, struct chan_file files[2
         char name[SHMBUS_NAME_MAX + 1];
 
         snprintf(name, sizeof(name), "%s", c->name);
-        log_warn("channel %s: %s; dropping it: its members get EBADFD and may create it again",
-                 name, why);
+        log_warn_f(LOG_FIELDS(.channel = name),
+                   "channel %s: %s; dropping it: its members get EBADFD and may create it again",
+                   name, why);
         /* Sleepers look at the ring and fault (if they have not) rather than sleep on. */
         shmbus__ring_wake_all(&c->map->ring);
         registry_remove(&b->channels, c);
@@ -107,9 +108,10 @@ int integrity_check(struct broker *b, struct chan *c) {
                 if (f->size == f->want)
                         continue;
                 r = file_resize(b->shm_dirfd, c->name, f, f->want);
-                log_warn("channel %s: its %s file was grown to %lld bytes by a member; %s", c->name,
-                         f->ext, (long long)f->size,
-                         r < 0 ? "cannot truncate it back" : "truncated it back");
+                log_warn_f(LOG_FIELDS(.channel = c->name),
+                           "channel %s: its %s file was grown to %lld bytes by a member; %s",
+                           c->name, f->ext, (long long)f->size,
+                           r < 0 ? "cannot truncate it back" : "truncated it back");
         }
         return 0;
 }

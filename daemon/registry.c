@@ -135,8 +135,9 @@ void registry_adopt(struct registry *reg, int dirfd, uint32_t max_channels) {
                 }
                 r = adopt_one(reg, dirfd, name);
                 if (r < 0)
-                        log_warn("channel %s not adopted: %s", name, shmbus_strerror(r));
+                        log_warn_f(LOG_FIELDS(.channel = name, .err = -r),
+                                   "channel %s not adopted: %s", name, shmbus_strerror(r));
                 else
-                        log_info("adopted channel %s", name);
+                        log_info_f(LOG_FIELDS(.channel = name), "adopted channel %s", name);
         }
 }
