@@ -437,6 +437,19 @@ static void test_quotas(void) {
                         0);
         CU_ASSERT_PTR_NOT_NULL(r && strstr(r, "\"owner_use\":{\"uid\":65534,\"channels\":3,"));
         free(r);
+        {
+                char cmd[1400], text[4096] = "";
+                FILE *f;
+
+                /* shmbus-cli status shows the owner's use against the quotas. */
+                snprintf(cmd, sizeof(cmd), "SHMBUS_SOCKET=%s %s/cli/shmbus-cli status q1", sock,
+                         test_builddir());
+                f = popen(cmd, "r");
+                CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+                CU_ASSERT(fread(text, 1, sizeof(text) - 1, f) > 0);
+                pclose(f);
+                CU_ASSERT_PTR_NOT_NULL(strstr(text, "owner use:   3 of 3 channels"));
+        }
         shmbus_client_free(c);
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
