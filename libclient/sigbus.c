@@ -58,6 +58,9 @@ static void chain(int sig, siginfo_t *si, void *uc) {
                 previous.sa_handler(sig);
                 return;
         }
+        /* A SIGBUS somebody sent (not a fault) that was ignored before us stays ignored. */
+        if (previous.sa_handler == SIG_IGN && si->si_code <= 0)
+                return;
         /*
          * Default (or ignored, which the kernel overrides for a fault): put it
          * back and let the signal happen again, now fatal as it would have been.
