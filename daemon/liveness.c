@@ -127,13 +127,13 @@ static void sweep_pub(struct chan *c, uint32_t i) {
  * waited, unchanged, for @unblock_ms, pad over the claim if its writer is dead.
  *
  * The wait is counted from the sweep's previous look at the slot (@prev), not
- * from the look that first sees it stuck: the claim was made at some moment
- * in between, and counting from the later look let a subscriber wait up to
+ * from the look that first sees it stuck: the subscriber began waiting at
+ * some moment in between, and counting from the later look let it wait up to
  * two sweeps past the timeout (issue 15: 498 ms where 400 were documented).
  * Counted from the earlier look, and rounded to the nearest sweep so that
- * timer jitter cannot cost a whole extra sweep, a dead claim is padded over
- * between unblock_ms - one sweep and unblock_ms after it was made; only a
- * dead writer's claim is ever padded, so padding early harms nobody.
+ * timer jitter cannot cost a whole extra sweep, a subscriber waits on a dead
+ * claim between unblock_ms - one sweep and unblock_ms; only a dead writer's
+ * claim is ever padded, so padding early harms nobody.
  */
 static void sweep_stuck(struct chan *c, uint32_t i, uint64_t pos, uint64_t stamp,
                         uint32_t unblock_ms, int64_t now, int64_t prev) {
