@@ -35,7 +35,7 @@ struct broker {
         bool accept_starved;           /* accept is failing for want of descriptors (logged) */
         struct peer **peers;
         unsigned n_peers;
-        unsigned n_refusing; /* peers only held to be told they are over a limit */
+        unsigned n_refusing;           /* peers only held to be told they are over a limit */
         struct create_job *create_job; /* the channel being created off the loop (create.h) */
         uint64_t parked_seq;           /* orders parked requests (create.h) */
 };
