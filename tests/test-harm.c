@@ -531,7 +531,8 @@ static void test_forged_slots(void) {
         }
         fprintf(stderr, "\n  worst hello with %d forged slots: %.1f ms\n", FORGED_CHANNELS * 2048,
                 (double)worst / 1e6);
-        CU_ASSERT(worst < 100 * 1000000);
+        /* Generous (a loaded, sanitized run took 48 ms); without the budget it was 300+. */
+        CU_ASSERT(worst < 150 * 1000000);
         shmbus_client_free(c);
         kill(f, SIGKILL);
         test_wait(f);
