@@ -75,12 +75,34 @@ static void chan_drop(struct broker *b, struct chan *c, struct chan_file files[2
                 peer_forget(b->peers[i], name);
 }
 
+/*
+ * Who could have shrunk the data file: only publishers hold it writable. Their
+ * slots are in ctl, which is intact when only data shrank (a fault here would
+ * read zeros: sigbus.h). At most eight, for the log.
+ */
+static void data_writers(const struct chan *c, char *buf, size_t size) {
+        const struct shmbus_ring *r = &c->map->ring;
+        size_t n = 0;
+        unsigned listed = 0;
+
+        buf[0] = '\0';
+        for (uint32_t i = 0; i < r->max_pubs && listed < 8 && n < size; i++) {
+                const struct shmbus_pub_slot *p = &r->pubs[i];
+
+                if (atomic_load(&p->state) != SHMBUS_SLOT_ACTIVE)
+                        continue;
+                n += (size_t)snprintf(buf + n, size - n, "%suid %u pid %u", listed ? ", " : "",
+                                      atomic_load(&p->uid), atomic_load(&p->pid));
+                listed++;
+        }
+}
+
 int integrity_check(struct broker *b, struct chan *c) {
         struct chan_file files[2] = {
                 {.ext = "ctl", .ino = c->ctl_ino, .want = (off_t)c->map->ctl_len},
                 {.ext = "data", .ino = c->data_ino, .want = (off_t)c->map->data_len},
         };
-        char why[160];
+        char why[400], who[256];
 
         for (int i = 0; i < 2; i++) {
                 struct chan_file *f = &files[i];
@@ -89,10 +111,13 @@ int integrity_check(struct broker *b, struct chan *c) {
                 if (file_stat(b->shm_dirfd, c->name, f) < 0)
                         return 0;
                 if (f->size < f->want) {
+                        if (i == 1)
+                                data_writers(c, who, sizeof(who));
                         snprintf(why, sizeof(why),
-                                 "its %s file was truncated to %lld bytes (it has %lld) by a "
-                                 "member",
-                                 f->ext, (long long)f->size, (long long)f->want);
+                                 "its %s file was truncated to %lld bytes (it has %lld) by %s%s%s",
+                                 f->ext, (long long)f->size, (long long)f->want,
+                                 i == 0 ? "a member" : "one of its publishers",
+                                 i == 1 && who[0] ? ": " : "", i == 1 ? who : "");
                         chan_drop(b, c, files, why);
                         return -EBADFD;
                 }
