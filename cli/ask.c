@@ -84,7 +84,12 @@ int ask_open_for_write(const struct cli_options *o, const char *name, bool creat
         }
         if (r == 0)
                 r = shmbus_client_open(c, name, flags, opts, ret_chan);
-        if (r < 0)
+        if (r == -EEXIST)
+                /* Files nobody serves, such as those a daemon of another uid left. */
+                cli_err("%s: its files exist but shmbusd does not serve them; shmbusd's log "
+                        "(journalctl -u shmbusd) says whose they are and what to run",
+                        name);
+        else if (r < 0)
                 cli_err("%s: %s", name,
                         r == -ENOENT ? "no such channel (use --create)" : shmbus_strerror(r));
         return r;

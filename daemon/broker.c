@@ -50,7 +50,8 @@ int broker_new(struct event_base *base, const struct config *cfg, int listen_fd,
         b->base = base;
         b->listen_fd = listen_fd;
         b->shm_dirfd = shm_dirfd;
-        registry_adopt(&b->channels, b->shm_dirfd, b->cfg.max_channels);
+        b->counters.started_ns = shmbus__now_ns();
+        registry_adopt(&b->channels, b->shm_dirfd, b->cfg.shm_dir, b->cfg.max_channels);
         b->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, b);
         if (!b->sweep_ev || peer_listen(b) < 0) {
                 broker_free(b);

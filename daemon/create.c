@@ -12,7 +12,9 @@
 
 #include "broker.h"
 #include "files.h"
+#include "handover.h"
 #include "log.h"
+#include "ops.h"
 #include "peer.h"
 #include "registry.h"
 #include "reply.h"
@@ -28,6 +30,7 @@ struct create_job {
         uint64_t bytes;
         uid_t uid;
         gid_t gid;
+        struct grants grants;
         struct peer *creator; /* NULL once it has gone */
         int64_t started;
         /* Written by the worker, read by the loop after the pipe said so. */
@@ -107,17 +110,21 @@ static void unpark_all(struct broker *b) {
 static void on_done(evutil_socket_t fd, short what, void *arg) {
         struct create_job *j = arg;
         struct broker *b = j->broker;
+        char message[REPLY_MESSAGE_MAX] = "";
         struct chan *c;
         int r;
 
         pthread_join(j->thread, NULL);
         b->create_job = NULL;
         r = j->result;
-        if (r == 0) {
-                r = registry_add(&b->channels, j->name, j->ctl_fd, j->data_fd, j->uid, j->gid, &c);
-                if (r < 0)
-                        (void)shmbus__channel_unlink_at(b->shm_dirfd, j->name);
-        }
+        if (r == 0)
+                r = ops_register_created(b, j->name, j->ctl_fd, j->data_fd, j->uid, j->gid,
+                                         &j->grants, &c, message, sizeof(message));
+        else if (r == -EEXIST)
+                /* Files nobody serves: say whose they are and what to run. */
+                handover_explain_stranded(b->cfg.shm_dir, j->name, message, sizeof(message));
+        else
+                snprintf(message, sizeof(message), "cannot create channel: %s", shmbus_strerror(r));
         if (r == 0) {
                 log_info_f(LOG_FIELDS(.channel = j->name, LOGF_UID(j->uid)),
                            "channel %s created by uid %u (%llu bytes, %lld ms off the event loop)",
@@ -126,13 +133,11 @@ static void on_done(evutil_socket_t fd, short what, void *arg) {
                 if (j->creator)
                         snprintf(j->creator->created, sizeof(j->creator->created), "%s", j->name);
         } else if (j->creator) {
-                char message[REPLY_MESSAGE_MAX];
                 struct peer *p = j->creator;
 
                 /* The creator is told here; its parked request is not served again. */
                 free(TAKE_PTR(p->parked));
                 event_add(p->ev, NULL);
-                snprintf(message, sizeof(message), "cannot create channel: %s", shmbus_strerror(r));
                 if (reply_send_error(p->fd, r, message) < 0)
                         log_info("pid %d went away before hearing its create failed", (int)p->pid);
         }
@@ -153,7 +158,8 @@ int create_park(struct broker *b, struct peer *p, const char *text) {
 }
 
 int create_start(struct broker *b, struct peer *p, const char *name,
-                 const struct shmbus_ring_geom *g, uint64_t bytes, const char *text) {
+                 const struct shmbus_ring_geom *g, uint64_t bytes, const struct grants *grants,
+                 const char *text) {
         struct create_job *j = calloc(1, sizeof(*j));
         int r;
 
@@ -165,6 +171,7 @@ int create_start(struct broker *b, struct peer *p, const char *name,
                                  .bytes = bytes,
                                  .uid = p->uid,
                                  .gid = p->gid,
+                                 .grants = *grants,
                                  .creator = p,
                                  .started = shmbus__now_ns(),
                                  .ctl_fd = -1,

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "grants.h"
 #include "ring.h"
 
 /* About 5 ms of allocation: smaller channels are created in the loop. */
@@ -38,12 +39,14 @@ bool create_pending(const struct broker *b, const char *name);
 void create_pending_use(const struct broker *b, uid_t uid, uint32_t *ret_channels,
                         uint64_t *ret_bytes);
 /*
- * Create channel @name with geometry @g, of @bytes, for @p, whose request
+ * Create channel @name with geometry @g, of @bytes, for @p (granting
+ * @grants, copied), whose request
  * @text is parked until the channel exists (or its creation failed, which
  * @p is then told). Return: 0, or -errno if no worker could be started.
  */
 int create_start(struct broker *b, struct peer *p, const char *name,
-                 const struct shmbus_ring_geom *g, uint64_t bytes, const char *text);
+                 const struct shmbus_ring_geom *g, uint64_t bytes, const struct grants *grants,
+                 const char *text);
 /* Stop reading @p and keep its request @text until the pending creation is over. */
 int create_park(struct broker *b, struct peer *p, const char *text);
 /* @p is going away: forget its parked request, and that it is waiting. */

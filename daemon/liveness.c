@@ -106,7 +106,7 @@ static bool pid_is_alive_memo(uint32_t pid) {
         return alive;
 }
 
-static void sweep_pub(struct chan *c, uint32_t i) {
+static void sweep_pub(struct registry *reg, struct chan *c, uint32_t i) {
         struct shmbus_ring *r = &c->map->ring;
         struct shmbus_pub_slot *p = &r->pubs[i];
         uint32_t owner = atomic_load(&p->pid);
@@ -117,8 +117,10 @@ static void sweep_pub(struct chan *c, uint32_t i) {
                            owner);
                 shmbus__ring_pub_slot_release(r, i);
                 shmbus__ring_slot_clear_pid(&p->pid, owner);
+                reg->counts.released++;
         } else if (chan_orphan(c, r->max_subs + i, &p->state, &p->pid)) {
                 shmbus__ring_pub_slot_release(r, i);
+                reg->counts.released++;
         }
 }
 
@@ -135,8 +137,8 @@ static void sweep_pub(struct chan *c, uint32_t i) {
  * claim between unblock_ms - one sweep and unblock_ms; only a dead writer's
  * claim is ever padded, so padding early harms nobody.
  */
-static void sweep_stuck(struct chan *c, uint32_t i, uint64_t pos, uint64_t stamp,
-                        uint32_t unblock_ms, int64_t now, int64_t prev) {
+static void sweep_stuck(struct registry *reg, struct chan *c, uint32_t i, uint64_t pos,
+                        uint64_t stamp, uint32_t unblock_ms, int64_t now, int64_t prev) {
         struct shmbus_ring *r = &c->map->ring;
         int64_t timeout = (int64_t)unblock_ms * 1000000;
         int64_t half_sweep = (int64_t)LIVENESS_SWEEP_INTERVAL_MS * 1000000 / 2;
@@ -150,6 +152,7 @@ static void sweep_stuck(struct chan *c, uint32_t i, uint64_t pos, uint64_t stamp
                 return;
         ret = shmbus__ring_unblock(r, pos);
         if (ret > 0) {
+                reg->counts.unblocked++;
                 log_warn_f(LOG_FIELDS(.channel = c->name),
                            "channel %s: padded over a claim at position %llu whose writer "
                            "died before committing it",
@@ -165,7 +168,8 @@ static void sweep_stuck(struct chan *c, uint32_t i, uint64_t pos, uint64_t stamp
         }
 }
 
-static void sweep_sub(struct chan *c, uint32_t i, uint32_t unblock_ms, int64_t now) {
+static void sweep_sub(struct registry *reg, struct chan *c, uint32_t i, uint32_t unblock_ms,
+                      int64_t now) {
         struct shmbus_ring *r = &c->map->ring;
         struct shmbus_sub_slot *s = &r->subs[i];
         uint32_t owner = atomic_load(&s->pid);
@@ -180,11 +184,13 @@ static void sweep_sub(struct chan *c, uint32_t i, uint32_t unblock_ms, int64_t n
                            owner);
                 shmbus__ring_sub_slot_release(r, i);
                 shmbus__ring_slot_clear_pid(&s->pid, owner);
+                reg->counts.released++;
                 c->stuck[i].since = 0;
                 return;
         }
         if (chan_orphan(c, i, &s->state, &s->pid)) {
                 shmbus__ring_sub_slot_release(r, i);
+                reg->counts.released++;
                 c->stuck[i].since = 0;
                 return;
         }
@@ -197,7 +203,7 @@ static void sweep_sub(struct chan *c, uint32_t i, uint32_t unblock_ms, int64_t n
                 c->stuck[i].since = 0;
                 return;
         }
-        sweep_stuck(c, i, pos, stamp, unblock_ms, now, prev);
+        sweep_stuck(reg, c, i, pos, stamp, unblock_ms, now, prev);
 }
 
 /*
@@ -227,9 +233,9 @@ void liveness_sweep(struct registry *reg, uint32_t unblock_timeout_ms, int64_t n
                         if (i % 64 == 63 && shmbus__now_ns() > deadline)
                                 return;
                         if (i < c->map->ring.max_pubs)
-                                sweep_pub(c, i);
+                                sweep_pub(reg, c, i);
                         else
-                                sweep_sub(c, i - c->map->ring.max_pubs, unblock_timeout_ms, now);
+                                sweep_sub(reg, c, i - c->map->ring.max_pubs, unblock_timeout_ms, now);
                 }
                 reg->sweep_chan++;
                 reg->sweep_slot = 0;

@@ -9,7 +9,12 @@
  */
 #pragma once
 
+#include <stddef.h>
+#include <sys/types.h>
+
 struct broker;
+struct chan;
+struct grants;
 struct peer;
 
 /*
@@ -18,3 +23,20 @@ struct peer;
  * Return: 0, or -errno when the reply could not be sent (the caller closes @p).
  */
 int ops_dispatch(struct broker *b, struct peer *p, const char *text);
+
+/*
+ * Count a packet of a served connection that was answered with an error before
+ * it reached ops_dispatch() (too large, a NUL byte, descriptors attached): an
+ * "other" request, and a failed one.
+ */
+void ops_count_rejected(struct broker *b);
+
+/*
+ * Add the channel just created as @name (files open as @ctl_fd, @data_fd),
+ * owned by @uid/@gid with @grants, and record its owner in its meta file;
+ * undo everything on failure. Used for creations in the loop and off it
+ * (create.h). Return: 0 with *@ret_chan, or -errno with @msg for the reply.
+ */
+int ops_register_created(struct broker *b, const char *name, int ctl_fd, int data_fd, uid_t uid,
+                         gid_t gid, const struct grants *grants, struct chan **ret_chan, char *msg,
+                         size_t size);

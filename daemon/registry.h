@@ -5,7 +5,8 @@
  * unique; a channel is in the registry exactly while its mapping is held;
  * every channel in the shm directory that validates is adopted at start-up
  * (up to max_channels), and files that do not validate are logged and left
- * alone.
+ * alone. An adopted channel's owner and grants come from its meta file; one
+ * without a trusted meta file is owned by whoever owns its files (logged).
  */
 #pragma once
 
@@ -15,6 +16,7 @@
 
 #include "shmbus.h"
 
+#include "grants.h"
 #include "layout.h"
 
 /* What a subscriber slot is stuck on, and since when (kept by the liveness sweep). */
@@ -29,13 +31,22 @@ struct stuck {
 struct chan {
         char name[SHMBUS_NAME_MAX + 1];
         shmbus_channel *map;
-        uid_t owner;
+        uid_t owner; /* the creator; kept across restarts in NAME.meta (meta.h) */
         gid_t group;
         ino_t ctl_ino, data_ino; /* the files the daemon made (integrity.h) */
+        struct grants grants; /* what the creator granted to others */
         /* For unblock: one per subscriber slot. */
         struct stuck *stuck;
         /* Slots seen active without an owner pid in the last sweep (subs, then pubs). */
         bool *orphan;
+};
+
+/* What the registry and the liveness sweep have done since start-up (the "stats" op). */
+struct registry_counters {
+        uint64_t adopted;     /* channels adopted at start-up */
+        uint64_t not_adopted; /* channel files found at start-up that were not (logged) */
+        uint64_t released;    /* slots of dead or vanished members released */
+        uint64_t unblocked;   /* claims of dead writers padded over */
 };
 
 struct registry {
@@ -44,6 +55,7 @@ struct registry {
         /* Where the liveness sweep goes on at its next tick (liveness.h). */
         unsigned sweep_chan;
         uint32_t sweep_slot;
+        struct registry_counters counts;
 };
 
 /* Free every channel's mapping (the files stay). */
@@ -58,5 +70,8 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
                  gid_t group, struct chan **ret_chan);
 /* Unmap @c and drop it from the registry (the files are the caller's business). */
 void registry_remove(struct registry *reg, struct chan *c);
-/* Adopt the channels a previous daemon left in the directory @dirfd, up to @max_channels. */
-void registry_adopt(struct registry *reg, int dirfd, uint32_t max_channels);
+/*
+ * Adopt the channels a previous daemon left in the shm directory open as
+ * @dirfd (@shm_dir, for messages), up to @max_channels in all.
+ */
+void registry_adopt(struct registry *reg, int dirfd, const char *shm_dir, uint32_t max_channels);

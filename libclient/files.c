@@ -5,7 +5,8 @@
  * A channel is created with O_TMPFILE, fully allocated, formatted (the magic
  * written last), and only then linked under its name, data file first: so a
  * NAME.ctl that exists always has a NAME.data beside it and is complete. It is
- * removed in the opposite order, NAME.ctl first. Files are opened O_NOFOLLOW
+ * removed in the opposite order, NAME.ctl first, and shmbusd's NAME.meta
+ * (the owner's record, never opened here) last. Files are opened O_NOFOLLOW
  * and never with more access than the flags ask for.
  */
 #include "files.h"
@@ -30,6 +31,18 @@ bool shmbus__channel_name_of_file(const char *file, char ret_name[SHMBUS_NAME_MA
         memcpy(ret_name, file, n - 4);
         ret_name[n - 4] = '\0';
         return shmbus__name_is_valid(ret_name);
+}
+
+int shmbus__channel_file_path(char *buf, size_t size, const char *dir, const char *name,
+                              const char *ext) {
+        int n;
+
+        if (!dir || !shmbus__name_is_valid(name))
+                return -EINVAL;
+        n = snprintf(buf, size, "%s/%s.%s", dir, name, ext);
+        if (n < 0 || (size_t)n >= size)
+                return -ENAMETOOLONG;
+        return 0;
 }
 
 /* "NAME.ext" for a valid @name. */
@@ -198,6 +211,10 @@ int shmbus__channel_unlink_at(int dirfd, const char *name) {
         if (r < 0)
                 return r;
         if (unlinkat(dirfd, file, 0) < 0 && ret == 0)
+                ret = -errno;
+        /* shmbusd's record of the owner, if it kept one; its absence is no error. */
+        r = chan_file(file, name, SHMBUS_FILE_META);
+        if (r == 0 && unlinkat(dirfd, file, 0) < 0 && errno != ENOENT && ret == 0)
                 ret = -errno;
         return ret;
 }
