@@ -2,12 +2,16 @@
 /*
  * Publishers and subscribers (pubsub.h): the public API's thin layer over the
  * ring's claim/commit and peek/release, plus the subscriber's wait (spin,
- * then sleep on the futex).
+ * then sleep on the futex), and the hooks that park and reset an object's
+ * pollable descriptor (notifier.h) where a receive or claim comes back
+ * empty-handed.
  *
  * Invariants: each object holds one ring slot and one channel reference for
  * its whole life, so the mapping outlives it; the public functions check
  * their arguments and otherwise add nothing to the ring's per-message cost
- * (no allocation, no system call unless a wait sleeps).
+ * (no allocation, no system call unless a wait sleeps). An object is never
+ * parked on its descriptor and asleep on the futex at once: each counts in
+ * the same waiters word through the same slot flag.
  */
 #include "pubsub.h"
 
@@ -21,6 +25,7 @@
 
 #include "alloc.h"
 #include "channel.h"
+#include "notifier.h"
 #include "ring.h"
 #include "util.h"
 
@@ -29,12 +34,14 @@
 struct shmbus_pub {
         shmbus_channel *chan;
         struct shmbus_ring_pub rp;
+        struct shmbus_notify *notify; /* NULL until shmbus_pub_fd() */
 };
 
 struct shmbus_sub {
         shmbus_channel *chan;
         struct shmbus_ring_sub rs;
         uint32_t spin_us;
+        struct shmbus_notify *notify; /* NULL until shmbus_sub_fd() */
 };
 
 static int64_t ms_to_ns(int timeout_ms) {
@@ -65,17 +72,41 @@ SHMBUS_EXPORT int shmbus_pub_new(shmbus_channel *chan, shmbus_pub **ret_pub) {
 SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub) {
         if (!pub)
                 return NULL;
+        pub->notify = shmbus__notify_free(pub->notify);
         shmbus__ring_pub_leave(&pub->rp);
         shmbus_channel_unref(pub->chan);
         free(pub);
         return NULL;
 }
 
+/*
+ * Claim; with a descriptor, a claim refused for room parks it and a claim
+ * that succeeds resets it. Without one, a single branch more than the ring.
+ */
+static int pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf) {
+        int r;
+
+        /* A futex sleeper counts itself: not twice, through the descriptor too. */
+        if (pub->notify && timeout_ms != 0)
+                shmbus__notify_unpark(pub->notify);
+        for (;;) {
+                r = shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), ret_buf);
+                if (!pub->notify)
+                        return r;
+                if (r != -EAGAIN) {
+                        if (r == 0)
+                                shmbus__notify_unpark(pub->notify);
+                        return r;
+                }
+                if (shmbus__notify_park(pub->notify, pub->rp.full_end) <= 0)
+                        return r;
+        }
+}
+
 SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf) {
         if (!pub || !ret_buf)
                 return -EINVAL;
-        return shmbus__channel_check(
-                pub->chan, shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), ret_buf));
+        return shmbus__channel_check(pub->chan, pub_claim(pub, len, timeout_ms, ret_buf));
 }
 
 SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub) {
@@ -96,7 +127,7 @@ SHMBUS_EXPORT int shmbus_pub_send(shmbus_pub *pub, const void *data, size_t len,
 
         if (!pub || (!data && len))
                 return -EINVAL;
-        r = shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), &buf);
+        r = pub_claim(pub, len, timeout_ms, &buf);
         if (r < 0)
                 return shmbus__channel_check(pub->chan, r);
         memcpy(buf, data, len);
@@ -128,6 +159,7 @@ SHMBUS_EXPORT int shmbus_sub_new(shmbus_channel *chan, shmbus_sub **ret_sub) {
 SHMBUS_EXPORT shmbus_sub *shmbus_sub_free(shmbus_sub *sub) {
         if (!sub)
                 return NULL;
+        sub->notify = shmbus__notify_free(sub->notify);
         shmbus__ring_sub_leave(&sub->rs);
         shmbus_channel_unref(sub->chan);
         free(sub);
@@ -163,8 +195,14 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
                  */
                 r = shmbus__channel_check(sub->chan,
                                           shmbus__ring_peek(&sub->rs, ret_data, ret_len));
-                if (r != -EAGAIN || timeout_ms == 0)
+                if (r != -EAGAIN)
                         return r;
+                if (timeout_ms == 0) {
+                        /* Drained: the descriptor, if any, waits for the next message. */
+                        if (sub->notify && shmbus__notify_park(sub->notify, sub->rs.pos) > 0)
+                                continue;
+                        return r;
+                }
 
                 if (deadline == -1) {
                         int64_t now = shmbus__now_ns();
@@ -187,6 +225,9 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
                         cpu_relax();
                         continue;
                 }
+                /* A futex sleeper counts itself: not twice, through the descriptor too. */
+                if (sub->notify)
+                        shmbus__notify_unpark(sub->notify);
                 r = shmbus__ring_wait_data(&sub->rs, deadline - now);
                 if (r < 0 && r != -ETIMEDOUT)
                         return shmbus__channel_check(sub->chan, r);
@@ -231,6 +272,32 @@ SHMBUS_EXPORT uint64_t shmbus_sub_lost(const shmbus_sub *sub) {
 
 SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub) {
         return sub ? sub->rs.received : 0;
+}
+
+SHMBUS_EXPORT int shmbus_sub_fd(shmbus_sub *sub) {
+        int r;
+
+        if (!sub)
+                return -EINVAL;
+        if (!sub->notify) {
+                r = shmbus__notify_new_sub(&sub->rs, &sub->notify);
+                if (r < 0)
+                        return r;
+        }
+        return shmbus__notify_fd(sub->notify);
+}
+
+SHMBUS_EXPORT int shmbus_pub_fd(shmbus_pub *pub) {
+        int r;
+
+        if (!pub)
+                return -EINVAL;
+        if (!pub->notify) {
+                r = shmbus__notify_new_pub(&pub->rp, &pub->notify);
+                if (r < 0)
+                        return r;
+        }
+        return shmbus__notify_fd(pub->notify);
 }
 
 uint64_t shmbus__sub_position(const shmbus_sub *sub) {
