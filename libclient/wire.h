@@ -43,6 +43,8 @@
 #define WIRE_ROLE_PUB "pub"
 #define WIRE_ROLE_SUB "sub"
 #define WIRE_CREATE   "create"
+/* With a create object: an existing channel of other settings is fine (else EEXIST). */
+#define WIRE_ACCEPT_EXISTING "accept_existing"
 
 /* Channel geometry, in create objects, open replies and stats. */
 #define WIRE_POLICY           "policy"
