@@ -190,8 +190,10 @@ int config_parse_geom(const void *json_obj, struct shmbus_ring_geom *g, const ch
                         return r;
         }
         if (shmbus__ring_geom_check(g) < 0)
-                return fail(err, size, "\"%s\": max_msg must be at most a quarter of capacity",
-                            where);
+                return fail(err, size,
+                            "\"%s\": max_msg %u must be at most a quarter of capacity %llu (%llu)",
+                            where, g->max_msg, (unsigned long long)g->data_size,
+                            (unsigned long long)g->data_size / 4);
         return 0;
 }
 
