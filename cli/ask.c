@@ -7,6 +7,7 @@
 #include "ask.h"
 
 #include <errno.h>
+#include <stdlib.h>
 
 #include "shmbus.h"
 
@@ -14,9 +15,16 @@
 #include "util.h"
 #include "wire.h"
 
+void ask_not_answering(const shmbus_client *c) {
+        cli_err("%s", shmbus_client_last_error(c));
+        exit(EXIT_DOWN);
+}
+
 int ask_connect(const struct cli_options *o, shmbus_client **ret_client) {
         int r = shmbus_client_new(o->socket, ret_client);
 
+        if (r == -ETIMEDOUT)
+                ask_not_answering(NULL);
         return r == -ENOENT ? -ECONNREFUSED : r;
 }
 
@@ -51,6 +59,8 @@ int ask_daemon(const struct cli_options *o, const char *op, const char *name, cJ
         if (r < 0)
                 return r;
         r = shmbus_client_request(c, req, &text);
+        if (r == -ETIMEDOUT)
+                ask_not_answering(c);
         if (r < 0)
                 return r;
         reply = cJSON_Parse(text);
@@ -78,8 +88,18 @@ int ask_open_for_write(const struct cli_options *o, const char *name, bool creat
         }
         if (r == 0)
                 r = shmbus_client_open(c, name, flags, opts, ret_chan);
-        if (r < 0)
-                cli_err("%s: %s", name,
-                        r == -ENOENT ? "no such channel (use --create)" : shmbus_strerror(r));
+        if (r == -ETIMEDOUT)
+                ask_not_answering(c);
+        if (r == -ENOENT)
+                cli_err("%s: no such channel (use --create)", name);
+        else if (r < 0)
+                ask_say_error(c, name, r);
         return r;
+}
+
+void ask_say_error(const shmbus_client *c, const char *what, int r) {
+        const char *why = shmbus_client_last_error(c);
+
+        /* The daemon's sentence says more than the code ("permission denied on channel x"). */
+        cli_err("%s: %s", what, why[0] ? why : shmbus_strerror(r));
 }

@@ -57,6 +57,9 @@ struct cli_options {
         int timeout_ms;
         /* create: the geometry asked for */
         const shmbus_opts *channel;
+        bool geometry_given; /* any of --capacity --max-msg --policy --max-* */
+        /* tail: hold publishers back (lossless) instead of reading untethered */
+        bool tethered;
 };
 
 /* "shmbus-cli: " and the message, one line on stderr. */

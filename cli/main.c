@@ -46,10 +46,12 @@ static const struct verb verbs[] = {
         {"stats", verb_stats, 0, 0, false, "stats [--watch] [--interval SEC] [--count N] [--json]",
          "The channel list with rates over --interval (default 1 s); --watch refreshes until\n"
          "Ctrl-C or --count refreshes. With --json, one JSON object a line.\n"},
-        {"tail", verb_tail, 1, 1, true, "tail CHANNEL [-n N] [--follow] [--format text|hex|json]",
+        {"tail", verb_tail, 1, 1, true,
+         "tail CHANNEL [-n N] [--follow] [--tethered] [--format text|hex|json]",
          "Print the last N messages still in the ring (default 10), then with --follow every\n"
          "new one until Ctrl-C. text escapes unprintable bytes; json prints\n"
-         "{\"seq\", \"len\", \"text\" or \"hex\"} a line.\n"},
+         "{\"seq\", \"len\", \"text\" or \"hex\"} a line. Untethered: never slows a\n"
+         "publisher, and counts what it misses; --tethered reads losslessly instead.\n"},
         {"pub", verb_pub, 1, 2, true, "pub CHANNEL [MESSAGE|-] [--whole] [--create] [--timeout MS]",
          "Publish MESSAGE, or read stdin: one message a line (empty lines are skipped), or\n"
          "with --whole all of stdin as one message. --create makes the channel if missing.\n"},
@@ -95,6 +97,8 @@ static void usage(FILE *f) {
               "  -n, --lines N            tail: how many past messages (0: none)\n"
               "  -f, --follow             tail: keep printing new messages until Ctrl-C\n"
               "      --format FMT         tail: text (default), hex or json (one object a line)\n"
+              "      --tethered           tail: lossless, holding publishers back (default:\n"
+              "                           untethered, never slows a publisher; losses counted)\n"
               "  -w, --watch              stats: refresh until Ctrl-C\n"
               "  -i, --interval SEC       stats/list: sampling interval (default 1, list 0.25)\n"
               "  -c, --count N            stats --watch: stop after N refreshes\n"
@@ -104,7 +108,8 @@ static void usage(FILE *f) {
               "  -h, --help               this help (also: shmbus-cli VERB --help)\n"
               "\n"
               "Exit codes: 0 ok, 1 failure, 2 usage, 3 no such channel, 4 permission denied,\n"
-              "5 channel full (timed out), 7 shmbusd not running.\n",
+              "5 channel full (timed out), 7 shmbusd not running or not answering within\n"
+              "$SHMBUS_TIMEOUT_MS (default 5000).\n",
               f);
 }
 
@@ -157,7 +162,27 @@ enum {
         OPT_POLICY,
         OPT_SUBS,
         OPT_PUBS,
+        OPT_TETHERED,
 };
+
+/* What a valid value of option @c looks like, for the error message. */
+static const char *option_rule(int c) {
+        switch (c) {
+        case OPT_CAP:
+                return " (a power of two from 4096 to 1073741824)";
+        case OPT_MAXMSG:
+                return " (1 .. a quarter of the capacity)";
+        case OPT_POLICY:
+                return " (block or overwrite)";
+        case OPT_SUBS:
+        case OPT_PUBS:
+                return " (1 to 1024)";
+        case 't':
+                return " (milliseconds: 0 or more, or -1 for ever)";
+        default:
+                return "";
+        }
+}
 
 /*
  * Apply one option @c with its argument @val to @o and @chan (the geometry for
@@ -208,6 +233,9 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
         case 't':
                 o->timeout_ms = (int)strtol(val, &end, 10);
                 return *end || o->timeout_ms < -1 ? -EINVAL : 0;
+        case OPT_TETHERED:
+                o->tethered = true;
+                return 0;
         case OPT_CAP:
                 r = shmbus_opts_set_capacity(chan, strtoull(val, &end, 0));
                 return r < 0 || *end ? -EINVAL : 0;
@@ -255,6 +283,7 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
                 {"max-subscribers", required_argument, NULL, OPT_SUBS},
                 {"max-publishers", required_argument, NULL, OPT_PUBS},
                 {"no-color", no_argument, NULL, OPT_NO_COLOR},
+                {"tethered", no_argument, NULL, OPT_TETHERED},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
@@ -262,12 +291,15 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
         int c;
 
         while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:h", opts, NULL)) != -1) {
+                o->geometry_given |= c == OPT_CAP || c == OPT_MAXMSG || c == OPT_POLICY ||
+                                     c == OPT_SUBS || c == OPT_PUBS;
                 if (apply_option(c, optarg, o, chan, &no_color, &help) < 0) {
                         /* The option is the last word, or the one before its separate value. */
                         if (c != '?')
-                                cli_err("invalid value '%s' for %s", optarg ? optarg : "",
+                                cli_err("invalid value '%s' for %s%s", optarg ? optarg : "",
                                         argv[optind - 1][0] == '-' ? argv[optind - 1]
-                                                                   : argv[optind - 2]);
+                                                                   : argv[optind - 2],
+                                        option_rule(c));
                         fputs("Try 'shmbus-cli --help'.\n", stderr);
                         return -EINVAL;
                 }
@@ -280,7 +312,9 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
 /* The channel name first (a bad name is the clearer error), then the number of arguments. */
 static int check_args(const struct verb *v, int n, char **args) {
         if (v->takes_channel && n > 0 && !shmbus__name_is_valid(args[0])) {
-                cli_err("'%s' is not a valid channel name", args[0]);
+                cli_err("'%s' is not a valid channel name: 1 to 63 of A-Z a-z 0-9 . _ -, not "
+                        "starting with '.'",
+                        args[0]);
                 return -EINVAL;
         }
         if (n < v->min_args || n > v->max_args) {

@@ -17,7 +17,8 @@
 #include "util.h"
 
 /* All of stdin is one message: -EMSGSIZE if it is larger than @max, -EINVAL if empty. */
-static int send_whole(const struct cli_options *o, shmbus_pub *p, size_t max, long *sent) {
+static int send_whole(const struct cli_options *o, shmbus_pub *p, size_t max, long *sent,
+                      size_t *ret_len) {
         _cleanup_free_ char *buf = malloc(max + 1);
         size_t len = 0, got;
         int r;
@@ -34,11 +35,12 @@ static int send_whole(const struct cli_options *o, shmbus_pub *p, size_t max, lo
         else
                 r = shmbus_pub_send(p, buf, len, o->timeout_ms);
         *sent += r == 0;
+        *ret_len = len;
         return r;
 }
 
 /* One message a line, without its newline. */
-static int send_lines(const struct cli_options *o, shmbus_pub *p, long *sent) {
+static int send_lines(const struct cli_options *o, shmbus_pub *p, long *sent, size_t *ret_len) {
         _cleanup_free_ char *line = NULL;
         size_t cap = 0;
         ssize_t n;
@@ -51,6 +53,7 @@ static int send_lines(const struct cli_options *o, shmbus_pub *p, long *sent) {
                         continue; /* messages are 1 byte at least: skip empty lines */
                 r = shmbus_pub_send(p, line, (size_t)n, o->timeout_ms);
                 *sent += r == 0;
+                *ret_len = (size_t)n;
         }
         return r;
 }
@@ -60,6 +63,7 @@ int verb_pub(const struct cli_options *o, char **args) {
         _cleanup_(cli_channel_unrefp) shmbus_channel *ch = NULL;
         _cleanup_(cli_pub_freep) shmbus_pub *p = NULL;
         long sent = 0;
+        size_t len = 0;
         int r;
 
         r = ask_open_for_write(o, name, o->create, NULL, &ch);
@@ -71,14 +75,21 @@ int verb_pub(const struct cli_options *o, char **args) {
                 return cli_exit_code(r);
         }
         if (message && strcmp(message, "-") != 0) {
-                r = shmbus_pub_send(p, message, strlen(message), o->timeout_ms);
+                len = strlen(message);
+                r = shmbus_pub_send(p, message, len, o->timeout_ms);
                 sent += r == 0;
         } else if (o->whole) {
-                r = send_whole(o, p, shmbus_channel_max_msg(ch), &sent);
+                r = send_whole(o, p, shmbus_channel_max_msg(ch), &sent, &len);
         } else {
-                r = send_lines(o, p, &sent);
+                r = send_lines(o, p, &sent, &len);
         }
-        if (r < 0)
+        if (r == -EMSGSIZE)
+                /* Name the limit and both values: "too large" alone says nothing to act on. */
+                cli_err("pub %s: message too large: %zu%s B > max_msg %zu of the channel "
+                        "(after %ld messages)",
+                        name, len, o->whole && len > shmbus_channel_max_msg(ch) ? "+" : "",
+                        shmbus_channel_max_msg(ch), sent);
+        else if (r < 0)
                 cli_err("pub %s: %s (after %ld messages)", name, shmbus_strerror(r), sent);
         return cli_exit_code(r);
 }
