@@ -44,17 +44,11 @@ static int request_new(const char *op, const char *name, char **ret_text) {
         return 0;
 }
 
-int ask_daemon(const struct cli_options *o, const char *op, const char *name, cJSON **ret_reply) {
-        _cleanup_(cli_client_freep) shmbus_client *c = NULL;
+int ask_request(shmbus_client *c, const char *op, const char *name, cJSON **ret_reply) {
         _cleanup_free_ char *req = NULL, *text = NULL;
         _cleanup_cjson_ cJSON *reply = NULL;
         int r;
 
-        r = ask_connect(o, &c);
-        if (r == -ECONNREFUSED)
-                return 1;
-        if (r < 0)
-                return r;
         r = request_new(op, name, &req);
         if (r < 0)
                 return r;
@@ -73,6 +67,18 @@ int ask_daemon(const struct cli_options *o, const char *op, const char *name, cJ
         cJSON_DeleteItemFromObjectCaseSensitive(reply, WIRE_V);
         *ret_reply = TAKE_PTR(reply);
         return 0;
+}
+
+int ask_daemon(const struct cli_options *o, const char *op, const char *name, cJSON **ret_reply) {
+        _cleanup_(cli_client_freep) shmbus_client *c = NULL;
+        int r;
+
+        r = ask_connect(o, &c);
+        if (r == -ECONNREFUSED)
+                return 1;
+        if (r < 0)
+                return r;
+        return ask_request(c, op, name, ret_reply);
 }
 
 int ask_open_for_write(const struct cli_options *o, const char *name, bool create,

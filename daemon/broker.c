@@ -17,6 +17,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         struct broker *b = arg;
 
         liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns());
+        log_tick();
 }
 
 void broker_set_config(struct broker *b, const struct config *cfg) {

@@ -18,6 +18,7 @@
 #include "channel.h"
 #include "json.h"
 #include "layout.h"
+#include "log.h"
 #include "util.h"
 #include "wire.h"
 
@@ -32,6 +33,7 @@ void config_init_defaults(struct config *c) {
                 .max_connections_per_uid = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID,
                 .first_request_timeout_ms = CONFIG_DEFAULT_FIRST_REQUEST_TIMEOUT_MS,
                 .unblock_timeout_ms = CONFIG_DEFAULT_UNBLOCK_TIMEOUT_MS,
+                .log_level = LOG_INFO,
                 .create = {.any = true},
         };
         snprintf(c->shm_dir, sizeof(c->shm_dir), "%s", WIRE_DEFAULT_SHM_DIR);
@@ -261,6 +263,18 @@ static int parse_path(const cJSON *item, const char *key, char *dst, size_t dst_
         return 0;
 }
 
+static int parse_log_level(const cJSON *item, const char *key, int *ret, char *err, size_t size) {
+        int level = cJSON_IsString(item) ? log_level_from_string(item->valuestring) : -EINVAL;
+
+        if (level < LOG_ERR)
+                return fail(err, size,
+                            "\"%s\": expected \"err\", \"warning\", \"notice\", \"info\" or "
+                            "\"debug\"",
+                            key);
+        *ret = level;
+        return 0;
+}
+
 static int parse_key(struct config *c, const cJSON *item, char *err, size_t size) {
         /* The keys that are a number up to a limit. */
         const struct {
@@ -289,6 +303,8 @@ static int parse_key(struct config *c, const cJSON *item, char *err, size_t size
                                : fail(err, size, "\"%s\": expected an object", k);
         if (strcmp(k, "create") == 0)
                 return parse_acl(item, k, &c->create, err, size);
+        if (strcmp(k, "log_level") == 0)
+                return parse_log_level(item, k, &c->log_level, err, size);
         return fail(err, size, "\"%s\": unknown key", k);
 }
 

@@ -49,6 +49,7 @@ struct config {
         uint32_t max_connections_per_uid;
         uint32_t first_request_timeout_ms;
         uint32_t unblock_timeout_ms;
+        int log_level; /* LOG_ERR .. LOG_DEBUG: less urgent lines are dropped */
         struct shmbus_ring_geom defaults;
         struct acl create;
         uint32_t n_rules;

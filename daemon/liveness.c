@@ -84,8 +84,9 @@ static void sweep_pubs(struct chan *c) {
                 uint32_t owner = atomic_load(&p->pid);
 
                 if (owner && !pid_is_alive((pid_t)owner)) {
-                        log_info("channel %s: released publisher slot %u of dead pid %u", c->name,
-                                 i, owner);
+                        log_info_f(LOG_FIELDS(.channel = c->name, LOGF_PID(owner)),
+                                   "channel %s: released publisher slot %u of dead pid %u", c->name,
+                                   i, owner);
                         shmbus__ring_pub_slot_release(r, i);
                         shmbus__ring_slot_clear_pid(&p->pid, owner);
                 } else if (chan_orphan(c, r->max_subs + i, &p->state, &p->pid)) {
@@ -113,9 +114,10 @@ static void sweep_stuck(struct chan *c, uint32_t i, uint64_t pos, uint64_t stamp
                 return;
         ret = shmbus__ring_unblock(r, pos);
         if (ret > 0) {
-                log_warn("channel %s: padded over a claim at position %llu whose writer "
-                         "died before committing it",
-                         c->name, (unsigned long long)pos);
+                log_warn_f(LOG_FIELDS(.channel = c->name),
+                           "channel %s: padded over a claim at position %llu whose writer "
+                           "died before committing it",
+                           c->name, (unsigned long long)pos);
                 st->since = 0;
         } else if (ret == -EBUSY && !st->warned) {
                 log_warn("channel %s: subscribers have waited %u ms on a claim at "
@@ -136,8 +138,9 @@ static void sweep_subs(struct chan *c, uint32_t unblock_ms, int64_t now) {
                 uint64_t pos, stamp;
 
                 if (owner && !pid_is_alive((pid_t)owner)) {
-                        log_info("channel %s: released subscriber slot %u of dead pid %u", c->name,
-                                 i, owner);
+                        log_info_f(LOG_FIELDS(.channel = c->name, LOGF_PID(owner)),
+                                   "channel %s: released subscriber slot %u of dead pid %u",
+                                   c->name, i, owner);
                         shmbus__ring_sub_slot_release(r, i);
                         shmbus__ring_slot_clear_pid(&s->pid, owner);
                         c->stuck[i].since = 0;

@@ -35,6 +35,7 @@ struct daemon {
         struct config cmdline; /* what the command line overrides */
         bool have_socket, have_dir;
         uint32_t unblock_ms;
+        int log_level;   /* --log-level, or -1 */
         bool check_only; /* --check-config */
         /* What is running. */
         struct config cfg;
@@ -55,6 +56,7 @@ static void usage(FILE *f) {
                 "  -c, --config FILE        JSON configuration (optional; see shmbusd(8))\n"
                 "  -u, --unblock-timeout MS pad over a claim of a dead publisher once it has kept\n"
                 "                           subscribers waiting this long (default %u)\n"
+                "      --log-level LEVEL    err, warning, notice, info (default) or debug\n"
                 "      --check-config       validate the configuration and exit\n"
                 "  -h, --help               this text\n"
                 "  -V, --version            print the version\n",
@@ -158,6 +160,9 @@ static int load_config(struct daemon *d, struct config *cfg) {
                 memcpy(cfg->shm_dir, d->cmdline.shm_dir, sizeof(cfg->shm_dir));
         if (d->unblock_ms)
                 cfg->unblock_timeout_ms = d->unblock_ms;
+        if (d->log_level >= 0)
+                cfg->log_level = d->log_level;
+        log_set_max(cfg->log_level);
         return 0;
 }
 
@@ -209,6 +214,7 @@ static int parse_options(struct daemon *d, int argc, char **argv) {
                 {"config", required_argument, NULL, 'c'},
                 {"unblock-timeout", required_argument, NULL, 'u'},
                 {"check-config", no_argument, NULL, 'C'},
+                {"log-level", required_argument, NULL, 'L'},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, 'V'},
                 {0},
@@ -246,6 +252,14 @@ static int parse_options(struct daemon *d, int argc, char **argv) {
                         break;
                 case 'C':
                         d->check_only = true;
+                        break;
+                case 'L':
+                        d->log_level = log_level_from_string(optarg);
+                        if (d->log_level < LOG_ERR) {
+                                log_err("--log-level: expected err, warning, notice, info or "
+                                        "debug");
+                                return -EINVAL;
+                        }
                         break;
                 case 'h':
                         usage(stdout);
@@ -349,7 +363,7 @@ static void teardown(struct daemon *d) {
 }
 
 int main(int argc, char **argv) {
-        struct daemon d = {.listen_fd = -1};
+        struct daemon d = {.listen_fd = -1, .log_level = -1};
         int r;
 
         log_open();

@@ -196,7 +196,9 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         if (!o->create || cJSON_IsFalse(o->create))
                 return op_fail(res, -ENOENT, "no channel %s", o->name);
         if (!acl_allows(&b->cfg.create, p->uid, p->gid)) {
-                log_notice("denied: uid %u may not create channel %s", p->uid, o->name);
+                log_notice_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
+                                        .err = EACCES),
+                             "denied: uid %u may not create channel %s", p->uid, o->name);
                 return op_fail(res, -EACCES, "uid may not create channels (channel %s)", o->name);
         }
         if (b->channels.n_chans >= b->cfg.max_channels)
@@ -212,7 +214,8 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
                 shmbus_channel_unlink(b->cfg.shm_dir, o->name);
                 return op_fail(res, r, "cannot map channel: %s", shmbus_strerror(r));
         }
-        log_info("channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
+        log_info_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
+                   "channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
         res->fds[0] = TAKE_FD(ctl_fd);
         res->fds[1] = TAKE_FD(data_fd);
         return 0;
@@ -234,8 +237,10 @@ static int open_check_permission(struct broker *b, struct peer *p, const struct 
                 allowed = p->uid == c->owner;
         if (allowed)
                 return 0;
-        log_notice("denied: uid %u pid %d may not %s channel %s", p->uid, (int)p->pid,
-                   publish ? "publish on" : "subscribe to", c->name);
+        log_notice_f(
+                LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid), .err = EACCES),
+                "denied: uid %u pid %d may not %s channel %s", p->uid, (int)p->pid,
+                publish ? "publish on" : "subscribe to", c->name);
         return op_fail(res, -EACCES, "permission denied on channel %s", c->name);
 }
 
@@ -363,7 +368,9 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
         if (r < 0)
                 return r;
         if (p->uid != 0 && p->uid != c->owner) {
-                log_notice("denied: uid %u may not delete channel %s", p->uid, c->name);
+                log_notice_f(LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
+                                        .err = EACCES),
+                             "denied: uid %u may not delete channel %s", p->uid, c->name);
                 return op_fail(res, -EACCES, "only the owner or root may delete channel %s",
                                c->name);
         }
@@ -379,7 +386,8 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
         registry_remove(&b->channels, c);
         for (unsigned i = 0; i < b->n_peers; i++)
                 peer_forget(b->peers[i], name);
-        log_info("channel %s deleted by uid %u", name, p->uid);
+        log_info_f(LOG_FIELDS(.channel = name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
+                   "channel %s deleted by uid %u", name, p->uid);
         res->reply = reply_new(true);
         return 0;
 }

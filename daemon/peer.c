@@ -64,8 +64,10 @@ static void peer_reap(struct peer *p) {
                         continue;
                 n = liveness_reap_pid(c, p->pid);
                 if (n)
-                        log_info("channel %s: released %u slot(s) of exited pid %d", c->name, n,
-                                 (int)p->pid);
+                        log_info_f(
+                                LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
+                                "channel %s: released %u slot(s) of exited pid %d", c->name, n,
+                                (int)p->pid);
         }
         p->n_open = 0;
 }
@@ -181,8 +183,9 @@ static void on_peer_deadline(evutil_socket_t fd, short what, void *arg) {
         struct peer *p = arg;
 
         if (!p->refuse)
-                log_info("connection of pid %d (uid %u) sent no request in %u ms: closed",
-                         (int)p->pid, p->uid, p->broker->cfg.first_request_timeout_ms);
+                log_info_f(LOG_FIELDS(LOGF_UID(p->uid), LOGF_PID(p->pid), .err = ETIMEDOUT),
+                           "connection of pid %d (uid %u) sent no request in %u ms: closed",
+                           (int)p->pid, p->uid, p->broker->cfg.first_request_timeout_ms);
         peer_close(p);
 }
 
@@ -198,13 +201,16 @@ static unsigned peers_of_uid(const struct broker *b, uid_t uid) {
 /* Is a connection of @cred over a connection limit (logged)? */
 static bool peer_over_limit(const struct broker *b, const struct ucred *cred) {
         if (b->n_peers - b->n_refusing >= b->cfg.max_connections) {
-                log_warn("connection refused: max_connections (%u) reached",
-                         b->cfg.max_connections);
+                log_warn_f(LOG_FIELDS(LOGF_UID(cred->uid), LOGF_PID(cred->pid), .err = EUSERS),
+                           "connection refused: max_connections (%u) reached",
+                           b->cfg.max_connections);
                 return true;
         }
         if (cred->uid != 0 && peers_of_uid(b, cred->uid) >= b->cfg.max_connections_per_uid) {
-                log_warn("connection of pid %d refused: uid %u holds max_connections_per_uid (%u)",
-                         (int)cred->pid, cred->uid, b->cfg.max_connections_per_uid);
+                log_warn_f(
+                        LOG_FIELDS(LOGF_UID(cred->uid), LOGF_PID(cred->pid), .err = EUSERS),
+                        "connection of pid %d refused: uid %u holds max_connections_per_uid (%u)",
+                        (int)cred->pid, cred->uid, b->cfg.max_connections_per_uid);
                 return true;
         }
         return false;

@@ -124,9 +124,10 @@ void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_chan
                 }
                 r = adopt_one(reg, shm_dir, name);
                 if (r < 0)
-                        log_warn("channel %s in %s not adopted: %s", name, shm_dir,
-                                 shmbus_strerror(r));
+                        log_warn_f(LOG_FIELDS(.channel = name, .err = -r),
+                                   "channel %s in %s not adopted: %s", name, shm_dir,
+                                   shmbus_strerror(r));
                 else
-                        log_info("adopted channel %s", name);
+                        log_info_f(LOG_FIELDS(.channel = name), "adopted channel %s", name);
         }
 }

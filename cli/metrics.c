@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Rendering the metrics exposition (metrics.h). One table names every metric
+ * family once; the two formats differ only in how a family's metadata is
+ * written (OpenMetrics names a counter without its _total, and has # UNIT) and
+ * in OpenMetrics' closing "# EOF". Each family is written whole, its samples
+ * together, as both formats require.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "cli.h"
+#include "wire.h"
+
+/* What a family's samples are about, and so their labels. */
+enum scope {
+        SCOPE_BUS,        /* no labels */
+        SCOPE_CHANNEL,    /* channel="NAME" */
+        SCOPE_SUBSCRIBER, /* channel="NAME", slot="N" */
+        SCOPE_PUBLISHER,  /* channel="NAME", slot="N" */
+};
+
+struct family {
+        const char *name; /* a counter's without _total */
+        bool counter;     /* else a gauge */
+        bool bytes;       /* the unit, which the name ends in */
+        enum scope scope;
+        const char *field; /* in the channel's or member's stat reply; NULL: computed */
+        const char *help;
+};
+
+static const struct family families[] = {
+        {"shmbus_daemon_up", false, false, SCOPE_BUS, NULL,
+         "1 if shmbusd answered; 0 if it is not running and the channel files were read directly."},
+        {"shmbus_channels", false, false, SCOPE_BUS, NULL, "Channels that exist."},
+        {"shmbus_channel_capacity_bytes", false, true, SCOPE_CHANNEL, WIRE_CAPACITY,
+         "Size of the channel's ring."},
+        {"shmbus_channel_max_message_bytes", false, true, SCOPE_CHANNEL, WIRE_MAX_MSG,
+         "Largest message the channel takes."},
+        {"shmbus_channel_publisher_slots", false, false, SCOPE_CHANNEL, WIRE_MAX_PUBLISHERS,
+         "Publishers the channel can have at once."},
+        {"shmbus_channel_subscriber_slots", false, false, SCOPE_CHANNEL, WIRE_MAX_SUBSCRIBERS,
+         "Subscribers the channel can have at once."},
+        {"shmbus_channel_publishers", false, false, SCOPE_CHANNEL, WIRE_PUBLISHERS_ACTIVE,
+         "Publishers attached now (read from the files: only those whose process is alive)."},
+        {"shmbus_channel_subscribers", false, false, SCOPE_CHANNEL, WIRE_SUBSCRIBERS_ACTIVE,
+         "Subscribers attached now (read from the files: only those whose process is alive)."},
+        {"shmbus_channel_published_messages", true, false, SCOPE_CHANNEL, WIRE_PUBLISHED,
+         "Messages published on the channel since it was made."},
+        {"shmbus_channel_published_bytes", true, true, SCOPE_CHANNEL, WIRE_PUBLISHED_BYTES,
+         "Payload bytes published on the channel since it was made."},
+        {"shmbus_channel_lost_messages", true, false, SCOPE_CHANNEL, WIRE_LOST,
+         "Messages subscribers lost because an overwrite channel lapped them."},
+        {"shmbus_channel_unblocked_claims", true, false, SCOPE_CHANNEL, WIRE_UNBLOCKED,
+         "Claims of dead publishers that shmbusd padded over to unblock subscribers."},
+        {"shmbus_channel_max_lag_bytes", false, true, SCOPE_CHANNEL, WIRE_MAX_LAG_BYTES,
+         "Largest subscriber lag: bytes published that the slowest subscriber has not read."},
+        {"shmbus_subscriber_lag_bytes", false, true, SCOPE_SUBSCRIBER, WIRE_LAG_BYTES,
+         "Bytes published that this subscriber has not read yet (at most the capacity)."},
+        {"shmbus_subscriber_received_messages", true, false, SCOPE_SUBSCRIBER, WIRE_RECEIVED,
+         "Messages this subscriber received."},
+        {"shmbus_subscriber_received_bytes", true, true, SCOPE_SUBSCRIBER, WIRE_BYTES,
+         "Payload bytes this subscriber received."},
+        {"shmbus_subscriber_lost_messages", true, false, SCOPE_SUBSCRIBER, WIRE_LOST,
+         "Messages this subscriber lost because the channel lapped it."},
+        {"shmbus_subscriber_corrupt_messages", true, false, SCOPE_SUBSCRIBER, WIRE_CORRUPT,
+         "Corrupt records this subscriber skipped."},
+        {"shmbus_publisher_published_messages", true, false, SCOPE_PUBLISHER, WIRE_PUBLISHED,
+         "Messages this publisher published."},
+        {"shmbus_publisher_published_bytes", true, true, SCOPE_PUBLISHER, WIRE_BYTES,
+         "Payload bytes this publisher published."},
+        {"shmbus_publisher_waits", true, false, SCOPE_PUBLISHER, WIRE_WAITS,
+         "Times this publisher had to wait for space."},
+        {"shmbus_publisher_full", true, false, SCOPE_PUBLISHER, WIRE_FULL,
+         "Claims refused because the ring stayed full (EAGAIN, or timed out)."},
+        {"shmbus_publisher_aborts", true, false, SCOPE_PUBLISHER, WIRE_ABORTS,
+         "Claims this publisher aborted."},
+};
+
+/* A label value with backslash, double quote and newline escaped, as both formats want. */
+static void write_label_value(FILE *f, const char *s) {
+        for (; *s; s++) {
+                if (*s == '\\' || *s == '"')
+                        fprintf(f, "\\%c", *s);
+                else if (*s == '\n')
+                        fputs("\\n", f);
+                else
+                        fputc(*s, f);
+        }
+}
+
+/* Whole numbers without a fraction or exponent (counters read best that way), others exactly. */
+static void write_value(FILE *f, double v) {
+        /* 2^53: beyond it a double holds no fraction anyway, and the cast could overflow. */
+        if (v > -9007199254740992.0 && v < 9007199254740992.0 && v == (double)(int64_t)v)
+                fprintf(f, " %.0f\n", v);
+        else
+                fprintf(f, " %.17g\n", v);
+}
+
+static void write_sample(FILE *f, const struct family *fam, const char *channel, double slot,
+                         double v) {
+        fprintf(f, "%s%s", fam->name, fam->counter ? "_total" : "");
+        if (channel) {
+                fputs("{channel=\"", f);
+                write_label_value(f, channel);
+                if (fam->scope == SCOPE_SUBSCRIBER || fam->scope == SCOPE_PUBLISHER)
+                        fprintf(f, "\",slot=\"%.0f", slot);
+                fputs("\"}", f);
+        }
+        write_value(f, v);
+}
+
+static void write_metadata(FILE *f, const struct family *fam, bool openmetrics) {
+        const char *total = fam->counter && !openmetrics ? "_total" : "";
+        const char *type = fam->counter ? "counter" : "gauge";
+
+        fprintf(f, "# HELP %s%s %s\n", fam->name, total, fam->help);
+        fprintf(f, "# TYPE %s%s %s\n", fam->name, total, type);
+        if (openmetrics && fam->bytes)
+                fprintf(f, "# UNIT %s bytes\n", fam->name);
+}
+
+static void write_family(FILE *f, const struct family *fam, const cJSON *list, bool offline) {
+        const cJSON *channels = cJSON_GetObjectItemCaseSensitive(list, WIRE_CHANNELS);
+        const char *members = fam->scope == SCOPE_SUBSCRIBER ? WIRE_SUBSCRIBERS : WIRE_PUBLISHERS;
+        const cJSON *c, *m;
+
+        if (fam->scope == SCOPE_BUS) {
+                write_sample(f, fam, NULL, 0,
+                             strcmp(fam->name, "shmbus_daemon_up") == 0
+                                     ? !offline
+                                     : (double)cJSON_GetArraySize(channels));
+                return;
+        }
+        cJSON_ArrayForEach(c, channels) {
+                const char *name = cli_str(c, WIRE_NAME);
+
+                if (fam->scope == SCOPE_CHANNEL) {
+                        write_sample(f, fam, name, 0, cli_num(c, fam->field));
+                        continue;
+                }
+                cJSON_ArrayForEach(m, cJSON_GetObjectItemCaseSensitive(c, members))
+                        write_sample(f, fam, name, cli_num(m, WIRE_SLOT), cli_num(m, fam->field));
+        }
+}
+
+int metrics_write(FILE *f, const cJSON *list, bool offline, bool openmetrics) {
+        for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+                write_metadata(f, &families[i], openmetrics);
+                write_family(f, &families[i], list, offline);
+        }
+        if (openmetrics)
+                fputs("# EOF\n", f);
+        return ferror(f) ? -EIO : 0;
+}
