@@ -225,8 +225,17 @@ static int open_channel(const struct cli_options *o, const char *name, shmbus_ch
         int r;
 
         r = ask_connect(o, &c);
-        if (r == 0)
-                return shmbus_client_open(c, name, 0, NULL, ret_chan);
+        if (r == 0) {
+                r = shmbus_client_open(c, name, 0, NULL, ret_chan);
+                if (r == -ETIMEDOUT)
+                        ask_not_answering(c);
+                if (r == -EACCES) {
+                        /* The daemon's reason, then an error the caller does not print again. */
+                        ask_say_error(c, "tail", r);
+                        exit(cli_exit_code(r));
+                }
+                return r;
+        }
         if (r == -ECONNREFUSED) {
                 offline_say(o);
                 return shmbus_channel_open(offline_shm_dir(o), name,
