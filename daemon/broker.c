@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evict.h"
 #include "liveness.h"
 #include "log.h"
 #include "peer.h"
@@ -17,6 +18,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         struct broker *b = arg;
 
         liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns());
+        evict_sweep(b, shmbus__now_ns());
         log_tick();
 }
 

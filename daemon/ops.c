@@ -191,6 +191,8 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         struct shmbus_ring_geom g = rule ? rule->geom : b->cfg.defaults;
         _cleanup_close_ int ctl_fd = -1, data_fd = -1;
         char err[REPLY_MESSAGE_MAX];
+        bool has_slow = false;
+        uint32_t slow_ms = 0;
         int r;
 
         if (!o->create || cJSON_IsFalse(o->create))
@@ -206,6 +208,10 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         if (cJSON_IsObject(o->create) && !rule &&
             config_parse_geom(o->create, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
                 return op_fail(res, -EINVAL, "%s", err);
+        if (cJSON_IsObject(o->create) &&
+            config_parse_slow_subscriber_timeout(o->create, WIRE_CREATE ".", &has_slow, &slow_ms,
+                                                 err, sizeof(err)) < 0)
+                return op_fail(res, -EINVAL, "%s", err);
         r = shmbus__channel_create_fds(b->cfg.shm_dir, o->name, &g, 0600, &ctl_fd, &data_fd);
         if (r < 0)
                 return op_fail(res, r, "cannot create channel: %s", shmbus_strerror(r));
@@ -214,6 +220,8 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
                 shmbus_channel_unlink(b->cfg.shm_dir, o->name);
                 return op_fail(res, r, "cannot map channel: %s", shmbus_strerror(r));
         }
+        (*ret_chan)->has_slow_subscriber_timeout = has_slow;
+        (*ret_chan)->slow_subscriber_timeout_ms = slow_ms;
         log_info_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
                    "channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
         res->fds[0] = TAKE_FD(ctl_fd);

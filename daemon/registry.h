@@ -25,6 +25,12 @@ struct stuck {
         bool warned;   /* told the log a live publisher holds the claim */
 };
 
+/* How long a subscriber has held publishers back, and where (kept by evict.c). */
+struct hold {
+        uint64_t pos;
+        int64_t since; /* 0: not holding anyone back */
+};
+
 struct chan {
         char name[SHMBUS_NAME_MAX + 1];
         shmbus_channel *map;
@@ -34,6 +40,10 @@ struct chan {
         struct stuck *stuck;
         /* Slots seen active without an owner pid in the last sweep (subs, then pubs). */
         bool *orphan;
+        /* For eviction: one per subscriber slot; the timeout its create request asked for. */
+        struct hold *hold;
+        bool has_slow_subscriber_timeout;
+        uint32_t slow_subscriber_timeout_ms;
 };
 
 struct registry {

@@ -597,6 +597,22 @@ SHMBUS_EXPORT uint32_t shmbus_channel_max_subscribers(const shmbus_channel *chan
 SHMBUS_EXPORT uint32_t shmbus_channel_max_publishers(const shmbus_channel *chan);
 
 /**
+ * shmbus_opts_set_slow_subscriber_timeout() - evict subscribers that stall publishers.
+ * @opts: options.
+ * @ms: 0 (never, the default unless shmbusd's configuration says otherwise)
+ *      up to 3600000. On a SHMBUS_POLICY_BLOCK channel, a subscriber that
+ *      keeps publishers waiting this long without moving is evicted by
+ *      shmbusd: publishers go on, its next call fails with -ECONNABORTED,
+ *      and the channel's "evicted" counter goes up. Untethered subscribers
+ *      are never evicted (they never hold anyone back). A configuration rule
+ *      for the channel wins; the value lasts while shmbusd runs (after a
+ *      restart the configuration's applies).
+ *
+ * Return: 0, or -EINVAL.
+ */
+SHMBUS_EXPORT int shmbus_opts_set_slow_subscriber_timeout(shmbus_opts *opts, uint32_t ms);
+
+/**
  * shmbus_client_set_timeout() - how long each request waits for the daemon.
  * @client: a client.
  * @timeout_ms: 1 .. INT_MAX, or -1 to wait for ever (default 5000, or

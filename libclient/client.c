@@ -438,6 +438,7 @@ SHMBUS_EXPORT shmbus_client *shmbus_client_free(shmbus_client *client) {
 /* The "create" member of an open request: the caller's geometry, or true for the daemon's. */
 static bool add_create(cJSON *req, const shmbus_opts *create_opts) {
         const struct shmbus_ring_geom *g;
+        uint32_t slow_ms;
         cJSON *o;
 
         if (!create_opts)
@@ -450,7 +451,9 @@ static bool add_create(cJSON *req, const shmbus_opts *create_opts) {
                                        g->policy == SHMBUS_POLICY_BLOCK ? WIRE_POLICY_BLOCK
                                                                         : WIRE_POLICY_OVERWRITE) &&
                cJSON_AddNumberToObject(o, WIRE_MAX_SUBSCRIBERS, g->max_subs) &&
-               cJSON_AddNumberToObject(o, WIRE_MAX_PUBLISHERS, g->max_pubs);
+               cJSON_AddNumberToObject(o, WIRE_MAX_PUBLISHERS, g->max_pubs) &&
+               (!shmbus__opts_slow_subscriber_timeout(create_opts, &slow_ms) ||
+                cJSON_AddNumberToObject(o, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS, slow_ms));
 }
 
 /* One open request; -ENOENT comes back as it is, for the caller's wait. */

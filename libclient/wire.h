@@ -55,6 +55,8 @@
 #define WIRE_MAX_SUBSCRIBERS  "max_subscribers"
 #define WIRE_MAX_PUBLISHERS   "max_publishers"
 #define WIRE_OWNER_UID        "owner_uid"
+/* Block channels: evict a subscriber that keeps publishers waiting this long (create, config). */
+#define WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS "slow_subscriber_timeout_ms"
 
 /* Reply fields. */
 #define WIRE_CREATED            "created"
@@ -74,6 +76,7 @@
 #define WIRE_MAX_LAG_BYTES      "max_lag_bytes"
 #define WIRE_LOST               "lost"
 #define WIRE_UNBLOCKED          "unblocked"
+#define WIRE_EVICTED            "evicted"
 
 /* Per-slot detail of a stat reply. */
 #define WIRE_SUBSCRIBERS "subscribers"

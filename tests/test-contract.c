@@ -32,6 +32,12 @@ static void restart(void) {
         daemon_pid = daemon_start_fresh(NULL);
 }
 
+static void restart_with(const char *config) {
+        if (daemon_pid > 0)
+                daemon_stop(daemon_pid);
+        daemon_pid = daemon_start_fresh(config);
+}
+
 static void stop(void) {
         if (daemon_pid > 0)
                 daemon_stop(daemon_pid);
@@ -705,6 +711,82 @@ static void test_untethered(void) {
         shmbus_client_free(c);
 }
 
+/* ---- 8. slow subscribers --------------------------------------------------------------- */
+
+/*
+ * A subscriber that never reads on a block channel with a slow-subscriber
+ * timeout (@opts, or the daemon's rule for @name) is evicted, and publishers
+ * go on; a subscriber that keeps up is not, and gets every message.
+ */
+static void evict_one(shmbus_client *c, const char *name, const shmbus_opts *opts) {
+        shmbus_channel *ch = NULL;
+        shmbus_pub *p = NULL;
+        shmbus_sub *stuck = NULL;
+        char buf[64], req[128], *reply = NULL;
+        int ready[2];
+        pid_t reader;
+        int64_t t0;
+
+        CU_ASSERT_EQUAL_FATAL(
+                shmbus_client_open(c, name, SHMBUS_OPEN_PUBLISH | SHMBUS_OPEN_CREATE, opts, &ch),
+                0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(ch, &p), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(ch, &stuck), 0);
+        CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+        reader = fork();
+        if (reader == 0) {
+                shmbus_sub *s = NULL;
+
+                alarm(30);
+                if (shmbus_sub_new(ch, &s) < 0 || write(ready[1], "r", 1) != 1)
+                        _exit(2);
+                _exit(ledger_recv(s, 500) == 0 ? 0 : 3);
+        }
+        CU_ASSERT_EQUAL(read(ready[0], buf, 1), 1);
+        t0 = ms_now();
+        for (uint32_t i = 0; i < 500; i++)
+                if (ledger_send(p, i, 5000) != 0) {
+                        CU_FAIL("a slow subscriber held the publisher back past its timeout");
+                        break;
+                }
+        CU_ASSERT(ms_now() - t0 < 4000);
+        CU_ASSERT_EQUAL(test_wait(reader), 0);
+        /* The evicted subscriber is told, and the channel counts it. */
+        CU_ASSERT_EQUAL(shmbus_sub_recv(stuck, buf, sizeof(buf), 0), -ECONNABORTED);
+        snprintf(req, sizeof(req), "{\"op\":\"stat\",\"name\":\"%s\"}", name);
+        CU_ASSERT_EQUAL(shmbus_client_request(c, req, &reply), 0);
+        CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "\"evicted\":1"));
+        free(reply);
+        /* Freeing it frees the slot for others. */
+        shmbus_sub_free(stuck);
+        stuck = NULL;
+        CU_ASSERT_EQUAL(shmbus_sub_new(ch, &stuck), 0);
+        shmbus_sub_free(stuck);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(ch);
+        close(ready[0]);
+        close(ready[1]);
+}
+
+static void test_evict(void) {
+        shmbus_client *c;
+        shmbus_opts *o = opts_small(SHMBUS_POLICY_BLOCK, 4096);
+        char cmd[700];
+
+        restart_with("{\"channels\": {\"slow2\": {\"capacity\": 4096,"
+                     " \"slow_subscriber_timeout_ms\": 300}}}");
+        c = connect_ok();
+        CU_ASSERT_EQUAL(shmbus_opts_set_slow_subscriber_timeout(o, 3600001), -EINVAL);
+        CU_ASSERT_EQUAL(shmbus_opts_set_slow_subscriber_timeout(o, 300), 0);
+        evict_one(c, "slow", o);
+        evict_one(c, "slow2", NULL);
+        /* Logged, with the pid. */
+        snprintf(cmd, sizeof(cmd), "grep -c 'evicted subscriber slot' %s | grep -qx 2", logpath);
+        CU_ASSERT_EQUAL(system(cmd), 0);
+        shmbus_opts_free(o);
+        shmbus_client_free(c);
+}
+
 /* ---- 9. waiting for the daemon or a channel ------------------------------------------- */
 
 static void test_wait_for(void) {
@@ -764,6 +846,7 @@ int main(void) {
                 {"a deleted channel ends its members", test_deleted},
                 {"history for late joiners", test_history},
                 {"untethered monitors never hold publishers back", test_untethered},
+                {"a slow subscriber is evicted, publishers go on", test_evict},
                 {"waiting for the daemon and for a channel", test_wait_for},
                 {NULL, NULL},
         };
