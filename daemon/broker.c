@@ -11,6 +11,7 @@
 #include "log.h"
 #include "peer.h"
 #include "ring.h"
+#include "vanish.h"
 
 #define SWEEP_INTERVAL_MS 100
 
@@ -19,6 +20,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
 
         liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns());
         evict_sweep(b, shmbus__now_ns());
+        vanish_sweep(b, shmbus__now_ns());
         log_tick();
 }
 

@@ -54,6 +54,7 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
                  gid_t group, struct chan **ret_chan) {
         _cleanup_(chan_freep) struct chan *c = NULL;
         struct chan **arr;
+        struct stat st;
         uint32_t subs;
         int r;
 
@@ -64,6 +65,10 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
         r = shmbus__channel_map(ctl_fd, data_fd, SHMBUS_OPEN_PUBLISH, &c->map);
         if (r < 0)
                 return r;
+        if (fstat(ctl_fd, &st) < 0)
+                return -errno;
+        c->ctl_dev = st.st_dev;
+        c->ctl_ino = st.st_ino;
         snprintf(c->name, sizeof(c->name), "%s", name);
         c->owner = owner;
         c->group = group;

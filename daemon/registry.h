@@ -42,6 +42,9 @@ struct chan {
         bool *orphan;
         /* For eviction: one per subscriber slot; the timeout its create request asked for. */
         struct hold *hold;
+        /* The ctl file as mapped: a name that leads elsewhere is a channel gone (vanish.c). */
+        dev_t ctl_dev;
+        ino_t ctl_ino;
         bool has_slow_subscriber_timeout;
         uint32_t slow_subscriber_timeout_ms;
 };

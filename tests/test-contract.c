@@ -565,6 +565,30 @@ static void test_deleted(void) {
         shmbus_sub_free(s);
         shmbus_sub_free(idle);
         shmbus_channel_unref(ch);
+
+        /* Files removed behind the daemon's back end the channel too, within a sweep or two. */
+        ch = chan_create(c, "gone2", SHMBUS_POLICY_BLOCK, 4096);
+        reader = fork();
+        if (reader == 0) {
+                shmbus_sub *rs = NULL;
+
+                alarm(10);
+                if (shmbus_sub_new(ch, &rs) < 0)
+                        _exit(2);
+                _exit(shmbus_sub_recv(rs, buf, sizeof(buf), -1) == -EIDRM ? 0 : 3);
+        }
+        sleep_ms(200);
+        {
+                char path[700];
+
+                snprintf(path, sizeof(path), "%s/gone2.ctl", shm);
+                CU_ASSERT_EQUAL(unlink(path), 0);
+                snprintf(path, sizeof(path), "%s/gone2.data", shm);
+                CU_ASSERT_EQUAL(unlink(path), 0);
+        }
+        CU_ASSERT_EQUAL(test_wait(reader), 0);
+        CU_ASSERT_EQUAL(shmbus_client_open(c, "gone2", 0, NULL, &ch), -ENOENT);
+        shmbus_channel_unref(ch);
         shmbus_client_free(c);
 }
 
