@@ -26,7 +26,8 @@
  * A channel that is deleted (shmbus_client_delete(), shmbus-cli delete) or
  * replaced by a new one of the same name is over for its members: publishers
  * get -EIDRM, subscribers get what is left in the ring and then -EIDRM, within
- * about 200 ms even when asleep. Open the channel again to use the new one.
+ * about 200 ms even when asleep (about a second when its files were removed
+ * behind shmbusd's back). Open the channel again to use the new one.
  */
 #ifndef SHMBUS_H
 #define SHMBUS_H
