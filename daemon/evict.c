@@ -72,6 +72,15 @@ static void sweep_chan(struct chan *c, uint32_t timeout_ms, int64_t now) {
         if (now - h->since < (int64_t)timeout_ms * 1000000)
                 return;
         h->since = 0;
+        if (!(atomic_load(&r->subs[who].flags) & SHMBUS_SUB_FLAG_EVICTABLE)) {
+                if (!c->evict_refused)
+                        log_warn_f(LOG_FIELDS(.channel = c->name),
+                                   "channel %s: subscriber slot %u keeps publishers waiting, but "
+                                   "its library is too old to be told it was evicted: left alone",
+                                   c->name, who);
+                c->evict_refused = true;
+                return;
+        }
         if (shmbus__ring_sub_slot_evict(r, who)) {
                 pid_t pid = (pid_t)atomic_load(&r->subs[who].pid);
 

@@ -388,7 +388,7 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
          * channel under it, has seen the mark) and wake every sleeper to look.
          */
         snprintf(name, sizeof(name), "%s", c->name);
-        atomic_store_explicit(&c->map->ring.ctl->deleted, 1, memory_order_seq_cst);
+        atomic_store_explicit(&c->map->ring.ctl->deleted, SHMBUS_CTL_DELETED, memory_order_seq_cst);
         shmbus__ring_wake_all(&c->map->ring);
         shmbus_channel_unlink(b->cfg.shm_dir, name);
         registry_remove(&b->channels, c);

@@ -46,6 +46,7 @@ struct chan {
         dev_t ctl_dev;
         ino_t ctl_ino;
         bool has_slow_subscriber_timeout;
+        bool evict_refused; /* logged that a slow subscriber was too old to evict */
         uint32_t slow_subscriber_timeout_ms;
 };
 

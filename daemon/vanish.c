@@ -42,10 +42,22 @@ void vanish_sweep(struct broker *b, int64_t now) {
                 struct chan *c = b->channels.chans[i];
                 char name[SHMBUS_NAME_MAX + 1];
 
-                if (!chan_vanished(b, c))
+                if (!chan_vanished(b, c)) {
+                        /*
+                         * Only we mark a channel deleted, and only as it leaves the
+                         * registry: a mark on one still here was forged by a member.
+                         */
+                        if (atomic_load(&c->map->ring.ctl->deleted) != 0) {
+                                atomic_store(&c->map->ring.ctl->deleted, 0);
+                                log_warn_f(LOG_FIELDS(.channel = c->name),
+                                           "channel %s: cleared a deleted mark a member wrote",
+                                           c->name);
+                        }
                         continue;
+                }
                 snprintf(name, sizeof(name), "%s", c->name);
-                atomic_store_explicit(&c->map->ring.ctl->deleted, 1, memory_order_seq_cst);
+                atomic_store_explicit(&c->map->ring.ctl->deleted, SHMBUS_CTL_DELETED,
+                                      memory_order_seq_cst);
                 shmbus__ring_wake_all(&c->map->ring);
                 registry_remove(&b->channels, c);
                 for (unsigned k = 0; k < b->n_peers; k++)

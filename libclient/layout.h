@@ -38,6 +38,13 @@
 #define SHMBUS_LINE         128
 #define SHMBUS_NAME_MAX     63
 
+/*
+ * The value of ctl->deleted once the daemon has deleted the channel (2.1).
+ * One 64-bit value, not "non-zero": a member scribbling bytes on ctl must
+ * not end the channel for everyone by accident (test-faults does just that).
+ */
+#define SHMBUS_CTL_DELETED UINT64_C(0x444554454c454421) /* "!DELETED" little-endian */
+
 /* Ring geometry limits: the data region is 4 KiB .. 1 GiB, a message at most 1/4 of it. */
 #define SHMBUS_DATA_MIN  (UINT64_C(1) << 12)
 #define SHMBUS_DATA_MAX  (UINT64_C(1) << 30)
@@ -105,6 +112,12 @@ enum {
 
 /* Subscriber slot flags (layout 2.1), set at join before the slot turns ACTIVE. */
 #define SHMBUS_SUB_FLAG_UNTETHERED UINT32_C(1) /* not in the horizon: may be lapped */
+/*
+ * The owner checks its slot's state on every call (a 2.1 library), so the
+ * daemon may evict it: an older reader would go on reading, unvalidated, what
+ * publishers then overwrite.
+ */
+#define SHMBUS_SUB_FLAG_EVICTABLE UINT32_C(2)
 
 /*
  * Slot ownership: a process owns a slot from the moment it CASes the slot's pid
@@ -204,7 +217,7 @@ struct shmbus_ctl {
         _Atomic uint64_t retired_lost;                   /* losses of released subscribers */
         _Atomic uint64_t reserved[1];                    /* zero */
         _Atomic uint64_t evicted;                        /* slow subscribers evicted (2.1) */
-        _Atomic uint64_t deleted; /* non-zero: deleted or replaced; members stop (2.1) */
+        _Atomic uint64_t deleted; /* SHMBUS_CTL_DELETED: deleted or replaced; members stop (2.1) */
 };
 
 static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");

@@ -70,7 +70,8 @@ static int chan_slot_pid(const shmbus_channel *chan, pid_t *ret_pid) {
 }
 
 static inline bool chan_deleted(const shmbus_channel *chan) {
-        return atomic_load_explicit(&chan->ring.ctl->deleted, memory_order_relaxed) != 0;
+        return atomic_load_explicit(&chan->ring.ctl->deleted, memory_order_relaxed) ==
+               SHMBUS_CTL_DELETED;
 }
 
 /* Whether @gen is this process's: a plain load, free enough for every call. */

@@ -698,7 +698,8 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
                                         return w;
                                 }
                                 /* Woken by a delete (or a slice ended): no space will come. */
-                                if (atomic_load_explicit(&r->ctl->deleted, RELAXED) != 0)
+                                if (atomic_load_explicit(&r->ctl->deleted, RELAXED) ==
+                                    SHMBUS_CTL_DELETED)
                                         return -EIDRM;
                                 cur = tail_load(r);
                                 continue;
@@ -887,7 +888,9 @@ int shmbus__ring_sub_join_ex(struct shmbus_ring *r, struct shmbus_ring_sub *s, p
                  * after it (docs/ORDERING.md, "Join"). The flags go first, so a
                  * publisher that sees the slot ACTIVE sees them too.
                  */
-                atomic_store_explicit(&slot->flags, untethered ? SHMBUS_SUB_FLAG_UNTETHERED : 0,
+                atomic_store_explicit(&slot->flags,
+                                      SHMBUS_SUB_FLAG_EVICTABLE |
+                                              (untethered ? SHMBUS_SUB_FLAG_UNTETHERED : 0),
                                       RELAXED);
                 atomic_store_explicit(&slot->pos, tail_load_pos(r, SEQCST), SEQCST);
                 atomic_store_explicit(&slot->state, SHMBUS_SLOT_ACTIVE, SEQCST);
