@@ -779,7 +779,7 @@ static void evict_one(shmbus_client *c, const char *name, const shmbus_opts *opt
         CU_ASSERT_EQUAL(shmbus_sub_recv(stuck, buf, sizeof(buf), 0), -ECONNABORTED);
         snprintf(req, sizeof(req), "{\"op\":\"stat\",\"name\":\"%s\"}", name);
         CU_ASSERT_EQUAL(shmbus_client_request(c, req, &reply), 0);
-        CU_ASSERT_PTR_NOT_NULL(reply && strstr(reply, "\"evicted\":1"));
+        CU_ASSERT(reply && strstr(reply, "\"evicted\":1"));
         free(reply);
         /* Freeing it frees the slot for others. */
         shmbus_sub_free(stuck);
