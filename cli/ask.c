@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "shmbus.h"
 
@@ -85,6 +86,10 @@ int ask_open_for_write(const struct cli_options *o, const char *name, bool creat
                        const shmbus_opts *opts, shmbus_channel **ret_chan) {
         _cleanup_(cli_client_freep) shmbus_client *c = NULL;
         int flags = SHMBUS_OPEN_PUBLISH | (create ? SHMBUS_OPEN_CREATE : 0);
+
+        /* Grants alone say nothing of the geometry: any existing channel will do. */
+        if (opts && !o->geometry_given)
+                flags |= SHMBUS_OPEN_ACCEPT_EXISTING;
         int r;
 
         r = ask_connect(o, &c);
@@ -98,6 +103,11 @@ int ask_open_for_write(const struct cli_options *o, const char *name, bool creat
                 ask_not_answering(c);
         if (r == -ENOENT)
                 cli_err("%s: no such channel (use --create)", name);
+        else if (r == -EEXIST && !strstr(shmbus_client_last_error(c), "exists with other settings"))
+                /* Files nobody serves, such as those a daemon of another uid left. */
+                cli_err("%s: its files exist but shmbusd does not serve them; shmbusd's log "
+                        "(journalctl -u shmbusd) says whose they are and what to run",
+                        name);
         else if (r < 0)
                 ask_say_error(c, name, r);
         return r;

@@ -71,6 +71,7 @@ struct cli_options {
         /* create: the geometry asked for */
         const shmbus_opts *channel;
         bool geometry_given; /* any of --capacity --max-msg --policy --max-* */
+        bool grants_given;   /* any of --allow-sub --allow-pub */
         /* tail: hold publishers back (lossless) instead of reading untethered */
         bool tethered;
         /* metrics: the address to serve on; NULL: the default, on loopback */

@@ -75,6 +75,19 @@ static int add_detail(shmbus_client *c, cJSON *list) {
         return 0;
 }
 
+/* The daemon's own counters as @list's INSPECT_DAEMON; none from a daemon without "stats". */
+static int add_daemon_stats(shmbus_client *c, cJSON *list) {
+        cJSON *stats = NULL;
+        int r = ask_request(c, WIRE_OP_STATS, NULL, &stats);
+
+        if (r == -EOPNOTSUPP)
+                return 0;
+        if (r < 0)
+                return r;
+        cJSON_AddItemToObject(list, INSPECT_DAEMON, stats);
+        return 0;
+}
+
 /* All channels from the daemon, with one connection; 1 if it is not running. */
 static int daemon_snapshot(const struct cli_options *o, bool detail, cJSON **ret_list) {
         _cleanup_(cli_client_freep) shmbus_client *c = NULL;
@@ -89,6 +102,8 @@ static int daemon_snapshot(const struct cli_options *o, bool detail, cJSON **ret
         r = ask_request(c, WIRE_OP_LIST, NULL, &list);
         if (r == 0 && detail)
                 r = add_detail(c, list);
+        if (r == 0 && detail)
+                r = add_daemon_stats(c, list);
         if (r < 0)
                 return r;
         *ret_list = TAKE_PTR(list);
@@ -323,7 +338,13 @@ int verb_status(const struct cli_options *o, char **args) {
 
         r = get_status(o, name, &s, &offline);
         if (r < 0) {
-                if (r == -ENOENT)
+                if (r == -ENOENT && !offline && offline_has_files(offline_shm_dir(o), name))
+                        /* Not "no channel" alone: its files are there, unserved. */
+                        cli_err("no channel %s served, but its files are in %s: shmbusd did not "
+                                "adopt them, and its log (journalctl -u shmbusd) says why and "
+                                "what to run",
+                                name, offline_shm_dir(o));
+                else if (r == -ENOENT)
                         cli_err("no channel %s", name);
                 else if (offline && (r == -EACCES || r == -EPERM))
                         inspect_say_error(o, "status", r, offline);

@@ -20,9 +20,13 @@ int verb_stats(const struct cli_options *o, char **args);
 int verb_status(const struct cli_options *o, char **args);
 int verb_version(const struct cli_options *o, char **args);
 
+/* The key of a detailed snapshot that holds the daemon's "stats" reply (absent offline). */
+#define INSPECT_DAEMON "daemon"
+
 /*
  * inspect_snapshot() - every channel, sorted by name, as {"channels": [...]}
- * @detail: each entry is a stat reply, with its subscribers and publishers
+ * @detail: each entry is a stat reply, with its subscribers and publishers;
+ *   and the daemon's own counters, its "stats" reply, are INSPECT_DAEMON
  * @report: say on stderr which channel files could not be read (offline)
  * @ret_offline: set to whether shmbusd was down and the files were read
  *

@@ -69,8 +69,12 @@ static const struct verb verbs[] = {
          "--json prints {\"name\", \"sent\", \"bytes\"} at the end, and \"error\" on failure.\n"},
         {"create", verb_create, 1, 1, true,
          "create CHANNEL [--capacity BYTES] [--max-msg BYTES] [--policy block|overwrite]\n"
-         "                       [--max-subscribers N] [--max-publishers N]",
-         "Create a channel through shmbusd (its per-channel configuration wins).\n"},
+         "                       [--max-subscribers N] [--max-publishers N]\n"
+         "                       [--allow-sub WHO]... [--allow-pub WHO]...",
+         "Create a channel through shmbusd (its per-channel configuration wins).\n"
+         "--allow-sub / --allow-pub let WHO subscribe / publish too: a user (NAME, user:NAME\n"
+         "or a uid) or a group (group:NAME or group:GID); repeat them for more. shmbusd keeps\n"
+         "the grants with the channel (status shows them) if its configuration allows.\n"},
         {"delete", verb_delete, 1, 1, true, "delete CHANNEL",
          "Delete a channel (its owner or root). Members keep what they have mapped.\n"},
         {"metrics", verb_metrics, 0, 0, false, "metrics [--listen [HOST:]PORT]",
@@ -105,7 +109,8 @@ static void usage(FILE *f) {
               "  pub CHANNEL [MSG|-]      publish MSG, or stdin one message per line (--whole:\n"
               "                           all of stdin as one message)\n"
               "  create CHANNEL           create a channel (--capacity --max-msg --policy\n"
-              "                           --max-subscribers --max-publishers)\n"
+              "                           --max-subscribers --max-publishers; --allow-sub WHO\n"
+              "                           --allow-pub WHO: a user, or group:NAME, may too)\n"
               "  delete CHANNEL           delete a channel (owner or root)\n"
               "  metrics                  serve /metrics over HTTP for Prometheus\n"
               "                           (--listen [HOST:]PORT, default "
@@ -203,6 +208,8 @@ enum {
         OPT_POLICY,
         OPT_SUBS,
         OPT_PUBS,
+        OPT_ALLOW_SUB,
+        OPT_ALLOW_PUB,
         OPT_RATE,
         OPT_TETHERED,
 };
@@ -229,6 +236,10 @@ static const char *option_expects(int c) {
         case OPT_SUBS:
         case OPT_PUBS:
                 return "a whole number from 1 to 1024";
+        case OPT_ALLOW_SUB:
+        case OPT_ALLOW_PUB:
+                return "a user (NAME, user:NAME, UID) or a group (group:NAME, group:GID), at most "
+                       "32 of each";
         default:
                 return "another value";
         }
@@ -304,6 +315,10 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
                 return set_u32(chan, shmbus_opts_set_max_subscribers, val);
         case OPT_PUBS:
                 return set_u32(chan, shmbus_opts_set_max_publishers, val);
+        case OPT_ALLOW_SUB:
+                return admin_grant(chan, val, SHMBUS_GRANT_SUBSCRIBE) < 0 ? -EINVAL : 0;
+        case OPT_ALLOW_PUB:
+                return admin_grant(chan, val, SHMBUS_GRANT_PUBLISH) < 0 ? -EINVAL : 0;
         case OPT_NO_COLOR:
                 *no_color = true;
                 return 0;
@@ -344,6 +359,8 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
                 {"policy", required_argument, NULL, OPT_POLICY},
                 {"max-subscribers", required_argument, NULL, OPT_SUBS},
                 {"max-publishers", required_argument, NULL, OPT_PUBS},
+                {"allow-sub", required_argument, NULL, OPT_ALLOW_SUB},
+                {"allow-pub", required_argument, NULL, OPT_ALLOW_PUB},
                 {"no-color", no_argument, NULL, OPT_NO_COLOR},
                 {"tethered", no_argument, NULL, OPT_TETHERED},
                 {"help", no_argument, NULL, 'h'},
@@ -356,6 +373,7 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
         while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:l:hV", opts, &long_index)) != -1) {
                 o->geometry_given |= c == OPT_CAP || c == OPT_MAXMSG || c == OPT_POLICY ||
                                      c == OPT_SUBS || c == OPT_PUBS;
+                o->grants_given |= c == OPT_ALLOW_SUB || c == OPT_ALLOW_PUB;
                 if (apply_option(c, optarg, o, chan, &no_color, &help, &version) < 0) {
                         /* On '?' getopt_long has said what is wrong; else name the option as typed.
                          */

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "inspect.h"
 #include "wire.h"
 
 /* What a family's samples are about, and so their labels. */
@@ -21,6 +22,9 @@ enum scope {
         SCOPE_CHANNEL,    /* channel="NAME" */
         SCOPE_SUBSCRIBER, /* channel="NAME", slot="N" */
         SCOPE_PUBLISHER,  /* channel="NAME", slot="N" */
+        SCOPE_DAEMON,     /* no labels; from the daemon's "stats" reply, none offline */
+        SCOPE_DAEMON_OP,  /* op="OP"; the same */
+        SCOPE_UID,        /* uid="N": the channels a uid owns, summed */
 };
 
 struct family {
@@ -78,6 +82,29 @@ static const struct family families[] = {
          "Claims refused because the ring stayed full (EAGAIN, or timed out)."},
         {"shmbus_publisher_aborts", true, false, SCOPE_PUBLISHER, WIRE_ABORTS,
          "Claims this publisher aborted."},
+        /* The daemon's own counters (its "stats" op): absent while it is down. */
+        {"shmbus_daemon_connections", false, false, SCOPE_DAEMON, WIRE_CONNECTIONS,
+         "Client connections shmbusd serves now."},
+        {"shmbus_daemon_connections_accepted", true, false, SCOPE_DAEMON, WIRE_CONNECTIONS_ACCEPTED,
+         "Client connections shmbusd has served since it started."},
+        {"shmbus_daemon_connections_refused", true, false, SCOPE_DAEMON, WIRE_CONNECTIONS_REFUSED,
+         "Client connections refused for a connection limit since shmbusd started."},
+        {"shmbus_daemon_requests", true, false, SCOPE_DAEMON_OP, NULL,
+         "Control requests by op (other: naming no known op) since shmbusd started."},
+        {"shmbus_daemon_requests_failed", true, false, SCOPE_DAEMON, WIRE_REQUESTS_FAILED,
+         "Control requests answered with an error since shmbusd started."},
+        {"shmbus_daemon_slots_released", true, false, SCOPE_DAEMON, WIRE_SLOTS_RELEASED,
+         "Publisher and subscriber slots of dead members released since shmbusd started."},
+        {"shmbus_daemon_claims_unblocked", true, false, SCOPE_DAEMON, WIRE_CLAIMS_UNBLOCKED,
+         "Claims of dead publishers padded over, in all channels, since shmbusd started."},
+        {"shmbus_daemon_channels_adopted", true, false, SCOPE_DAEMON, WIRE_CHANNELS_ADOPTED,
+         "Channels adopted from the shm directory when shmbusd started."},
+        {"shmbus_daemon_channels_not_adopted", true, false, SCOPE_DAEMON, WIRE_CHANNELS_NOT_ADOPTED,
+         "Channel files shmbusd found at start-up and did not adopt (see its log)."},
+        /* Use by uid, summed over the channels each uid owns. */
+        {"shmbus_uid_channels", false, false, SCOPE_UID, NULL, "Channels the uid owns."},
+        {"shmbus_uid_capacity_bytes", false, true, SCOPE_UID, WIRE_CAPACITY,
+         "Ring bytes of the channels the uid owns."},
 };
 
 /* A label value with backslash, double quote and newline escaped, as both formats want. */
@@ -124,11 +151,77 @@ static void write_metadata(FILE *f, const struct family *fam, bool openmetrics) 
                 fprintf(f, "# UNIT %s bytes\n", fam->name);
 }
 
+/* A sample with one label, @key="@value". */
+static void write_labeled(FILE *f, const struct family *fam, const char *key, const char *value,
+                          double v) {
+        fprintf(f, "%s%s{%s=\"", fam->name, fam->counter ? "_total" : "", key);
+        write_label_value(f, value);
+        fputs("\"}", f);
+        write_value(f, v);
+}
+
+/* The daemon's counters: a family of the "stats" reply @stats, or nothing without one. */
+static void write_daemon(FILE *f, const struct family *fam, const cJSON *stats) {
+        const cJSON *op;
+
+        if (!cJSON_IsObject(stats))
+                return;
+        if (fam->scope == SCOPE_DAEMON) {
+                if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(stats, fam->field)))
+                        write_sample(f, fam, NULL, 0, cli_num(stats, fam->field));
+                return;
+        }
+        cJSON_ArrayForEach(op, cJSON_GetObjectItemCaseSensitive(stats, WIRE_REQUESTS)) {
+                if (cJSON_IsNumber(op) && op->string)
+                        write_labeled(f, fam, "op", op->string, op->valuedouble);
+        }
+}
+
+/*
+ * Per-uid use: the channels of each owner uid, counted (@fam->field NULL) or
+ * their @fam->field summed, uids in increasing order. Quadratic in the number
+ * of channels, which the daemon bounds (max_channels).
+ */
+static void write_uids(FILE *f, const struct family *fam, const cJSON *channels) {
+        double last = -1;
+
+        for (;;) {
+                double uid = -1, sum = 0;
+                const cJSON *c;
+                char label[32];
+
+                /* The next uid above the last one written. */
+                cJSON_ArrayForEach(c, channels) {
+                        double u = cli_num(c, WIRE_OWNER_UID);
+
+                        if (u > last && (uid < 0 || u < uid))
+                                uid = u;
+                }
+                if (uid < 0)
+                        return;
+                cJSON_ArrayForEach(c, channels) {
+                        if (cli_num(c, WIRE_OWNER_UID) == uid)
+                                sum += fam->field ? cli_num(c, fam->field) : 1;
+                }
+                snprintf(label, sizeof(label), "%.0f", uid);
+                write_labeled(f, fam, "uid", label, sum);
+                last = uid;
+        }
+}
+
 static void write_family(FILE *f, const struct family *fam, const cJSON *list, bool offline) {
         const cJSON *channels = cJSON_GetObjectItemCaseSensitive(list, WIRE_CHANNELS);
         const char *members = fam->scope == SCOPE_SUBSCRIBER ? WIRE_SUBSCRIBERS : WIRE_PUBLISHERS;
         const cJSON *c, *m;
 
+        if (fam->scope == SCOPE_DAEMON || fam->scope == SCOPE_DAEMON_OP) {
+                write_daemon(f, fam, cJSON_GetObjectItemCaseSensitive(list, INSPECT_DAEMON));
+                return;
+        }
+        if (fam->scope == SCOPE_UID) {
+                write_uids(f, fam, channels);
+                return;
+        }
         if (fam->scope == SCOPE_BUS) {
                 write_sample(f, fam, NULL, 0,
                              strcmp(fam->name, "shmbus_daemon_up") == 0

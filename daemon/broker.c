@@ -49,6 +49,7 @@ int broker_new(struct event_base *base, const struct config *cfg, int listen_fd,
         }
         b->base = base;
         b->listen_fd = listen_fd;
+        b->counters.started_ns = shmbus__now_ns();
         registry_adopt(&b->channels, b->cfg.shm_dir, b->cfg.max_channels);
         b->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, b);
         if (!b->sweep_ev || peer_listen(b) < 0) {

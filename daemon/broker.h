@@ -22,6 +22,18 @@
 
 struct peer;
 
+/* Requests counted by op: one per entry of ops.c's table, and the last for any other. */
+#define BROKER_OPS_COUNTED 16
+
+/* What the broker has served since start-up (the "stats" op; docs/PROTOCOL.md). */
+struct broker_counters {
+        int64_t started_ns;                    /* CLOCK_MONOTONIC */
+        uint64_t accepted;                     /* connections served */
+        uint64_t refused;                      /* connections over a connection limit */
+        uint64_t requests[BROKER_OPS_COUNTED]; /* by op */
+        uint64_t failed;                       /* requests answered with an error */
+};
+
 struct broker {
         struct event_base *base;
         struct config cfg; /* shm_dir and socket_path are fixed for the broker's life */
@@ -34,6 +46,7 @@ struct broker {
         struct peer **peers;
         unsigned n_peers;
         unsigned n_refusing; /* peers only held to be told they are over a limit */
+        struct broker_counters counters;
 };
 
 int broker_new(struct event_base *base, const struct config *cfg, int listen_fd,

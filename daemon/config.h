@@ -25,12 +25,23 @@
 #define CONFIG_DEFAULT_FIRST_REQUEST_TIMEOUT_MS 5000
 #define CONFIG_DEFAULT_UNBLOCK_TIMEOUT_MS       2000
 
-/* Who may do something: any user, or listed uids and gids. Root always may. */
+/*
+ * Who may do something: any user, or listed uids and gids (a gid matches a
+ * peer's primary group or any of its supplementary groups). Root always may.
+ */
 struct acl {
         bool any;
         uint32_t n_uids, n_gids;
         uid_t uids[CONFIG_ACL_MAX];
         gid_t gids[CONFIG_ACL_MAX];
+};
+
+/* Who asks: a peer's uid, primary gid and supplementary gids (SO_PEERGROUPS). */
+struct who {
+        uid_t uid;
+        gid_t gid;
+        const gid_t *groups;
+        uint32_t n_groups;
 };
 
 struct channel_rule {
@@ -55,6 +66,7 @@ struct config {
         int log_level; /* LOG_ERR .. LOG_DEBUG: less urgent lines are dropped */
         struct shmbus_ring_geom defaults;
         struct acl create;
+        struct acl grant; /* who may grant others access to a channel they create */
         uint32_t n_rules;
         struct channel_rule *rules;
 };
@@ -67,7 +79,17 @@ int config_copy(struct config *dst, const struct config *src);
 int config_parse(struct config *c, const char *text, char *err, size_t err_size);
 int config_load(struct config *c, const char *path, char *err, size_t err_size);
 const struct channel_rule *config_rule(const struct config *c, const char *name);
-bool acl_allows(const struct acl *a, uid_t uid, gid_t gid);
+bool acl_allows(const struct acl *a, const struct who *w);
+/* Does @a name nobody (so that it allows root alone)? */
+bool acl_is_empty(const struct acl *a);
+/*
+ * Parse the ACL @json ("any", or {"uids": [...], "gids": [...]}) into @a; @where
+ * names it in errors. With @names, a list may hold user and group names as
+ * well as numbers, resolved now (an unknown name is an error); without, only
+ * numbers (requests and the daemon's own files never name users).
+ */
+int config_parse_acl(const void *json, const char *where, bool names, struct acl *a, char *err,
+                     size_t err_size);
 /*
  * The "slow_subscriber_timeout_ms" of a rule or create object @json_obj, if
  * it has one (*@ret_has); config_parse_geom() leaves that key to this.

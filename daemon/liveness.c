@@ -76,7 +76,7 @@ static bool chan_orphan(struct chan *c, uint32_t i, _Atomic uint32_t *state,
         return twice;
 }
 
-static void sweep_pubs(struct chan *c) {
+static void sweep_pubs(struct registry *reg, struct chan *c) {
         struct shmbus_ring *r = &c->map->ring;
 
         for (uint32_t i = 0; i < r->max_pubs; i++) {
@@ -89,8 +89,10 @@ static void sweep_pubs(struct chan *c) {
                                    i, owner);
                         shmbus__ring_pub_slot_release(r, i);
                         shmbus__ring_slot_clear_pid(&p->pid, owner);
+                        reg->counts.released++;
                 } else if (chan_orphan(c, r->max_subs + i, &p->state, &p->pid)) {
                         shmbus__ring_pub_slot_release(r, i);
+                        reg->counts.released++;
                 }
         }
 }
@@ -99,8 +101,8 @@ static void sweep_pubs(struct chan *c) {
  * Subscriber slot @i waits at @pos on the claim stamped @stamp: once it has
  * waited, unchanged, for @unblock_ms, pad over the claim if its writer is dead.
  */
-static void sweep_stuck(struct chan *c, uint32_t i, uint64_t pos, uint64_t stamp,
-                        uint32_t unblock_ms, int64_t now) {
+static void sweep_stuck(struct registry *reg, struct chan *c, uint32_t i, uint64_t pos,
+                        uint64_t stamp, uint32_t unblock_ms, int64_t now) {
         struct shmbus_ring *r = &c->map->ring;
         int64_t timeout = (int64_t)unblock_ms * 1000000;
         struct stuck *st = &c->stuck[i];
@@ -114,6 +116,7 @@ static void sweep_stuck(struct chan *c, uint32_t i, uint64_t pos, uint64_t stamp
                 return;
         ret = shmbus__ring_unblock(r, pos);
         if (ret > 0) {
+                reg->counts.unblocked++;
                 log_warn_f(LOG_FIELDS(.channel = c->name),
                            "channel %s: padded over a claim at position %llu whose writer "
                            "died before committing it",
@@ -129,7 +132,7 @@ static void sweep_stuck(struct chan *c, uint32_t i, uint64_t pos, uint64_t stamp
         }
 }
 
-static void sweep_subs(struct chan *c, uint32_t unblock_ms, int64_t now) {
+static void sweep_subs(struct registry *reg, struct chan *c, uint32_t unblock_ms, int64_t now) {
         struct shmbus_ring *r = &c->map->ring;
 
         for (uint32_t i = 0; i < r->max_subs; i++) {
@@ -143,11 +146,13 @@ static void sweep_subs(struct chan *c, uint32_t unblock_ms, int64_t now) {
                                    c->name, i, owner);
                         shmbus__ring_sub_slot_release(r, i);
                         shmbus__ring_slot_clear_pid(&s->pid, owner);
+                        reg->counts.released++;
                         c->stuck[i].since = 0;
                         continue;
                 }
                 if (chan_orphan(c, i, &s->state, &s->pid)) {
                         shmbus__ring_sub_slot_release(r, i);
+                        reg->counts.released++;
                         c->stuck[i].since = 0;
                         continue;
                 }
@@ -160,7 +165,7 @@ static void sweep_subs(struct chan *c, uint32_t unblock_ms, int64_t now) {
                         c->stuck[i].since = 0;
                         continue;
                 }
-                sweep_stuck(c, i, pos, stamp, unblock_ms, now);
+                sweep_stuck(reg, c, i, pos, stamp, unblock_ms, now);
         }
 }
 
@@ -170,7 +175,7 @@ static void sweep_subs(struct chan *c, uint32_t unblock_ms, int64_t now) {
  */
 void liveness_sweep(struct registry *reg, uint32_t unblock_timeout_ms, int64_t now) {
         for (unsigned i = 0; i < reg->n_chans; i++) {
-                sweep_pubs(reg->chans[i]);
-                sweep_subs(reg->chans[i], unblock_timeout_ms, now);
+                sweep_pubs(reg, reg->chans[i]);
+                sweep_subs(reg, reg->chans[i], unblock_timeout_ms, now);
         }
 }

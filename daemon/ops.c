@@ -12,13 +12,17 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "shmbus.h"
 
 #include "broker.h"
 #include "channel.h"
+#include "grants.h"
+#include "handover.h"
 #include "json.h"
 #include "log.h"
+#include "meta.h"
 #include "peer.h"
 #include "reply.h"
 #include "stats.h"
@@ -90,6 +94,7 @@ struct open_request {
         bool publish;
         const cJSON *create;  /* NULL, a bool, or an object of channel settings */
         bool accept_existing; /* an existing channel of other settings is fine */
+        struct grants grants; /* the create object's, for a channel this open creates */
 };
 
 static int open_parse(const cJSON *req, struct open_request *ret, struct op_result *res) {
@@ -122,6 +127,11 @@ static int open_parse(const cJSON *req, struct open_request *ret, struct op_resu
                                      .publish = publish,
                                      .create = create,
                                      .accept_existing = cJSON_IsTrue(accept)};
+        if (cJSON_IsObject(create) && cJSON_GetObjectItemCaseSensitive(create, WIRE_GRANTS) &&
+            grants_parse(cJSON_GetObjectItemCaseSensitive(create, WIRE_GRANTS),
+                         WIRE_CREATE "." WIRE_GRANTS, &ret->grants, res->message,
+                         sizeof(res->message)) < 0)
+                return -EINVAL;
         return 0;
 }
 
@@ -152,9 +162,16 @@ static int open_check_existing(struct broker *b, const struct open_request *o, c
         struct shmbus_ring_geom g = b->cfg.defaults;
         char err[REPLY_MESSAGE_MAX], diff[REPLY_MESSAGE_MAX] = "";
 
+        _cleanup_cjson_ cJSON *geom = NULL;
+
         if (!cJSON_IsObject(o->create) || o->accept_existing || config_rule(&b->cfg, o->name))
                 return 0;
-        if (config_parse_geom(o->create, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
+        /* Grants are not settings of the channel: whoever created it decided them. */
+        geom = cJSON_Duplicate(o->create, true);
+        if (!geom)
+                return op_fail(res, -ENOMEM, "out of memory");
+        cJSON_DeleteItemFromObjectCaseSensitive(geom, WIRE_GRANTS);
+        if (config_parse_geom(geom, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
                 return op_fail(res, -EINVAL, "%s", err);
         if (cJSON_GetObjectItemCaseSensitive(o->create, WIRE_CAPACITY))
                 geom_diff(diff, sizeof(diff), WIRE_CAPACITY, r->size, g.data_size, NULL, NULL);
@@ -181,6 +198,51 @@ static int open_check_existing(struct broker *b, const struct open_request *o, c
 }
 
 /*
+ * May @p grant what @o asks to? Only if the configuration lets it grant at all
+ * ("grant"), and not for a role a rule of the configuration decides: a grant
+ * may widen what the owner alone could do, never what the administrator said.
+ */
+static int create_check_grants(struct broker *b, struct peer *p, const struct open_request *o,
+                               const struct channel_rule *rule, struct op_result *res) {
+        const struct who w = peer_who(p);
+
+        if (grants_is_empty(&o->grants))
+                return 0;
+        if (!acl_allows(&b->cfg.grant, &w)) {
+                log_notice_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
+                                        .err = EACCES),
+                             "denied: uid %u may not grant access to channel %s", p->uid, o->name);
+                return op_fail(res, -EACCES,
+                               "uid %u may not grant others access to channels (\"grant\" in "
+                               "shmbusd's configuration)",
+                               p->uid);
+        }
+        if (rule && rule->has_publish && !acl_is_empty(&o->grants.publish))
+                return op_fail(res, -EACCES,
+                               "channel %s: shmbusd's configuration says who may publish; a "
+                               "grant cannot change that",
+                               o->name);
+        if (rule && rule->has_subscribe && !acl_is_empty(&o->grants.subscribe))
+                return op_fail(res, -EACCES,
+                               "channel %s: shmbusd's configuration says who may subscribe; a "
+                               "grant cannot change that",
+                               o->name);
+        return 0;
+}
+
+/* Record who owns @c and what it grants, for the next daemon to adopt it with. */
+static int create_save_meta(struct broker *b, const struct chan *c, int ctl_fd, int data_fd) {
+        struct stat ctl, data;
+        struct meta m = {.owner = c->owner, .group = c->group, .grants = c->grants};
+
+        if (fstat(ctl_fd, &ctl) < 0 || fstat(data_fd, &data) < 0)
+                return -errno;
+        m.ctl_ino = ctl.st_ino;
+        m.data_ino = data.st_ino;
+        return meta_save(b->cfg.shm_dir, c->name, &m);
+}
+
+/*
  * Create channel @o->name for @p, if the request asks to and @p may: with the
  * geometry of its config rule, else that of the request, else the defaults.
  * The descriptors it was created with go to @res, to be handed out.
@@ -197,7 +259,9 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
 
         if (!o->create || cJSON_IsFalse(o->create))
                 return op_fail(res, -ENOENT, "no channel %s", o->name);
-        if (!acl_allows(&b->cfg.create, p->uid, p->gid)) {
+        const struct who w = peer_who(p);
+
+        if (!acl_allows(&b->cfg.create, &w)) {
                 log_notice_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid),
                                         .err = EACCES),
                              "denied: uid %u may not create channel %s", p->uid, o->name);
@@ -205,14 +269,31 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         }
         if (b->channels.n_chans >= b->cfg.max_channels)
                 return op_fail(res, -EUSERS, "channel limit reached, not creating %s", o->name);
-        if (cJSON_IsObject(o->create) && !rule &&
-            config_parse_geom(o->create, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
-                return op_fail(res, -EINVAL, "%s", err);
+        if (cJSON_IsObject(o->create) && !rule) {
+                /* The grants beside the geometry are open_parse()'s. */
+                _cleanup_cjson_ cJSON *geom = cJSON_Duplicate(o->create, true);
+
+                if (!geom)
+                        return op_fail(res, -ENOMEM, "out of memory");
+                cJSON_DeleteItemFromObjectCaseSensitive(geom, WIRE_GRANTS);
+                if (config_parse_geom(geom, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
+                        return op_fail(res, -EINVAL, "%s", err);
+        }
         if (cJSON_IsObject(o->create) &&
             config_parse_slow_subscriber_timeout(o->create, WIRE_CREATE ".", &has_slow, &slow_ms,
                                                  err, sizeof(err)) < 0)
                 return op_fail(res, -EINVAL, "%s", err);
+        r = create_check_grants(b, p, o, rule, res);
+        if (r < 0)
+                return r;
         r = shmbus__channel_create_fds(b->cfg.shm_dir, o->name, &g, 0600, &ctl_fd, &data_fd);
+        if (r == -EEXIST) {
+                /* Files nobody serves: say whose they are and what to run, not "File exists". */
+                handover_explain_stranded(b->cfg.shm_dir, o->name, res->message,
+                                          sizeof(res->message));
+                log_warn_f(LOG_FIELDS(.channel = o->name, .err = EEXIST), "%s", res->message);
+                return r;
+        }
         if (r < 0)
                 return op_fail(res, r, "cannot create channel: %s", shmbus_strerror(r));
         r = registry_add(&b->channels, o->name, ctl_fd, data_fd, p->uid, p->gid, ret_chan);
@@ -222,6 +303,16 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         }
         (*ret_chan)->has_slow_subscriber_timeout = has_slow;
         (*ret_chan)->slow_subscriber_timeout_ms = slow_ms;
+        (*ret_chan)->grants = o->grants;
+        /* No channel without its owner's record: a restart would give it to the daemon. */
+        r = create_save_meta(b, *ret_chan, ctl_fd, data_fd);
+        if (r < 0) {
+                log_err_f(LOG_FIELDS(.channel = o->name, .err = -r),
+                          "channel %s: cannot write its meta file: %s", o->name, strerror(-r));
+                registry_remove(&b->channels, *ret_chan);
+                shmbus_channel_unlink(b->cfg.shm_dir, o->name);
+                return op_fail(res, r, "cannot record the channel's owner: %s", shmbus_strerror(r));
+        }
         log_info_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
                    "channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
         res->fds[0] = TAKE_FD(ctl_fd);
@@ -229,20 +320,21 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         return 0;
 }
 
-/* May @p use @c in the role it asks for? Config rules first, then the owner. */
+/* May @p use @c in the role it asks for? Config rules first, then the owner and its grants. */
 static int open_check_permission(struct broker *b, struct peer *p, const struct chan *c,
                                  bool publish, struct op_result *res) {
         const struct channel_rule *rule = config_rule(&b->cfg, c->name);
+        const struct who w = peer_who(p);
         bool allowed;
 
         if (p->uid == 0)
                 allowed = true;
         else if (rule && publish && rule->has_publish)
-                allowed = acl_allows(&rule->publish, p->uid, p->gid);
+                allowed = acl_allows(&rule->publish, &w);
         else if (rule && !publish && rule->has_subscribe)
-                allowed = acl_allows(&rule->subscribe, p->uid, p->gid);
+                allowed = acl_allows(&rule->subscribe, &w);
         else
-                allowed = p->uid == c->owner;
+                allowed = p->uid == c->owner || grants_allow(&c->grants, publish, &w);
         if (allowed)
                 return 0;
         log_notice_f(
@@ -323,6 +415,8 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op
                 return r;
         res->reply = reply_new(true);
         shmbus__stats_geometry_json(res->reply, &c->map->ring, c->name, c->owner);
+        if (grants_add_json(res->reply, WIRE_GRANTS, &c->grants) < 0)
+                return op_fail(res, -ENOMEM, "out of memory");
         cJSON_AddBoolToObject(res->reply, WIRE_CREATED, created);
         cJSON_AddStringToObject(res->reply, WIRE_ROLE, o.publish ? WIRE_ROLE_PUB : WIRE_ROLE_SUB);
         cJSON_AddNumberToObject(res->reply, WIRE_PID, p->pid);
@@ -364,6 +458,8 @@ static int op_stat(struct broker *b, struct peer *p, const cJSON *req, struct op
                 return r;
         res->reply = reply_new(true);
         shmbus__stats_json(res->reply, &c->map->ring, c->name, c->owner, true);
+        if (grants_add_json(res->reply, WIRE_GRANTS, &c->grants) < 0)
+                return op_fail(res, -ENOMEM, "out of memory");
         return 0;
 }
 
@@ -400,19 +496,54 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
         return 0;
 }
 
+static op_fn op_stats;
+
 static const struct {
         const char *name;
         op_fn *fn;
 } ops[] = {
         {WIRE_OP_HELLO, op_hello}, {WIRE_OP_OPEN, op_open}, {WIRE_OP_CLOSE, op_close},
         {WIRE_OP_LIST, op_list},   {WIRE_OP_STAT, op_stat}, {WIRE_OP_DELETE, op_delete},
+        {WIRE_OP_STATS, op_stats},
 };
+#define N_OPS (sizeof(ops) / sizeof(ops[0]))
+/* One counter per op, and one more for requests that name none of them. */
+static_assert(N_OPS < BROKER_OPS_COUNTED, "raise BROKER_OPS_COUNTED");
 
-/* Parse @text, check the envelope, and run the op it names. */
+/*
+ * The daemon's counters. Anyone who may connect may ask: they are totals over
+ * all clients (no names, uids or pids), and "list" already shows more.
+ */
+static int op_stats(struct broker *b, struct peer *p, const cJSON *req, struct op_result *res) {
+        const struct broker_counters *k = &b->counters;
+        const struct registry_counters *rc = &b->channels.counts;
+        cJSON *requests;
+
+        res->reply = reply_new(true);
+        cJSON_AddStringToObject(res->reply, WIRE_SERVER_VERSION, PACKAGE_VERSION);
+        cJSON_AddNumberToObject(res->reply, WIRE_UPTIME_MS,
+                                (double)((shmbus__now_ns() - k->started_ns) / 1000000));
+        cJSON_AddNumberToObject(res->reply, WIRE_CONNECTIONS, b->n_peers - b->n_refusing);
+        cJSON_AddNumberToObject(res->reply, WIRE_CONNECTIONS_ACCEPTED, (double)k->accepted);
+        cJSON_AddNumberToObject(res->reply, WIRE_CONNECTIONS_REFUSED, (double)k->refused);
+        cJSON_AddNumberToObject(res->reply, WIRE_CHANNELS_ADOPTED, (double)rc->adopted);
+        cJSON_AddNumberToObject(res->reply, WIRE_CHANNELS_NOT_ADOPTED, (double)rc->not_adopted);
+        cJSON_AddNumberToObject(res->reply, WIRE_SLOTS_RELEASED, (double)rc->released);
+        cJSON_AddNumberToObject(res->reply, WIRE_CLAIMS_UNBLOCKED, (double)rc->unblocked);
+        requests = cJSON_AddObjectToObject(res->reply, WIRE_REQUESTS);
+        for (size_t i = 0; i < N_OPS; i++)
+                cJSON_AddNumberToObject(requests, ops[i].name, (double)k->requests[i]);
+        cJSON_AddNumberToObject(requests, WIRE_REQUESTS_OTHER, (double)k->requests[N_OPS]);
+        cJSON_AddNumberToObject(res->reply, WIRE_REQUESTS_FAILED, (double)k->failed);
+        return 0;
+}
+
+/* Parse @text, check the envelope, and run the op it names (counted: requests[N_OPS] if none). */
 static int op_run(struct broker *b, struct peer *p, const char *text, struct op_result *res) {
         _cleanup_cjson_ cJSON *req = cJSON_Parse(text);
         const cJSON *op, *v;
 
+        b->counters.requests[N_OPS]++;
         if (!req || !cJSON_IsObject(req))
                 return op_fail(res, -EINVAL, "request is not a JSON object");
         v = cJSON_GetObjectItemCaseSensitive(req, WIRE_V);
@@ -422,10 +553,19 @@ static int op_run(struct broker *b, struct peer *p, const char *text, struct op_
                                WIRE_VERSION);
         if (!cJSON_IsString(op))
                 return op_fail(res, -EINVAL, "\"%s\": missing or not a string", WIRE_OP);
-        for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-                if (strcmp(op->valuestring, ops[i].name) == 0)
+        for (size_t i = 0; i < N_OPS; i++) {
+                if (strcmp(op->valuestring, ops[i].name) == 0) {
+                        b->counters.requests[N_OPS]--;
+                        b->counters.requests[i]++;
                         return ops[i].fn(b, p, req, res);
+                }
+        }
         return op_fail(res, -EOPNOTSUPP, "unknown op \"%s\"", op->valuestring);
+}
+
+void ops_count_rejected(struct broker *b) {
+        b->counters.requests[N_OPS]++;
+        b->counters.failed++;
 }
 
 int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
@@ -433,8 +573,10 @@ int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
         int r;
 
         r = op_run(b, p, text, &res);
-        if (r < 0)
+        if (r < 0) {
+                b->counters.failed++;
                 return reply_send_error(p->fd, r, res.message);
+        }
         assert((res.fds[0] >= 0) == (res.fds[1] >= 0));
         r = reply_send(p->fd, TAKE_PTR(res.reply), res.fds, res.fds[0] >= 0 ? 2 : 0);
         if (r == 0 && res.opened)

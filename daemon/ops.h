@@ -17,3 +17,10 @@ struct peer;
  * Return: 0, or -errno when the reply could not be sent (the caller closes @p).
  */
 int ops_dispatch(struct broker *b, struct peer *p, const char *text);
+
+/*
+ * Count a packet of a served connection that was answered with an error before
+ * it reached ops_dispatch() (too large, a NUL byte, descriptors attached): an
+ * "other" request, and a failed one.
+ */
+void ops_count_rejected(struct broker *b);

@@ -50,6 +50,7 @@ struct peer *peer_free(struct peer *p) {
                 event_free(p->pid_ev);
         shmbus__closep(&p->fd);
         shmbus__closep(&p->pidfd);
+        free(p->groups);
         free(p);
         return NULL;
 }
@@ -63,6 +64,7 @@ static void peer_reap(struct peer *p) {
                 if (!c)
                         continue;
                 n = liveness_reap_pid(c, p->pid);
+                p->broker->channels.counts.released += n;
                 if (n)
                         log_info_f(
                                 LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
@@ -172,6 +174,8 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
                 reply_send_error(p->fd, r, message);
                 if (r == -EUSERS)
                         peer_close(p);
+                else
+                        ops_count_rejected(p->broker);
                 return;
         }
         if (ops_dispatch(p->broker, p, buf) < 0)
@@ -241,6 +245,38 @@ static int peer_arm(struct peer *p) {
         return 0;
 }
 
+struct who peer_who(const struct peer *p) {
+        return (struct who){
+                .uid = p->uid, .gid = p->gid, .groups = p->groups, .n_groups = p->n_groups};
+}
+
+/*
+ * The supplementary groups of the process that connected @fd, as the kernel
+ * recorded them at connect() (SO_PEERGROUPS, Linux 4.13): an ACL that names a
+ * group matches every member of it, not only those whose primary group it is
+ * (dbus-broker does the same). ERANGE says how large a buffer it needs.
+ */
+static int peer_groups(int fd, gid_t **ret_groups, uint32_t *ret_n) {
+        _cleanup_free_ gid_t *groups = NULL;
+        socklen_t len = 64 * sizeof(gid_t);
+
+        for (int tries = 0; tries < 3; tries++) {
+                gid_t *g = realloc(groups, len ? len : sizeof(gid_t));
+
+                if (!g)
+                        return -ENOMEM;
+                groups = g;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
+                        *ret_n = (uint32_t)(len / sizeof(gid_t));
+                        *ret_groups = TAKE_PTR(groups);
+                        return 0;
+                }
+                if (errno != ERANGE)
+                        return -errno;
+        }
+        return -ERANGE;
+}
+
 void peer_new(struct broker *b, int fd) {
         _cleanup_close_ int cfd = fd;
         struct ucred cred;
@@ -248,10 +284,15 @@ void peer_new(struct broker *b, int fd) {
         struct peer *p;
         struct peer **arr;
         bool refuse;
+        int r;
 
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return;
         refuse = peer_over_limit(b, &cred);
+        if (refuse)
+                b->counters.refused++;
+        else
+                b->counters.accepted++;
         if (refuse && b->n_refusing >= REFUSING_MAX)
                 return;
         arr = reallocarray(b->peers, b->n_peers + 1, sizeof(*arr));
@@ -270,6 +311,11 @@ void peer_new(struct broker *b, int fd) {
                            .refuse = refuse};
         b->peers[b->n_peers++] = p;
         b->n_refusing += refuse;
+        /* Without its groups a peer is judged by uid and primary gid alone (logged). */
+        r = peer_groups(p->fd, &p->groups, &p->n_groups);
+        if (r < 0)
+                log_warn("connection of pid %d (uid %u): no supplementary groups: %s",
+                         (int)cred.pid, cred.uid, strerror(-r));
         if (peer_arm(p) < 0) {
                 peer_free(p);
                 return;

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "config.h"
 #include "layout.h"
 
 #define PEER_CHANNELS_MAX 64
@@ -29,6 +30,8 @@ struct peer {
         pid_t pid;
         uid_t uid;
         gid_t gid;
+        gid_t *groups; /* supplementary gids at connect time (SO_PEERGROUPS) */
+        uint32_t n_groups;
         bool refuse; /* over a connection limit: answer the first request EUSERS, then close */
         struct event *deadline_ev; /* first_request_timeout_ms, until the first request */
         unsigned n_open;
@@ -41,6 +44,8 @@ int peer_listen(struct broker *b);
 void peer_new(struct broker *b, int fd);
 /* Drop @p from its broker, close its connection and free it. */
 struct peer *peer_free(struct peer *p);
+/* Who @p is, for ACLs: valid while @p is. */
+struct who peer_who(const struct peer *p);
 /* Remember that @p uses channel @name (it has just been handed its descriptors). */
 void peer_note_open(struct peer *p, const char *name);
 /* @p no longer uses channel @name (closed or deleted). */

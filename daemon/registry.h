@@ -5,7 +5,8 @@
  * unique; a channel is in the registry exactly while its mapping is held;
  * every channel in the shm directory that validates is adopted at start-up
  * (up to max_channels), and files that do not validate are logged and left
- * alone.
+ * alone. An adopted channel's owner and grants come from its meta file; one
+ * without a trusted meta file is owned by whoever owns its files (logged).
  */
 #pragma once
 
@@ -15,6 +16,7 @@
 
 #include "shmbus.h"
 
+#include "grants.h"
 #include "layout.h"
 
 /* What a subscriber slot is stuck on, and since when (kept by the liveness sweep). */
@@ -34,8 +36,9 @@ struct hold {
 struct chan {
         char name[SHMBUS_NAME_MAX + 1];
         shmbus_channel *map;
-        uid_t owner;
+        uid_t owner; /* the creator; kept across restarts in NAME.meta (meta.h) */
         gid_t group;
+        struct grants grants; /* what the creator granted to others */
         /* For unblock: one per subscriber slot. */
         struct stuck *stuck;
         /* Slots seen active without an owner pid in the last sweep (subs, then pubs). */
@@ -50,9 +53,18 @@ struct chan {
         uint32_t slow_subscriber_timeout_ms;
 };
 
+/* What the registry and the liveness sweep have done since start-up (the "stats" op). */
+struct registry_counters {
+        uint64_t adopted;     /* channels adopted at start-up */
+        uint64_t not_adopted; /* channel files found at start-up that were not (logged) */
+        uint64_t released;    /* slots of dead or vanished members released */
+        uint64_t unblocked;   /* claims of dead writers padded over */
+};
+
 struct registry {
         struct chan **chans;
         unsigned n_chans;
+        struct registry_counters counts;
 };
 
 /* Free every channel's mapping (the files stay). */

@@ -58,9 +58,9 @@ extern "C" {
 #define SHMBUS_OPEN_PUBLISH 0x1 /* map the data read-write so publishers can be made */
 #define SHMBUS_OPEN_INSPECT 0x2 /* map everything read-only: counters only, no pub/sub */
 #define SHMBUS_OPEN_CREATE  0x4 /* shmbus_client_open(): create the channel if it is missing */
-/* shmbus_client_open() (1.1): with CREATE and options, take an existing channel as it is. */
+/* shmbus_client_open() (1.2): with CREATE and options, take an existing channel as it is. */
 #define SHMBUS_OPEN_ACCEPT_EXISTING 0x8
-/* shmbus_client_open() (1.1): wait, up to the client's timeout, for the channel to exist. */
+/* shmbus_client_open() (1.2): wait, up to the client's timeout, for the channel to exist. */
 #define SHMBUS_OPEN_WAIT 0x10
 
 /* The daemon's socket when none is given and $SHMBUS_SOCKET is unset. */
@@ -240,6 +240,8 @@ SHMBUS_EXPORT shmbus_channel *shmbus_channel_unref(shmbus_channel *chan);
  * @name: the channel name.
  *
  * Processes that have the channel mapped keep using it until they let go.
+ * shmbusd's record of the channel's owner (NAME.meta) goes too, if there is
+ * one and the caller may remove it; its absence is not an error.
  *
  * Return: 0, -EINVAL, -ENOENT, or another negative errno.
  */
@@ -289,7 +291,11 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub);
  * @timeout_ms: how long to wait for space: for the slowest subscriber on a
  *              SHMBUS_POLICY_BLOCK channel, and on either policy for another
  *              publisher whose claim, still open, is a whole ring behind.
- * @ret_buf: receives where to write exactly @len bytes.
+ * @ret_buf: receives where to write exactly @len bytes: always 16-byte
+ *           aligned, so any C object (up to alignof(max_align_t) on x86-64
+ *           and aarch64) may be built there in place. Only the first @len
+ *           bytes are the message; what follows, up to the next multiple of
+ *           16, is not delivered.
  *
  * Follow with shmbus_pub_commit() or shmbus_pub_abort(), soon: subscribers
  * cannot read past an open claim, and other publishers cannot lap it. shmbusd
@@ -366,7 +372,9 @@ SHMBUS_EXPORT int shmbus_sub_set_spin(shmbus_sub *sub, uint32_t spin_us);
 /**
  * shmbus_sub_peek() - borrow the next message in place (zero copy).
  * @sub: a subscriber.
- * @ret_data: receives a pointer to the message in shared memory.
+ * @ret_data: receives a pointer to the message in shared memory, always
+ *            16-byte aligned (as shmbus_pub_claim()'s buffer), so a message
+ *            that holds a C object can be read in place without a copy.
  * @ret_len: receives its length.
  * @timeout_ms: how long to wait for a message.
  *
@@ -481,11 +489,14 @@ SHMBUS_EXPORT shmbus_client *shmbus_client_free(shmbus_client *client);
  *
  * Lifetime: the caller owns one reference; drop it with shmbus_channel_unref().
  * Return: 0, -EINVAL, -ENOENT (no such channel, and not asked to create),
- * -EACCES (the daemon's policy denies it), -EUSERS (a limit was reached),
- * -EEXIST (exists with other settings), -ENOSPC, -EPROTO, -ECONNREFUSED
- * (daemon down and not back), -ETIMEDOUT (the daemon did not answer),
- * -ECHILD (the client was made in another process), -ENOMEM. The daemon's
- * explanation of any failure is in shmbus_client_last_error().
+ * -EACCES (the daemon's policy denies it, or a grant in @create_opts),
+ * -EEXIST (asked to create, and the channel exists with other settings; or
+ * files of that name lie in the shm directory unserved: the daemon's log says
+ * whose they are and what to run), -EUSERS (a limit was reached), -ENOSPC,
+ * -EPROTO, -ECONNREFUSED (daemon down and not back), -ETIMEDOUT (the daemon
+ * did not answer), -ECHILD (the client was made in another process),
+ * -ENOMEM. The daemon's explanation of any failure is in
+ * shmbus_client_last_error().
  */
 SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, int flags,
                                      const shmbus_opts *create_opts, shmbus_channel **ret_chan);
@@ -517,7 +528,48 @@ SHMBUS_EXPORT int shmbus_client_delete(shmbus_client *client, const char *name);
 SHMBUS_EXPORT int shmbus_client_request(shmbus_client *client, const char *request,
                                         char **ret_reply);
 
-/* ---- 1.1: the library in real programs (issue 16) ------------------------------------- */
+/* ---- Grants at create (SHMBUS_1.1) ------------------------------------------------------ */
+
+/* Roles a grant gives (shmbus_opts_grant_uid(), shmbus_opts_grant_gid()); OR them. */
+#define SHMBUS_GRANT_SUBSCRIBE 0x1 /* may open the channel as a subscriber */
+#define SHMBUS_GRANT_PUBLISH   0x2 /* may open the channel as a publisher */
+/* Distinct uids, and distinct gids, one options object can grant to. */
+#define SHMBUS_GRANTS_MAX 32
+
+/**
+ * shmbus_opts_grant_uid() - let another user use a channel this creates.
+ * @opts: options.
+ * @uid: the user (not (uid_t)-1).
+ * @roles: SHMBUS_GRANT_SUBSCRIBE, SHMBUS_GRANT_PUBLISH, or both ORed; added to
+ *         any roles granted to @uid before.
+ *
+ * Only shmbus_client_open() with SHMBUS_OPEN_CREATE sends grants, and shmbusd
+ * applies them only when that call creates the channel (not to one that
+ * exists). shmbusd keeps them with the channel, across its own restarts, and
+ * shows them in "stat" replies; it refuses the create with -EACCES if its
+ * configuration does not let the caller grant, or decides that role of the
+ * channel itself. The owner and root may always use the channel.
+ * shmbus_channel_create() ignores grants: without shmbusd nothing checks them.
+ *
+ * Return: 0, -EINVAL (no options, a bad uid or roles), or -ENOSPC
+ * (SHMBUS_GRANTS_MAX uids granted already).
+ */
+SHMBUS_EXPORT int shmbus_opts_grant_uid(shmbus_opts *opts, uid_t uid, int roles);
+
+/**
+ * shmbus_opts_grant_gid() - let the members of a group use a channel this creates.
+ * @opts: options.
+ * @gid: the group (not (gid_t)-1); it matches a process's primary group and
+ *       its supplementary groups.
+ * @roles: SHMBUS_GRANT_SUBSCRIBE, SHMBUS_GRANT_PUBLISH, or both ORed.
+ *
+ * As shmbus_opts_grant_uid(), for a group.
+ *
+ * Return: 0, -EINVAL, or -ENOSPC (SHMBUS_GRANTS_MAX gids granted already).
+ */
+SHMBUS_EXPORT int shmbus_opts_grant_gid(shmbus_opts *opts, gid_t gid, int roles);
+
+/* ---- SHMBUS_1.2: the library in real programs (issue 16) ------------------------------ */
 
 /* Flags for shmbus_sub_new_ex(). */
 #define SHMBUS_SUB_UNTETHERED 0x1 /* never hold publishers back; may lose (counted) messages */

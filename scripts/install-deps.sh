@@ -4,15 +4,24 @@
 # Idempotent: does nothing (and needs no network) when everything is there.
 #   scripts/install-deps.sh           build and test
 #   scripts/install-deps.sh --bench   also the benchmark's peers and plotting
+#   scripts/install-deps.sh --deb     also what building and checking the Debian
+#                                     packages takes (scripts/test-deb.sh)
 set -eu
 # prometheus ships promtool and python3-prometheus-client an OpenMetrics parser: both check
 # shmbus-cli's metrics in tests/test-metrics.sh (the prometheus service itself is not used).
 pkgs="autoconf automake libtool autoconf-archive pkg-config make gcc clang
 libclang-rt-14-dev clang-format libevent-dev libcjson-dev libcunit1-dev systemd binutils valgrind
 prometheus python3-prometheus-client"
-if [ "${1:-}" = --bench ]; then
-        pkgs="$pkgs iceoryx libiceoryx-binding-c-dev gnuplot-nox"
-fi
+for arg in "$@"; do
+        case "$arg" in
+        --bench) pkgs="$pkgs iceoryx libiceoryx-binding-c-dev gnuplot-nox" ;;
+        --deb) pkgs="$pkgs build-essential dpkg-dev debhelper fakeroot lintian" ;;
+        *)
+                echo "install-deps: unknown option $arg (--bench, --deb)" >&2
+                exit 2
+                ;;
+        esac
+done
 missing=""
 for p in $pkgs; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -169,7 +169,7 @@ static void test_plain_and_level(void) {
         fresh_shm();
         /* JOURNAL_STREAM naming another file is not the journal: plain text. */
         setenv("JOURNAL_STREAM", "1:1", 1);
-        truncate(logpath, 0);
+        CU_ASSERT_EQUAL(truncate(logpath, 0), 0);
         d = daemon_start(NULL);
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
         unsetenv("JOURNAL_STREAM");
@@ -179,7 +179,7 @@ static void test_plain_and_level(void) {
 
         /* "log_level": "warning" drops the info lines ("ready", "shutting down"). */
         fresh_shm();
-        truncate(logpath, 0);
+        CU_ASSERT_EQUAL(truncate(logpath, 0), 0);
         d = daemon_start("{\"log_level\": \"warning\"}");
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
         CU_ASSERT_EQUAL(log_count("ready"), 0);
@@ -243,7 +243,7 @@ static void test_rate_limit(void) {
         pid_t d;
 
         fresh_shm();
-        truncate(logpath, 0);
+        CU_ASSERT_EQUAL(truncate(logpath, 0), 0);
         setenv("SHMBUS_LOG_INTERVAL_MS", "1500", 1);
         d = daemon_start("{\"max_connections\": 1}");
         unsetenv("SHMBUS_LOG_INTERVAL_MS");

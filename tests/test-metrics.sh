@@ -213,6 +213,72 @@ else
         fail "offline: promtool: $out"
 fi
 
+# The daemon's own counters (shmbus_daemon_*, from its "stats" op), by value: a second
+# daemon with room for two connections; a third is refused, and the refusal is counted.
+# Per-uid use sums the channels each uid owns.
+echo '{"max_connections": 2}' >"$d/limits.json"
+"$daemon" -s "$d/sock2" -d "$d/channels2" -c "$d/limits.json" >"$d/daemon2.log" 2>&1 &
+pids+=("$!")
+export SHMBUS_SOCKET="$d/sock2"
+for _ in $(seq 200); do
+        "$cli" version 2>/dev/null | grep -q '^shmbusd ' && break
+        sleep 0.05
+done
+"$cli" create one --capacity 65536 >/dev/null
+"$cli" create two --capacity 131072 >/dev/null
+"$cli" stats --format prometheus >"$d/d0.txt"
+# Two held connections, then a third that is told EUSERS.
+refused=$(/usr/bin/python3 - "$d/sock2" <<'PY'
+import socket, sys
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(sys.argv[1])
+    s.send(b'{"v":1,"op":"hello"}')
+    s.settimeout(5)
+    return s, s.recv(65536)
+held = [conn(), conn()]
+third, reply = conn()
+print("EUSERS" in reply.decode())
+PY
+) || fail "could not hold connections with python3"
+[ "$refused" = True ] || fail "a third connection over max_connections 2 was not refused: $refused"
+"$cli" stats --format prometheus >"$d/d1.txt"
+if out=$(promtool check metrics <"$d/d1.txt" 2>&1) && [ -z "$out" ]; then
+        pass "daemon metrics pass promtool check metrics"
+else
+        fail "daemon metrics: promtool: $out"
+fi
+val() { sed -n "s/^$2 //p" "$1"; }
+r0=$(val "$d/d0.txt" shmbus_daemon_connections_refused_total)
+r1=$(val "$d/d1.txt" shmbus_daemon_connections_refused_total)
+[ "$r0" = 0 ] && [ "$r1" = 1 ] || fail "refused connections: $r0 then $r1, not 0 then 1"
+a0=$(val "$d/d0.txt" shmbus_daemon_connections_accepted_total)
+a1=$(val "$d/d1.txt" shmbus_daemon_connections_accepted_total)
+[ "$a1" = $((a0 + 3)) ] || fail "accepted connections: $a0 then $a1, not +3 (2 held, 1 CLI)"
+[ "$(val "$d/d1.txt" shmbus_daemon_connections)" = 1 ] ||
+        fail "current connections while the CLI asks is not 1"
+h0=$(val "$d/d0.txt" 'shmbus_daemon_requests_total{op="hello"}')
+h1=$(val "$d/d1.txt" 'shmbus_daemon_requests_total{op="hello"}')
+# The held two, the CLI's; the refused one was answered EUSERS unserved.
+[ "$h1" = $((h0 + 3)) ] || fail "hello requests: $h0 then $h1, not +3"
+grep -q '^shmbus_daemon_requests_total{op="stats"} ' "$d/d1.txt" || fail "no stats request count"
+grep -q '^shmbus_daemon_claims_unblocked_total 0$' "$d/d1.txt" || fail "claims unblocked is not 0"
+grep -q '^shmbus_daemon_channels_adopted_total 0$' "$d/d1.txt" || fail "channels adopted is not 0"
+grep -q '^shmbus_uid_channels{uid="'"$(id -u)"'"} 2$' "$d/d1.txt" || fail "uid channels is not 2"
+grep -q '^shmbus_uid_capacity_bytes{uid="'"$(id -u)"'"} 196608$' "$d/d1.txt" ||
+        fail "uid capacity is not 65536 + 131072"
+"$cli" stats --format openmetrics >"$d/d1.om"
+if openmetrics_ok <"$d/d1.om"; then
+        pass "daemon metrics parse as OpenMetrics"
+else
+        fail "daemon metrics do not parse as OpenMetrics"
+fi
+grep -q '^# TYPE shmbus_daemon_requests counter$' "$d/d1.om" || fail "OpenMetrics: requests family"
+# With the daemon down the daemon's counters have no samples (their metadata stays).
+grep -q '^shmbus_daemon_connections' "$d/offline.txt" && fail "offline: daemon counters sampled"
+grep -q '^shmbus_uid_channels{uid=' "$d/offline.txt" || fail "offline: no per-uid use"
+pass "shmbus_daemon_* and shmbus_uid_* by value"
+
 if [ "$fails" -ne 0 ]; then
         echo "--- shmbusd log:"
         cat "$d/daemon.log"
