@@ -56,12 +56,14 @@ static const struct verb verbs[] = {
          "object a line, with \"time\" and \"offline\". --format openmetrics or prometheus\n"
          "prints every counter once in that exposition format (docs/METRICS.md), for\n"
          "node_exporter's textfile collector.\n"},
-        {"tail", verb_tail, 1, 1, true,
-         "tail CHANNEL [-n N] [--follow] [--tethered] [--format text|hex|json]",
+        {"tail", verb_tail, 1, 64, true,
+         "tail CHANNEL... [-n N] [--follow] [--tethered] [--format text|hex|json]",
          "Print the last N messages still in the ring (default 10), then with --follow every\n"
          "new one until Ctrl-C. text escapes unprintable bytes; json (also --json) prints\n"
-         "{\"seq\", \"len\", \"text\" or \"hex\"} a line. Untethered: never slows a\n"
-         "publisher, and counts what it misses; --tethered reads losslessly instead.\n"},
+         "{\"seq\", \"len\", \"text\" or \"hex\"} a line. With several channels, each line\n"
+         "starts with its channel's name (json: a \"channel\" member), and --follow waits\n"
+         "on all of them at once. Untethered: never slows a publisher, and counts what it\n"
+         "misses; --tethered reads losslessly instead.\n"},
         {"pub", verb_pub, 1, 2, true,
          "pub CHANNEL [MESSAGE|-] [--whole] [--create] [--timeout MS] [--json]",
          "Publish MESSAGE, or read stdin: one message a line (empty lines are skipped), or\n"

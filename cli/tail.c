@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tail (tail.h). Through shmbusd, history and --follow are one subscriber
- * that starts -n messages back (shmbus_sub_new_ex()), untethered unless
- * --tethered. With the daemon down and no --follow, the files are mapped
- * read-only and the ring is walked without joining it, so a message may be
- * overwritten while it is copied; such copies are dropped.
+ * tail (tail.h). Through shmbusd, history and --follow of one channel are
+ * one subscriber that starts -n messages back (shmbus_sub_new_ex()),
+ * untethered unless --tethered. With the daemon down and no --follow, and for
+ * the history of several channels, the ring is walked without joining it, so
+ * a message may be overwritten while it is copied; such copies are dropped.
+ * Several channels are followed from one wait set (shmbus_waitset_*), each
+ * line named by its channel, by untethered subscribers unless --tethered.
  */
 #include "tail.h"
 
@@ -31,11 +33,16 @@ static bool is_text(const uint8_t *d, size_t len) {
         return text;
 }
 
-/* {"seq", "len", "text"} for text, {"seq", "len", "hex"} for anything else: one a line. */
-static void print_json(const uint8_t *d, size_t len, uint64_t seq) {
+/*
+ * {"seq", "len", "text"} for text, {"seq", "len", "hex"} for anything else: one a line,
+ * with "channel" first when several channels are followed.
+ */
+static void print_json_named(const char *channel, const uint8_t *d, size_t len, uint64_t seq) {
         _cleanup_cjson_ cJSON *o = cJSON_CreateObject();
         _cleanup_free_ char *line = NULL;
 
+        if (channel)
+                cJSON_AddStringToObject(o, "channel", channel);
         cJSON_AddNumberToObject(o, "seq", (double)seq);
         cJSON_AddNumberToObject(o, "len", (double)len);
         if (is_text(d, len)) {
@@ -58,6 +65,10 @@ static void print_json(const uint8_t *d, size_t len, uint64_t seq) {
         }
         line = cJSON_PrintUnformatted(o);
         puts(line);
+}
+
+static void print_json(const uint8_t *d, size_t len, uint64_t seq) {
+        print_json_named(NULL, d, len, seq);
 }
 
 static void print_hex(const struct cli_options *o, const uint8_t *d, size_t len, uint64_t seq) {
@@ -244,6 +255,132 @@ static int open_channel(const struct cli_options *o, const char *name, shmbus_ch
         return r;
 }
 
+/* ---- several channels: tail A B C [-f] ------------------------------------------------- */
+
+/* One line of one of several channels, named so the lines can be told apart. */
+static void print_msg_of(const struct cli_options *o, const char *name, const uint8_t *d,
+                         size_t len, uint64_t seq) {
+        if (o->format == CLI_FORMAT_JSON) {
+                print_json_named(name, d, len, seq);
+                return;
+        }
+        printf("%s%s:%s ", cli_color(o, "\033[1m"), name, cli_color(o, "\033[0m"));
+        print_msg(o, d, len, seq);
+}
+
+struct followed {
+        const char *name;
+        shmbus_channel *ch;
+        shmbus_sub *sub;
+        uint8_t *buf;
+};
+
+static void followed_deinit(struct followed *f) {
+        shmbus_sub_free(f->sub);
+        shmbus_channel_unref(f->ch);
+        free(f->buf);
+}
+
+/* Up to 64 messages of @f, so that one busy channel cannot starve the others. */
+static int follow_take(const struct cli_options *o, struct followed *f) {
+        size_t max = shmbus_channel_max_msg(f->ch);
+
+        for (int i = 0; i < 64; i++) {
+                ssize_t len = shmbus_sub_recv(f->sub, f->buf, max, 0);
+
+                if (len == -EAGAIN)
+                        return 0; /* drained: its descriptor waits for the next message */
+                if (len == -EBADMSG)
+                        continue;
+                if (len < 0) {
+                        cli_err("tail %s: %s", f->name, shmbus_strerror((int)len));
+                        return (int)len;
+                }
+                print_msg_of(o, f->name, f->buf, (size_t)len, shmbus__sub_last_seq(f->sub));
+        }
+        return 0;
+}
+
+/*
+ * History of each channel in turn, then with --follow every new message of
+ * any of them, from one wait set: one thread, one kernel wait.
+ */
+static int tail_many(const struct cli_options *o, char **names, size_t n) {
+        _cleanup_free_ struct followed *fs = calloc(n, sizeof(*fs));
+        _cleanup_free_ void **ready = calloc(n, sizeof(*ready));
+        shmbus_waitset *ws = NULL;
+        int r = 0;
+
+        if (!fs || !ready)
+                return cli_exit_code(-ENOMEM);
+        for (size_t i = 0; i < n && r == 0; i++) {
+                fs[i].name = names[i];
+                if (!shmbus__name_is_valid(names[i])) {
+                        cli_err("'%s' is not a valid channel name", names[i]);
+                        r = -EINVAL;
+                        break;
+                }
+                r = open_channel(o, names[i], &fs[i].ch);
+                if (r == 0 && o->follow)
+                        r = shmbus_sub_new_ex(fs[i].ch, o->tethered ? 0 : SHMBUS_SUB_UNTETHERED, 0,
+                                              &fs[i].sub);
+                if (r == 0 && o->follow)
+                        fs[i].buf = malloc(shmbus_channel_max_msg(fs[i].ch));
+                if (r == 0 && o->follow && !fs[i].buf)
+                        r = -ENOMEM;
+                if (r < 0)
+                        cli_err("tail %s: %s", names[i],
+                                r == -ENOENT ? "no such channel" : shmbus_strerror(r));
+        }
+        for (size_t i = 0; i < n && r == 0 && o->lines > 0; i++) {
+                _cleanup_(history_deinit) struct history h = {0};
+                uint64_t upto = o->follow ? shmbus__sub_position(fs[i].sub)
+                                          : shmbus__ring_tail_pos(&fs[i].ch->ring);
+
+                if (history_read(&h, fs[i].ch, upto, (size_t)o->lines) < 0)
+                        cli_err("tail %s: reading history failed", fs[i].name);
+                for (size_t k = 0; k < h.n; k++) {
+                        size_t j = (h.next + h.keep - h.n + k) % h.keep;
+
+                        print_msg_of(o, fs[i].name, h.data[j], h.len[j], h.seq[j]);
+                }
+        }
+        fflush(stdout);
+        if (r == 0 && o->follow)
+                r = shmbus_waitset_new(&ws);
+        for (size_t i = 0; i < n && r == 0 && o->follow; i++)
+                r = shmbus_waitset_add_sub(ws, fs[i].sub, &fs[i]);
+        if (r < 0 && ws)
+                cli_err("tail: %s", shmbus_strerror(r));
+        if (r == 0 && o->follow) {
+                cli_catch_stop();
+                while (!cli_stopped()) {
+                        int got = shmbus_waitset_wait(ws, ready, n, 200);
+
+                        if (got == -ETIMEDOUT || got == -EINTR)
+                                continue;
+                        if (got < 0) {
+                                r = got;
+                                cli_err("tail: %s", shmbus_strerror(r));
+                                break;
+                        }
+                        for (int i = 0; i < got && r == 0; i++)
+                                r = follow_take(o, ready[i]);
+                        if (r < 0 || fflush(stdout) != 0)
+                                break; /* a failure, or the reader of stdout went away */
+                }
+                for (size_t i = 0; i < n; i++)
+                        if (shmbus_sub_lost(fs[i].sub))
+                                cli_err("tail %s: %llu messages lost (overwritten before they "
+                                        "were read)",
+                                        fs[i].name, (unsigned long long)shmbus_sub_lost(fs[i].sub));
+        }
+        shmbus_waitset_free(ws);
+        for (size_t i = 0; i < n; i++)
+                followed_deinit(&fs[i]);
+        return r < 0 ? cli_exit_code(r) : EXIT_OK;
+}
+
 /*
  * --json is --format json; any other --format with it is a contradiction, and
  * the metric formats are stats'. Return: the options to print with, in @t.
@@ -270,10 +407,15 @@ int verb_tail(const struct cli_options *opts, char **args) {
         _cleanup_(cli_sub_freep) shmbus_sub *sub = NULL;
         struct cli_options tail_opts;
         const struct cli_options *o = &tail_opts;
+        size_t n = 0;
         int r;
 
         if (tail_options(opts, &tail_opts) < 0)
                 return EXIT_USAGE;
+        while (args[n])
+                n++;
+        if (n > 1)
+                return tail_many(o, args, n);
         r = open_channel(o, name, &ch);
         if (r < 0) {
                 cli_err("tail %s: %s", name, r == -ENOENT ? "no such channel" : shmbus_strerror(r));

@@ -5,7 +5,8 @@
  * A channel is a ring of variable-size messages that every subscriber reads in
  * publish order. After setup, publishing and receiving are loads, stores and
  * atomics on shared memory: no system call per message. Futexes wake sleeping
- * readers and blocked publishers.
+ * readers and blocked publishers; event loops wait on a descriptor per
+ * subscriber or publisher (shmbus_sub_fd()) or on a wait set over many.
  *
  * Conventions: functions that can fail return an int, >= 0 on success and a
  * negative errno code on failure; errno itself is not part of the contract.
@@ -71,6 +72,7 @@ typedef struct shmbus_channel shmbus_channel;
 typedef struct shmbus_pub shmbus_pub;
 typedef struct shmbus_sub shmbus_sub;
 typedef struct shmbus_client shmbus_client;
+typedef struct shmbus_waitset shmbus_waitset;
 
 /**
  * shmbus_version() - the library's version as "MAJOR.MINOR.PATCH".
@@ -436,6 +438,169 @@ SHMBUS_EXPORT uint64_t shmbus_sub_lost(const shmbus_sub *sub);
  * Return: the count since shmbus_sub_new(); 0 if @sub is NULL.
  */
 SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
+
+/**
+ * shmbus_sub_fd() - a descriptor to wait for this subscriber's messages in an event loop.
+ * @sub: a subscriber.
+ *
+ * The descriptor polls readable (POLLIN, EPOLLIN) whenever a message is
+ * available, and it works with poll(), epoll (level- and edge-triggered),
+ * libevent, sd-event and any loop that watches descriptors. The contract
+ * (sd-bus's): when it is readable, receive with shmbus_sub_recv(sub, ..., 0)
+ * or shmbus_sub_peek(sub, ..., 0) until one returns -EAGAIN. That -EAGAIN
+ * resets the descriptor and arms it: a message committed after it makes the
+ * descriptor readable again, and no wake-up is lost. A drained subscriber's
+ * descriptor does not stay readable, so a level-triggered loop does not spin.
+ * It may be readable with nothing to receive (a spurious wake-up: the receive
+ * says -EAGAIN and re-arms), never the reverse. Receives with a timeout other
+ * than 0 may sleep on the futex instead; the descriptor follows the last
+ * receive with timeout 0 that said -EAGAIN (this call counts as one).
+ *
+ * Example, with epoll (error handling left out):
+ *
+ *     int ep = epoll_create1(EPOLL_CLOEXEC);
+ *     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = sub};
+ *     char buf[4096];
+ *     ssize_t n;
+ *
+ *     epoll_ctl(ep, EPOLL_CTL_ADD, shmbus_sub_fd(sub), &ev);
+ *     for (;;) {
+ *             if (epoll_wait(ep, &ev, 1, -1) < 1)
+ *                     continue;
+ *             while ((n = shmbus_sub_recv(ev.data.ptr, buf, sizeof(buf), 0)) != -EAGAIN)
+ *                     if (n > 0)
+ *                             handle(buf, n);
+ *     }
+ *
+ * Publishers pay nothing for it while the subscriber is awake; a parked one
+ * costs its publishers one futex wake per burst, as a sleeping receive does.
+ * The library runs one thread per process (started by the first call) that
+ * waits on the futexes of the parked objects and writes their descriptors:
+ * see docs/EVENTS.md for what that costs. It takes no signals. After fork(),
+ * descriptors made before it do not work in the child.
+ *
+ * Lifetime: the descriptor (an eventfd) belongs to @sub: do not close it; it
+ * is closed by shmbus_sub_free(). Repeated calls return the same descriptor.
+ * Return: the descriptor (>= 0), -EINVAL, -EMFILE or -ENFILE, -ENOMEM,
+ * -EAGAIN (the thread could not be started), -ECHILD (@sub was made in
+ * another process).
+ */
+SHMBUS_EXPORT int shmbus_sub_fd(shmbus_sub *sub);
+
+/**
+ * shmbus_pub_fd() - a descriptor to wait for room in an event loop.
+ * @pub: a publisher.
+ *
+ * Readable when a claim or send with timeout 0 that said -EAGAIN (the ring
+ * is full, or held by a claim a whole ring behind) may succeed if tried
+ * again; reset by the next claim that succeeds. It is not readable before
+ * the first such -EAGAIN. Like a socket's POLLOUT, watch it only while there
+ * is something to send: once room has come it stays readable until a claim
+ * uses it. A wake-up may be spurious (the retry says -EAGAIN and re-arms).
+ *
+ * Lifetime: owned by @pub and closed by shmbus_pub_free(); do not close it.
+ * Return: the descriptor (>= 0), or the codes of shmbus_sub_fd().
+ */
+SHMBUS_EXPORT int shmbus_pub_fd(shmbus_pub *pub);
+
+/**
+ * shmbus_waitset_new() - make a wait set: one thread waits for many channels.
+ * @ret_ws: receives the wait set.
+ *
+ * Members are subscribers, publishers and plain descriptors, each named by a
+ * userdata pointer that shmbus_waitset_wait() hands back when it is ready;
+ * one epoll_wait() covers them all. A wait set is used by one thread at a
+ * time. It holds one descriptor (an epoll instance), and each subscriber or
+ * publisher in it one more (its own, see shmbus_sub_fd()).
+ *
+ * Lifetime: the caller owns the result; free it with shmbus_waitset_free().
+ * Return: 0, -EINVAL, -EMFILE or -ENFILE, -ENOMEM.
+ */
+SHMBUS_EXPORT int shmbus_waitset_new(shmbus_waitset **ret_ws);
+
+/**
+ * shmbus_waitset_free() - free a wait set; its members are not touched.
+ * @ws: a wait set, or NULL.
+ *
+ * Return: NULL.
+ */
+SHMBUS_EXPORT shmbus_waitset *shmbus_waitset_free(shmbus_waitset *ws);
+
+/**
+ * shmbus_waitset_add_sub() - wait for a subscriber's messages.
+ * @ws: a wait set.
+ * @sub: a subscriber; remove it before shmbus_sub_free().
+ * @userdata: what shmbus_waitset_wait() reports; unique in @ws.
+ *
+ * Reported while shmbus_sub_fd() is readable: drain with timeout 0 until
+ * -EAGAIN, as that function says.
+ *
+ * Return: 0, -EINVAL, -EEXIST (@userdata or @sub is in @ws already), -ENOMEM,
+ * or a code of shmbus_sub_fd().
+ */
+SHMBUS_EXPORT int shmbus_waitset_add_sub(shmbus_waitset *ws, shmbus_sub *sub, void *userdata);
+
+/**
+ * shmbus_waitset_add_pub() - wait for room for a publisher.
+ * @ws: a wait set.
+ * @pub: a publisher; remove it before shmbus_pub_free().
+ * @userdata: what shmbus_waitset_wait() reports; unique in @ws.
+ *
+ * Reported while shmbus_pub_fd() is readable.
+ *
+ * Return: as shmbus_waitset_add_sub().
+ */
+SHMBUS_EXPORT int shmbus_waitset_add_pub(shmbus_waitset *ws, shmbus_pub *pub, void *userdata);
+
+/**
+ * shmbus_waitset_add_fd() - wait for a plain descriptor too.
+ * @ws: a wait set.
+ * @fd: any descriptor epoll can watch; it stays the caller's.
+ * @events: POLLIN, POLLOUT and/or POLLPRI.
+ * @userdata: what shmbus_waitset_wait() reports; unique in @ws.
+ *
+ * Level-triggered, as poll(): reported while @fd is ready.
+ *
+ * Return: 0, -EINVAL, -EBADF, -EEXIST (@userdata or @fd is in @ws already),
+ * -EPERM (a file epoll cannot watch), -ENOMEM, -ENOSPC (the user's epoll
+ * watch limit).
+ */
+SHMBUS_EXPORT int shmbus_waitset_add_fd(shmbus_waitset *ws, int fd, uint32_t events,
+                                        void *userdata);
+
+/**
+ * shmbus_waitset_remove() - take a member out.
+ * @ws: a wait set.
+ * @userdata: the member's userdata.
+ *
+ * Return: 0, -EINVAL, -ENOENT (no such member).
+ */
+SHMBUS_EXPORT int shmbus_waitset_remove(shmbus_waitset *ws, void *userdata);
+
+/**
+ * shmbus_waitset_wait() - wait until members are ready.
+ * @ws: a wait set.
+ * @ret_ready: receives the userdata of each ready member.
+ * @n: room in @ret_ready (at most 64 are reported per call).
+ * @timeout_ms: how long to wait.
+ *
+ * Return: the number of ready members (>= 1), -EINVAL, -EAGAIN (none and
+ * @timeout_ms is 0), -ETIMEDOUT, -EINTR (a signal handler ran).
+ */
+SHMBUS_EXPORT int shmbus_waitset_wait(shmbus_waitset *ws, void **ret_ready, size_t n,
+                                      int timeout_ms);
+
+/**
+ * shmbus_waitset_fd() - the wait set's own descriptor, to nest it in another loop.
+ * @ws: a wait set.
+ *
+ * Readable while any member is ready; then call shmbus_waitset_wait() with
+ * timeout 0.
+ *
+ * Lifetime: owned by @ws; do not close it.
+ * Return: the descriptor, or -EINVAL.
+ */
+SHMBUS_EXPORT int shmbus_waitset_fd(const shmbus_waitset *ws);
 
 /**
  * shmbus_client_new() - connect to shmbusd.

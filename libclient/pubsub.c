@@ -2,7 +2,9 @@
 /*
  * Publishers and subscribers (pubsub.h): the public API's thin layer over the
  * ring's claim/commit and peek/release, plus the subscriber's wait (spin,
- * then sleep on the futex).
+ * then sleep on the futex), and the hooks that park and reset an object's
+ * pollable descriptor (notifier.h) where a receive or claim comes back
+ * empty-handed.
  *
  * Invariants: each object holds one ring slot and one channel reference for
  * its whole life, so the mapping outlives it; the public functions check
@@ -13,6 +15,8 @@
  * own slot state (an evicted subscriber answers -ECONNABORTED), and, for
  * publishers, the channel's deleted word (-EIDRM). Subscribers look at the
  * deleted word only when the ring is empty, so what is left is delivered first.
+ * An object is never parked on its descriptor and asleep on the futex at once:
+ * each counts in the same waiters word through the same slot flag.
  */
 #include "pubsub.h"
 
@@ -28,6 +32,7 @@
 
 #include "alloc.h"
 #include "channel.h"
+#include "notifier.h"
 #include "proc.h"
 #include "ring.h"
 #include "util.h"
@@ -37,7 +42,8 @@
 struct shmbus_pub {
         shmbus_channel *chan;
         struct shmbus_ring_pub rp;
-        unsigned gen; /* the process generation that owns the slot (proc.h) */
+        unsigned gen;                 /* the process generation that owns the slot (proc.h) */
+        struct shmbus_notify *notify; /* NULL until shmbus_pub_fd() */
 };
 
 struct shmbus_sub {
@@ -45,6 +51,7 @@ struct shmbus_sub {
         struct shmbus_ring_sub rs;
         uint32_t spin_us;
         unsigned gen;
+        struct shmbus_notify *notify; /* NULL until shmbus_sub_fd() */
 };
 
 static int64_t ms_to_ns(int timeout_ms) {
@@ -129,12 +136,37 @@ SHMBUS_EXPORT int shmbus_pub_new(shmbus_channel *chan, shmbus_pub **ret_pub) {
 SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub) {
         if (!pub)
                 return NULL;
+        pub->notify = shmbus__notify_free(pub->notify);
         /* In a forked child the slot (and any open claim) is the parent's: leave it be. */
         if (gen_is_ours(pub->gen))
                 shmbus__ring_pub_leave(&pub->rp);
         shmbus_channel_unref(pub->chan);
         free(pub);
         return NULL;
+}
+
+/*
+ * Claim; with a descriptor, a claim refused for room parks it and a claim
+ * that succeeds resets it. Without one, a single branch more than the ring.
+ */
+static int pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf) {
+        int r;
+
+        /* A futex sleeper counts itself: not twice, through the descriptor too. */
+        if (pub->notify && timeout_ms != 0)
+                shmbus__notify_unpark(pub->notify);
+        for (;;) {
+                r = shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), ret_buf);
+                if (!pub->notify)
+                        return r;
+                if (r != -EAGAIN) {
+                        if (r == 0)
+                                shmbus__notify_unpark(pub->notify);
+                        return r;
+                }
+                if (shmbus__notify_park(pub->notify, pub->rp.full_end) <= 0)
+                        return r;
+        }
 }
 
 SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf) {
@@ -145,7 +177,7 @@ SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, 
         r = pub_check(pub, timeout_ms);
         if (r < 0)
                 return r;
-        return shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), ret_buf);
+        return pub_claim(pub, len, timeout_ms, ret_buf);
 }
 
 SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub) {
@@ -173,7 +205,7 @@ SHMBUS_EXPORT int shmbus_pub_send(shmbus_pub *pub, const void *data, size_t len,
         r = pub_check(pub, timeout_ms);
         if (r < 0)
                 return r;
-        r = shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), &buf);
+        r = pub_claim(pub, len, timeout_ms, &buf);
         if (r < 0)
                 return r;
         memcpy(buf, data, len);
@@ -219,6 +251,7 @@ SHMBUS_EXPORT int shmbus_sub_new(shmbus_channel *chan, shmbus_sub **ret_sub) {
 SHMBUS_EXPORT shmbus_sub *shmbus_sub_free(shmbus_sub *sub) {
         if (!sub)
                 return NULL;
+        sub->notify = shmbus__notify_free(sub->notify);
         if (gen_is_ours(sub->gen))
                 shmbus__ring_sub_leave(&sub->rs);
         shmbus_channel_unref(sub->chan);
@@ -260,8 +293,12 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
                 /* Empty: only now is it worth asking whether more can ever come. */
                 if (chan_deleted(sub->chan))
                         return -EIDRM;
-                if (timeout_ms == 0)
+                if (timeout_ms == 0) {
+                        /* Drained: the descriptor, if any, waits for the next message. */
+                        if (sub->notify && shmbus__notify_park(sub->notify, sub->rs.pos) > 0)
+                                continue;
                         return r;
+                }
 
                 if (deadline == -1) {
                         int64_t now = shmbus__now_ns();
@@ -284,6 +321,9 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
                         cpu_relax();
                         continue;
                 }
+                /* A futex sleeper counts itself: not twice, through the descriptor too. */
+                if (sub->notify)
+                        shmbus__notify_unpark(sub->notify);
                 r = shmbus__ring_wait_data(&sub->rs, deadline - now);
                 if (r < 0 && r != -ETIMEDOUT)
                         return r;
@@ -342,6 +382,36 @@ SHMBUS_EXPORT uint64_t shmbus_sub_seq(const shmbus_sub *sub) {
         if (rs->borrowed)
                 return rs->next_seq + (uint32_t)((uint32_t)rs->borrow_seq - (uint32_t)rs->next_seq);
         return rs->received ? rs->next_seq - 1 : UINT64_MAX;
+}
+
+SHMBUS_EXPORT int shmbus_sub_fd(shmbus_sub *sub) {
+        int r;
+
+        if (!sub)
+                return -EINVAL;
+        if (!gen_is_ours(sub->gen))
+                return -ECHILD;
+        if (!sub->notify) {
+                r = shmbus__notify_new_sub(&sub->rs, &sub->notify);
+                if (r < 0)
+                        return r;
+        }
+        return shmbus__notify_fd(sub->notify);
+}
+
+SHMBUS_EXPORT int shmbus_pub_fd(shmbus_pub *pub) {
+        int r;
+
+        if (!pub)
+                return -EINVAL;
+        if (!gen_is_ours(pub->gen))
+                return -ECHILD;
+        if (!pub->notify) {
+                r = shmbus__notify_new_pub(&pub->rp, &pub->notify);
+                if (r < 0)
+                        return r;
+        }
+        return shmbus__notify_fd(pub->notify);
 }
 
 uint64_t shmbus__sub_position(const shmbus_sub *sub) {

@@ -685,6 +685,7 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
 
                                 if (timeout_ns == 0) {
                                         atomic_fetch_add_explicit(&p->slot->full, 1, RELAXED);
+                                        p->full_end = end;
                                         return -EAGAIN;
                                 }
                                 if (deadline == -1 && timeout_ns > 0)
@@ -1203,13 +1204,18 @@ void shmbus__ring_unpeek(struct shmbus_ring_sub *s) {
 }
 
 bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s) {
-        const struct shmbus_rec *rec = rec_at(s->ring, s->pos);
+        return shmbus__ring_data_at(s->ring, s->pos);
+}
+
+/* Whether a reader at @pos has something to take (or to report): its waiters' condition. */
+bool shmbus__ring_data_at(const struct shmbus_ring *r, uint64_t pos) {
+        const struct shmbus_rec *rec = rec_at(r, pos);
         uint64_t stamp = atomic_load_explicit(&((struct shmbus_rec *)rec)->stamp, SEQCST);
 
-        if (stamp_is_committed_at(stamp, s->pos))
+        if (stamp_is_committed_at(stamp, pos))
                 return true;
         /* Lapped or corrupt also count: peek has something to report. */
-        return tail_load_pos_aligned(s->ring, SEQCST) - s->pos > s->ring->size;
+        return tail_load_pos_aligned(r, SEQCST) - pos > r->size;
 }
 
 static bool data_ready(void *ctx) {
@@ -1425,4 +1431,29 @@ int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn 
                 pos += rec_size(len);
         }
         return n;
+}
+
+/* ---- waiters parked on a descriptor (notifier.c, docs/EVENTS.md) ------------------------- */
+
+/* Whether a claim ending at @end fits under the horizon now (seq_cst loads, as space_ready). */
+bool shmbus__ring_space_for(struct shmbus_ring *r, uint64_t end) {
+        return end - head_recompute(r) <= r->size;
+}
+
+/* Counted, then flagged: as futex_sleep announces a sleeper. */
+void shmbus__ring_waiter_count(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping) {
+        atomic_fetch_add_explicit(waiters, 1, SEQCST);
+        atomic_store_explicit(sleeping, 1, RELAXED);
+}
+
+void shmbus__ring_waiter_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping) {
+        waiters_uncount(waiters, sleeping);
+}
+
+bool shmbus__ring_fence_heavy(void) {
+        return fence_heavy();
+}
+
+bool shmbus__ring_ready_soon(bool (*ready)(void *ctx), void *ctx) {
+        return ready_soon(ready, ctx);
 }

@@ -50,6 +50,7 @@ struct shmbus_ring_pub {
         uint64_t claim_pos;   /* position of the open claim, valid while claimed */
         uint32_t claim_len;
         bool claimed;
+        uint64_t full_end; /* the end a claim refused with -EAGAIN needed (notifier.c) */
 };
 
 struct shmbus_ring_sub {
@@ -127,3 +128,15 @@ int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn 
 
 /* Monotonic clock in nanoseconds. */
 int64_t shmbus__now_ns(void);
+
+/*
+ * For waiters parked on a descriptor (notifier.c): the same count and flag as
+ * a futex sleeper, the conditions it waits for, checked from another thread,
+ * and the sleeper's heavy fence. See docs/EVENTS.md.
+ */
+bool shmbus__ring_data_at(const struct shmbus_ring *r, uint64_t pos);
+bool shmbus__ring_space_for(struct shmbus_ring *r, uint64_t end);
+void shmbus__ring_waiter_count(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);
+void shmbus__ring_waiter_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);
+bool shmbus__ring_fence_heavy(void);
+bool shmbus__ring_ready_soon(bool (*ready)(void *ctx), void *ctx);
