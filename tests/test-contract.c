@@ -9,6 +9,7 @@
  */
 #undef NDEBUG
 #include <grp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -564,6 +565,22 @@ static void test_deleted(void) {
         shmbus_pub_free(p2);
         shmbus_sub_free(s);
         shmbus_sub_free(idle);
+        shmbus_channel_unref(ch);
+
+        /* A subscriber parked on its descriptor is told too: it polls readable, then -EIDRM. */
+        ch = chan_create(c, "gone3", SHMBUS_POLICY_BLOCK, 4096);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(ch, &s), 0);
+        {
+                struct pollfd pfd = {.fd = shmbus_sub_fd(s), .events = POLLIN};
+
+                CU_ASSERT(pfd.fd >= 0);
+                CU_ASSERT_EQUAL(shmbus_sub_recv(s, buf, sizeof(buf), 0), -EAGAIN);
+                CU_ASSERT_EQUAL(poll(&pfd, 1, 0), 0);
+                CU_ASSERT_EQUAL(shmbus_client_delete(c, "gone3"), 0);
+                CU_ASSERT_EQUAL(poll(&pfd, 1, 3000), 1);
+                CU_ASSERT_EQUAL(shmbus_sub_recv(s, buf, sizeof(buf), 0), -EIDRM);
+        }
+        s = shmbus_sub_free(s);
         shmbus_channel_unref(ch);
 
         /* Files removed behind the daemon's back end the channel too, within a sweep or two. */
