@@ -9,10 +9,12 @@
 
 #include "create.h"
 #include "integrity.h"
+#include "evict.h"
 #include "liveness.h"
 #include "log.h"
 #include "peer.h"
 #include "ring.h"
+#include "vanish.h"
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         struct broker *b = arg;
@@ -20,6 +22,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         integrity_sweep(b);
         liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns(),
                        LIVENESS_SWEEP_BUDGET_NS);
+        evict_sweep(b, shmbus__now_ns());
+        vanish_sweep(b, shmbus__now_ns());
         log_tick();
 }
 

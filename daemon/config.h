@@ -55,6 +55,8 @@ struct channel_rule {
         char name[SHMBUS_NAME_MAX + 1];
         struct shmbus_ring_geom geom;
         bool has_publish, has_subscribe;
+        bool has_slow_subscriber_timeout;
+        uint32_t slow_subscriber_timeout_ms;
         struct acl publish;
         struct acl subscribe;
 };
@@ -69,6 +71,7 @@ struct config {
         uint32_t unblock_timeout_ms;
         uint32_t quota_channels_per_uid;
         uint64_t quota_bytes_per_uid;
+        uint32_t slow_subscriber_timeout_ms; /* block channels: evict after this; 0: never */
         int log_level; /* LOG_ERR .. LOG_DEBUG: less urgent lines are dropped */
         struct shmbus_ring_geom defaults;
         struct acl create;
@@ -96,5 +99,11 @@ bool acl_is_empty(const struct acl *a);
  */
 int config_parse_acl(const void *json, const char *where, bool names, struct acl *a, char *err,
                      size_t err_size);
+/*
+ * The "slow_subscriber_timeout_ms" of a rule or create object @json_obj, if
+ * it has one (*@ret_has); config_parse_geom() leaves that key to this.
+ */
+int config_parse_slow_subscriber_timeout(const void *json_obj, const char *where, bool *ret_has,
+                                         uint32_t *ret_ms, char *err, size_t err_size);
 int config_parse_geom(const void *json_obj, struct shmbus_ring_geom *g, const char *where,
                       char *err, size_t err_size);

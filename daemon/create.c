@@ -31,6 +31,8 @@ struct create_job {
         uid_t uid;
         gid_t gid;
         struct grants grants;
+        bool has_slow;
+        uint32_t slow_ms;
         struct peer *creator; /* NULL once it has gone */
         int64_t started;
         /* Written by the worker, read by the loop after the pipe said so. */
@@ -119,7 +121,8 @@ static void on_done(evutil_socket_t fd, short what, void *arg) {
         r = j->result;
         if (r == 0)
                 r = ops_register_created(b, j->name, j->ctl_fd, j->data_fd, j->uid, j->gid,
-                                         &j->grants, &c, message, sizeof(message));
+                                         &j->grants, j->has_slow, j->slow_ms, &c, message,
+                                         sizeof(message));
         else if (r == -EEXIST)
                 /* Files nobody serves: say whose they are and what to run. */
                 handover_explain_stranded(b->cfg.shm_dir, j->name, message, sizeof(message));
@@ -159,7 +162,7 @@ int create_park(struct broker *b, struct peer *p, const char *text) {
 
 int create_start(struct broker *b, struct peer *p, const char *name,
                  const struct shmbus_ring_geom *g, uint64_t bytes, const struct grants *grants,
-                 const char *text) {
+                 bool has_slow, uint32_t slow_ms, const char *text) {
         struct create_job *j = calloc(1, sizeof(*j));
         int r;
 
@@ -172,6 +175,8 @@ int create_start(struct broker *b, struct peer *p, const char *name,
                                  .uid = p->uid,
                                  .gid = p->gid,
                                  .grants = *grants,
+                                 .has_slow = has_slow,
+                                 .slow_ms = slow_ms,
                                  .creator = p,
                                  .started = shmbus__now_ns(),
                                  .ctl_fd = -1,

@@ -40,13 +40,14 @@ void create_pending_use(const struct broker *b, uid_t uid, uint32_t *ret_channel
                         uint64_t *ret_bytes);
 /*
  * Create channel @name with geometry @g, of @bytes, for @p (granting
- * @grants, copied), whose request
+ * @grants, copied, and the slow-subscriber timeout @slow_ms if @has_slow),
+ * whose request
  * @text is parked until the channel exists (or its creation failed, which
  * @p is then told). Return: 0, or -errno if no worker could be started.
  */
 int create_start(struct broker *b, struct peer *p, const char *name,
                  const struct shmbus_ring_geom *g, uint64_t bytes, const struct grants *grants,
-                 const char *text);
+                 bool has_slow, uint32_t slow_ms, const char *text);
 /* Stop reading @p and keep its request @text until the pending creation is over. */
 int create_park(struct broker *b, struct peer *p, const char *text);
 /* @p is going away: forget its parked request, and that it is waiting. */

@@ -9,7 +9,9 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct broker;
@@ -33,10 +35,11 @@ void ops_count_rejected(struct broker *b);
 
 /*
  * Add the channel just created as @name (files open as @ctl_fd, @data_fd),
- * owned by @uid/@gid with @grants, and record its owner in its meta file;
+ * owned by @uid/@gid with @grants (and the slow-subscriber timeout its create
+ * asked for, if @has_slow: evict.h), and record its owner in its meta file;
  * undo everything on failure. Used for creations in the loop and off it
  * (create.h). Return: 0 with *@ret_chan, or -errno with @msg for the reply.
  */
 int ops_register_created(struct broker *b, const char *name, int ctl_fd, int data_fd, uid_t uid,
-                         gid_t gid, const struct grants *grants, struct chan **ret_chan, char *msg,
-                         size_t size);
+                         gid_t gid, const struct grants *grants, bool has_slow, uint32_t slow_ms,
+                         struct chan **ret_chan, char *msg, size_t size);

@@ -28,6 +28,7 @@ static struct chan *chan_free(struct chan *c) {
         shmbus_channel_unref(c->map);
         free(c->stuck);
         free(c->orphan);
+        free(c->hold);
         free(c);
         return NULL;
 }
@@ -74,13 +75,15 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
         r = shmbus__channel_map(ctl_fd, data_fd, SHMBUS_OPEN_PUBLISH, &c->map);
         if (r < 0)
                 return r;
+        c->ctl_dev = st_ctl.st_dev;
         snprintf(c->name, sizeof(c->name), "%s", name);
         c->owner = owner;
         c->group = group;
         subs = c->map->ring.max_subs;
         c->stuck = calloc(subs, sizeof(*c->stuck));
+        c->hold = calloc(subs, sizeof(*c->hold));
         c->orphan = calloc((size_t)subs + c->map->ring.max_pubs, sizeof(*c->orphan));
-        if (!c->stuck || !c->orphan)
+        if (!c->stuck || !c->orphan || !c->hold)
                 return -ENOMEM;
         arr = reallocarray(reg->chans, reg->n_chans + 1, sizeof(*arr));
         if (!arr)

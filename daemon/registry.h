@@ -28,17 +28,34 @@ struct stuck {
         bool warned;   /* told the log a live publisher holds the claim */
 };
 
+/* How long a subscriber has held publishers back, and where (kept by evict.c). */
+struct hold {
+        uint64_t pos;
+        int64_t since; /* 0: not holding anyone back */
+};
+
 struct chan {
         char name[SHMBUS_NAME_MAX + 1];
         shmbus_channel *map;
         uid_t owner; /* the creator; kept across restarts in NAME.meta (meta.h) */
         gid_t group;
-        ino_t ctl_ino, data_ino; /* the files the daemon made (integrity.h) */
+        ino_t data_ino; /* the data file the daemon made (integrity.h) */
         struct grants grants; /* what the creator granted to others */
         /* For unblock: one per subscriber slot. */
         struct stuck *stuck;
         /* Slots seen active without an owner pid in the last sweep (subs, then pubs). */
         bool *orphan;
+        /* For eviction: one per subscriber slot; the timeout its create request asked for. */
+        struct hold *hold;
+        /*
+         * The ctl file as mapped: a name that leads elsewhere is a channel gone
+         * (vanish.c); one whose size changed was resized by a member (integrity.h).
+         */
+        dev_t ctl_dev;
+        ino_t ctl_ino;
+        bool has_slow_subscriber_timeout;
+        bool evict_refused; /* logged that a slow subscriber was too old to evict */
+        uint32_t slow_subscriber_timeout_ms;
 };
 
 /* What the registry and the liveness sweep have done since start-up (the "stats" op). */
