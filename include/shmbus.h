@@ -751,7 +751,7 @@ SHMBUS_EXPORT int shmbus_opts_grant_uid(shmbus_opts *opts, uid_t uid, int roles)
  */
 SHMBUS_EXPORT int shmbus_opts_grant_gid(shmbus_opts *opts, gid_t gid, int roles);
 
-/* ---- SHMBUS_1.2: the library in real programs (issue 16) ------------------------------ */
+/* ---- SHMBUS_1.1: the library in real programs (issue 16) ------------------------------ */
 
 /* Flags for shmbus_sub_new_ex(). */
 #define SHMBUS_SUB_UNTETHERED 0x1 /* never hold publishers back; may lose (counted) messages */
