@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -82,9 +83,19 @@ static bool notify_ready(void *ctx) {
         struct shmbus_notify *n = ctx;
         uint64_t pos = atomic_load_explicit(&n->pos, memory_order_relaxed);
 
+        /* A deleted channel is news too: the next receive or claim says -EIDRM. */
+        if (atomic_load_explicit(&n->ring->ctl->deleted, memory_order_relaxed) ==
+            SHMBUS_CTL_DELETED)
+                return true;
         if (n->is_sub)
                 return shmbus__ring_data_at(n->ring, pos);
-        return shmbus__ring_space_for(n->ring, pos);
+        /* A publisher's flag lives in its slot, which its own horizon skips (ring.c). */
+        return shmbus__ring_space_for(
+                n->ring,
+                (const struct shmbus_pub_slot *)(const void *)((const char *)n->sleeping -
+                                                               offsetof(struct shmbus_pub_slot,
+                                                                        sleeping)),
+                pos);
 }
 
 static void kick(void) {
