@@ -498,9 +498,7 @@ SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
  * The library runs one thread per process (started by the first call) that
  * waits on the futexes of the parked objects and writes their descriptors:
  * see docs/EVENTS.md for what that costs. It takes no signals. After fork(),
- * a descriptor made before it stays the parent's: in the child this call
- * returns -ECHILD for it, and receives there leave it alone (they still work
- * with timeout 0, without a descriptor).
+ * @sub and its descriptor stay the parent's: see fork() at the top.
  *
  * Lifetime: the descriptor (an eventfd) belongs to @sub: do not close it; it
  * is closed by shmbus_sub_free(). Repeated calls return the same descriptor.

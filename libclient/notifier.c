@@ -64,7 +64,6 @@ struct shmbus_notify {
         pthread_mutex_t lock;   /* every state change; the notifier holds it across its write */
         _Atomic uint32_t state; /* changed under lock; read without it only as a hint */
         _Atomic uint64_t pos;   /* what it waits for: a read position or a claim's end */
-        unsigned forks;         /* reg.forks when made: another value means a forked child */
 };
 
 static struct {
@@ -74,7 +73,6 @@ static struct {
         _Atomic uint32_t ctl;   /* bumped to make the thread look at the registry again */
         _Atomic uint64_t parks; /* every park, so the thread knows when to fence */
         _Atomic uint32_t idle;  /* 1 while the thread sleeps longer than QUICK_NS */
-        unsigned forks;         /* fork()s into this process: written only in atfork_child */
 } reg = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -228,7 +226,6 @@ static void *notifier_main(void *arg) {
 
 /* A forked child has no notifier thread and must not share the parent's registrations. */
 static void atfork_child(void) {
-        reg.forks++;
         reg.lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
         reg.head = NULL;
         reg.running = false;
@@ -284,7 +281,6 @@ static int notify_new(struct shmbus_ring *ring, bool is_sub, _Atomic uint32_t *s
         atomic_init(&n->pos, 0);
 
         pthread_mutex_lock(&reg.lock);
-        n->forks = reg.forks;
         r = notifier_start();
         if (r == 0) {
                 n->efd = TAKE_FD(efd);
@@ -319,19 +315,8 @@ int shmbus__notify_new_pub(struct shmbus_ring_pub *p, struct shmbus_notify **ret
         return notify_new(p->ring, false, &p->slot->sleeping, ret);
 }
 
-/*
- * Made in a parent before fork(): the eventfd, the count's slot flag and the
- * lock are the parent's, and no thread here writes the eventfd. Touching them
- * would steal the parent's wake-ups (reading its eventfd), leave a second count
- * behind its one slot flag, or wait forever for a lock the parent's thread held
- * at the fork; so the child leaves them alone.
- */
-static bool notify_foreign(const struct shmbus_notify *n) {
-        return n->forks != reg.forks;
-}
-
 int shmbus__notify_fd(const struct shmbus_notify *n) {
-        return notify_foreign(n) ? -ECHILD : n->efd;
+        return n->efd;
 }
 
 /* Under n->lock: SIGNALLED -> IDLE, not readable again until the next firing. */
@@ -353,8 +338,6 @@ static void notify_unpark_locked(struct shmbus_notify *n) {
 int shmbus__notify_park(struct shmbus_notify *n, uint64_t pos) {
         uint32_t state;
 
-        if (notify_foreign(n))
-                return 0;
         /* Parked for this very thing already (a repeated -EAGAIN): nothing to do. */
         if (atomic_load_explicit(&n->state, memory_order_relaxed) == NOTIFY_PARKED &&
             atomic_load_explicit(&n->pos, memory_order_relaxed) == pos)
@@ -400,7 +383,7 @@ bool shmbus__notify_unpark(struct shmbus_notify *n) {
         bool armed = true;
 
         /* The hint keeps the common case (idle, a claim that succeeded) to one load. */
-        if (state == NOTIFY_IDLE || (state == NOTIFY_SIGNALLED && n->is_sub) || notify_foreign(n))
+        if (state == NOTIFY_IDLE || (state == NOTIFY_SIGNALLED && n->is_sub))
                 return false;
         pthread_mutex_lock(&n->lock);
         state = atomic_load_explicit(&n->state, memory_order_relaxed);

@@ -23,7 +23,6 @@ int shmbus__notify_new_sub(struct shmbus_ring_sub *s, struct shmbus_notify **ret
 int shmbus__notify_new_pub(struct shmbus_ring_pub *p, struct shmbus_notify **ret);
 /* Unregister, uncount if parked, close the eventfd. Takes NULL; returns NULL. */
 struct shmbus_notify *shmbus__notify_free(struct shmbus_notify *n);
-/* The eventfd, or -ECHILD in a child forked after @n was made (it is the parent's). */
 int shmbus__notify_fd(const struct shmbus_notify *n);
 
 /*
