@@ -497,7 +497,8 @@ SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
  * costs its publishers one futex wake per burst, as a sleeping receive does.
  * The library runs one thread per process (started by the first call) that
  * waits on the futexes of the parked objects and writes their descriptors:
- * see docs/EVENTS.md for what that costs. It takes no signals. After fork(),
+ * see docs/EVENTS.md for what that costs. It takes no signals but the ones its
+ * own faults raise (SIGBUS from a channel file a member shrank). After fork(),
  * @sub and its descriptor stay the parent's: see fork() at the top.
  *
  * Lifetime: the descriptor (an eventfd) belongs to @sub: do not close it; it

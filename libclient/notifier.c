@@ -236,7 +236,13 @@ static void atfork_register(void) {
         pthread_atfork(NULL, NULL, atfork_child);
 }
 
-/* Under reg.lock. The thread takes no signal: they are the application's. */
+/*
+ * Under reg.lock. The thread takes no signal, they are the application's, but
+ * for the ones its own faults raise: the kernel delivers those to the faulting
+ * thread blocked or not, and a blocked one kills the process (the handler is
+ * reset to the default). sigbus.c's handler must run in this thread too: it is
+ * the first to touch a channel file that a member shrank.
+ */
 static int notifier_start(void) {
         sigset_t all, old;
         pthread_attr_t attr;
@@ -246,6 +252,10 @@ static int notifier_start(void) {
         if (reg.running)
                 return 0;
         sigfillset(&all);
+        sigdelset(&all, SIGBUS);
+        sigdelset(&all, SIGSEGV);
+        sigdelset(&all, SIGILL);
+        sigdelset(&all, SIGFPE);
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_sigmask(SIG_SETMASK, &all, &old);

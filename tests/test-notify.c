@@ -908,7 +908,11 @@ static void test_alloc_failures(void) {
         shmbus_channel_unref(c);
 }
 
-/* Whether every signal that can be blocked is blocked in thread @tid. */
+/*
+ * Whether every signal that can be blocked is blocked in thread @tid, but
+ * the ones a fault raises (which the kernel delivers to the faulting thread
+ * anyway: see notifier_start()).
+ */
 static bool thread_blocks_all(const char *tid) {
         char path[64], line[256];
         bool all = false;
@@ -928,6 +932,8 @@ static bool thread_blocks_all(const char *tid) {
                          */
                         m |= UINT64_C(1) << (SIGKILL - 1) | UINT64_C(1) << (SIGSTOP - 1) |
                              UINT64_C(3) << 31;
+                        m |= UINT64_C(1) << (SIGBUS - 1) | UINT64_C(1) << (SIGSEGV - 1) |
+                             UINT64_C(1) << (SIGILL - 1) | UINT64_C(1) << (SIGFPE - 1);
                         all = m == UINT64_MAX;
                 }
         fclose(f);
@@ -956,6 +962,51 @@ static void test_thread_blocks_signals(void) {
         shmbus_channel_unref(c);
 }
 
+/*
+ * test-notify --truncated DIR: park a subscriber's descriptor on DIR's
+ * "trunc" channel, shrink the channel's ctl file to nothing (as a hostile
+ * member can: every member holds it writable), and wait. The notifier thread
+ * is the first to touch the channel again: it must survive the SIGBUS as the
+ * library's other threads do (sigbus.h), and wake the descriptor, since a
+ * broken channel is news. Exit 0 if so.
+ */
+static int truncated_child(const char *shm_dir) {
+        shmbus_channel *c = NULL;
+        shmbus_sub *s = NULL;
+        char path[1100], b[8];
+        int fd, rc = 0;
+
+        alarm(20);
+        snprintf(path, sizeof(path), "%s/trunc.ctl", shm_dir);
+        if (shmbus_channel_open(shm_dir, "trunc", 0, &c) < 0 || shmbus_sub_new(c, &s) < 0)
+                return 2;
+        fd = shmbus_sub_fd(s);
+        if (fd < 0 || readable(fd, 50))
+                return 3;
+        if (truncate(path, 0) < 0)
+                return 4;
+        if (!readable(fd, 3000))
+                rc = 5;
+        else if (shmbus_sub_recv(s, b, sizeof(b), 0) >= 0)
+                rc = 6;
+        shmbus_sub_free(s);
+        shmbus_channel_unref(c);
+        return rc;
+}
+
+static void test_truncated_channel(void) {
+        shmbus_channel *c = chan_make("trunc", 4096, SHMBUS_POLICY_BLOCK);
+        pid_t child = fork();
+
+        if (child == 0) {
+                execl("/proc/self/exe", "test-notify", "--truncated", shm, (char *)NULL);
+                _exit(127);
+        }
+        CU_ASSERT_EQUAL(test_wait(child), 0);
+        shmbus_channel_unref(c);
+        (void)shmbus_channel_unlink(shm, "trunc");
+}
+
 int main(int argc, char **argv) {
         static const struct test_case cases[] = {
                 {"sub fd: before and after arming, level, partial drain, peek", test_orders},
@@ -979,6 +1030,8 @@ int main(int argc, char **argv) {
                 {"more channels than futex_waitv takes: polled, still woken", test_many_channels},
                 {"allocation failures in the descriptor and wait set setup", test_alloc_failures},
                 {"the notifier thread takes no signal", test_thread_blocks_signals},
+                {"a channel shrunk under a parked descriptor: no SIGBUS death, a wake-up",
+                 test_truncated_channel},
                 {NULL, NULL},
         };
         int rc;
@@ -987,6 +1040,8 @@ int main(int argc, char **argv) {
                 return park_child(argv);
         if (argc == 3 && strcmp(argv[1], "--no-waitv") == 0)
                 return no_waitv_child(argv[2]);
+        if (argc == 3 && strcmp(argv[1], "--truncated") == 0)
+                return truncated_child(argv[2]);
         signal(SIGPIPE, SIG_IGN);
         if (testdaemon_setup("notify") < 0)
                 return 99;
