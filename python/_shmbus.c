@@ -1,0 +1,1731 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmbus._shmbus: the CPython binding of libshmbus, through include/shmbus.h
+ * only. The package shmbus (python/shmbus/__init__.py) re-exports it.
+ *
+ * Types: Client (a daemon connection), Channel, Publisher with Claim (a
+ * writable in-place message), Subscriber with Message (a borrowed, read-only
+ * message in shared memory).
+ *
+ * Invariants that keep Python from touching shared memory it does not own:
+ *  - Claim and Message export their memory through the buffer protocol and
+ *    count the exports. The memory is given back to the library (commit,
+ *    abort, release) only when the count is zero; until then those calls
+ *    raise BufferError. A memoryview keeps its exporter alive, so no view can
+ *    outlive the memory it shows. Once given back, the object refuses new
+ *    exports (ValueError), and the memoryview handed out by __enter__ is
+ *    released, so using it raises ValueError.
+ *  - A Subscriber has at most one Message borrowed (the library releases the
+ *    previous one on the next peek or receive): the next recv()/peek()
+ *    releases it, or raises BufferError while it is still exported.
+ *  - A Publisher has at most one open Claim, likewise.
+ *  - Blocking waits run without the GIL, in slices so that signals are seen.
+ *    A Publisher or Subscriber is marked busy meanwhile; using it from another
+ *    thread then raises RuntimeError instead of racing in the library, which
+ *    allows one thread per object.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "shmbus.h"
+
+/*
+ * The control protocol's words (docs/PROTOCOL.md) that the binding spells
+ * itself: it builds raw requests to fetch the daemon's explanation of a
+ * refusal, which the C API reduces to an errno code.
+ */
+#define PROTO_OPEN      "open"
+#define PROTO_DELETE    "delete"
+#define PROTO_ROLE_PUB  "pub"
+#define PROTO_ROLE_SUB  "sub"
+#define PROTO_ERRNO     "errno"
+#define PROTO_MESSAGE   "message"
+#define PROTO_OK        "ok"
+#define PROTO_NAME_MAX  63
+#define WAIT_SLICE_MS   100           /* longest wait without looking at signals */
+#define PY_ERROR_SET    (INT_MIN + 1) /* a wait ended with a Python exception set */
+#define TIMEOUT_FOREVER (-1)
+
+/* Python before 3.13 takes keyword lists as char **; it never writes to them. */
+#define KW(list) ((char **)(list))
+
+/* ---- errors ---------------------------------------------------------------------------- */
+
+static PyObject *Error, *PermissionErr, *TimeoutErr, *NotFoundErr, *ExistsErr, *BlockingErr,
+        *ConnectionErr, *StaleErr;
+
+static PyObject *error_type(int err) {
+        switch (err) {
+        case EACCES:
+        case EPERM:
+                return PermissionErr;
+        case ETIMEDOUT:
+                return TimeoutErr;
+        case ENOENT:
+                return NotFoundErr;
+        case EEXIST:
+                return ExistsErr;
+        case EAGAIN:
+                return BlockingErr;
+        case ECONNREFUSED:
+        case ECONNRESET:
+        case ENOTCONN:
+        case EPIPE:
+                return ConnectionErr;
+        case ESTALE:
+                return StaleErr;
+        default:
+                return Error;
+        }
+}
+
+/*
+ * Raise the exception for a negative errno code: OSError(errno, message[,
+ * filename]) of the matching shmbus class. @message is the daemon's sentence
+ * when there is one, else the library's wording.
+ */
+static PyObject *raise_code(int r, PyObject *message, PyObject *filename) {
+        PyObject *type, *exc;
+
+        if (r == PY_ERROR_SET)
+                return NULL;
+        if (r == -ENOMEM)
+                return PyErr_NoMemory();
+        type = error_type(-r);
+        if (message)
+                exc = PyObject_CallFunction(type, filename ? "iOO" : "iO", -r, message, filename);
+        else
+                exc = PyObject_CallFunction(type, filename ? "isO" : "is", -r, shmbus_strerror(r),
+                                            filename);
+        if (exc) {
+                PyErr_SetObject(type, exc);
+                Py_DECREF(exc);
+        }
+        return NULL;
+}
+
+static PyObject *new_error(const char *name, PyObject *builtin, const char *doc) {
+        PyObject *bases, *type;
+
+        bases = builtin ? PyTuple_Pack(2, Error, builtin) : PyTuple_Pack(1, Error);
+        if (!bases)
+                return NULL;
+        type = PyErr_NewExceptionWithDoc(name, doc, bases, NULL);
+        Py_DECREF(bases);
+        return type;
+}
+
+/* ---- timeouts and waiting --------------------------------------------------------------- */
+
+static int64_t now_ns(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Seconds as Python spells them (None: forever, 0: do not wait) to nanoseconds, -1 forever. */
+static int parse_timeout(PyObject *obj, int64_t *ret_ns) {
+        double s;
+
+        if (!obj || obj == Py_None) {
+                *ret_ns = TIMEOUT_FOREVER;
+                return 0;
+        }
+        s = PyFloat_AsDouble(obj);
+        if (s == -1.0 && PyErr_Occurred())
+                return -1;
+        if (!(s >= 0.0)) {
+                PyErr_SetString(PyExc_ValueError, "timeout must be None or a number >= 0");
+                return -1;
+        }
+        /* Beyond a century is forever, and keeps the deadline arithmetic in range. */
+        *ret_ns = s > 3.0e9 ? TIMEOUT_FOREVER : (int64_t)(s * 1e9);
+        return 0;
+}
+
+typedef int (*wait_fn)(void *ctx, int timeout_ms);
+
+/*
+ * Call @fn without waiting first, holding the GIL: when something is there, no
+ * thread switch is paid. Otherwise call it again without the GIL, in slices of
+ * WAIT_SLICE_MS, until it gives something other than -EAGAIN/-ETIMEDOUT, the
+ * time runs out (-ETIMEDOUT; -EAGAIN for a zero timeout), or a signal handler
+ * raises (PY_ERROR_SET). *@busy is set for the time without the GIL.
+ */
+static int wait_call(int *busy, wait_fn fn, void *ctx, int64_t timeout_ns) {
+        PyThreadState *ts;
+        int64_t deadline;
+        int r;
+
+        r = fn(ctx, 0);
+        if ((r != -EAGAIN && r != -ETIMEDOUT) || timeout_ns == 0)
+                return r;
+        deadline = timeout_ns < 0 ? INT64_MAX : now_ns() + timeout_ns;
+        *busy = 1;
+        for (;;) {
+                int64_t left = deadline - now_ns();
+                int ms;
+
+                if (left <= 0) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                ms = left >= (int64_t)WAIT_SLICE_MS * 1000000 ? WAIT_SLICE_MS
+                                                              : (int)((left + 999999) / 1000000);
+                ts = PyEval_SaveThread();
+                r = fn(ctx, ms);
+                PyEval_RestoreThread(ts);
+                if (r != -EAGAIN && r != -ETIMEDOUT)
+                        break;
+                if (PyErr_CheckSignals() < 0) {
+                        r = PY_ERROR_SET;
+                        break;
+                }
+        }
+        *busy = 0;
+        return r;
+}
+
+static int busy_error(const char *what) {
+        PyErr_Format(PyExc_RuntimeError, "%s is waiting in another thread; use one %s per thread",
+                     what, what);
+        return -1;
+}
+
+static int closed_error(const char *what) {
+        PyErr_Format(PyExc_ValueError, "%s is closed", what);
+        return -1;
+}
+
+/* ---- options ---------------------------------------------------------------------------- */
+
+static int parse_policy(PyObject *obj, int *ret) {
+        const char *s;
+
+        if (PyLong_Check(obj)) {
+                *ret = PyLong_AsLong(obj) ? SHMBUS_POLICY_OVERWRITE : SHMBUS_POLICY_BLOCK;
+                return PyErr_Occurred() ? -1 : 0;
+        }
+        s = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
+        if (s && strcmp(s, "block") == 0)
+                *ret = SHMBUS_POLICY_BLOCK;
+        else if (s && strcmp(s, "overwrite") == 0)
+                *ret = SHMBUS_POLICY_OVERWRITE;
+        else {
+                if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_ValueError,
+                                        "policy must be \"block\" or \"overwrite\"");
+                return -1;
+        }
+        return 0;
+}
+
+/* Geometry keywords shared by Client.open() and Channel.create(). */
+struct geometry {
+        PyObject *capacity, *max_msg, *policy, *max_subscribers, *max_publishers;
+};
+
+static bool geometry_given(const struct geometry *g) {
+        return g->capacity || g->max_msg || g->policy || g->max_subscribers || g->max_publishers;
+}
+
+static int set_u64(shmbus_opts *o, PyObject *v, const char *name,
+                   int (*set)(shmbus_opts *, uint64_t)) {
+        unsigned long long n;
+
+        if (!v || v == Py_None)
+                return 0;
+        n = PyLong_AsUnsignedLongLong(v);
+        if (PyErr_Occurred())
+                return -1;
+        if (set(o, n) < 0) {
+                PyErr_Format(PyExc_ValueError, "%s=%llu is out of range", name, n);
+                return -1;
+        }
+        return 0;
+}
+
+static int set_u32(shmbus_opts *o, PyObject *v, const char *name,
+                   int (*set)(shmbus_opts *, uint32_t)) {
+        unsigned long n;
+
+        if (!v || v == Py_None)
+                return 0;
+        n = PyLong_AsUnsignedLong(v);
+        if (PyErr_Occurred())
+                return -1;
+        if (n > UINT32_MAX || set(o, (uint32_t)n) < 0) {
+                PyErr_Format(PyExc_ValueError, "%s=%lu is out of range", name, n);
+                return -1;
+        }
+        return 0;
+}
+
+/* Options from the keywords, or NULL (and no error) when none was given. */
+static int geometry_to_opts(const struct geometry *g, shmbus_opts **ret_opts) {
+        shmbus_opts *o;
+        int policy;
+
+        *ret_opts = NULL;
+        if (!geometry_given(g))
+                return 0;
+        if (shmbus_opts_new(&o) < 0) {
+                PyErr_NoMemory();
+                return -1;
+        }
+        if (set_u64(o, g->capacity, "capacity", shmbus_opts_set_capacity) < 0 ||
+            set_u32(o, g->max_msg, "max_msg", shmbus_opts_set_max_msg) < 0 ||
+            set_u32(o, g->max_subscribers, "max_subscribers", shmbus_opts_set_max_subscribers) <
+                    0 ||
+            set_u32(o, g->max_publishers, "max_publishers", shmbus_opts_set_max_publishers) < 0)
+                goto err_free;
+        if (g->policy && g->policy != Py_None) {
+                if (parse_policy(g->policy, &policy) < 0)
+                        goto err_free;
+                shmbus_opts_set_policy(o, policy);
+        }
+        *ret_opts = o;
+        return 0;
+err_free:
+        shmbus_opts_free(o);
+        return -1;
+}
+
+/* ---- JSON through the json module (the binding adds no C dependency) -------------------- */
+
+static PyObject *json_call(const char *fn, PyObject *arg) {
+        PyObject *json, *r;
+
+        json = PyImport_ImportModule("json");
+        if (!json)
+                return NULL;
+        r = PyObject_CallMethod(json, fn, "O", arg);
+        Py_DECREF(json);
+        return r;
+}
+
+/* ---- Client ----------------------------------------------------------------------------- */
+
+typedef struct {
+        PyObject_HEAD shmbus_client *client;
+        int inflight; /* requests running without the GIL: close() must wait for them */
+} ClientObject;
+
+typedef struct {
+        PyObject_HEAD shmbus_channel *chan;
+} ChannelObject;
+
+static PyTypeObject ClientType, ChannelType, PublisherType, ClaimType, SubscriberType, MessageType;
+
+static int client_init(ClientObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"socket", NULL};
+        PyObject *path = NULL, *bytes = NULL;
+        shmbus_client *c = NULL;
+        PyThreadState *ts;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O&:Client", KW(kwlist),
+                                         PyUnicode_FSConverter, &bytes))
+                return -1;
+        path = bytes;
+        ts = PyEval_SaveThread();
+        r = shmbus_client_new(path ? PyBytes_AS_STRING(path) : NULL, &c);
+        PyEval_RestoreThread(ts);
+        if (r < 0) {
+                PyObject *name = path ? PyUnicode_DecodeFSDefault(PyBytes_AS_STRING(path)) : NULL;
+
+                raise_code(r, NULL, name);
+                Py_XDECREF(name);
+                Py_XDECREF(bytes);
+                return -1;
+        }
+        Py_XDECREF(bytes);
+        shmbus_client_free(self->client);
+        self->client = c;
+        return 0;
+}
+
+static void client_dealloc(ClientObject *self) {
+        shmbus_client_free(self->client);
+        Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int client_check(ClientObject *self) {
+        if (!self->client)
+                return closed_error("Client");
+        return 0;
+}
+
+/* One raw request and its reply, parsed; NULL with an exception on failure. */
+static PyObject *client_roundtrip(ClientObject *self, PyObject *req) {
+        PyObject *text, *reply;
+        PyThreadState *ts;
+        const char *s;
+        char *out = NULL;
+        int r;
+
+        text = PyUnicode_Check(req) ? Py_NewRef(req) : json_call("dumps", req);
+        if (!text)
+                return NULL;
+        s = PyUnicode_AsUTF8(text);
+        if (!s) {
+                Py_DECREF(text);
+                return NULL;
+        }
+        self->inflight++;
+        ts = PyEval_SaveThread();
+        r = shmbus_client_request(self->client, s, &out);
+        PyEval_RestoreThread(ts);
+        self->inflight--;
+        Py_DECREF(text);
+        if (r < 0)
+                return raise_code(r, NULL, NULL);
+        text = PyUnicode_FromString(out);
+        free(out);
+        if (!text)
+                return NULL;
+        reply = json_call("loads", text);
+        Py_DECREF(text);
+        return reply;
+}
+
+/*
+ * The daemon's sentence for a refused open: the library returns only the
+ * errno, so ask again with a raw request, which is refused the same way and
+ * without side effects. Should the second try succeed instead (the
+ * configuration changed in between), the library closes the descriptors it
+ * gets, and nothing is held. Returns a new reference or NULL, never raising.
+ */
+static PyObject *open_refusal_message(ClientObject *self, PyObject *name, bool publish, bool create,
+                                      const struct geometry *g, int r) {
+        PyObject *req = NULL, *reply = NULL, *msg = NULL, *no, *cr = NULL;
+
+        /* Only refusals the daemon explains (docs/PROTOCOL.md, "Errors"). */
+        if (r != -EINVAL && r != -ENOENT && r != -EACCES && r != -EUSERS && r != -ENOSPC)
+                return NULL;
+        req = Py_BuildValue("{s:s,s:O,s:s}", "op", PROTO_OPEN, "name", name, "role",
+                            publish ? PROTO_ROLE_PUB : PROTO_ROLE_SUB);
+        if (!req)
+                goto out;
+        if (create) {
+                if (geometry_given(g)) {
+                        static const char *keys[] = {"capacity", "max_msg", "policy",
+                                                     "max_subscribers", "max_publishers"};
+                        PyObject *vals[] = {g->capacity, g->max_msg, g->policy, g->max_subscribers,
+                                            g->max_publishers};
+
+                        cr = PyDict_New();
+                        for (size_t i = 0; cr && i < 5; i++)
+                                if (vals[i] && vals[i] != Py_None &&
+                                    PyDict_SetItemString(cr, keys[i], vals[i]) < 0)
+                                        Py_CLEAR(cr);
+                } else
+                        cr = Py_NewRef(Py_True);
+                if (!cr || PyDict_SetItemString(req, "create", cr) < 0)
+                        goto out;
+        }
+        reply = client_roundtrip(self, req);
+        if (!reply || !PyDict_Check(reply))
+                goto out;
+        no = PyDict_GetItemString(reply, PROTO_ERRNO);
+        if (no && PyLong_Check(no) && PyLong_AsLong(no) == -r) {
+                msg = PyDict_GetItemString(reply, PROTO_MESSAGE);
+                if (msg && PyUnicode_Check(msg))
+                        Py_INCREF(msg);
+                else
+                        msg = NULL;
+        }
+out:
+        PyErr_Clear();
+        Py_XDECREF(cr);
+        Py_XDECREF(req);
+        Py_XDECREF(reply);
+        return msg;
+}
+
+static PyObject *channel_wrap(shmbus_channel *chan) {
+        ChannelObject *o = PyObject_New(ChannelObject, &ChannelType);
+
+        if (!o) {
+                shmbus_channel_unref(chan);
+                return NULL;
+        }
+        o->chan = chan;
+        return (PyObject *)o;
+}
+
+static PyObject *client_open(ClientObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"name",    "publish", "create",          "capacity",
+                                       "max_msg", "policy",  "max_subscribers", "max_publishers",
+                                       NULL};
+        struct geometry g = {0};
+        shmbus_channel *chan = NULL;
+        shmbus_opts *opts;
+        PyThreadState *ts;
+        PyObject *name;
+        int publish = 0, create = 0, r;
+        const char *s;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "U|$ppOOOOO:open", KW(kwlist), &name, &publish,
+                                         &create, &g.capacity, &g.max_msg, &g.policy,
+                                         &g.max_subscribers, &g.max_publishers))
+                return NULL;
+        if (client_check(self) < 0 || !(s = PyUnicode_AsUTF8(name)))
+                return NULL;
+        if (geometry_to_opts(&g, &opts) < 0)
+                return NULL;
+        self->inflight++;
+        ts = PyEval_SaveThread();
+        r = shmbus_client_open(self->client, s,
+                               (publish ? SHMBUS_OPEN_PUBLISH : 0) |
+                                       (create ? SHMBUS_OPEN_CREATE : 0),
+                               opts, &chan);
+        PyEval_RestoreThread(ts);
+        self->inflight--;
+        shmbus_opts_free(opts);
+        if (r < 0) {
+                PyObject *msg = open_refusal_message(self, name, publish, create, &g, r);
+
+                raise_code(r, msg, name);
+                Py_XDECREF(msg);
+                return NULL;
+        }
+        return channel_wrap(chan);
+}
+
+/* Through a raw request rather than shmbus_client_delete(), to keep the daemon's sentence. */
+static PyObject *client_delete(ClientObject *self, PyObject *args) {
+        PyObject *name, *req, *reply, *no, *ok, *msg;
+        long e;
+
+        if (!PyArg_ParseTuple(args, "U:delete", &name) || client_check(self) < 0)
+                return NULL;
+        req = Py_BuildValue("{s:s,s:O}", "op", PROTO_DELETE, "name", name);
+        if (!req)
+                return NULL;
+        reply = client_roundtrip(self, req);
+        Py_DECREF(req);
+        if (!reply)
+                return NULL;
+        if (!PyDict_Check(reply)) {
+                Py_DECREF(reply);
+                return raise_code(-EPROTO, NULL, name);
+        }
+        ok = PyDict_GetItemString(reply, PROTO_OK);
+        if (ok == Py_True) {
+                Py_DECREF(reply);
+                Py_RETURN_NONE;
+        }
+        no = PyDict_GetItemString(reply, PROTO_ERRNO);
+        e = no && PyLong_Check(no) ? PyLong_AsLong(no) : EPROTO;
+        msg = PyDict_GetItemString(reply, PROTO_MESSAGE);
+        raise_code(e > 0 && e < 4096 ? -(int)e : -EPROTO, msg && PyUnicode_Check(msg) ? msg : NULL,
+                   name);
+        Py_DECREF(reply);
+        return NULL;
+}
+
+static PyObject *client_request(ClientObject *self, PyObject *req) {
+        if (client_check(self) < 0)
+                return NULL;
+        return client_roundtrip(self, req);
+}
+
+static PyObject *client_close(ClientObject *self, PyObject *unused) {
+        if (self->inflight) {
+                busy_error("Client");
+                return NULL;
+        }
+        self->client = shmbus_client_free(self->client);
+        Py_RETURN_NONE;
+}
+
+static PyObject *return_self(PyObject *self, PyObject *unused) {
+        return Py_NewRef(self);
+}
+
+static PyObject *call_close(PyObject *self, PyObject *args) {
+        return PyObject_CallMethod(self, "close", NULL);
+}
+
+static PyMethodDef client_methods[] = {
+        {"open", (PyCFunction)(void (*)(void))client_open, METH_VARARGS | METH_KEYWORDS,
+         "open(name, *, publish=False, create=False, capacity=None, max_msg=None, policy=None,\n"
+         "     max_subscribers=None, max_publishers=None) -> Channel\n\n"
+         "Open a channel through the daemon, which checks permissions. publish=True maps it\n"
+         "for publishing; create=True creates it if it does not exist, with the given\n"
+         "geometry (capacity in bytes, a power of two; policy \"block\" or \"overwrite\").\n"
+         "The daemon's per-channel configuration wins over the keywords.\n\n"
+         "Raises FileNotFoundError, PermissionError, ConnectionError or shmbus.Error,\n"
+         "carrying the daemon's explanation."},
+        {"delete", (PyCFunction)client_delete, METH_VARARGS,
+         "delete(name) -> None\n\nDelete a channel (owner or root). Processes that have it\n"
+         "keep it until they let go; nobody new can open it."},
+        {"request", (PyCFunction)client_request, METH_O,
+         "request(req) -> dict\n\nSend one raw request (a dict, or its JSON text) as in\n"
+         "docs/PROTOCOL.md and return the parsed reply, which may say \"ok\": false.\n"
+         "Not for \"open\" (use open(), which keeps the descriptors)."},
+        {"close", (PyCFunction)client_close, METH_NOARGS,
+         "close() -> None\n\nClose the connection. Channels opened through it stay usable."},
+        {"__enter__", return_self, METH_NOARGS, NULL},
+        {"__exit__", call_close, METH_VARARGS, NULL},
+        {NULL, NULL, 0, NULL},
+};
+
+static PyObject *client_get_closed(ClientObject *self, void *unused) {
+        return PyBool_FromLong(!self->client);
+}
+
+static PyGetSetDef client_getset[] = {
+        {"closed", (getter)client_get_closed, NULL, "True once close() was called.", NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ClientType = {
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus.Client",
+        .tp_basicsize = sizeof(ClientObject),
+        .tp_dealloc = (destructor)client_dealloc,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_doc =
+                "Client(socket=None)\n\n"
+                "A connection to shmbusd, the daemon that hands out channels. socket is the\n"
+                "daemon's socket path; None means $SHMBUS_SOCKET, else " SHMBUS_DEFAULT_SOCKET ".\n"
+                "Thread-safe; reconnects by itself if the daemon restarts. A context manager\n"
+                "that closes it.",
+        .tp_methods = client_methods,
+        .tp_getset = client_getset,
+        .tp_init = (initproc)client_init,
+        .tp_new = PyType_GenericNew,
+};
+
+/* ---- Channel ---------------------------------------------------------------------------- */
+
+static void channel_dealloc(ChannelObject *self) {
+        shmbus_channel_unref(self->chan);
+        Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int channel_check(ChannelObject *self) {
+        if (!self->chan)
+                return closed_error("Channel");
+        return 0;
+}
+
+static PyObject *channel_create(PyObject *cls, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"dir",
+                                       "name",
+                                       "capacity",
+                                       "max_msg",
+                                       "policy",
+                                       "max_subscribers",
+                                       "max_publishers",
+                                       "mode",
+                                       NULL};
+        struct geometry g = {0};
+        PyObject *dir;
+        shmbus_channel *chan = NULL;
+        shmbus_opts *opts;
+        PyThreadState *ts;
+        const char *name;
+        unsigned int mode = 0600;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&s|$OOOOOI:create", KW(kwlist),
+                                         PyUnicode_FSConverter, &dir, &name, &g.capacity,
+                                         &g.max_msg, &g.policy, &g.max_subscribers,
+                                         &g.max_publishers, &mode))
+                return NULL;
+        if (geometry_to_opts(&g, &opts) < 0) {
+                Py_DECREF(dir);
+                return NULL;
+        }
+        ts = PyEval_SaveThread();
+        r = shmbus_channel_create(PyBytes_AS_STRING(dir), name, opts, mode, &chan);
+        PyEval_RestoreThread(ts);
+        shmbus_opts_free(opts);
+        Py_DECREF(dir);
+        if (r < 0) {
+                PyObject *n = PyUnicode_FromString(name);
+
+                raise_code(r, NULL, n);
+                Py_XDECREF(n);
+                return NULL;
+        }
+        return channel_wrap(chan);
+}
+
+static PyObject *channel_open(PyObject *cls, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"dir", "name", "publish", "inspect", NULL};
+        PyObject *dir, *n;
+        shmbus_channel *chan = NULL;
+        const char *name;
+        int publish = 0, inspect = 0, r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&s|$pp:open", KW(kwlist),
+                                         PyUnicode_FSConverter, &dir, &name, &publish, &inspect))
+                return NULL;
+        r = shmbus_channel_open(
+                PyBytes_AS_STRING(dir), name,
+                (publish ? SHMBUS_OPEN_PUBLISH : 0) | (inspect ? SHMBUS_OPEN_INSPECT : 0), &chan);
+        Py_DECREF(dir);
+        if (r < 0) {
+                n = PyUnicode_FromString(name);
+                raise_code(r, NULL, n);
+                Py_XDECREF(n);
+                return NULL;
+        }
+        return channel_wrap(chan);
+}
+
+static PyObject *channel_unlink(PyObject *unused, PyObject *args) {
+        PyObject *dir, *n;
+        const char *name;
+        int r;
+
+        if (!PyArg_ParseTuple(args, "O&s:unlink", PyUnicode_FSConverter, &dir, &name))
+                return NULL;
+        r = shmbus_channel_unlink(PyBytes_AS_STRING(dir), name);
+        Py_DECREF(dir);
+        if (r < 0) {
+                n = PyUnicode_FromString(name);
+                raise_code(r, NULL, n);
+                Py_XDECREF(n);
+                return NULL;
+        }
+        Py_RETURN_NONE;
+}
+
+static PyObject *channel_close(ChannelObject *self, PyObject *unused) {
+        self->chan = shmbus_channel_unref(self->chan);
+        Py_RETURN_NONE;
+}
+
+static PyObject *channel_publisher(ChannelObject *self, PyObject *unused) {
+        return PyObject_CallOneArg((PyObject *)&PublisherType, (PyObject *)self);
+}
+
+static PyObject *channel_subscriber(ChannelObject *self, PyObject *args, PyObject *kwds) {
+        PyObject *pos = PyTuple_Pack(1, self), *r;
+
+        if (!pos)
+                return NULL;
+        if (PyTuple_GET_SIZE(args) != 0) {
+                Py_DECREF(pos);
+                PyErr_SetString(PyExc_TypeError, "subscriber() takes keyword arguments only");
+                return NULL;
+        }
+        r = PyObject_Call((PyObject *)&SubscriberType, pos, kwds);
+        Py_DECREF(pos);
+        return r;
+}
+
+static PyMethodDef channel_methods[] = {
+        {"create", (PyCFunction)(void (*)(void))channel_create,
+         METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+         "Channel.create(dir, name, *, capacity=None, max_msg=None, policy=None,\n"
+         "               max_subscribers=None, max_publishers=None, mode=0o600) -> Channel\n\n"
+         "Create a channel's files in a directory, without a daemon (tests, embedded use).\n"
+         "Raises FileExistsError if it exists."},
+        {"open", (PyCFunction)(void (*)(void))channel_open,
+         METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+         "Channel.open(dir, name, *, publish=False, inspect=False) -> Channel\n\n"
+         "Map an existing channel's files directly, without a daemon."},
+        {"unlink", (PyCFunction)channel_unlink, METH_VARARGS | METH_STATIC,
+         "Channel.unlink(dir, name) -> None\n\nRemove a channel's files; mappings live on."},
+        {"publisher", (PyCFunction)channel_publisher, METH_NOARGS,
+         "publisher() -> Publisher\n\nBecome a publisher (the channel must be opened with\n"
+         "publish=True)."},
+        {"subscriber", (PyCFunction)(void (*)(void))channel_subscriber,
+         METH_VARARGS | METH_KEYWORDS,
+         "subscriber(*, spin_us=None) -> Subscriber\n\nBecome a subscriber; it receives what\n"
+         "is published from now on."},
+        {"close", (PyCFunction)channel_close, METH_NOARGS,
+         "close() -> None\n\nDrop this reference; publishers and subscribers keep their own."},
+        {"__enter__", return_self, METH_NOARGS, NULL},
+        {"__exit__", call_close, METH_VARARGS, NULL},
+        {NULL, NULL, 0, NULL},
+};
+
+static PyObject *channel_get_name(ChannelObject *self, void *unused) {
+        if (channel_check(self) < 0)
+                return NULL;
+        return PyUnicode_FromString(shmbus_channel_name(self->chan));
+}
+
+static PyObject *channel_get_max_msg(ChannelObject *self, void *unused) {
+        if (channel_check(self) < 0)
+                return NULL;
+        return PyLong_FromSize_t(shmbus_channel_max_msg(self->chan));
+}
+
+static PyObject *channel_get_closed(ChannelObject *self, void *unused) {
+        return PyBool_FromLong(!self->chan);
+}
+
+static PyGetSetDef channel_getset[] = {
+        {"name", (getter)channel_get_name, NULL, "The channel's name.", NULL},
+        {"max_msg", (getter)channel_get_max_msg, NULL, "The largest message, in bytes.", NULL},
+        {"closed", (getter)channel_get_closed, NULL, "True once close() was called.", NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyObject *channel_repr(ChannelObject *self) {
+        if (!self->chan)
+                return PyUnicode_FromString("<shmbus.Channel closed>");
+        return PyUnicode_FromFormat("<shmbus.Channel %s max_msg=%zu>",
+                                    shmbus_channel_name(self->chan),
+                                    shmbus_channel_max_msg(self->chan));
+}
+
+static PyTypeObject ChannelType = {
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus.Channel",
+        .tp_basicsize = sizeof(ChannelObject),
+        .tp_dealloc = (destructor)channel_dealloc,
+        .tp_repr = (reprfunc)channel_repr,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_doc = "A mapped channel: a ring of messages in shared memory.\n\n"
+                  "Get one from Client.open(), or Channel.create()/Channel.open() without a\n"
+                  "daemon. A context manager that closes it.",
+        .tp_methods = channel_methods,
+        .tp_getset = channel_getset,
+};
+
+/* ---- Publisher and Claim ---------------------------------------------------------------- */
+
+enum { CLAIM_OPEN, CLAIM_COMMITTED, CLAIM_ABORTED };
+
+typedef struct ClaimObject ClaimObject;
+
+typedef struct {
+        PyObject_HEAD shmbus_pub *pub;
+        size_t max_msg;
+        int busy;
+        ClaimObject *claim; /* the open claim, borrowed: the claim clears it when it ends */
+} PublisherObject;
+
+struct ClaimObject {
+        PyObject_HEAD PublisherObject *pub; /* strong */
+        void *buf;
+        Py_ssize_t len;
+        Py_ssize_t exports;
+        int state;
+        PyObject *view; /* the memoryview __enter__ gave out */
+};
+
+static int publisher_init(PublisherObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"channel", NULL};
+        ChannelObject *ch;
+        shmbus_pub *p;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:Publisher", KW(kwlist), &ChannelType, &ch))
+                return -1;
+        if (channel_check(ch) < 0)
+                return -1;
+        if (self->pub) {
+                PyErr_SetString(PyExc_RuntimeError, "Publisher is already initialised");
+                return -1;
+        }
+        r = shmbus_pub_new(ch->chan, &p);
+        if (r < 0) {
+                PyObject *n = PyUnicode_FromString(shmbus_channel_name(ch->chan));
+
+                raise_code(r, NULL, n);
+                Py_XDECREF(n);
+                return -1;
+        }
+        self->pub = p;
+        self->max_msg = shmbus_channel_max_msg(ch->chan);
+        return 0;
+}
+
+static void publisher_dealloc(PublisherObject *self) {
+        /* A claim holds its publisher, so none is open here. */
+        shmbus_pub_free(self->pub);
+        Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int publisher_check(PublisherObject *self) {
+        if (!self->pub)
+                return closed_error("Publisher");
+        if (self->busy)
+                return busy_error("Publisher");
+        return 0;
+}
+
+/* End an open claim: commit or abort. Refused while its memory is exported. */
+static int claim_end(ClaimObject *self, bool commit) {
+        int r;
+
+        if (self->state != CLAIM_OPEN) {
+                PyErr_SetString(PyExc_ValueError, self->state == CLAIM_COMMITTED
+                                                          ? "the claim is already committed"
+                                                          : "the claim is already aborted");
+                return -1;
+        }
+        if (self->exports > 0) {
+                PyErr_Format(PyExc_BufferError,
+                             "%zd view(s) of the claimed space still exist: it stays open until "
+                             "they are released, then commit() or abort() it",
+                             self->exports);
+                return -1;
+        }
+        r = commit ? shmbus_pub_commit(self->pub->pub) : shmbus_pub_abort(self->pub->pub);
+        self->state = commit ? CLAIM_COMMITTED : CLAIM_ABORTED;
+        self->pub->claim = NULL;
+        if (r < 0) {
+                raise_code(r, NULL, NULL);
+                return -1;
+        }
+        return 0;
+}
+
+static PyObject *publisher_close(PublisherObject *self, PyObject *unused) {
+        if (self->busy) {
+                busy_error("Publisher");
+                return NULL;
+        }
+        if (self->claim && claim_end(self->claim, false) < 0)
+                return NULL;
+        self->pub = shmbus_pub_free(self->pub);
+        Py_RETURN_NONE;
+}
+
+struct send_ctx {
+        shmbus_pub *pub;
+        const void *data;
+        size_t len;
+        void *buf;
+};
+
+static int send_fn(void *ctx, int timeout_ms) {
+        struct send_ctx *c = ctx;
+
+        return shmbus_pub_send(c->pub, c->data, c->len, timeout_ms);
+}
+
+static int claim_fn(void *ctx, int timeout_ms) {
+        struct send_ctx *c = ctx;
+
+        return shmbus_pub_claim(c->pub, c->len, timeout_ms, &c->buf);
+}
+
+static PyObject *publisher_send(PublisherObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"data", "timeout", NULL};
+        PyObject *timeout = Py_None;
+        struct send_ctx c;
+        Py_buffer data;
+        int64_t ns;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*|O:send", KW(kwlist), &data, &timeout))
+                return NULL;
+        if (publisher_check(self) < 0 || parse_timeout(timeout, &ns) < 0) {
+                PyBuffer_Release(&data);
+                return NULL;
+        }
+        c = (struct send_ctx){.pub = self->pub, .data = data.buf, .len = (size_t)data.len};
+        r = wait_call(&self->busy, send_fn, &c, ns);
+        PyBuffer_Release(&data);
+        if (r < 0)
+                return raise_code(r, NULL, NULL);
+        Py_RETURN_NONE;
+}
+
+static PyObject *publisher_claim(PublisherObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"size", "timeout", NULL};
+        PyObject *timeout = Py_None;
+        struct send_ctx c;
+        ClaimObject *claim;
+        Py_ssize_t n;
+        int64_t ns;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "n|O:claim", KW(kwlist), &n, &timeout))
+                return NULL;
+        if (publisher_check(self) < 0 || parse_timeout(timeout, &ns) < 0)
+                return NULL;
+        if (n <= 0) {
+                PyErr_SetString(PyExc_ValueError, "size must be at least 1");
+                return NULL;
+        }
+        claim = PyObject_GC_New(ClaimObject, &ClaimType);
+        if (!claim)
+                return NULL;
+        claim->pub = NULL;
+        claim->view = NULL;
+        claim->exports = 0;
+        claim->state = CLAIM_ABORTED;
+        c = (struct send_ctx){.pub = self->pub, .len = (size_t)n};
+        r = wait_call(&self->busy, claim_fn, &c, ns);
+        if (r < 0) {
+                Py_DECREF(claim);
+                return raise_code(r, NULL, NULL);
+        }
+        claim->pub = (PublisherObject *)Py_NewRef(self);
+        claim->buf = c.buf;
+        claim->len = n;
+        claim->state = CLAIM_OPEN;
+        self->claim = claim;
+        PyObject_GC_Track(claim);
+        return (PyObject *)claim;
+}
+
+static PyObject *publisher_get_max_msg(PublisherObject *self, void *unused) {
+        return PyLong_FromSize_t(self->max_msg);
+}
+
+static PyObject *publisher_get_closed(PublisherObject *self, void *unused) {
+        return PyBool_FromLong(!self->pub);
+}
+
+static PyMethodDef publisher_methods[] = {
+        {"send", (PyCFunction)(void (*)(void))publisher_send, METH_VARARGS | METH_KEYWORDS,
+         "send(data, timeout=None) -> None\n\n"
+         "Copy one message (any bytes-like object, 1 to max_msg bytes) into the channel and\n"
+         "publish it. timeout: seconds to wait for space on a full \"block\" channel (None:\n"
+         "forever; 0: do not wait, raising BlockingIOError). Raises TimeoutError when the\n"
+         "time runs out. The GIL is released while waiting."},
+        {"claim", (PyCFunction)(void (*)(void))publisher_claim, METH_VARARGS | METH_KEYWORDS,
+         "claim(size, timeout=None) -> Claim\n\n"
+         "Reserve size bytes in the channel, to be written in place (zero copy):\n\n"
+         "    with pub.claim(8) as buf:   # a writable memoryview\n"
+         "        buf[:] = b\"12345678\"\n\n"
+         "The block commits (publishes) on normal exit and aborts on an exception.\n"
+         "Subscribers cannot read past an open claim: keep it short."},
+        {"close", (PyCFunction)publisher_close, METH_NOARGS,
+         "close() -> None\n\nLeave the channel; an open claim is aborted."},
+        {"__enter__", return_self, METH_NOARGS, NULL},
+        {"__exit__", call_close, METH_VARARGS, NULL},
+        {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef publisher_getset[] = {
+        {"max_msg", (getter)publisher_get_max_msg, NULL, "The largest message, in bytes.", NULL},
+        {"closed", (getter)publisher_get_closed, NULL, "True once close() was called.", NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject PublisherType = {
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus.Publisher",
+        .tp_basicsize = sizeof(PublisherObject),
+        .tp_dealloc = (destructor)publisher_dealloc,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_doc = "Publisher(channel)\n\n"
+                  "Publishes messages on a channel opened with publish=True. Use from one\n"
+                  "thread at a time. A context manager that closes it.",
+        .tp_methods = publisher_methods,
+        .tp_getset = publisher_getset,
+        .tp_init = (initproc)publisher_init,
+        .tp_new = PyType_GenericNew,
+};
+
+static int claim_getbuffer(ClaimObject *self, Py_buffer *view, int flags) {
+        if (self->state != CLAIM_OPEN) {
+                PyErr_SetString(PyExc_ValueError, "the claim has ended: its space is gone");
+                view->obj = NULL;
+                return -1;
+        }
+        if (PyBuffer_FillInfo(view, (PyObject *)self, self->buf, self->len, 0, flags) < 0)
+                return -1;
+        self->exports++;
+        return 0;
+}
+
+static void claim_releasebuffer(ClaimObject *self, Py_buffer *view) {
+        self->exports--;
+}
+
+static PyBufferProcs claim_as_buffer = {
+        .bf_getbuffer = (getbufferproc)claim_getbuffer,
+        .bf_releasebuffer = (releasebufferproc)claim_releasebuffer,
+};
+
+static int claim_traverse(ClaimObject *self, visitproc visit, void *arg) {
+        Py_VISIT(self->pub);
+        Py_VISIT(self->view);
+        return 0;
+}
+
+/* Only the view is cleared: it is the one edge of a cycle (view -> claim -> view). */
+static int claim_clear(ClaimObject *self) {
+        Py_CLEAR(self->view);
+        return 0;
+}
+
+static void claim_dealloc(ClaimObject *self) {
+        PyObject_GC_UnTrack(self);
+        Py_CLEAR(self->view);
+        /* No export is left (each one holds a reference): an unfinished claim is aborted. */
+        if (self->state == CLAIM_OPEN && self->pub && self->pub->pub) {
+                shmbus_pub_abort(self->pub->pub);
+                self->pub->claim = NULL;
+        }
+        Py_XDECREF(self->pub);
+        PyObject_GC_Del(self);
+}
+
+static PyObject *claim_commit(ClaimObject *self, PyObject *unused) {
+        if (claim_end(self, true) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+static PyObject *claim_abort(ClaimObject *self, PyObject *unused) {
+        if (claim_end(self, false) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+static PyObject *claim_enter(ClaimObject *self, PyObject *unused) {
+        if (!self->view) {
+                self->view = PyMemoryView_FromObject((PyObject *)self);
+                if (!self->view)
+                        return NULL;
+        }
+        return Py_NewRef(self->view);
+}
+
+/*
+ * Release the memoryview __enter__ gave out, so that using it later raises
+ * ValueError. If something was derived from it (a numpy array, a nested
+ * memoryview), the memory stays exported and the caller refuses to end.
+ */
+static void release_view(PyObject **view) {
+        PyObject *r;
+
+        if (!*view)
+                return;
+        r = PyObject_CallMethod(*view, "release", NULL);
+        if (r) {
+                Py_DECREF(r);
+                Py_CLEAR(*view);
+        } else
+                PyErr_Clear();
+}
+
+static PyObject *claim_exit(ClaimObject *self, PyObject *args) {
+        PyObject *type = Py_None, *value, *tb;
+
+        if (!PyArg_UnpackTuple(args, "__exit__", 0, 3, &type, &value, &tb))
+                return NULL;
+        release_view(&self->view);
+        if (self->state == CLAIM_OPEN && claim_end(self, type == Py_None) < 0)
+                return NULL;
+        Py_RETURN_FALSE;
+}
+
+static Py_ssize_t claim_length(ClaimObject *self) {
+        return self->len;
+}
+
+static PySequenceMethods claim_as_sequence = {
+        .sq_length = (lenfunc)claim_length,
+};
+
+static PyObject *claim_get_state(ClaimObject *self, void *unused) {
+        static const char *names[] = {"open", "committed", "aborted"};
+
+        return PyUnicode_FromString(names[self->state]);
+}
+
+static PyGetSetDef claim_getset[] = {
+        {"state", (getter)claim_get_state, NULL, "\"open\", \"committed\" or \"aborted\".", NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef claim_methods[] = {
+        {"commit", (PyCFunction)claim_commit, METH_NOARGS,
+         "commit() -> None\n\nPublish the message. Raises BufferError while views of it exist."},
+        {"abort", (PyCFunction)claim_abort, METH_NOARGS,
+         "abort() -> None\n\nGive the space up; subscribers skip it. Raises BufferError while\n"
+         "views of it exist."},
+        {"__enter__", (PyCFunction)claim_enter, METH_NOARGS,
+         "Return a writable memoryview of the claimed space."},
+        {"__exit__", (PyCFunction)claim_exit, METH_VARARGS,
+         "Release the view, then commit (normal exit) or abort (exception)."},
+        {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ClaimType = {
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus.Claim",
+        .tp_basicsize = sizeof(ClaimObject),
+        .tp_dealloc = (destructor)claim_dealloc,
+        .tp_as_sequence = &claim_as_sequence,
+        .tp_as_buffer = &claim_as_buffer,
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+        .tp_doc = "Space claimed in a channel by Publisher.claim(), written in place.\n\n"
+                  "Supports the buffer protocol (writable). As a context manager it gives a\n"
+                  "memoryview and commits on normal exit, aborts on an exception. The space is\n"
+                  "never given back while a view of it exists: commit()/abort() raise\n"
+                  "BufferError then. Dropped unfinished, it is aborted.",
+        .tp_traverse = (traverseproc)claim_traverse,
+        .tp_clear = (inquiry)claim_clear,
+        .tp_methods = claim_methods,
+        .tp_getset = claim_getset,
+};
+
+/* ---- Subscriber and Message ------------------------------------------------------------- */
+
+typedef struct MessageObject MessageObject;
+
+typedef struct {
+        PyObject_HEAD shmbus_sub *sub;
+        int busy;
+        MessageObject *current; /* the borrowed message, borrowed: it clears this when released */
+} SubscriberObject;
+
+struct MessageObject {
+        PyObject_HEAD SubscriberObject *sub; /* strong */
+        const void *data;
+        Py_ssize_t len;
+        Py_ssize_t exports;
+        bool released;
+        PyObject *view; /* the memoryview __enter__ gave out */
+};
+
+static int subscriber_init(SubscriberObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"channel", "spin_us", NULL};
+        PyObject *spin = Py_None;
+        ChannelObject *ch;
+        shmbus_sub *s;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|$O:Subscriber", KW(kwlist), &ChannelType,
+                                         &ch, &spin))
+                return -1;
+        if (channel_check(ch) < 0)
+                return -1;
+        if (self->sub) {
+                PyErr_SetString(PyExc_RuntimeError, "Subscriber is already initialised");
+                return -1;
+        }
+        r = shmbus_sub_new(ch->chan, &s);
+        if (r < 0) {
+                PyObject *n = PyUnicode_FromString(shmbus_channel_name(ch->chan));
+
+                raise_code(r, NULL, n);
+                Py_XDECREF(n);
+                return -1;
+        }
+        if (spin != Py_None) {
+                unsigned long us = PyLong_AsUnsignedLong(spin);
+
+                if (PyErr_Occurred() || us > UINT32_MAX) {
+                        if (!PyErr_Occurred())
+                                PyErr_SetString(PyExc_ValueError, "spin_us is out of range");
+                        shmbus_sub_free(s);
+                        return -1;
+                }
+                shmbus_sub_set_spin(s, (uint32_t)us);
+        }
+        self->sub = s;
+        return 0;
+}
+
+static void subscriber_dealloc(SubscriberObject *self) {
+        /* A message holds its subscriber, so none is borrowed here. */
+        shmbus_sub_free(self->sub);
+        Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int subscriber_check(SubscriberObject *self) {
+        if (!self->sub)
+                return closed_error("Subscriber");
+        if (self->busy)
+                return busy_error("Subscriber");
+        return 0;
+}
+
+/*
+ * Give a borrowed message back to the library. Refused while exported. With
+ * @explicit, -ESTALE (overwritten while borrowed) raises StaleError; an
+ * implicit release leaves it to the lost counter, where the library counts it.
+ */
+static int message_release(MessageObject *self, bool explicit) {
+        int r;
+
+        if (self->released)
+                return 0;
+        if (self->exports > 0) {
+                PyErr_Format(PyExc_BufferError,
+                             "%zd view(s) of the message still exist: it stays borrowed until "
+                             "they are released",
+                             self->exports);
+                return -1;
+        }
+        self->released = true;
+        self->sub->current = NULL;
+        r = shmbus_sub_release(self->sub->sub);
+        if (r < 0 && explicit) {
+                raise_code(r, NULL, NULL);
+                return -1;
+        }
+        return 0;
+}
+
+/* Before the next receive: the library would release the borrowed message by itself. */
+static int subscriber_drop_current(SubscriberObject *self) {
+        if (!self->current)
+                return 0;
+        if (self->current->exports > 0) {
+                PyErr_Format(PyExc_BufferError,
+                             "the message of the last peek() still has %zd view(s); release "
+                             "them before receiving again",
+                             self->current->exports);
+                return -1;
+        }
+        return message_release(self->current, false);
+}
+
+struct peek_ctx {
+        shmbus_sub *sub;
+        const void *data;
+        size_t len;
+        void *buf;
+        size_t size;
+};
+
+/* A corrupt record is skipped by the library; the next call goes on. */
+static int peek_fn(void *ctx, int timeout_ms) {
+        struct peek_ctx *c = ctx;
+        int r;
+
+        do
+                r = shmbus_sub_peek(c->sub, &c->data, &c->len, timeout_ms);
+        while (r == -EBADMSG);
+        return r;
+}
+
+static int recv_fn(void *ctx, int timeout_ms) {
+        struct peek_ctx *c = ctx;
+        ssize_t r;
+
+        do
+                r = shmbus_sub_recv(c->sub, c->buf, c->size, timeout_ms);
+        while (r == -EBADMSG);
+        if (r >= 0)
+                c->len = (size_t)r;
+        return r < 0 ? (int)r : 0;
+}
+
+static PyObject *subscriber_recv_ns(SubscriberObject *self, int64_t ns) {
+        struct peek_ctx c = {.sub = self->sub};
+        PyObject *bytes;
+        int r;
+
+        if (subscriber_check(self) < 0 || subscriber_drop_current(self) < 0)
+                return NULL;
+        for (;;) {
+                r = wait_call(&self->busy, peek_fn, &c, ns);
+                if (r < 0)
+                        return raise_code(r, NULL, NULL);
+                bytes = PyBytes_FromStringAndSize(c.data, (Py_ssize_t)c.len);
+                r = shmbus_sub_release(self->sub);
+                if (r == -ESTALE) {
+                        /* Overwritten while copied: the library counted it lost; take the next. */
+                        Py_XDECREF(bytes);
+                        continue;
+                }
+                return bytes;
+        }
+}
+
+/* Fast-call by hand: recv() is the hot path, and a keyword parser costs more than the receive. */
+static PyObject *subscriber_recv(SubscriberObject *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames) {
+        Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+        Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        PyObject *timeout = NULL;
+        int64_t ns;
+
+        if (nargs + nkw > 1 || (nkw && PyUnicode_CompareWithASCIIString(
+                                               PyTuple_GET_ITEM(kwnames, 0), "timeout") != 0)) {
+                PyErr_SetString(PyExc_TypeError, "recv() takes one argument, timeout=None");
+                return NULL;
+        }
+        if (nargs + nkw == 1)
+                timeout = args[0];
+        if (parse_timeout(timeout, &ns) < 0)
+                return NULL;
+        return subscriber_recv_ns(self, ns);
+}
+
+static PyObject *subscriber_recv_into(SubscriberObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"buffer", "timeout", NULL};
+        PyObject *timeout = Py_None;
+        struct peek_ctx c = {.sub = self->sub};
+        Py_buffer buf;
+        int64_t ns;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "w*|O:recv_into", KW(kwlist), &buf, &timeout))
+                return NULL;
+        if (subscriber_check(self) < 0 || parse_timeout(timeout, &ns) < 0 ||
+            subscriber_drop_current(self) < 0) {
+                PyBuffer_Release(&buf);
+                return NULL;
+        }
+        c.buf = buf.buf;
+        c.size = (size_t)buf.len;
+        r = wait_call(&self->busy, recv_fn, &c, ns);
+        PyBuffer_Release(&buf);
+        if (r < 0)
+                return raise_code(r, NULL, NULL);
+        return PyLong_FromSize_t(c.len);
+}
+
+static PyObject *subscriber_peek(SubscriberObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"timeout", NULL};
+        PyObject *timeout = Py_None;
+        struct peek_ctx c = {.sub = self->sub};
+        MessageObject *m;
+        int64_t ns;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:peek", KW(kwlist), &timeout))
+                return NULL;
+        if (subscriber_check(self) < 0 || parse_timeout(timeout, &ns) < 0 ||
+            subscriber_drop_current(self) < 0)
+                return NULL;
+        m = PyObject_GC_New(MessageObject, &MessageType);
+        if (!m)
+                return NULL;
+        m->sub = NULL;
+        m->view = NULL;
+        m->exports = 0;
+        m->released = true;
+        r = wait_call(&self->busy, peek_fn, &c, ns);
+        if (r < 0) {
+                Py_DECREF(m);
+                return raise_code(r, NULL, NULL);
+        }
+        m->sub = (SubscriberObject *)Py_NewRef(self);
+        m->data = c.data;
+        m->len = (Py_ssize_t)c.len;
+        m->released = false;
+        self->current = m;
+        PyObject_GC_Track(m);
+        return (PyObject *)m;
+}
+
+static PyObject *subscriber_close(SubscriberObject *self, PyObject *unused) {
+        if (self->busy) {
+                busy_error("Subscriber");
+                return NULL;
+        }
+        if (subscriber_drop_current(self) < 0)
+                return NULL;
+        self->sub = shmbus_sub_free(self->sub);
+        Py_RETURN_NONE;
+}
+
+static PyObject *subscriber_set_spin(SubscriberObject *self, PyObject *arg) {
+        unsigned long us = PyLong_AsUnsignedLong(arg);
+
+        if (PyErr_Occurred())
+                return NULL;
+        if (us > UINT32_MAX) {
+                PyErr_SetString(PyExc_ValueError, "spin_us is out of range");
+                return NULL;
+        }
+        if (subscriber_check(self) < 0)
+                return NULL;
+        shmbus_sub_set_spin(self->sub, (uint32_t)us);
+        Py_RETURN_NONE;
+}
+
+static PyObject *subscriber_iternext(SubscriberObject *self) {
+        return subscriber_recv_ns(self, TIMEOUT_FOREVER);
+}
+
+static PyObject *subscriber_get_lost(SubscriberObject *self, void *unused) {
+        return PyLong_FromUnsignedLongLong(shmbus_sub_lost(self->sub));
+}
+
+static PyObject *subscriber_get_received(SubscriberObject *self, void *unused) {
+        return PyLong_FromUnsignedLongLong(shmbus_sub_received(self->sub));
+}
+
+static PyObject *subscriber_get_closed(SubscriberObject *self, void *unused) {
+        return PyBool_FromLong(!self->sub);
+}
+
+static PyMethodDef subscriber_methods[] = {
+        {"recv", (PyCFunction)(void (*)(void))subscriber_recv, METH_FASTCALL | METH_KEYWORDS,
+         "recv(timeout=None) -> bytes\n\n"
+         "Receive the next message, copied. timeout in seconds: None waits forever, 0 does\n"
+         "not wait (raising BlockingIOError); when it runs out, TimeoutError. The GIL is\n"
+         "released while waiting."},
+        {"recv_into", (PyCFunction)(void (*)(void))subscriber_recv_into,
+         METH_VARARGS | METH_KEYWORDS,
+         "recv_into(buffer, timeout=None) -> int\n\n"
+         "Copy the next message into a writable buffer; return its length. If the buffer\n"
+         "is too small, raises shmbus.Error (EMSGSIZE) and the message stays."},
+        {"peek", (PyCFunction)(void (*)(void))subscriber_peek, METH_VARARGS | METH_KEYWORDS,
+         "peek(timeout=None) -> Message\n\n"
+         "Borrow the next message in shared memory (zero copy):\n\n"
+         "    with sub.peek() as view:    # a read-only memoryview\n"
+         "        handle(view)\n\n"
+         "The message is given back at the end of the block, or by the next recv()/peek().\n"
+         "Neither happens while views of it exist (BufferError)."},
+        {"set_spin", (PyCFunction)subscriber_set_spin, METH_O,
+         "set_spin(us) -> None\n\nMicroseconds to poll before sleeping (default 50; 0 sleeps\n"
+         "at once)."},
+        {"close", (PyCFunction)subscriber_close, METH_NOARGS,
+         "close() -> None\n\nLeave the channel (a blocking channel stops waiting for this\n"
+         "subscriber). Raises BufferError while a peeked message is exported."},
+        {"__enter__", return_self, METH_NOARGS, NULL},
+        {"__exit__", call_close, METH_VARARGS, NULL},
+        {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef subscriber_getset[] = {
+        {"lost", (getter)subscriber_get_lost, NULL,
+         "Messages this subscriber missed (overwritten before it read them, or whose\n"
+         "publisher died mid-claim). Never decreases.",
+         NULL},
+        {"received", (getter)subscriber_get_received, NULL,
+         "Messages this subscriber has received.", NULL},
+        {"closed", (getter)subscriber_get_closed, NULL, "True once close() was called.", NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject SubscriberType = {
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus.Subscriber",
+        .tp_basicsize = sizeof(SubscriberObject),
+        .tp_dealloc = (destructor)subscriber_dealloc,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_doc = "Subscriber(channel, *, spin_us=None)\n\n"
+                  "Receives every message published on the channel from now on, in order.\n"
+                  "Iterating over it yields each message as bytes, waiting forever. Use from\n"
+                  "one thread at a time. A context manager that closes it.",
+        .tp_iter = PyObject_SelfIter,
+        .tp_iternext = (iternextfunc)subscriber_iternext,
+        .tp_methods = subscriber_methods,
+        .tp_getset = subscriber_getset,
+        .tp_init = (initproc)subscriber_init,
+        .tp_new = PyType_GenericNew,
+};
+
+static int message_getbuffer(MessageObject *self, Py_buffer *view, int flags) {
+        if (self->released) {
+                PyErr_SetString(PyExc_ValueError, "the message was released: its memory is gone");
+                view->obj = NULL;
+                return -1;
+        }
+        if (PyBuffer_FillInfo(view, (PyObject *)self, (void *)self->data, self->len, 1, flags) < 0)
+                return -1;
+        self->exports++;
+        return 0;
+}
+
+static void message_releasebuffer(MessageObject *self, Py_buffer *view) {
+        self->exports--;
+}
+
+static PyBufferProcs message_as_buffer = {
+        .bf_getbuffer = (getbufferproc)message_getbuffer,
+        .bf_releasebuffer = (releasebufferproc)message_releasebuffer,
+};
+
+static int message_traverse(MessageObject *self, visitproc visit, void *arg) {
+        Py_VISIT(self->sub);
+        Py_VISIT(self->view);
+        return 0;
+}
+
+static int message_clear(MessageObject *self) {
+        Py_CLEAR(self->view);
+        return 0;
+}
+
+static void message_dealloc(MessageObject *self) {
+        PyObject_GC_UnTrack(self);
+        Py_CLEAR(self->view);
+        if (!self->released && self->sub && self->sub->sub)
+                message_release(self, false);
+        Py_XDECREF(self->sub);
+        PyObject_GC_Del(self);
+}
+
+static PyObject *message_release_method(MessageObject *self, PyObject *unused) {
+        if (message_release(self, true) < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+static PyObject *message_tobytes(MessageObject *self, PyObject *unused) {
+        if (self->released) {
+                PyErr_SetString(PyExc_ValueError, "the message was released: its memory is gone");
+                return NULL;
+        }
+        return PyBytes_FromStringAndSize(self->data, self->len);
+}
+
+static PyObject *message_enter(MessageObject *self, PyObject *unused) {
+        if (!self->view) {
+                self->view = PyMemoryView_FromObject((PyObject *)self);
+                if (!self->view)
+                        return NULL;
+        }
+        return Py_NewRef(self->view);
+}
+
+static PyObject *message_exit(MessageObject *self, PyObject *args) {
+        release_view(&self->view);
+        if (message_release(self, true) < 0)
+                return NULL;
+        Py_RETURN_FALSE;
+}
+
+static Py_ssize_t message_length(MessageObject *self) {
+        return self->len;
+}
+
+static PySequenceMethods message_as_sequence = {
+        .sq_length = (lenfunc)message_length,
+};
+
+static PyObject *message_get_released(MessageObject *self, void *unused) {
+        return PyBool_FromLong(self->released);
+}
+
+static PyGetSetDef message_getset[] = {
+        {"released", (getter)message_get_released, NULL,
+         "True once the message was given back; its memory may be reused.", NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef message_methods[] = {
+        {"release", (PyCFunction)message_release_method, METH_NOARGS,
+         "release() -> None\n\n"
+         "Give the message back. Raises BufferError while views of it exist, and\n"
+         "StaleError if, on an \"overwrite\" channel, a publisher overwrote it while it was\n"
+         "borrowed: what was read from it must be dropped."},
+        {"tobytes", (PyCFunction)message_tobytes, METH_NOARGS,
+         "tobytes() -> bytes\n\nA copy of the message."},
+        {"__bytes__", (PyCFunction)message_tobytes, METH_NOARGS, NULL},
+        {"__enter__", (PyCFunction)message_enter, METH_NOARGS,
+         "Return a read-only memoryview of the message."},
+        {"__exit__", (PyCFunction)message_exit, METH_VARARGS,
+         "Release the view, then the message."},
+        {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject MessageType = {
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus.Message",
+        .tp_basicsize = sizeof(MessageObject),
+        .tp_dealloc = (destructor)message_dealloc,
+        .tp_as_sequence = &message_as_sequence,
+        .tp_as_buffer = &message_as_buffer,
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+        .tp_doc = "A message borrowed from shared memory by Subscriber.peek().\n\n"
+                  "Supports the buffer protocol (read-only), so memoryview(msg) or\n"
+                  "numpy.frombuffer(msg) read it without a copy. It is never given back while\n"
+                  "such a view exists; once given back, new views raise ValueError.",
+        .tp_traverse = (traverseproc)message_traverse,
+        .tp_clear = (inquiry)message_clear,
+        .tp_methods = message_methods,
+        .tp_getset = message_getset,
+};
+
+/* ---- the module ------------------------------------------------------------------------- */
+
+static PyObject *mod_version(PyObject *unused, PyObject *unused2) {
+        return PyUnicode_FromString(shmbus_version());
+}
+
+static PyObject *mod_strerror(PyObject *unused, PyObject *arg) {
+        long e = PyLong_AsLong(arg);
+
+        if (e == -1 && PyErr_Occurred())
+                return NULL;
+        return PyUnicode_FromString(shmbus_strerror(e > 0 ? -(int)(e & 0xffff) : (int)e));
+}
+
+static PyMethodDef module_methods[] = {
+        {"library_version", mod_version, METH_NOARGS,
+         "library_version() -> str\n\nThe version of the libshmbus loaded at run time."},
+        {"strerror", mod_strerror, METH_O,
+         "strerror(code) -> str\n\nThe library's wording for an errno code (either sign)."},
+        {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+        PyModuleDef_HEAD_INIT,
+        .m_name = "shmbus._shmbus",
+        .m_doc = "The C part of the shmbus package; import shmbus instead.",
+        .m_size = -1,
+        .m_methods = module_methods,
+};
+
+static int add_type(PyObject *m, PyTypeObject *t, const char *name) {
+        if (PyType_Ready(t) < 0)
+                return -1;
+        return PyModule_AddObjectRef(m, name, (PyObject *)t);
+}
+
+PyMODINIT_FUNC PyInit__shmbus(void);
+
+PyMODINIT_FUNC PyInit__shmbus(void) {
+        PyObject *m = PyModule_Create(&module_def);
+
+        if (!m)
+                return NULL;
+        Error = PyErr_NewExceptionWithDoc(
+                "shmbus.Error",
+                "Base of shmbus's errors: an OSError with errno, strerror (the daemon's\n"
+                "explanation where it gave one) and filename (the channel, if any).",
+                PyExc_OSError, NULL);
+        if (!Error)
+                goto err;
+        PermissionErr = new_error("shmbus.PermissionError", PyExc_PermissionError,
+                                  "Refused by the daemon's policy or the file mode (EACCES).");
+        TimeoutErr = new_error("shmbus.TimeoutError", PyExc_TimeoutError,
+                               "The timeout ran out (ETIMEDOUT).");
+        NotFoundErr = new_error("shmbus.FileNotFoundError", PyExc_FileNotFoundError,
+                                "No such channel, or no daemon at the socket (ENOENT).");
+        ExistsErr = new_error("shmbus.FileExistsError", PyExc_FileExistsError,
+                              "The channel exists already (EEXIST).");
+        BlockingErr = new_error("shmbus.BlockingIOError", PyExc_BlockingIOError,
+                                "Nothing to receive, or no space, and timeout=0 (EAGAIN).");
+        ConnectionErr = new_error("shmbus.ConnectionError", PyExc_ConnectionError,
+                                  "The daemon is not running or went away.");
+        StaleErr = new_error("shmbus.StaleError", NULL,
+                             "An \"overwrite\" channel's publisher overwrote a borrowed message "
+                             "(ESTALE).");
+        if (!PermissionErr || !TimeoutErr || !NotFoundErr || !ExistsErr || !BlockingErr ||
+            !ConnectionErr || !StaleErr)
+                goto err;
+        if (PyModule_AddObjectRef(m, "Error", Error) < 0 ||
+            PyModule_AddObjectRef(m, "PermissionError", PermissionErr) < 0 ||
+            PyModule_AddObjectRef(m, "TimeoutError", TimeoutErr) < 0 ||
+            PyModule_AddObjectRef(m, "FileNotFoundError", NotFoundErr) < 0 ||
+            PyModule_AddObjectRef(m, "FileExistsError", ExistsErr) < 0 ||
+            PyModule_AddObjectRef(m, "BlockingIOError", BlockingErr) < 0 ||
+            PyModule_AddObjectRef(m, "ConnectionError", ConnectionErr) < 0 ||
+            PyModule_AddObjectRef(m, "StaleError", StaleErr) < 0)
+                goto err;
+        if (add_type(m, &ClientType, "Client") < 0 || add_type(m, &ChannelType, "Channel") < 0 ||
+            add_type(m, &PublisherType, "Publisher") < 0 || add_type(m, &ClaimType, "Claim") < 0 ||
+            add_type(m, &SubscriberType, "Subscriber") < 0 ||
+            add_type(m, &MessageType, "Message") < 0)
+                goto err;
+        if (PyModule_AddStringConstant(m, "__version__", SHMBUS_VERSION_STRING) < 0 ||
+            PyModule_AddStringConstant(m, "DEFAULT_SOCKET", SHMBUS_DEFAULT_SOCKET) < 0 ||
+            PyModule_AddStringConstant(m, "POLICY_BLOCK", "block") < 0 ||
+            PyModule_AddStringConstant(m, "POLICY_OVERWRITE", "overwrite") < 0)
+                goto err;
+        return m;
+err:
+        Py_DECREF(m);
+        return NULL;
+}

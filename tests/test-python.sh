@@ -1,0 +1,52 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The Python binding's tests (python/tests, pytest) against the package the
+# build assembled in python/pkg, the uninstalled libshmbus and a private
+# shmbusd per test. Skips (77) only when the binding was not built or pytest
+# is missing; pytest collecting nothing (exit 5) is a failure.
+set -eu
+b=$(cd "${top_builddir:-.}" && pwd)
+s=$(cd "${top_srcdir:-.}" && pwd)
+py=${SHMBUS_PYTHON:-}
+if [ -z "$py" ]; then
+        echo "SKIP: the Python binding was not built (configure found no Python.h: python3-dev)"
+        exit 77
+fi
+if ! "$py" -c 'import pytest' 2>/dev/null; then
+        echo "SKIP: $py has no pytest (Debian: apt-get install python3-pytest)"
+        exit 77
+fi
+[ -f "$b/python/pkg/shmbus/_shmbus.so" ] || {
+        echo "FAIL: $b/python/pkg/shmbus/_shmbus.so was not built"
+        exit 1
+}
+case "${SHMBUS_PYTHON_PRELOAD:-}" in
+"") ;;
+none)
+        echo "SKIP: this sanitizer's runtime cannot be preloaded into an unsanitized python3"
+        exit 77
+        ;;
+*)
+        # The extension is instrumented, the interpreter is not: the sanitizer's
+        # runtime must come first. Python's own allocations are never freed at
+        # exit on purpose, so leak detection would only report those.
+        LD_PRELOAD=$SHMBUS_PYTHON_PRELOAD
+        ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
+        export LD_PRELOAD ASAN_OPTIONS
+        ;;
+esac
+PYTHONPATH="$b/python/pkg${PYTHONPATH:+:$PYTHONPATH}"
+LD_LIBRARY_PATH="$b/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+PYTHONDONTWRITEBYTECODE=1
+SHMBUS_BUILDDIR=$b
+export PYTHONPATH LD_LIBRARY_PATH PYTHONDONTWRITEBYTECODE SHMBUS_BUILDDIR
+rc=0
+"$py" -m pytest -q -p no:cacheprovider "$s/python/tests" || rc=$?
+case $rc in
+0) exit 0 ;;
+5)
+        echo "FAIL: pytest collected no tests"
+        exit 1
+        ;;
+*) exit 1 ;;
+esac
