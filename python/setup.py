@@ -32,6 +32,8 @@ flags = pkg_config("--cflags")
 libs = pkg_config("--libs")
 setup(
     version=pkg_config("--modversion")[0],
+    packages=["shmbus"],
+    package_data={"shmbus": ["py.typed", "_shmbus.pyi"]},
     ext_modules=[
         Extension(
             "shmbus._shmbus",
