@@ -816,7 +816,7 @@ struct ClaimObject {
         Py_ssize_t len;
         Py_ssize_t exports;
         int state;
-        PyObject *view; /* the memoryview __enter__ gave out */
+        PyObject *view_ref; /* a weak reference to the memoryview __enter__ gave out */
 };
 
 static int publisher_init(PublisherObject *self, PyObject *args, PyObject *kwds) {
@@ -956,11 +956,11 @@ static PyObject *publisher_claim(PublisherObject *self, PyObject *args, PyObject
                 PyErr_SetString(PyExc_ValueError, "size must be at least 1");
                 return NULL;
         }
-        claim = PyObject_GC_New(ClaimObject, &ClaimType);
+        claim = PyObject_New(ClaimObject, &ClaimType);
         if (!claim)
                 return NULL;
         claim->pub = NULL;
-        claim->view = NULL;
+        claim->view_ref = NULL;
         claim->exports = 0;
         claim->state = CLAIM_ABORTED;
         c = (struct send_ctx){.pub = self->pub, .len = (size_t)n};
@@ -974,7 +974,6 @@ static PyObject *publisher_claim(PublisherObject *self, PyObject *args, PyObject
         claim->len = n;
         claim->state = CLAIM_OPEN;
         self->claim = claim;
-        PyObject_GC_Track(claim);
         return (PyObject *)claim;
 }
 
@@ -1048,28 +1047,15 @@ static PyBufferProcs claim_as_buffer = {
         .bf_releasebuffer = (releasebufferproc)claim_releasebuffer,
 };
 
-static int claim_traverse(ClaimObject *self, visitproc visit, void *arg) {
-        Py_VISIT(self->pub);
-        Py_VISIT(self->view);
-        return 0;
-}
-
-/* Only the view is cleared: it is the one edge of a cycle (view -> claim -> view). */
-static int claim_clear(ClaimObject *self) {
-        Py_CLEAR(self->view);
-        return 0;
-}
-
 static void claim_dealloc(ClaimObject *self) {
-        PyObject_GC_UnTrack(self);
-        Py_CLEAR(self->view);
+        Py_CLEAR(self->view_ref);
         /* No export is left (each one holds a reference): an unfinished claim is aborted. */
         if (self->state == CLAIM_OPEN && self->pub && self->pub->pub) {
                 shmbus_pub_abort(self->pub->pub);
                 self->pub->claim = NULL;
         }
         Py_XDECREF(self->pub);
-        PyObject_GC_Del(self);
+        Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *claim_commit(ClaimObject *self, PyObject *unused) {
@@ -1084,13 +1070,33 @@ static PyObject *claim_abort(ClaimObject *self, PyObject *unused) {
         Py_RETURN_NONE;
 }
 
-static PyObject *claim_enter(ClaimObject *self, PyObject *unused) {
-        if (!self->view) {
-                self->view = PyMemoryView_FromObject((PyObject *)self);
-                if (!self->view)
-                        return NULL;
+/*
+ * The memoryview for a with block, made once. It is held weakly: a strong
+ * reference would make a cycle (view -> exporter -> view) and cost the
+ * exporter garbage-collector tracking on the hot path.
+ */
+static PyObject *enter_view(PyObject *self, PyObject **view_ref) {
+        PyObject *view;
+
+        if (*view_ref) {
+                view = PyWeakref_GetObject(*view_ref);
+                if (view && view != Py_None)
+                        return Py_NewRef(view);
+                Py_CLEAR(*view_ref);
         }
-        return Py_NewRef(self->view);
+        view = PyMemoryView_FromObject(self);
+        if (!view)
+                return NULL;
+        *view_ref = PyWeakref_NewRef(view, NULL);
+        if (!*view_ref) {
+                Py_DECREF(view);
+                return NULL;
+        }
+        return view;
+}
+
+static PyObject *claim_enter(ClaimObject *self, PyObject *unused) {
+        return enter_view((PyObject *)self, &self->view_ref);
 }
 
 /*
@@ -1098,17 +1104,19 @@ static PyObject *claim_enter(ClaimObject *self, PyObject *unused) {
  * ValueError. If something was derived from it (a numpy array, a nested
  * memoryview), the memory stays exported and the caller refuses to end.
  */
-static void release_view(PyObject **view) {
-        PyObject *r;
+static void release_view(PyObject **view_ref) {
+        PyObject *view, *r;
 
-        if (!*view)
+        if (!*view_ref)
                 return;
-        r = PyObject_CallMethod(*view, "release", NULL);
-        if (r) {
-                Py_DECREF(r);
-                Py_CLEAR(*view);
-        } else
-                PyErr_Clear();
+        view = PyWeakref_GetObject(*view_ref);
+        if (view && view != Py_None) {
+                r = PyObject_CallMethod(view, "release", NULL);
+                if (r)
+                        Py_DECREF(r);
+        }
+        PyErr_Clear();
+        Py_CLEAR(*view_ref);
 }
 
 static PyObject *claim_exit(ClaimObject *self, PyObject *args) {
@@ -1116,7 +1124,7 @@ static PyObject *claim_exit(ClaimObject *self, PyObject *args) {
 
         if (!PyArg_UnpackTuple(args, "__exit__", 0, 3, &type, &value, &tb))
                 return NULL;
-        release_view(&self->view);
+        release_view(&self->view_ref);
         if (self->state == CLAIM_OPEN && claim_end(self, type == Py_None) < 0)
                 return NULL;
         Py_RETURN_FALSE;
@@ -1160,14 +1168,12 @@ static PyTypeObject ClaimType = {
         .tp_dealloc = (destructor)claim_dealloc,
         .tp_as_sequence = &claim_as_sequence,
         .tp_as_buffer = &claim_as_buffer,
-        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
         .tp_doc = "Space claimed in a channel by Publisher.claim(), written in place.\n\n"
                   "Supports the buffer protocol (writable). As a context manager it gives a\n"
                   "memoryview and commits on normal exit, aborts on an exception. The space is\n"
                   "never given back while a view of it exists: commit()/abort() raise\n"
                   "BufferError then. Dropped unfinished, it is aborted.",
-        .tp_traverse = (traverseproc)claim_traverse,
-        .tp_clear = (inquiry)claim_clear,
         .tp_methods = claim_methods,
         .tp_getset = claim_getset,
 };
@@ -1188,7 +1194,7 @@ struct MessageObject {
         Py_ssize_t len;
         Py_ssize_t exports;
         bool released;
-        PyObject *view; /* the memoryview __enter__ gave out */
+        PyObject *view_ref; /* a weak reference to the memoryview __enter__ gave out */
 };
 
 static int subscriber_init(SubscriberObject *self, PyObject *args, PyObject *kwds) {
@@ -1338,22 +1344,29 @@ static PyObject *subscriber_recv_ns(SubscriberObject *self, int64_t ns) {
         }
 }
 
-/* Fast-call by hand: recv() is the hot path, and a keyword parser costs more than the receive. */
-static PyObject *subscriber_recv(SubscriberObject *self, PyObject *const *args, size_t nargsf,
-                                 PyObject *kwnames) {
+/*
+ * The one optional argument, timeout=None, of recv() and peek(), parsed by
+ * hand: they are the hot path, and the generic keyword parser costs more than
+ * a receive.
+ */
+static int fast_timeout(const char *fn, PyObject *const *args, size_t nargsf, PyObject *kwnames,
+                        int64_t *ret_ns) {
         Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
         Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-        PyObject *timeout = NULL;
-        int64_t ns;
 
         if (nargs + nkw > 1 || (nkw && PyUnicode_CompareWithASCIIString(
                                                PyTuple_GET_ITEM(kwnames, 0), "timeout") != 0)) {
-                PyErr_SetString(PyExc_TypeError, "recv() takes one argument, timeout=None");
-                return NULL;
+                PyErr_Format(PyExc_TypeError, "%s() takes one argument, timeout=None", fn);
+                return -1;
         }
-        if (nargs + nkw == 1)
-                timeout = args[0];
-        if (parse_timeout(timeout, &ns) < 0)
+        return parse_timeout(nargs + nkw == 1 ? args[0] : NULL, ret_ns);
+}
+
+static PyObject *subscriber_recv(SubscriberObject *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames) {
+        int64_t ns;
+
+        if (fast_timeout("recv", args, nargsf, kwnames, &ns) < 0)
                 return NULL;
         return subscriber_recv_ns(self, ns);
 }
@@ -1382,37 +1395,32 @@ static PyObject *subscriber_recv_into(SubscriberObject *self, PyObject *args, Py
         return PyLong_FromSize_t(c.len);
 }
 
-static PyObject *subscriber_peek(SubscriberObject *self, PyObject *args, PyObject *kwds) {
-        static const char *kwlist[] = {"timeout", NULL};
-        PyObject *timeout = Py_None;
+static PyObject *subscriber_peek(SubscriberObject *self, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames) {
         struct peek_ctx c = {.sub = self->sub};
         MessageObject *m;
         int64_t ns;
         int r;
 
-        if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:peek", KW(kwlist), &timeout))
+        if (fast_timeout("peek", args, nargsf, kwnames, &ns) < 0)
                 return NULL;
-        if (subscriber_check(self) < 0 || parse_timeout(timeout, &ns) < 0 ||
-            subscriber_drop_current(self) < 0)
+        if (subscriber_check(self) < 0 || subscriber_drop_current(self) < 0)
                 return NULL;
-        m = PyObject_GC_New(MessageObject, &MessageType);
-        if (!m)
-                return NULL;
-        m->sub = NULL;
-        m->view = NULL;
-        m->exports = 0;
-        m->released = true;
         r = wait_call(&self->busy, peek_fn, &c, ns);
-        if (r < 0) {
-                Py_DECREF(m);
+        if (r < 0)
                 return raise_code(r, NULL, NULL);
+        m = PyObject_New(MessageObject, &MessageType);
+        if (!m) {
+                shmbus_sub_release(self->sub);
+                return NULL;
         }
+        m->view_ref = NULL;
+        m->exports = 0;
         m->sub = (SubscriberObject *)Py_NewRef(self);
         m->data = c.data;
         m->len = (Py_ssize_t)c.len;
         m->released = false;
         self->current = m;
-        PyObject_GC_Track(m);
         return (PyObject *)m;
 }
 
@@ -1469,7 +1477,7 @@ static PyMethodDef subscriber_methods[] = {
          "recv_into(buffer, timeout=None) -> int\n\n"
          "Copy the next message into a writable buffer; return its length. If the buffer\n"
          "is too small, raises shmbus.Error (EMSGSIZE) and the message stays."},
-        {"peek", (PyCFunction)(void (*)(void))subscriber_peek, METH_VARARGS | METH_KEYWORDS,
+        {"peek", (PyCFunction)(void (*)(void))subscriber_peek, METH_FASTCALL | METH_KEYWORDS,
          "peek(timeout=None) -> Message\n\n"
          "Borrow the next message in shared memory (zero copy):\n\n"
          "    with sub.peek() as view:    # a read-only memoryview\n"
@@ -1536,24 +1544,12 @@ static PyBufferProcs message_as_buffer = {
         .bf_releasebuffer = (releasebufferproc)message_releasebuffer,
 };
 
-static int message_traverse(MessageObject *self, visitproc visit, void *arg) {
-        Py_VISIT(self->sub);
-        Py_VISIT(self->view);
-        return 0;
-}
-
-static int message_clear(MessageObject *self) {
-        Py_CLEAR(self->view);
-        return 0;
-}
-
 static void message_dealloc(MessageObject *self) {
-        PyObject_GC_UnTrack(self);
-        Py_CLEAR(self->view);
+        Py_CLEAR(self->view_ref);
         if (!self->released && self->sub && self->sub->sub)
                 message_release(self, false);
         Py_XDECREF(self->sub);
-        PyObject_GC_Del(self);
+        Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *message_release_method(MessageObject *self, PyObject *unused) {
@@ -1571,16 +1567,11 @@ static PyObject *message_tobytes(MessageObject *self, PyObject *unused) {
 }
 
 static PyObject *message_enter(MessageObject *self, PyObject *unused) {
-        if (!self->view) {
-                self->view = PyMemoryView_FromObject((PyObject *)self);
-                if (!self->view)
-                        return NULL;
-        }
-        return Py_NewRef(self->view);
+        return enter_view((PyObject *)self, &self->view_ref);
 }
 
 static PyObject *message_exit(MessageObject *self, PyObject *args) {
-        release_view(&self->view);
+        release_view(&self->view_ref);
         if (message_release(self, true) < 0)
                 return NULL;
         Py_RETURN_FALSE;
@@ -1626,13 +1617,11 @@ static PyTypeObject MessageType = {
         .tp_dealloc = (destructor)message_dealloc,
         .tp_as_sequence = &message_as_sequence,
         .tp_as_buffer = &message_as_buffer,
-        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
         .tp_doc = "A message borrowed from shared memory by Subscriber.peek().\n\n"
                   "Supports the buffer protocol (read-only), so memoryview(msg) or\n"
                   "numpy.frombuffer(msg) read it without a copy. It is never given back while\n"
                   "such a view exists; once given back, new views raise ValueError.",
-        .tp_traverse = (traverseproc)message_traverse,
-        .tp_clear = (inquiry)message_clear,
         .tp_methods = message_methods,
         .tp_getset = message_getset,
 };
