@@ -6,7 +6,8 @@
 #   scripts/install-deps.sh --bench   also the benchmark's peers and plotting
 set -eu
 pkgs="autoconf automake libtool autoconf-archive pkg-config make gcc clang
-libclang-rt-14-dev clang-format libevent-dev libcjson-dev libcunit1-dev systemd binutils valgrind"
+libclang-rt-14-dev clang-format libevent-dev libcjson-dev libcunit1-dev systemd binutils valgrind
+python3-dev python3-pytest python3-numpy"
 if [ "${1:-}" = --bench ]; then
         pkgs="$pkgs iceoryx libiceoryx-binding-c-dev gnuplot-nox"
 fi

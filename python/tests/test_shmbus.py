@@ -7,6 +7,9 @@ import gc
 import itertools
 import os
 import pydoc
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -360,3 +363,49 @@ def test_closed_objects(client):
     client.close()
     with pytest.raises(ValueError):
         client.open("closing")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client as another user")
+def test_permission_error_carries_the_daemons_message(client, daemon):
+    client.open("private", create=True)  # owned by root: nobody may not subscribe
+    os.chmod(daemon.dir, 0o755)
+    code = ("import shmbus, sys\n"
+            "try:\n"
+            "    shmbus.Client(sys.argv[1]).open('private')\n"
+            "except PermissionError as e:\n"
+            "    assert isinstance(e, shmbus.PermissionError), type(e)\n"
+            "    print(e.errno, e.filename, e.strerror, sep='|')\n")
+    r = subprocess.run([sys.executable, "-c", code, daemon.sock], user=65534, group=65534,
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "%d|private|permission denied on channel private" % errno.EACCES
+
+
+def test_signal_interrupts_a_wait(chan):
+    sub = chan.subscriber()
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            sub.recv()  # forever, but Ctrl-C still works
+        assert time.monotonic() - t0 < 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert not sub.closed
+    with pytest.raises(BlockingIOError):
+        sub.recv(timeout=0)  # usable again: not left busy
+
+
+def test_sanitizer_runtime_is_loaded():
+    """Under SHMBUS_SANITIZED=1 the extension runs with ASan really active."""
+    if os.environ.get("SHMBUS_SANITIZED") != "1" or "asan" not in os.environ.get(
+            "LD_PRELOAD", ""):
+        pytest.skip("not an ASan build")
+    with open("/proc/self/maps", encoding="utf-8") as f:
+        assert "asan" in f.read()
