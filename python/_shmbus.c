@@ -150,6 +150,28 @@ static int parse_timeout(PyObject *obj, int64_t *ret_ns) {
         return 0;
 }
 
+/*
+ * Arguments of the hot calls, (timeout=None) or (x, /, timeout=None), parsed
+ * by hand: for recv(), peek() and send(), the generic keyword parser costs
+ * more than the receive or send itself. *@ret_first gets x when @npos is 1.
+ */
+static int fast_args(const char *fn, Py_ssize_t npos, PyObject *const *args, size_t nargsf,
+                     PyObject *kwnames, PyObject **ret_first, int64_t *ret_ns) {
+        Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+        Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+
+        if (nargs < npos || nargs + nkw > npos + 1 ||
+            (nkw &&
+             PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout") != 0)) {
+                PyErr_Format(PyExc_TypeError, "%s(%stimeout=None): bad arguments", fn,
+                             npos ? "data, /, " : "");
+                return -1;
+        }
+        if (npos)
+                *ret_first = args[0];
+        return parse_timeout(nargs + nkw > npos ? args[npos] : NULL, ret_ns);
+}
+
 typedef int (*wait_fn)(void *ctx, int timeout_ms);
 
 /*
@@ -917,20 +939,18 @@ static int claim_fn(void *ctx, int timeout_ms) {
         return shmbus_pub_claim(c->pub, c->len, timeout_ms, &c->buf);
 }
 
-static PyObject *publisher_send(PublisherObject *self, PyObject *args, PyObject *kwds) {
-        static const char *kwlist[] = {"data", "timeout", NULL};
-        PyObject *timeout = Py_None;
+static PyObject *publisher_send(PublisherObject *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames) {
+        PyObject *obj = NULL;
         struct send_ctx c;
         Py_buffer data;
         int64_t ns;
         int r;
 
-        if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*|O:send", KW(kwlist), &data, &timeout))
+        if (fast_args("send", 1, args, nargsf, kwnames, &obj, &ns) < 0 || publisher_check(self) < 0)
                 return NULL;
-        if (publisher_check(self) < 0 || parse_timeout(timeout, &ns) < 0) {
-                PyBuffer_Release(&data);
+        if (PyObject_GetBuffer(obj, &data, PyBUF_SIMPLE) < 0)
                 return NULL;
-        }
         c = (struct send_ctx){.pub = self->pub, .data = data.buf, .len = (size_t)data.len};
         r = wait_call(&self->busy, send_fn, &c, ns);
         PyBuffer_Release(&data);
@@ -986,7 +1006,7 @@ static PyObject *publisher_get_closed(PublisherObject *self, void *unused) {
 }
 
 static PyMethodDef publisher_methods[] = {
-        {"send", (PyCFunction)(void (*)(void))publisher_send, METH_VARARGS | METH_KEYWORDS,
+        {"send", (PyCFunction)(void (*)(void))publisher_send, METH_FASTCALL | METH_KEYWORDS,
          "send(data, timeout=None) -> None\n\n"
          "Copy one message (any bytes-like object, 1 to max_msg bytes) into the channel and\n"
          "publish it. timeout: seconds to wait for space on a full \"block\" channel (None:\n"
@@ -1344,29 +1364,11 @@ static PyObject *subscriber_recv_ns(SubscriberObject *self, int64_t ns) {
         }
 }
 
-/*
- * The one optional argument, timeout=None, of recv() and peek(), parsed by
- * hand: they are the hot path, and the generic keyword parser costs more than
- * a receive.
- */
-static int fast_timeout(const char *fn, PyObject *const *args, size_t nargsf, PyObject *kwnames,
-                        int64_t *ret_ns) {
-        Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-        Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-
-        if (nargs + nkw > 1 || (nkw && PyUnicode_CompareWithASCIIString(
-                                               PyTuple_GET_ITEM(kwnames, 0), "timeout") != 0)) {
-                PyErr_Format(PyExc_TypeError, "%s() takes one argument, timeout=None", fn);
-                return -1;
-        }
-        return parse_timeout(nargs + nkw == 1 ? args[0] : NULL, ret_ns);
-}
-
 static PyObject *subscriber_recv(SubscriberObject *self, PyObject *const *args, size_t nargsf,
                                  PyObject *kwnames) {
         int64_t ns;
 
-        if (fast_timeout("recv", args, nargsf, kwnames, &ns) < 0)
+        if (fast_args("recv", 0, args, nargsf, kwnames, NULL, &ns) < 0)
                 return NULL;
         return subscriber_recv_ns(self, ns);
 }
@@ -1402,7 +1404,7 @@ static PyObject *subscriber_peek(SubscriberObject *self, PyObject *const *args, 
         int64_t ns;
         int r;
 
-        if (fast_timeout("peek", args, nargsf, kwnames, &ns) < 0)
+        if (fast_args("peek", 0, args, nargsf, kwnames, NULL, &ns) < 0)
                 return NULL;
         if (subscriber_check(self) < 0 || subscriber_drop_current(self) < 0)
                 return NULL;
