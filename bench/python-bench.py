@@ -38,13 +38,17 @@ CAPACITY_DRAIN = 64 << 20
 SIZES = (64, 4096)
 
 
+# Taken once: a process pinned for one measurement must not narrow the next one's choice.
+CPUS = sorted(os.sched_getaffinity(0))
+
+
 def pin(cpu):
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-        if len(cpus) > 1:
-            os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
-    except OSError:
-        pass
+    if len(CPUS) > 1:
+        os.sched_setaffinity(0, {CPUS[cpu % len(CPUS)]})
+
+
+def unpin():
+    os.sched_setaffinity(0, CPUS)
 
 
 def run_pair(reader, writer, *args):
@@ -220,7 +224,10 @@ class Bench:
         nd = self.count(size, drain_mode=True)
         for mode in ("recv", "peek"):
             where = self.channel(CAPACITY_DRAIN)
-            res["drain " + mode] = drain(where, nd, size, mode)
+            try:
+                res["drain " + mode] = drain(where, nd, size, mode)
+            finally:
+                unpin()
             shmbus.Channel.unlink(*where)
         return res
 
@@ -233,12 +240,18 @@ class Bench:
             med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
             print("\n%d B messages (stream: %d, drain: %d)" % (
                 size, self.count(size), self.count(size, drain_mode=True)))
-            print("  %-22s %14s %10s" % ("transport", "messages/s", "ratio"))
+            print("  %-20s %12s %8s   %s" % ("transport", "messages/s", "ratio",
+                                            "rounds (M msg/s)"))
+
+            def line(k, base):
+                each = " ".join("%.2f" % (r[k] / 1e6) for r in rounds)
+                print("  %-20s %12.0f %7.2fx   %s" % (k, med[k], med[k] / med[base], each))
+
             for k in ("pipe", "socketpair", "shmbus recv", "shmbus peek"):
-                print("  %-22s %14.0f %9.2fx" % ("stream " + k, med[k], med[k] / med["pipe"]))
+                line(k, "pipe")
             for k in ("drain recv", "drain peek"):
-                print("  %-22s %14.0f %9.2fx" % (k, med[k], med[k] / med["drain recv"]))
-            print("  (stream ratios to the pipe, drain ratios to drain recv)")
+                line(k, "drain recv")
+            print("  (medians; stream ratios to the pipe, drain ratios to drain recv)")
 
     def close(self):
         shutil.rmtree(self.dir, ignore_errors=True)
