@@ -369,6 +369,10 @@ def test_closed_objects(client):
 def test_permission_error_carries_the_daemons_message(client, daemon):
     client.open("private", create=True)  # owned by root: nobody may not subscribe
     os.chmod(daemon.dir, 0o755)
+    probe = subprocess.run([sys.executable, "-c", "import shmbus"], user=65534, group=65534,
+                           capture_output=True, timeout=60, check=False)
+    if probe.returncode != 0:
+        pytest.skip("user nobody cannot import the build tree's package (a private checkout)")
     code = ("import shmbus, sys\n"
             "try:\n"
             "    shmbus.Client(sys.argv[1]).open('private')\n"
