@@ -24,6 +24,7 @@
  *    thread then raises RuntimeError instead of racing in the library, which
  *    allows one thread per object.
  */
+/* Python.h comes before any system header, as the C API asks: it sets feature macros. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
@@ -47,7 +48,6 @@
 #define PROTO_ERRNO     "errno"
 #define PROTO_MESSAGE   "message"
 #define PROTO_OK        "ok"
-#define PROTO_NAME_MAX  63
 #define WAIT_SLICE_MS   100           /* longest wait without looking at signals */
 #define PY_ERROR_SET    (INT_MIN + 1) /* a wait ended with a Python exception set */
 #define TIMEOUT_FOREVER (-1)
@@ -232,8 +232,16 @@ static int parse_policy(PyObject *obj, int *ret) {
         const char *s;
 
         if (PyLong_Check(obj)) {
-                *ret = PyLong_AsLong(obj) ? SHMBUS_POLICY_OVERWRITE : SHMBUS_POLICY_BLOCK;
-                return PyErr_Occurred() ? -1 : 0;
+                long v = PyLong_AsLong(obj);
+
+                if (v == SHMBUS_POLICY_BLOCK || v == SHMBUS_POLICY_OVERWRITE) {
+                        *ret = (int)v;
+                        return 0;
+                }
+                if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_ValueError,
+                                        "policy must be \"block\" or \"overwrite\"");
+                return -1;
         }
         s = PyUnicode_Check(obj) ? PyUnicode_AsUTF8(obj) : NULL;
         if (s && strcmp(s, "block") == 0)
@@ -254,15 +262,21 @@ struct geometry {
         PyObject *capacity, *max_msg, *policy, *max_subscribers, *max_publishers;
 };
 
+static bool given(PyObject *v) {
+        return v && v != Py_None;
+}
+
+/* None counts as not given: the daemon's defaults then apply, not the library's. */
 static bool geometry_given(const struct geometry *g) {
-        return g->capacity || g->max_msg || g->policy || g->max_subscribers || g->max_publishers;
+        return given(g->capacity) || given(g->max_msg) || given(g->policy) ||
+               given(g->max_subscribers) || given(g->max_publishers);
 }
 
 static int set_u64(shmbus_opts *o, PyObject *v, const char *name,
                    int (*set)(shmbus_opts *, uint64_t)) {
         unsigned long long n;
 
-        if (!v || v == Py_None)
+        if (!given(v))
                 return 0;
         n = PyLong_AsUnsignedLongLong(v);
         if (PyErr_Occurred())
@@ -278,7 +292,7 @@ static int set_u32(shmbus_opts *o, PyObject *v, const char *name,
                    int (*set)(shmbus_opts *, uint32_t)) {
         unsigned long n;
 
-        if (!v || v == Py_None)
+        if (!given(v))
                 return 0;
         n = PyLong_AsUnsignedLong(v);
         if (PyErr_Occurred())
@@ -308,7 +322,7 @@ static int geometry_to_opts(const struct geometry *g, shmbus_opts **ret_opts) {
                     0 ||
             set_u32(o, g->max_publishers, "max_publishers", shmbus_opts_set_max_publishers) < 0)
                 goto err_free;
-        if (g->policy && g->policy != Py_None) {
+        if (given(g->policy)) {
                 if (parse_policy(g->policy, &policy) < 0)
                         goto err_free;
                 shmbus_opts_set_policy(o, policy);
@@ -356,6 +370,11 @@ static int client_init(ClientObject *self, PyObject *args, PyObject *kwds) {
         if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O&:Client", KW(kwlist),
                                          PyUnicode_FSConverter, &bytes))
                 return -1;
+        if (self->client) {
+                Py_XDECREF(bytes);
+                PyErr_SetString(PyExc_RuntimeError, "Client is already initialised");
+                return -1;
+        }
         path = bytes;
         ts = PyEval_SaveThread();
         r = shmbus_client_new(path ? PyBytes_AS_STRING(path) : NULL, &c);
@@ -369,7 +388,6 @@ static int client_init(ClientObject *self, PyObject *args, PyObject *kwds) {
                 return -1;
         }
         Py_XDECREF(bytes);
-        shmbus_client_free(self->client);
         self->client = c;
         return 0;
 }
@@ -445,7 +463,7 @@ static PyObject *open_refusal_message(ClientObject *self, PyObject *name, bool p
 
                         cr = PyDict_New();
                         for (size_t i = 0; cr && i < 5; i++)
-                                if (vals[i] && vals[i] != Py_None &&
+                                if (given(vals[i]) &&
                                     PyDict_SetItemString(cr, keys[i], vals[i]) < 0)
                                         Py_CLEAR(cr);
                 } else
