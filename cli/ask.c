@@ -36,17 +36,11 @@ static int request_new(const char *op, const char *name, char **ret_text) {
         return 0;
 }
 
-int ask_daemon(const struct cli_options *o, const char *op, const char *name, cJSON **ret_reply) {
-        _cleanup_(cli_client_freep) shmbus_client *c = NULL;
+int ask_request(shmbus_client *c, const char *op, const char *name, cJSON **ret_reply) {
         _cleanup_free_ char *req = NULL, *text = NULL;
         _cleanup_cjson_ cJSON *reply = NULL;
         int r;
 
-        r = ask_connect(o, &c);
-        if (r == -ECONNREFUSED)
-                return 1;
-        if (r < 0)
-                return r;
         r = request_new(op, name, &req);
         if (r < 0)
                 return r;
@@ -65,6 +59,18 @@ int ask_daemon(const struct cli_options *o, const char *op, const char *name, cJ
         return 0;
 }
 
+int ask_daemon(const struct cli_options *o, const char *op, const char *name, cJSON **ret_reply) {
+        _cleanup_(cli_client_freep) shmbus_client *c = NULL;
+        int r;
+
+        r = ask_connect(o, &c);
+        if (r == -ECONNREFUSED)
+                return 1;
+        if (r < 0)
+                return r;
+        return ask_request(c, op, name, ret_reply);
+}
+
 int ask_open_for_write(const struct cli_options *o, const char *name, bool create,
                        const shmbus_opts *opts, shmbus_channel **ret_chan) {
         _cleanup_(cli_client_freep) shmbus_client *c = NULL;
@@ -78,7 +84,12 @@ int ask_open_for_write(const struct cli_options *o, const char *name, bool creat
         }
         if (r == 0)
                 r = shmbus_client_open(c, name, flags, opts, ret_chan);
-        if (r < 0)
+        if (r == -EEXIST)
+                /* Files nobody serves, such as those a daemon of another uid left. */
+                cli_err("%s: its files exist but shmbusd does not serve them; shmbusd's log "
+                        "(journalctl -u shmbusd) says whose they are and what to run",
+                        name);
+        else if (r < 0)
                 cli_err("%s: %s", name,
                         r == -ENOENT ? "no such channel (use --create)" : shmbus_strerror(r));
         return r;

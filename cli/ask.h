@@ -18,6 +18,14 @@
 int ask_connect(const struct cli_options *o, shmbus_client **ret_client);
 
 /*
+ * ask_request() - ask @op about @name (NULL for ops without one) on the
+ * connection @c, as ask_daemon() does, for callers that ask many questions.
+ *
+ * Return: as ask_daemon(), but never 1.
+ */
+int ask_request(shmbus_client *c, const char *op, const char *name, cJSON **ret_reply);
+
+/*
  * ask_daemon() - send {"v", "op": @op, "name": @name} and read the reply
  * @name: NULL for ops without one
  *

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "shmbus.h"
 
@@ -25,30 +26,42 @@ enum {
         EXIT_DOWN = 7,
 };
 
-/* tail --format. */
+/* --format: text, hex and json are for tail; openmetrics and prometheus for stats. */
 enum cli_format {
         CLI_FORMAT_TEXT,
         CLI_FORMAT_HEX,
         CLI_FORMAT_JSON,
+        CLI_FORMAT_OPENMETRICS,
+        CLI_FORMAT_PROMETHEUS,
 };
 
 /* Fields the CLI adds to its JSON output (shmbus-cli(1)); they are not on the wire. */
-#define CLI_MSG_PER_S      "msg_per_s"
-#define CLI_OFFLINE        "offline"
-#define CLI_VERSION_CLI    "cli"
-#define CLI_VERSION_DAEMON "daemon"
+#define CLI_MSG_PER_S       "msg_per_s"
+#define CLI_OFFLINE         "offline"
+#define CLI_VERSION_CLI     "cli"
+#define CLI_VERSION_DAEMON  "daemon"
+#define CLI_VERSION_LIBRARY "library"
+#define CLI_TIME            "time"             /* stats: RFC 3339, UTC, milliseconds */
+#define CLI_DEAD_PUBS       "dead_publishers"  /* offline: slots of processes that are gone */
+#define CLI_DEAD_SUBS       "dead_subscribers" /* offline: slots of processes that are gone */
+#define CLI_SENT            "sent"             /* pub --json: messages sent */
+#define CLI_SENT_BYTES      "bytes"            /* pub --json: their bytes */
+#define CLI_PUB_ERROR       "error"            /* pub --json: why it stopped, a sentence */
 
 struct cli_options {
         const char *socket;  /* NULL: $SHMBUS_SOCKET, then SHMBUS_DEFAULT_SOCKET */
         const char *shm_dir; /* NULL: WIRE_DEFAULT_SHM_DIR */
         bool json;
-        bool color; /* only on a terminal, without NO_COLOR or --no-color */
+        bool color; /* only on a terminal that is not "dumb", without NO_COLOR or --no-color */
+        /* tail and stats */
+        enum cli_format format;
+        bool format_set; /* --format was given (tail --json may not contradict it) */
         /* tail */
         long lines;
         bool follow;
-        enum cli_format format;
         /* list and stats; an interval <= 0 means the verb's default */
         double interval;
+        bool rate; /* list --json: sample twice for msg_per_s (also implied by --interval) */
         bool watch;
         long count; /* <= 0: no limit */
         /* pub */
@@ -57,6 +70,8 @@ struct cli_options {
         int timeout_ms;
         /* create: the geometry asked for */
         const shmbus_opts *channel;
+        /* metrics: the address to serve on; NULL: the default, on loopback */
+        const char *listen;
 };
 
 /* "shmbus-cli: " and the message, one line on stderr. */
@@ -65,6 +80,13 @@ __attribute__((format(printf, 1, 2))) void cli_err(const char *fmt, ...);
 int cli_exit_code(int r);
 /* @code when colours are on, otherwise "". */
 const char *cli_color(const struct cli_options *o, const char *code);
+/* Whether @fd is a terminal that takes escape sequences: $TERM is set and not "dumb". */
+bool cli_terminal_is_smart(int fd);
+/* Whether output to @fd may have colours: a smart terminal, and $NO_COLOR unset or empty. */
+bool cli_color_wanted(int fd);
+
+/* The current time as RFC 3339 in UTC with milliseconds ("2026-12-01T12:43:21.123Z"). */
+const char *cli_now_rfc3339(char *buf, size_t size);
 
 /* Make SIGINT and SIGTERM set a flag instead of killing, for verbs that loop until Ctrl-C. */
 void cli_catch_stop(void);

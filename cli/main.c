@@ -7,8 +7,8 @@
  *
  * This file owns the command line: it parses the options, picks the verb from
  * the verb table, checks its arguments and runs it. The verbs live in
- * inspect.c (list, stats, status, version), tail.c, pub.c and admin.c (create,
- * delete).
+ * inspect.c (list, stats, status, version), tail.c, pub.c, admin.c (create,
+ * delete) and serve.c (metrics); help is here, because it reads the table.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "inspect.h"
 #include "pub.h"
+#include "serve.h"
 #include "tail.h"
 #include "util.h"
 #include "wire.h"
@@ -35,32 +36,55 @@ struct verb {
         const char *synopsis, *text;
 };
 
+static int verb_help(const struct cli_options *o, char **args);
+
 static const struct verb verbs[] = {
-        {"list", verb_list, 0, 0, false, "list [--json] [--interval SEC]",
-         "Channels with policy, ring size, active publishers and subscribers, messages per\n"
-         "second (sampled over --interval, default 0.25 s), drops (lost + unblocked) and the\n"
-         "largest subscriber lag. Reads the files read-only when shmbusd is down.\n"},
+        {"list", verb_list, 0, 0, false, "list [--json [--rate]] [--interval SEC]",
+         "Channels, sorted by name, with policy, ring size, active publishers and\n"
+         "subscribers, messages per second (sampled over --interval, default 0.25 s), drops\n"
+         "(lost + unblocked) and the largest subscriber lag. With --json the counters are\n"
+         "printed at once and msg_per_s is null, unless --rate or --interval asks for the\n"
+         "two samples. Reads the files read-only when shmbusd is down.\n"},
         {"status", verb_status, 1, 1, true, "status CHANNEL [--json]",
          "Geometry and counters of one channel, and every subscriber (pid, uid, position,\n"
-         "lag, received, lost, corrupt) and publisher (pid, uid, published, waits, aborts).\n"},
-        {"stats", verb_stats, 0, 0, false, "stats [--watch] [--interval SEC] [--count N] [--json]",
+         "lag, received, lost, corrupt) and publisher (pid, uid, published, waits, aborts).\n"
+         "Positions and lags are in bytes.\n"},
+        {"stats", verb_stats, 0, 0, false,
+         "stats [--watch] [--interval SEC] [--count N] [--json | --format openmetrics|prometheus]",
          "The channel list with rates over --interval (default 1 s); --watch refreshes until\n"
-         "Ctrl-C or --count refreshes. With --json, one JSON object a line.\n"},
+         "Ctrl-C or --count refreshes, under a line with the time. With --json, one JSON\n"
+         "object a line, with \"time\" and \"offline\". --format openmetrics or prometheus\n"
+         "prints every counter once in that exposition format (docs/METRICS.md), for\n"
+         "node_exporter's textfile collector.\n"},
         {"tail", verb_tail, 1, 1, true, "tail CHANNEL [-n N] [--follow] [--format text|hex|json]",
          "Print the last N messages still in the ring (default 10), then with --follow every\n"
-         "new one until Ctrl-C. text escapes unprintable bytes; json prints\n"
+         "new one until Ctrl-C. text escapes unprintable bytes; json (also --json) prints\n"
          "{\"seq\", \"len\", \"text\" or \"hex\"} a line.\n"},
-        {"pub", verb_pub, 1, 2, true, "pub CHANNEL [MESSAGE|-] [--whole] [--create] [--timeout MS]",
+        {"pub", verb_pub, 1, 2, true,
+         "pub CHANNEL [MESSAGE|-] [--whole] [--create] [--timeout MS] [--json]",
          "Publish MESSAGE, or read stdin: one message a line (empty lines are skipped), or\n"
-         "with --whole all of stdin as one message. --create makes the channel if missing.\n"},
+         "with --whole all of stdin as one message. --create makes the channel if missing.\n"
+         "--json prints {\"name\", \"sent\", \"bytes\"} at the end, and \"error\" on failure.\n"},
         {"create", verb_create, 1, 1, true,
          "create CHANNEL [--capacity BYTES] [--max-msg BYTES] [--policy block|overwrite]\n"
-         "                       [--max-subscribers N] [--max-publishers N]",
-         "Create a channel through shmbusd (its per-channel configuration wins).\n"},
+         "                       [--max-subscribers N] [--max-publishers N]\n"
+         "                       [--allow-sub WHO]... [--allow-pub WHO]...",
+         "Create a channel through shmbusd (its per-channel configuration wins).\n"
+         "--allow-sub / --allow-pub let WHO subscribe / publish too: a user (NAME, user:NAME\n"
+         "or a uid) or a group (group:NAME or group:GID); repeat them for more. shmbusd keeps\n"
+         "the grants with the channel (status shows them) if its configuration allows.\n"},
         {"delete", verb_delete, 1, 1, true, "delete CHANNEL",
          "Delete a channel (its owner or root). Members keep what they have mapped.\n"},
+        {"metrics", verb_metrics, 0, 0, false, "metrics [--listen [HOST:]PORT]",
+         "Serve GET /metrics over HTTP for Prometheus (docs/METRICS.md), reading fresh\n"
+         "stats for every scrape, until Ctrl-C. Listens on 127.0.0.1:" SERVE_DEFAULT_PORT
+         " unless\n"
+         "--listen says otherwise (port 0: any free port); prints the address it listens on.\n"},
         {"version", verb_version, 0, 0, false, "version [--json]",
-         "Versions of shmbus-cli and of the running shmbusd.\n"},
+         "Versions of shmbus-cli (and its library) and of the running shmbusd.\n"
+         "Also: shmbus-cli --version.\n"},
+        {"help", verb_help, 0, 1, false, "help [VERB]",
+         "This help, or one verb's (the same as shmbus-cli VERB --help).\n"},
 };
 
 static const struct verb *verb_find(const char *name) {
@@ -83,24 +107,35 @@ static void usage(FILE *f) {
               "  pub CHANNEL [MSG|-]      publish MSG, or stdin one message per line (--whole:\n"
               "                           all of stdin as one message)\n"
               "  create CHANNEL           create a channel (--capacity --max-msg --policy\n"
-              "                           --max-subscribers --max-publishers)\n"
+              "                           --max-subscribers --max-publishers; --allow-sub WHO\n"
+              "                           --allow-pub WHO: a user, or group:NAME, may too)\n"
               "  delete CHANNEL           delete a channel (owner or root)\n"
+              "  metrics                  serve /metrics over HTTP for Prometheus\n"
+              "                           (--listen [HOST:]PORT, default "
+              "127.0.0.1:" SERVE_DEFAULT_PORT ")\n"
               "  version                  versions of the CLI and the running daemon\n"
+              "  help [VERB]              this help, or one verb's\n"
               "\n"
               "Options:\n"
               "  -s, --socket PATH        shmbusd's socket (default $SHMBUS_SOCKET, then\n"
               "                           " SHMBUS_DEFAULT_SOCKET ")\n"
               "  -d, --shm-dir DIR        channel files, read when the daemon is down\n"
-              "  -j, --json               JSON output (list, status, stats, version)\n"
+              "  -j, --json               JSON output (every verb but create, delete, metrics)\n"
               "  -n, --lines N            tail: how many past messages (0: none)\n"
               "  -f, --follow             tail: keep printing new messages until Ctrl-C\n"
-              "      --format FMT         tail: text (default), hex or json (one object a line)\n"
+              "      --format FMT         tail: text (default), hex or json (one object a line);\n"
+              "                           stats: openmetrics or prometheus\n"
               "  -w, --watch              stats: refresh until Ctrl-C\n"
               "  -i, --interval SEC       stats/list: sampling interval (default 1, list 0.25)\n"
+              "      --rate               list --json: sample twice to fill in msg_per_s\n"
+              "  -l, --listen [HOST:]PORT metrics: where to serve (default "
+              "127.0.0.1:" SERVE_DEFAULT_PORT ")\n"
               "  -c, --count N            stats --watch: stop after N refreshes\n"
               "      --create             pub: create the channel if it is missing\n"
               "  -t, --timeout MS         pub: how long to wait for space (default 1000)\n"
-              "      --no-color           no colours (also: NO_COLOR set, or not a terminal)\n"
+              "      --no-color           no colours (also: NO_COLOR set, TERM=dumb, not a "
+              "terminal)\n"
+              "  -V, --version            the same as the verb version\n"
               "  -h, --help               this help (also: shmbus-cli VERB --help)\n"
               "\n"
               "Exit codes: 0 ok, 1 failure, 2 usage, 3 no such channel, 4 permission denied,\n"
@@ -120,6 +155,13 @@ static int help_verb(const char *name) {
         return EXIT_OK;
 }
 
+static int verb_help(const struct cli_options *o, char **args) {
+        if (args[0])
+                return help_verb(args[0]);
+        usage(stdout);
+        return EXIT_OK;
+}
+
 /* --policy takes the protocol's policy names. */
 static int policy_of(const char *s) {
         if (strcmp(s, WIRE_POLICY_BLOCK) == 0)
@@ -136,6 +178,10 @@ static int format_of(const char *s) {
                 return CLI_FORMAT_HEX;
         if (strcmp(s, "json") == 0)
                 return CLI_FORMAT_JSON;
+        if (strcmp(s, "openmetrics") == 0)
+                return CLI_FORMAT_OPENMETRICS;
+        if (strcmp(s, "prometheus") == 0)
+                return CLI_FORMAT_PROMETHEUS;
         return -1;
 }
 
@@ -157,14 +203,48 @@ enum {
         OPT_POLICY,
         OPT_SUBS,
         OPT_PUBS,
+        OPT_ALLOW_SUB,
+        OPT_ALLOW_PUB,
+        OPT_RATE,
 };
+
+/* What a value of option @c must look like, for the error message. */
+static const char *option_expects(int c) {
+        switch (c) {
+        case 'n':
+                return "a whole number >= 0 (at most 1000000)";
+        case OPT_FORMAT:
+                return "text, hex, json, openmetrics or prometheus";
+        case 'i':
+                return "seconds from 0.01 to 3600";
+        case 'c':
+                return "a whole number >= 1";
+        case 't':
+                return "milliseconds >= 0, or -1 to wait forever";
+        case OPT_CAP:
+                return "a power of two from 4096 to 1073741824 (bytes)";
+        case OPT_MAXMSG:
+                return "bytes from 1 to a quarter of the capacity";
+        case OPT_POLICY:
+                return WIRE_POLICY_BLOCK " or " WIRE_POLICY_OVERWRITE;
+        case OPT_SUBS:
+        case OPT_PUBS:
+                return "a whole number from 1 to 1024";
+        case OPT_ALLOW_SUB:
+        case OPT_ALLOW_PUB:
+                return "a user (NAME, user:NAME, UID) or a group (group:NAME, group:GID), at most "
+                       "32 of each";
+        default:
+                return "another value";
+        }
+}
 
 /*
  * Apply one option @c with its argument @val to @o and @chan (the geometry for
  * create). Return: 0, or -EINVAL for a value out of range or not a number.
  */
 static int apply_option(int c, const char *val, struct cli_options *o, shmbus_opts *chan,
-                        bool *no_color, bool *help) {
+                        bool *no_color, bool *help, bool *version) {
         char *end = NULL;
         int f, r;
 
@@ -189,6 +269,7 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
                 if (f < 0)
                         return -EINVAL;
                 o->format = (enum cli_format)f;
+                o->format_set = true;
                 return 0;
         case 'w':
                 o->watch = true;
@@ -196,6 +277,12 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
         case 'i':
                 o->interval = strtod(val, &end);
                 return *end || o->interval < 0.01 || o->interval > 3600 ? -EINVAL : 0;
+        case OPT_RATE:
+                o->rate = true;
+                return 0;
+        case 'l':
+                o->listen = val;
+                return 0;
         case 'c':
                 o->count = strtol(val, &end, 10);
                 return *end || o->count < 1 ? -EINVAL : 0;
@@ -219,11 +306,18 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
                 return set_u32(chan, shmbus_opts_set_max_subscribers, val);
         case OPT_PUBS:
                 return set_u32(chan, shmbus_opts_set_max_publishers, val);
+        case OPT_ALLOW_SUB:
+                return admin_grant(chan, val, SHMBUS_GRANT_SUBSCRIBE) < 0 ? -EINVAL : 0;
+        case OPT_ALLOW_PUB:
+                return admin_grant(chan, val, SHMBUS_GRANT_PUBLISH) < 0 ? -EINVAL : 0;
         case OPT_NO_COLOR:
                 *no_color = true;
                 return 0;
         case 'h':
                 *help = true;
+                return 0;
+        case 'V':
+                *version = true;
                 return 0;
         default:
                 return -EINVAL; /* getopt_long has said what is wrong */
@@ -235,7 +329,7 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
  * the verb) into @o and @chan. On a bad one, say which and return -EINVAL.
  */
 static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_opts *chan,
-                         bool *ret_help) {
+                         bool *ret_help, bool *ret_version) {
         static const struct option opts[] = {
                 {"socket", required_argument, NULL, 's'},
                 {"shm-dir", required_argument, NULL, 'd'},
@@ -245,6 +339,8 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
                 {"format", required_argument, NULL, OPT_FORMAT},
                 {"watch", no_argument, NULL, 'w'},
                 {"interval", required_argument, NULL, 'i'},
+                {"rate", no_argument, NULL, OPT_RATE},
+                {"listen", required_argument, NULL, 'l'},
                 {"count", required_argument, NULL, 'c'},
                 {"create", no_argument, NULL, OPT_CREATE},
                 {"whole", no_argument, NULL, OPT_WHOLE},
@@ -254,26 +350,34 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
                 {"policy", required_argument, NULL, OPT_POLICY},
                 {"max-subscribers", required_argument, NULL, OPT_SUBS},
                 {"max-publishers", required_argument, NULL, OPT_PUBS},
+                {"allow-sub", required_argument, NULL, OPT_ALLOW_SUB},
+                {"allow-pub", required_argument, NULL, OPT_ALLOW_PUB},
                 {"no-color", no_argument, NULL, OPT_NO_COLOR},
                 {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, 'V'},
                 {0},
         };
-        bool no_color = false, help = false;
-        int c;
+        bool no_color = false, help = false, version = false;
+        int c, long_index = -1;
 
-        while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:h", opts, NULL)) != -1) {
-                if (apply_option(c, optarg, o, chan, &no_color, &help) < 0) {
-                        /* The option is the last word, or the one before its separate value. */
-                        if (c != '?')
-                                cli_err("invalid value '%s' for %s", optarg ? optarg : "",
-                                        argv[optind - 1][0] == '-' ? argv[optind - 1]
-                                                                   : argv[optind - 2]);
+        while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:l:hV", opts, &long_index)) != -1) {
+                if (apply_option(c, optarg, o, chan, &no_color, &help, &version) < 0) {
+                        /* On '?' getopt_long has said what is wrong; else name the option as typed.
+                         */
+                        if (c != '?' && long_index >= 0)
+                                cli_err("invalid value '%s' for --%s: expected %s", optarg,
+                                        opts[long_index].name, option_expects(c));
+                        else if (c != '?')
+                                cli_err("invalid value '%s' for -%c: expected %s", optarg, c,
+                                        option_expects(c));
                         fputs("Try 'shmbus-cli --help'.\n", stderr);
                         return -EINVAL;
                 }
+                long_index = -1;
         }
-        o->color = !no_color && !getenv("NO_COLOR") && isatty(STDOUT_FILENO);
+        o->color = !no_color && cli_color_wanted(STDOUT_FILENO);
         *ret_help = help;
+        *ret_version = version;
         return 0;
 }
 
@@ -300,13 +404,15 @@ int main(int argc, char **argv) {
         };
         const struct verb *v;
         const char *name;
-        bool help, named;
+        bool help, named, version;
 
         if (shmbus_opts_new(&chan) < 0)
                 return EXIT_FAIL;
         o.channel = chan;
-        if (parse_options(argc, argv, &o, chan, &help) < 0)
+        if (parse_options(argc, argv, &o, chan, &help, &version) < 0)
                 return EXIT_USAGE;
+        if (version && !help)
+                return verb_version(&o, argv + argc);
 
         named = optind < argc;
         name = named ? argv[optind++] : "list";

@@ -20,7 +20,11 @@ void output_json(const cJSON *j);
 /* @j on one line (stats --json prints one object a line). */
 void output_json_line(const cJSON *j);
 
-/* The channel table of a list reply (with "msg_per_s" added by the caller). */
+/*
+ * The channel table of a list reply (with "msg_per_s" added by the caller),
+ * its name column as wide as the longest name; under it, offline, how many
+ * slots of dead processes were not counted.
+ */
 void output_list_table(const struct cli_options *o, const cJSON *list);
 /* A stat reply as a page: geometry, counters, subscribers, publishers. */
 void output_status(const struct cli_options *o, const cJSON *s);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pub (pub.h). Sending stops at the first failure; the error line says how
- * many messages went out before it, so a partial run can be resumed.
+ * many messages went out before it, so a partial run can be resumed. With
+ * --json the same is said on stdout as one object, for scripts.
  */
 #include "pub.h"
 
@@ -14,10 +15,29 @@
 
 #include "ask.h"
 #include "cli.h"
+#include "output.h"
 #include "util.h"
+#include "wire.h"
+
+/* What was sent: counted by every sender, printed by pub --json. */
+struct sent {
+        long msgs;
+        double bytes;
+};
+
+static int send_one(const struct cli_options *o, shmbus_pub *p, const void *data, size_t len,
+                    struct sent *sent) {
+        int r = shmbus_pub_send(p, data, len, o->timeout_ms);
+
+        if (r == 0) {
+                sent->msgs++;
+                sent->bytes += (double)len;
+        }
+        return r;
+}
 
 /* All of stdin is one message: -EMSGSIZE if it is larger than @max, -EINVAL if empty. */
-static int send_whole(const struct cli_options *o, shmbus_pub *p, size_t max, long *sent) {
+static int send_whole(const struct cli_options *o, shmbus_pub *p, size_t max, struct sent *sent) {
         _cleanup_free_ char *buf = malloc(max + 1);
         size_t len = 0, got;
         int r;
@@ -32,13 +52,12 @@ static int send_whole(const struct cli_options *o, shmbus_pub *p, size_t max, lo
         else if (len == 0)
                 r = -EINVAL;
         else
-                r = shmbus_pub_send(p, buf, len, o->timeout_ms);
-        *sent += r == 0;
+                r = send_one(o, p, buf, len, sent);
         return r;
 }
 
 /* One message a line, without its newline. */
-static int send_lines(const struct cli_options *o, shmbus_pub *p, long *sent) {
+static int send_lines(const struct cli_options *o, shmbus_pub *p, struct sent *sent) {
         _cleanup_free_ char *line = NULL;
         size_t cap = 0;
         ssize_t n;
@@ -49,36 +68,50 @@ static int send_lines(const struct cli_options *o, shmbus_pub *p, long *sent) {
                         line[--n] = '\0';
                 if (n == 0)
                         continue; /* messages are 1 byte at least: skip empty lines */
-                r = shmbus_pub_send(p, line, (size_t)n, o->timeout_ms);
-                *sent += r == 0;
+                r = send_one(o, p, line, (size_t)n, sent);
         }
         return r;
+}
+
+/* pub --json: {"name", "sent", "bytes"}, and "error" (shmbus_strerror()) if it failed. */
+static void print_summary(const char *name, const struct sent *sent, int r) {
+        _cleanup_cjson_ cJSON *j = cJSON_CreateObject();
+
+        if (!j || !cJSON_AddStringToObject(j, WIRE_NAME, name) ||
+            !cJSON_AddNumberToObject(j, CLI_SENT, (double)sent->msgs) ||
+            !cJSON_AddNumberToObject(j, CLI_SENT_BYTES, sent->bytes) ||
+            (r < 0 && !cJSON_AddStringToObject(j, CLI_PUB_ERROR, shmbus_strerror(r))))
+                return;
+        output_json_line(j);
 }
 
 int verb_pub(const struct cli_options *o, char **args) {
         const char *name = args[0], *message = args[1];
         _cleanup_(cli_channel_unrefp) shmbus_channel *ch = NULL;
         _cleanup_(cli_pub_freep) shmbus_pub *p = NULL;
-        long sent = 0;
+        struct sent sent = {0};
         int r;
 
         r = ask_open_for_write(o, name, o->create, NULL, &ch);
-        if (r < 0)
-                return cli_exit_code(r);
-        r = shmbus_pub_new(ch, &p);
+        if (r == 0) {
+                r = shmbus_pub_new(ch, &p);
+                if (r < 0)
+                        cli_err("%s: %s", name, shmbus_strerror(r));
+        }
         if (r < 0) {
-                cli_err("%s: %s", name, shmbus_strerror(r));
+                if (o->json)
+                        print_summary(name, &sent, r);
                 return cli_exit_code(r);
         }
-        if (message && strcmp(message, "-") != 0) {
-                r = shmbus_pub_send(p, message, strlen(message), o->timeout_ms);
-                sent += r == 0;
-        } else if (o->whole) {
+        if (message && strcmp(message, "-") != 0)
+                r = send_one(o, p, message, strlen(message), &sent);
+        else if (o->whole)
                 r = send_whole(o, p, shmbus_channel_max_msg(ch), &sent);
-        } else {
+        else
                 r = send_lines(o, p, &sent);
-        }
         if (r < 0)
-                cli_err("pub %s: %s (after %ld messages)", name, shmbus_strerror(r), sent);
+                cli_err("pub %s: %s (after %ld messages)", name, shmbus_strerror(r), sent.msgs);
+        if (o->json)
+                print_summary(name, &sent, r);
         return cli_exit_code(r);
 }

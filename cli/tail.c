@@ -90,7 +90,7 @@ static void print_msg(const struct cli_options *o, const uint8_t *d, size_t len,
         case CLI_FORMAT_HEX:
                 print_hex(o, d, len, seq);
                 break;
-        case CLI_FORMAT_TEXT:
+        default:
                 print_text(d, len);
                 break;
         }
@@ -203,13 +203,37 @@ static int open_channel(const struct cli_options *o, const char *name, shmbus_ch
         return r;
 }
 
-int verb_tail(const struct cli_options *o, char **args) {
+/*
+ * --json is --format json; any other --format with it is a contradiction, and
+ * the metric formats are stats'. Return: the options to print with, in @t.
+ */
+static int tail_options(const struct cli_options *o, struct cli_options *t) {
+        *t = *o;
+        if (o->format == CLI_FORMAT_OPENMETRICS || o->format == CLI_FORMAT_PROMETHEUS) {
+                cli_err("tail: --format takes text, hex or json");
+                return -EINVAL;
+        }
+        if (o->json && o->format_set && o->format != CLI_FORMAT_JSON) {
+                cli_err("tail: --json means --format json; it does not go with --format %s",
+                        o->format == CLI_FORMAT_HEX ? "hex" : "text");
+                return -EINVAL;
+        }
+        if (o->json)
+                t->format = CLI_FORMAT_JSON;
+        return 0;
+}
+
+int verb_tail(const struct cli_options *opts, char **args) {
         const char *name = args[0];
         _cleanup_(cli_channel_unrefp) shmbus_channel *ch = NULL;
         _cleanup_(cli_sub_freep) shmbus_sub *sub = NULL;
+        struct cli_options tail_opts;
+        const struct cli_options *o = &tail_opts;
         uint64_t upto;
         int r;
 
+        if (tail_options(opts, &tail_opts) < 0)
+                return EXIT_USAGE;
         r = open_channel(o, name, &ch);
         if (r < 0) {
                 cli_err("tail %s: %s", name, r == -ENOENT ? "no such channel" : shmbus_strerror(r));

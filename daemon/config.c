@@ -1,30 +1,46 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Configuration parsing. Unknown keys are errors, not warnings: a typo in a
- * permission rule must not silently widen or narrow access.
+ * permission rule must not silently widen or narrow access. Every key is
+ * recognised by its whole name, and every limit an error message states is
+ * the constant the value is checked against.
  */
-#include <cjson/cJSON.h>
+#include "config.h"
+
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "shmbus.h"
+
 #include "channel.h"
-#include "config.h"
+#include "json.h"
+#include "layout.h"
+#include "log.h"
 #include "util.h"
+#include "wire.h"
+
+/* Keys of a channel rule that are not geometry. */
+#define CONFIG_PUBLISH   "publish"
+#define CONFIG_SUBSCRIBE "subscribe"
 
 void config_init_defaults(struct config *c) {
         *c = (struct config){
-                .max_channels = 256,
-                .max_connections = 256,
-                .max_connections_per_uid = 128,
-                .first_request_timeout_ms = 5000,
-                .unblock_timeout_ms = 2000,
+                .max_channels = CONFIG_DEFAULT_MAX_CHANNELS,
+                .max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS,
+                .max_connections_per_uid = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID,
+                .first_request_timeout_ms = CONFIG_DEFAULT_FIRST_REQUEST_TIMEOUT_MS,
+                .unblock_timeout_ms = CONFIG_DEFAULT_UNBLOCK_TIMEOUT_MS,
+                .log_level = LOG_INFO,
                 .create = {.any = true},
+                .grant = {.any = true},
         };
-        snprintf(c->shm_dir, sizeof(c->shm_dir), "/dev/shm/shmbus");
-        snprintf(c->socket_path, sizeof(c->socket_path), "/run/shmbus/shmbusd.sock");
+        snprintf(c->shm_dir, sizeof(c->shm_dir), "%s", WIRE_DEFAULT_SHM_DIR);
+        snprintf(c->socket_path, sizeof(c->socket_path), "%s", SHMBUS_DEFAULT_SOCKET);
         shmbus__opts_default(&c->defaults);
 }
 
@@ -34,8 +50,20 @@ void config_deinit(struct config *c) {
         c->n_rules = 0;
 }
 
+int config_copy(struct config *dst, const struct config *src) {
+        *dst = *src;
+        dst->rules = NULL;
+        if (src->n_rules) {
+                dst->rules = calloc(src->n_rules, sizeof(*dst->rules));
+                if (!dst->rules)
+                        return -ENOMEM;
+                memcpy(dst->rules, src->rules, src->n_rules * sizeof(*dst->rules));
+        }
+        return 0;
+}
+
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t size, const char *fmt,
-                                                       ...) {
+                                                      ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -48,13 +76,48 @@ static int get_u32(const cJSON *v, const char *key, uint64_t max, uint32_t *ret,
                    size_t size) {
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > (double)max ||
             v->valuedouble != (double)(uint64_t)v->valuedouble)
-                return fail(err, size, "\"%s\": expected a whole number in range", key);
+                return fail(err, size, "\"%s\": expected a whole number in range (0 to %llu)", key,
+                            (unsigned long long)max);
         *ret = (uint32_t)v->valuedouble;
         return 0;
 }
 
-static int parse_acl(const cJSON *v, const char *key, struct acl *a, char *err, size_t size) {
-        const cJSON *item;
+/*
+ * A user or group name in an ACL, resolved through NSS now: at load and at
+ * every SIGHUP, so a renumbered user takes effect on reload. The daemon is
+ * single-threaded, so getpwnam()'s static buffer is safe.
+ */
+static int resolve_name(const cJSON *id, bool user, const char *key, uint32_t *ret, char *err,
+                        size_t size) {
+        const char *name = id->valuestring;
+
+        errno = 0;
+        if (user) {
+                const struct passwd *pw = getpwnam(name);
+
+                if (pw) {
+                        *ret = pw->pw_uid;
+                        return 0;
+                }
+        } else {
+                const struct group *gr = getgrnam(name);
+
+                if (gr) {
+                        *ret = gr->gr_gid;
+                        return 0;
+                }
+        }
+        if (errno != 0 && errno != ENOENT && errno != ESRCH && errno != EBADF && errno != EPERM)
+                return fail(err, size, "\"%s\": cannot look up %s \"%s\": %s", key,
+                            user ? "user" : "group", name, strerror(errno));
+        return fail(err, size, "\"%s\": unknown %s \"%s\" (give a %s name or a number)", key,
+                    user ? "user" : "group", name, user ? "user" : "group");
+}
+
+int config_parse_acl(const void *json, const char *where, bool names, struct acl *a, char *err,
+                     size_t size) {
+        const cJSON *v = json, *item;
+        char key[160];
 
         *a = (struct acl){0};
         if (cJSON_IsString(v) && strcmp(v->valuestring, "any") == 0) {
@@ -62,82 +125,160 @@ static int parse_acl(const cJSON *v, const char *key, struct acl *a, char *err, 
                 return 0;
         }
         if (!cJSON_IsObject(v))
-                return fail(err, size, "\"%s\": expected \"any\" or {\"uids\": [...], \"gids\": [...]}%s",
-                            key, "");
+                return fail(err, size,
+                            "\"%s\": expected \"any\" or {\"uids\": [...], \"gids\": [...]}",
+                            where);
         cJSON_ArrayForEach(item, v) {
-                bool uids = strcmp(item->string, "uids") == 0;
+                uint32_t *n_ids;
+                uint32_t *ids;
                 const cJSON *id;
+                bool user;
 
-                if (!uids && strcmp(item->string, "gids") != 0)
-                        return fail(err, size, "\"%s\": unknown key \"%s\"", key, item->string);
+                /* uid_t and gid_t are uint32_t on Linux: one loop fills either list. */
+                if (strcmp(item->string, "uids") == 0) {
+                        n_ids = &a->n_uids;
+                        ids = a->uids;
+                        user = true;
+                } else if (strcmp(item->string, "gids") == 0) {
+                        n_ids = &a->n_gids;
+                        ids = a->gids;
+                        user = false;
+                } else {
+                        return fail(err, size, "\"%s\": unknown key \"%s\"", where, item->string);
+                }
+                snprintf(key, sizeof(key), "%s.%s", where, item->string);
                 if (!cJSON_IsArray(item))
-                        return fail(err, size, "\"%s.%s\": expected an array of ids", key,
-                                    item->string);
+                        return fail(err, size, "\"%s\": expected an array of %s", key,
+                                    names ? "names or ids" : "ids");
                 cJSON_ArrayForEach(id, item) {
                         uint32_t n = 0;
 
-                        if (get_u32(id, item->string, UINT32_MAX - 1, &n, err, size) < 0)
+                        if (names && cJSON_IsString(id)) {
+                                if (resolve_name(id, user, key, &n, err, size) < 0)
+                                        return -EINVAL;
+                        } else if (get_u32(id, key, UINT32_MAX - 1, &n, err, size) < 0) {
+                                if (names)
+                                        return fail(err, size,
+                                                    "\"%s\": expected %s names or whole numbers "
+                                                    "(0 to %u)",
+                                                    key, user ? "user" : "group", UINT32_MAX - 1);
                                 return -EINVAL;
-                        if ((uids ? a->n_uids : a->n_gids) >= CONFIG_ACL_MAX)
-                                return fail(err, size, "\"%s.%s\": too many ids", key, item->string);
-                        if (uids)
-                                a->uids[a->n_uids++] = n;
-                        else
-                                a->gids[a->n_gids++] = n;
+                        }
+                        if (*n_ids >= CONFIG_ACL_MAX)
+                                return fail(err, size, "\"%s\": too many ids (at most %d)", key,
+                                            CONFIG_ACL_MAX);
+                        ids[(*n_ids)++] = n;
                 }
         }
+        return 0;
+}
+
+static int parse_capacity(const cJSON *item, const char *key, uint64_t *ret, char *err,
+                          size_t size) {
+        uint64_t cap;
+
+        if (!cJSON_IsNumber(item) || item->valuedouble < (double)SHMBUS_DATA_MIN ||
+            item->valuedouble > (double)SHMBUS_DATA_MAX)
+                goto bad;
+        cap = (uint64_t)item->valuedouble;
+        if (cap & (cap - 1))
+                goto bad;
+        *ret = cap;
+        return 0;
+bad:
+        return fail(err, size, "\"%s\": expected a power of two from %llu to %llu", key,
+                    (unsigned long long)SHMBUS_DATA_MIN, (unsigned long long)SHMBUS_DATA_MAX);
+}
+
+static int parse_slots(const cJSON *item, const char *key, uint32_t *ret, char *err, size_t size) {
+        uint32_t v = 0;
+
+        if (get_u32(item, key, SHMBUS_SLOTS_MAX, &v, err, size) < 0 || v == 0)
+                return fail(err, size, "\"%s\": expected 1 to %d", key, SHMBUS_SLOTS_MAX);
+        *ret = v;
         return 0;
 }
 
 int config_parse_geom(const void *json_obj, struct shmbus_ring_geom *g, const char *where,
                       char *err, size_t size) {
         const cJSON *obj = json_obj, *item;
-        bool max_msg_given = cJSON_GetObjectItemCaseSensitive(obj, "max_msg") != NULL;
+        bool max_msg_given = cJSON_GetObjectItemCaseSensitive(obj, WIRE_MAX_MSG) != NULL;
         char key[128];
+        int r = 0;
 
         cJSON_ArrayForEach(item, obj) {
                 const char *k = item->string;
                 uint32_t v = 0;
 
                 snprintf(key, sizeof(key), "%s%s", where, k);
-                if (strcmp(k, "capacity") == 0) {
-                        uint64_t cap;
-
-                        if (!cJSON_IsNumber(item) || item->valuedouble < SHMBUS_DATA_MIN ||
-                            item->valuedouble > SHMBUS_DATA_MAX)
-                                return fail(err, size, "\"%s\": expected a power of two from 4096 to 1073741824", key);
-                        cap = (uint64_t)item->valuedouble;
-                        if (cap & (cap - 1))
-                                return fail(err, size, "\"%s\": expected a power of two from 4096 to 1073741824", key);
-                        g->data_size = cap;
+                if (strcmp(k, WIRE_CAPACITY) == 0) {
+                        r = parse_capacity(item, key, &g->data_size, err, size);
                         /* Unless given, the largest message follows the capacity. */
-                        if (!max_msg_given && g->max_msg > cap / 4)
-                                g->max_msg = (uint32_t)(cap / 4);
-                } else if (strcmp(k, "max_msg") == 0) {
+                        if (r == 0 && !max_msg_given && g->max_msg > g->data_size / 4)
+                                g->max_msg = (uint32_t)(g->data_size / 4);
+                } else if (strcmp(k, WIRE_MAX_MSG) == 0) {
                         if (get_u32(item, key, SHMBUS_DATA_MAX / 4, &v, err, size) < 0 || v == 0)
-                                return fail(err, size, "\"%s\": expected 1 .. a quarter of the capacity", key);
+                                return fail(err, size,
+                                            "\"%s\": expected 1 .. a quarter of the capacity", key);
                         g->max_msg = v;
-                } else if (strcmp(k, "policy") == 0) {
-                        if (cJSON_IsString(item) && strcmp(item->valuestring, "block") == 0)
+                } else if (strcmp(k, WIRE_POLICY) == 0) {
+                        if (cJSON_IsString(item) &&
+                            strcmp(item->valuestring, WIRE_POLICY_BLOCK) == 0)
                                 g->policy = SHMBUS_POLICY_BLOCK;
-                        else if (cJSON_IsString(item) && strcmp(item->valuestring, "overwrite") == 0)
+                        else if (cJSON_IsString(item) &&
+                                 strcmp(item->valuestring, WIRE_POLICY_OVERWRITE) == 0)
                                 g->policy = SHMBUS_POLICY_OVERWRITE;
                         else
-                                return fail(err, size, "\"%s\": expected \"block\" or \"overwrite\"", key);
-                } else if (strcmp(k, "max_subscribers") == 0 || strcmp(k, "max_publishers") == 0) {
-                        if (get_u32(item, key, SHMBUS_SLOTS_MAX, &v, err, size) < 0 || v == 0)
-                                return fail(err, size, "\"%s\": expected 1 to 1024", key);
-                        if (k[4] == 's')
-                                g->max_subs = v;
-                        else
-                                g->max_pubs = v;
-                } else if (strcmp(k, "publish") != 0 && strcmp(k, "subscribe") != 0) {
+                                return fail(err, size, "\"%s\": expected \"%s\" or \"%s\"", key,
+                                            WIRE_POLICY_BLOCK, WIRE_POLICY_OVERWRITE);
+                } else if (strcmp(k, WIRE_MAX_SUBSCRIBERS) == 0) {
+                        r = parse_slots(item, key, &g->max_subs, err, size);
+                } else if (strcmp(k, WIRE_MAX_PUBLISHERS) == 0) {
+                        r = parse_slots(item, key, &g->max_pubs, err, size);
+                } else if (strcmp(k, CONFIG_PUBLISH) != 0 && strcmp(k, CONFIG_SUBSCRIBE) != 0) {
+                        /* A rule's ACLs sit beside its geometry; parse_rules reads them. */
                         return fail(err, size, "\"%s\": unknown key", key);
                 }
+                if (r < 0)
+                        return r;
         }
         if (shmbus__ring_geom_check(g) < 0)
-                return fail(err, size, "\"%s\": max_msg must be at most a quarter of capacity%s",
-                            where, "");
+                return fail(err, size, "\"%s\": max_msg must be at most a quarter of capacity",
+                            where);
+        return 0;
+}
+
+/* The rule for channel @item->string: its geometry over the defaults, then its ACLs. */
+static int parse_rule(const struct config *c, const cJSON *item, struct channel_rule *r, char *err,
+                      size_t size) {
+        char where[128];
+        const cJSON *acl;
+        int ret;
+
+        if (!shmbus__name_is_valid(item->string))
+                return fail(err, size, "\"channels.%s\": not a valid channel name", item->string);
+        if (!cJSON_IsObject(item))
+                return fail(err, size, "\"channels.%s\": expected an object", item->string);
+        snprintf(r->name, sizeof(r->name), "%s", item->string);
+        r->geom = c->defaults;
+        snprintf(where, sizeof(where), "channels.%s.", item->string);
+        ret = config_parse_geom(item, &r->geom, where, err, size);
+        if (ret < 0)
+                return ret;
+        acl = cJSON_GetObjectItemCaseSensitive(item, CONFIG_PUBLISH);
+        if (acl) {
+                r->has_publish = true;
+                snprintf(where, sizeof(where), "channels.%s.%s", item->string, CONFIG_PUBLISH);
+                if (config_parse_acl(acl, where, true, &r->publish, err, size) < 0)
+                        return -EINVAL;
+        }
+        acl = cJSON_GetObjectItemCaseSensitive(item, CONFIG_SUBSCRIBE);
+        if (acl) {
+                r->has_subscribe = true;
+                snprintf(where, sizeof(where), "channels.%s.%s", item->string, CONFIG_SUBSCRIBE);
+                if (config_parse_acl(acl, where, true, &r->subscribe, err, size) < 0)
+                        return -EINVAL;
+        }
         return 0;
 }
 
@@ -146,103 +287,108 @@ static int parse_rules(struct config *c, const cJSON *v, char *err, size_t size)
         int n = cJSON_GetArraySize(v);
 
         if (!cJSON_IsObject(v))
-                return fail(err, size, "\"channels\": expected an object of channel name -> settings");
+                return fail(err, size,
+                            "\"channels\": expected an object of channel name -> settings");
         if (n > CONFIG_CHANNELS_MAX)
-                return fail(err, size, "\"channels\": too many entries");
+                return fail(err, size, "\"channels\": too many entries (at most %d)",
+                            CONFIG_CHANNELS_MAX);
         c->rules = calloc((size_t)n + 1, sizeof(*c->rules));
         if (!c->rules)
                 return -ENOMEM;
         cJSON_ArrayForEach(item, v) {
-                struct channel_rule *r = &c->rules[c->n_rules];
-                char where[128];
-                const cJSON *acl;
-                int ret;
+                int r = parse_rule(c, item, &c->rules[c->n_rules], err, size);
 
-                if (!shmbus__name_is_valid(item->string))
-                        return fail(err, size, "\"channels.%s\": not a valid channel name%s",
-                                    item->string, "");
-                if (!cJSON_IsObject(item))
-                        return fail(err, size, "\"channels.%s\": expected an object%s",
-                                    item->string, "");
-                snprintf(r->name, sizeof(r->name), "%s", item->string);
-                r->geom = c->defaults;
-                snprintf(where, sizeof(where), "channels.%s.", item->string);
-                ret = config_parse_geom(item, &r->geom, where, err, size);
-                if (ret < 0)
-                        return ret;
-                acl = cJSON_GetObjectItemCaseSensitive(item, "publish");
-                if (acl) {
-                        r->has_publish = true;
-                        if (parse_acl(acl, "publish", &r->publish, err, size) < 0)
-                                return -EINVAL;
-                }
-                acl = cJSON_GetObjectItemCaseSensitive(item, "subscribe");
-                if (acl) {
-                        r->has_subscribe = true;
-                        if (parse_acl(acl, "subscribe", &r->subscribe, err, size) < 0)
-                                return -EINVAL;
-                }
+                if (r < 0)
+                        return r;
                 c->n_rules++;
         }
         return 0;
 }
 
-int config_parse(struct config *c, const char *text, char *err, size_t size) {
-        cJSON *root = cJSON_Parse(text);
-        const cJSON *item, *rules = NULL;
-        int r = 0;
+static int parse_path(const cJSON *item, const char *key, char *dst, size_t dst_size, char *err,
+                      size_t size) {
+        if (!cJSON_IsString(item) || item->valuestring[0] != '/' ||
+            strlen(item->valuestring) >= dst_size)
+                return fail(err, size, "\"%s\": expected an absolute path", key);
+        snprintf(dst, dst_size, "%s", item->valuestring);
+        return 0;
+}
 
-        if (!root || !cJSON_IsObject(root)) {
-                cJSON_Delete(root);
+static int parse_log_level(const cJSON *item, const char *key, int *ret, char *err, size_t size) {
+        int level = cJSON_IsString(item) ? log_level_from_string(item->valuestring) : -EINVAL;
+
+        if (level < LOG_ERR)
+                return fail(err, size,
+                            "\"%s\": expected \"err\", \"warning\", \"notice\", \"info\" or "
+                            "\"debug\"",
+                            key);
+        *ret = level;
+        return 0;
+}
+
+static int parse_key(struct config *c, const cJSON *item, char *err, size_t size) {
+        /* The keys that are a number up to a limit. */
+        const struct {
+                const char *key;
+                uint32_t *field;
+                uint32_t max;
+        } numbers[] = {
+                {"max_channels", &c->max_channels, CONFIG_COUNT_MAX},
+                {"max_connections", &c->max_connections, CONFIG_COUNT_MAX},
+                {"max_connections_per_uid", &c->max_connections_per_uid, CONFIG_COUNT_MAX},
+                {"first_request_timeout_ms", &c->first_request_timeout_ms, CONFIG_TIMEOUT_MAX},
+                {"unblock_timeout_ms", &c->unblock_timeout_ms, CONFIG_TIMEOUT_MAX},
+        };
+        const char *k = item->string;
+
+        if (strcmp(k, "shm_dir") == 0)
+                return parse_path(item, k, c->shm_dir, sizeof(c->shm_dir), err, size);
+        if (strcmp(k, "socket") == 0)
+                return parse_path(item, k, c->socket_path, sizeof(c->socket_path), err, size);
+        for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
+                if (strcmp(k, numbers[i].key) == 0)
+                        return get_u32(item, k, numbers[i].max, numbers[i].field, err, size);
+        if (strcmp(k, "defaults") == 0)
+                return cJSON_IsObject(item)
+                               ? config_parse_geom(item, &c->defaults, "defaults.", err, size)
+                               : fail(err, size, "\"%s\": expected an object", k);
+        if (strcmp(k, "create") == 0)
+                return config_parse_acl(item, k, true, &c->create, err, size);
+        if (strcmp(k, "grant") == 0)
+                return config_parse_acl(item, k, true, &c->grant, err, size);
+        if (strcmp(k, "log_level") == 0)
+                return parse_log_level(item, k, &c->log_level, err, size);
+        return fail(err, size, "\"%s\": unknown key", k);
+}
+
+int config_parse(struct config *c, const char *text, char *err, size_t size) {
+        _cleanup_cjson_ cJSON *root = cJSON_Parse(text);
+        const cJSON *item, *rules = NULL;
+        int r;
+
+        if (!root || !cJSON_IsObject(root))
                 return fail(err, size, "not a JSON object (near: %.20s)",
                             cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "start");
-        }
         cJSON_ArrayForEach(item, root) {
-                const char *k = item->string;
-
-                if (strcmp(k, "shm_dir") == 0 || strcmp(k, "socket") == 0) {
-                        bool dir = k[1] == 'h';
-                        size_t max = dir ? sizeof(c->shm_dir) : sizeof(c->socket_path);
-
-                        if (!cJSON_IsString(item) || item->valuestring[0] != '/' ||
-                            strlen(item->valuestring) >= max) {
-                                r = fail(err, size, "\"%s\": expected an absolute path", k);
-                                break;
-                        }
-                        snprintf(dir ? c->shm_dir : c->socket_path, max, "%s", item->valuestring);
-                } else if (strcmp(k, "max_channels") == 0) {
-                        r = get_u32(item, k, 65536, &c->max_channels, err, size);
-                } else if (strcmp(k, "max_connections") == 0) {
-                        r = get_u32(item, k, 65536, &c->max_connections, err, size);
-                } else if (strcmp(k, "max_connections_per_uid") == 0) {
-                        r = get_u32(item, k, 65536, &c->max_connections_per_uid, err, size);
-                } else if (strcmp(k, "first_request_timeout_ms") == 0) {
-                        r = get_u32(item, k, 3600 * 1000, &c->first_request_timeout_ms, err, size);
-                } else if (strcmp(k, "unblock_timeout_ms") == 0) {
-                        r = get_u32(item, k, 3600 * 1000, &c->unblock_timeout_ms, err, size);
-                } else if (strcmp(k, "defaults") == 0) {
-                        r = cJSON_IsObject(item)
-                                    ? config_parse_geom(item, &c->defaults, "defaults.", err, size)
-                                    : fail(err, size, "\"%s\": expected an object", k);
-                } else if (strcmp(k, "create") == 0) {
-                        r = parse_acl(item, k, &c->create, err, size);
-                } else if (strcmp(k, "channels") == 0) {
+                if (strcmp(item->string, "channels") == 0) {
                         rules = item; /* after "defaults", whatever the key order */
-                } else {
-                        r = fail(err, size, "\"%s\": unknown key", k);
+                        continue;
                 }
+                r = parse_key(c, item, err, size);
                 if (r < 0)
-                        break;
+                        return r;
         }
-        if (r == 0 && rules)
-                r = parse_rules(c, rules, err, size);
-        cJSON_Delete(root);
-        return r;
+        return rules ? parse_rules(c, rules, err, size) : 0;
+}
+
+static inline void fclosep(FILE **f) {
+        if (*f)
+                fclose(*f);
 }
 
 int config_load(struct config *c, const char *path, char *err, size_t size) {
         _cleanup_free_ char *text = NULL;
-        FILE *f;
+        _cleanup_(fclosep) FILE *f = NULL;
         long n;
 
         f = fopen(path, "re");
@@ -250,19 +396,17 @@ int config_load(struct config *c, const char *path, char *err, size_t size) {
                 snprintf(err, size, "%s: %s", path, strerror(errno));
                 return -errno;
         }
-        if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || n > 1 << 20 ||
+        if (fseek(f, 0, SEEK_END) < 0 || (n = ftell(f)) < 0 || n > CONFIG_FILE_MAX ||
             fseek(f, 0, SEEK_SET) < 0) {
-                fclose(f);
-                snprintf(err, size, "%s: unreadable or larger than 1 MiB", path);
+                snprintf(err, size, "%s: unreadable or larger than %d MiB", path,
+                         CONFIG_FILE_MAX >> 20);
                 return -EFBIG;
         }
         text = calloc(1, (size_t)n + 1);
         if (!text || fread(text, 1, (size_t)n, f) != (size_t)n) {
-                fclose(f);
                 snprintf(err, size, "%s: read error", path);
                 return -EIO;
         }
-        fclose(f);
         return config_parse(c, text, err, size);
 }
 
@@ -273,14 +417,22 @@ const struct channel_rule *config_rule(const struct config *c, const char *name)
         return NULL;
 }
 
-bool acl_allows(const struct acl *a, uid_t uid, gid_t gid) {
-        if (uid == 0 || a->any)
+bool acl_is_empty(const struct acl *a) {
+        return !a->any && a->n_uids == 0 && a->n_gids == 0;
+}
+
+bool acl_allows(const struct acl *a, const struct who *w) {
+        if (w->uid == 0 || a->any)
                 return true;
         for (uint32_t i = 0; i < a->n_uids; i++)
-                if (a->uids[i] == uid)
+                if (a->uids[i] == w->uid)
                         return true;
-        for (uint32_t i = 0; i < a->n_gids; i++)
-                if (a->gids[i] == gid)
+        for (uint32_t i = 0; i < a->n_gids; i++) {
+                if (a->gids[i] == w->gid)
                         return true;
+                for (uint32_t j = 0; j < w->n_groups; j++)
+                        if (a->gids[i] == w->groups[j])
+                                return true;
+        }
         return false;
 }

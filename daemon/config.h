@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shmbusd configuration: built-in defaults, overridden by an optional JSON file
- * (docs/CONFIG.md). Parsing validates every key and names the bad one.
+ * (docs/CONFIG.md). Parsing validates every key and names the bad one; a
+ * struct config that parsed is within every limit below.
  */
 #pragma once
 
@@ -11,15 +12,36 @@
 
 #include "ring.h"
 
-#define CONFIG_ACL_MAX      32
-#define CONFIG_CHANNELS_MAX 256
+#define CONFIG_ACL_MAX      32            /* uids, and gids, in one rule */
+#define CONFIG_CHANNELS_MAX 256           /* entries in "channels" */
+#define CONFIG_FILE_MAX     (1 << 20)     /* bytes of a configuration file */
+#define CONFIG_COUNT_MAX    65536         /* max_channels, max_connections(_per_uid) */
+#define CONFIG_TIMEOUT_MAX  (3600 * 1000) /* ms: first_request_timeout_ms, unblock_timeout_ms */
 
-/* Who may do something: any user, or listed uids and gids. Root always may. */
+/* The defaults of the limits (docs/CONFIG.md). */
+#define CONFIG_DEFAULT_MAX_CHANNELS             256
+#define CONFIG_DEFAULT_MAX_CONNECTIONS          256
+#define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID  128
+#define CONFIG_DEFAULT_FIRST_REQUEST_TIMEOUT_MS 5000
+#define CONFIG_DEFAULT_UNBLOCK_TIMEOUT_MS       2000
+
+/*
+ * Who may do something: any user, or listed uids and gids (a gid matches a
+ * peer's primary group or any of its supplementary groups). Root always may.
+ */
 struct acl {
         bool any;
         uint32_t n_uids, n_gids;
         uid_t uids[CONFIG_ACL_MAX];
         gid_t gids[CONFIG_ACL_MAX];
+};
+
+/* Who asks: a peer's uid, primary gid and supplementary gids (SO_PEERGROUPS). */
+struct who {
+        uid_t uid;
+        gid_t gid;
+        const gid_t *groups;
+        uint32_t n_groups;
 };
 
 struct channel_rule {
@@ -38,18 +60,32 @@ struct config {
         uint32_t max_connections_per_uid;
         uint32_t first_request_timeout_ms;
         uint32_t unblock_timeout_ms;
+        int log_level; /* LOG_ERR .. LOG_DEBUG: less urgent lines are dropped */
         struct shmbus_ring_geom defaults;
         struct acl create;
+        struct acl grant; /* who may grant others access to a channel they create */
         uint32_t n_rules;
         struct channel_rule *rules;
 };
 
 void config_init_defaults(struct config *c);
 void config_deinit(struct config *c);
+/* Make @dst a deep copy of @src (which stays the caller's). */
+int config_copy(struct config *dst, const struct config *src);
 /* Parse @text into @c (which holds defaults). On error, @err says which key and why. */
 int config_parse(struct config *c, const char *text, char *err, size_t err_size);
 int config_load(struct config *c, const char *path, char *err, size_t err_size);
 const struct channel_rule *config_rule(const struct config *c, const char *name);
-bool acl_allows(const struct acl *a, uid_t uid, gid_t gid);
+bool acl_allows(const struct acl *a, const struct who *w);
+/* Does @a name nobody (so that it allows root alone)? */
+bool acl_is_empty(const struct acl *a);
+/*
+ * Parse the ACL @json ("any", or {"uids": [...], "gids": [...]}) into @a; @where
+ * names it in errors. With @names, a list may hold user and group names as
+ * well as numbers, resolved now (an unknown name is an error); without, only
+ * numbers (requests and the daemon's own files never name users).
+ */
+int config_parse_acl(const void *json, const char *where, bool names, struct acl *a, char *err,
+                     size_t err_size);
 int config_parse_geom(const void *json_obj, struct shmbus_ring_geom *g, const char *where,
                       char *err, size_t err_size);

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* See notify.h and sd_notify(3): the protocol is a stable interface of systemd. */
+#include "notify.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +11,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include "notify.h"
 
 static struct sockaddr_un addr;
 static socklen_t addr_len;
@@ -39,10 +39,6 @@ void notify_init(void) {
         addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '/'));
         fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         unsetenv("NOTIFY_SOCKET");
-}
-
-bool notify_enabled(void) {
-        return fd >= 0;
 }
 
 uint64_t notify_watchdog_usec(void) {

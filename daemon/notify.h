@@ -6,12 +6,11 @@
  */
 #pragma once
 
-#include <stdbool.h>
 #include <stdint.h>
 
 void notify_init(void);
-bool notify_enabled(void);
-/* Send @state (e.g. "READY=1\nSTATUS=serving"); errors are ignored, as systemd's own client does. */
+/* Send @state (e.g. "READY=1\nSTATUS=serving"); errors are ignored, as systemd's own client does.
+ */
 __attribute__((format(printf, 1, 2))) void notify(const char *fmt, ...);
 /* Watchdog interval requested by the service manager in microseconds, or 0. */
 uint64_t notify_watchdog_usec(void);

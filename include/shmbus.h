@@ -222,6 +222,8 @@ SHMBUS_EXPORT shmbus_channel *shmbus_channel_unref(shmbus_channel *chan);
  * @name: the channel name.
  *
  * Processes that have the channel mapped keep using it until they let go.
+ * shmbusd's record of the channel's owner (NAME.meta) goes too, if there is
+ * one and the caller may remove it; its absence is not an error.
  *
  * Return: 0, -EINVAL, -ENOENT, or another negative errno.
  */
@@ -271,7 +273,11 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub);
  * @timeout_ms: how long to wait for space: for the slowest subscriber on a
  *              SHMBUS_POLICY_BLOCK channel, and on either policy for another
  *              publisher whose claim, still open, is a whole ring behind.
- * @ret_buf: receives where to write exactly @len bytes.
+ * @ret_buf: receives where to write exactly @len bytes: always 16-byte
+ *           aligned, so any C object (up to alignof(max_align_t) on x86-64
+ *           and aarch64) may be built there in place. Only the first @len
+ *           bytes are the message; what follows, up to the next multiple of
+ *           16, is not delivered.
  *
  * Follow with shmbus_pub_commit() or shmbus_pub_abort(), soon: subscribers
  * cannot read past an open claim, and other publishers cannot lap it. shmbusd
@@ -346,7 +352,9 @@ SHMBUS_EXPORT int shmbus_sub_set_spin(shmbus_sub *sub, uint32_t spin_us);
 /**
  * shmbus_sub_peek() - borrow the next message in place (zero copy).
  * @sub: a subscriber.
- * @ret_data: receives a pointer to the message in shared memory.
+ * @ret_data: receives a pointer to the message in shared memory, always
+ *            16-byte aligned (as shmbus_pub_claim()'s buffer), so a message
+ *            that holds a C object can be read in place without a copy.
  * @ret_len: receives its length.
  * @timeout_ms: how long to wait for a message.
  *
@@ -443,8 +451,11 @@ SHMBUS_EXPORT shmbus_client *shmbus_client_free(shmbus_client *client);
  *
  * Lifetime: the caller owns one reference; drop it with shmbus_channel_unref().
  * Return: 0, -EINVAL, -ENOENT (no such channel, and not asked to create),
- * -EACCES (the daemon's policy denies it), -EUSERS (a limit was reached),
- * -ENOSPC, -EPROTO, -ECONNREFUSED (daemon down and not back), -ENOMEM.
+ * -EACCES (the daemon's policy denies it, or a grant in @create_opts),
+ * -EEXIST (asked to create, but files of that name lie in the shm directory
+ * unserved: the daemon's log says whose they are and what to run), -EUSERS
+ * (a limit was reached), -ENOSPC, -EPROTO, -ECONNREFUSED (daemon down and not
+ * back), -ENOMEM.
  */
 SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, int flags,
                                      const shmbus_opts *create_opts, shmbus_channel **ret_chan);
@@ -475,6 +486,47 @@ SHMBUS_EXPORT int shmbus_client_delete(shmbus_client *client, const char *name);
  */
 SHMBUS_EXPORT int shmbus_client_request(shmbus_client *client, const char *request,
                                         char **ret_reply);
+
+/* ---- Grants at create (SHMBUS_1.1) ------------------------------------------------------ */
+
+/* Roles a grant gives (shmbus_opts_grant_uid(), shmbus_opts_grant_gid()); OR them. */
+#define SHMBUS_GRANT_SUBSCRIBE 0x1 /* may open the channel as a subscriber */
+#define SHMBUS_GRANT_PUBLISH   0x2 /* may open the channel as a publisher */
+/* Distinct uids, and distinct gids, one options object can grant to. */
+#define SHMBUS_GRANTS_MAX 32
+
+/**
+ * shmbus_opts_grant_uid() - let another user use a channel this creates.
+ * @opts: options.
+ * @uid: the user (not (uid_t)-1).
+ * @roles: SHMBUS_GRANT_SUBSCRIBE, SHMBUS_GRANT_PUBLISH, or both ORed; added to
+ *         any roles granted to @uid before.
+ *
+ * Only shmbus_client_open() with SHMBUS_OPEN_CREATE sends grants, and shmbusd
+ * applies them only when that call creates the channel (not to one that
+ * exists). shmbusd keeps them with the channel, across its own restarts, and
+ * shows them in "stat" replies; it refuses the create with -EACCES if its
+ * configuration does not let the caller grant, or decides that role of the
+ * channel itself. The owner and root may always use the channel.
+ * shmbus_channel_create() ignores grants: without shmbusd nothing checks them.
+ *
+ * Return: 0, -EINVAL (no options, a bad uid or roles), or -ENOSPC
+ * (SHMBUS_GRANTS_MAX uids granted already).
+ */
+SHMBUS_EXPORT int shmbus_opts_grant_uid(shmbus_opts *opts, uid_t uid, int roles);
+
+/**
+ * shmbus_opts_grant_gid() - let the members of a group use a channel this creates.
+ * @opts: options.
+ * @gid: the group (not (gid_t)-1); it matches a process's primary group and
+ *       its supplementary groups.
+ * @roles: SHMBUS_GRANT_SUBSCRIBE, SHMBUS_GRANT_PUBLISH, or both ORed.
+ *
+ * As shmbus_opts_grant_uid(), for a group.
+ *
+ * Return: 0, -EINVAL, or -ENOSPC (SHMBUS_GRANTS_MAX gids granted already).
+ */
+SHMBUS_EXPORT int shmbus_opts_grant_gid(shmbus_opts *opts, gid_t gid, int roles);
 
 #ifdef __cplusplus
 }

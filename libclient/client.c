@@ -23,6 +23,7 @@
 
 #include "alloc.h"
 #include "channel.h"
+#include "opts.h"
 #include "util.h"
 #include "wire.h"
 
@@ -224,6 +225,46 @@ SHMBUS_EXPORT shmbus_client *shmbus_client_free(shmbus_client *client) {
         return NULL;
 }
 
+/* The ids of @opts's grants that include @role, as {"uids": [...], "gids": [...]}. */
+static cJSON *grants_role_json(const shmbus_opts *opts, int role) {
+        cJSON *acl = cJSON_CreateObject();
+
+        for (int k = 0; acl && k < 2; k++) {
+                const struct shmbus__grant *g;
+                uint32_t n = shmbus__opts_grants(opts, k == 0, &g);
+                cJSON *ids = cJSON_AddArrayToObject(acl, k == 0 ? WIRE_UIDS : WIRE_GIDS);
+
+                if (!ids) {
+                        cJSON_Delete(acl);
+                        return NULL;
+                }
+                for (uint32_t i = 0; i < n; i++)
+                        if (g[i].roles & role)
+                                cJSON_AddItemToArray(ids, cJSON_CreateNumber(g[i].id));
+        }
+        return acl;
+}
+
+/* The create object's "grants", if @opts grants anything. */
+static bool add_grants(cJSON *create, const shmbus_opts *opts) {
+        const struct shmbus__grant *g;
+        cJSON *grants, *pub, *sub;
+
+        if (shmbus__opts_grants(opts, true, &g) == 0 && shmbus__opts_grants(opts, false, &g) == 0)
+                return true;
+        grants = cJSON_AddObjectToObject(create, WIRE_GRANTS);
+        pub = grants_role_json(opts, SHMBUS_GRANT_PUBLISH);
+        sub = grants_role_json(opts, SHMBUS_GRANT_SUBSCRIBE);
+        if (!grants || !pub || !sub) {
+                cJSON_Delete(pub);
+                cJSON_Delete(sub);
+                return false;
+        }
+        cJSON_AddItemToObject(grants, WIRE_GRANT_PUBLISH, pub);
+        cJSON_AddItemToObject(grants, WIRE_GRANT_SUBSCRIBE, sub);
+        return true;
+}
+
 /* The "create" member of an open request: the caller's geometry, or true for the daemon's. */
 static bool add_create(cJSON *req, const shmbus_opts *create_opts) {
         const struct shmbus_ring_geom *g;
@@ -239,7 +280,8 @@ static bool add_create(cJSON *req, const shmbus_opts *create_opts) {
                                        g->policy == SHMBUS_POLICY_BLOCK ? WIRE_POLICY_BLOCK
                                                                         : WIRE_POLICY_OVERWRITE) &&
                cJSON_AddNumberToObject(o, WIRE_MAX_SUBSCRIBERS, g->max_subs) &&
-               cJSON_AddNumberToObject(o, WIRE_MAX_PUBLISHERS, g->max_pubs);
+               cJSON_AddNumberToObject(o, WIRE_MAX_PUBLISHERS, g->max_pubs) &&
+               add_grants(o, create_opts);
 }
 
 SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, int flags,

@@ -5,7 +5,8 @@
  * A channel is created with O_TMPFILE, fully allocated, formatted (the magic
  * written last), and only then linked under its name, data file first: so a
  * NAME.ctl that exists always has a NAME.data beside it and is complete. It is
- * removed in the opposite order, NAME.ctl first. Files are opened O_NOFOLLOW
+ * removed in the opposite order, NAME.ctl first, and shmbusd's NAME.meta
+ * (the owner's record, never opened here) last. Files are opened O_NOFOLLOW
  * and never with more access than the flags ask for.
  */
 #include "files.h"
@@ -33,7 +34,8 @@ bool shmbus__channel_name_of_file(const char *file, char ret_name[SHMBUS_NAME_MA
         return shmbus__name_is_valid(ret_name);
 }
 
-static int chan_path(char *buf, size_t size, const char *dir, const char *name, const char *ext) {
+int shmbus__channel_file_path(char *buf, size_t size, const char *dir, const char *name,
+                              const char *ext) {
         int n;
 
         if (!dir || !shmbus__name_is_valid(name))
@@ -103,10 +105,10 @@ int shmbus__channel_create_fds(const char *dir, const char *name,
         r = shmbus__ring_geom_check(&g);
         if (r < 0)
                 return r;
-        r = chan_path(ctl_path, sizeof(ctl_path), dir, name, "ctl");
+        r = shmbus__channel_file_path(ctl_path, sizeof(ctl_path), dir, name, "ctl");
         if (r < 0)
                 return r;
-        r = chan_path(data_path, sizeof(data_path), dir, name, "data");
+        r = shmbus__channel_file_path(data_path, sizeof(data_path), dir, name, "data");
         if (r < 0)
                 return r;
 
@@ -141,13 +143,13 @@ int shmbus__channel_open_fds(const char *dir, const char *name, int flags, int *
         bool inspect = flags & SHMBUS_OPEN_INSPECT;
         int r;
 
-        r = chan_path(path, sizeof(path), dir, name, "ctl");
+        r = shmbus__channel_file_path(path, sizeof(path), dir, name, "ctl");
         if (r < 0)
                 return r;
         ctl_fd = open(path, (inspect ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
         if (ctl_fd < 0)
                 return -errno;
-        r = chan_path(path, sizeof(path), dir, name, "data");
+        r = shmbus__channel_file_path(path, sizeof(path), dir, name, "data");
         if (r < 0)
                 return r;
         data_fd = open(path, ((flags & SHMBUS_OPEN_PUBLISH) && !inspect ? O_RDWR : O_RDONLY) |
@@ -164,15 +166,19 @@ SHMBUS_EXPORT int shmbus_channel_unlink(const char *dir, const char *name) {
         int r, ret = 0;
 
         /* The ctl file goes first: without it the channel no longer exists. */
-        r = chan_path(path, sizeof(path), dir, name, "ctl");
+        r = shmbus__channel_file_path(path, sizeof(path), dir, name, "ctl");
         if (r < 0)
                 return r;
         if (unlink(path) < 0)
                 ret = -errno;
-        r = chan_path(path, sizeof(path), dir, name, "data");
+        r = shmbus__channel_file_path(path, sizeof(path), dir, name, "data");
         if (r < 0)
                 return r;
         if (unlink(path) < 0 && ret == 0)
+                ret = -errno;
+        /* shmbusd's record of the owner, if it kept one; its absence is no error. */
+        r = shmbus__channel_file_path(path, sizeof(path), dir, name, SHMBUS_FILE_META);
+        if (r == 0 && unlink(path) < 0 && errno != ENOENT && ret == 0)
                 ret = -errno;
         return ret;
 }

@@ -44,6 +44,18 @@
 #define WIRE_ROLE_SUB "sub"
 #define WIRE_CREATE   "create"
 
+/*
+ * Grants (in a create object; in open and stat replies): who besides the
+ * owner may use the channel, {"publish": ACL, "subscribe": ACL}, each ACL
+ * "any" or {"uids": [...], "gids": [...]}.
+ */
+#define WIRE_GRANTS          "grants"
+#define WIRE_GRANT_PUBLISH   "publish"
+#define WIRE_GRANT_SUBSCRIBE "subscribe"
+#define WIRE_UIDS            "uids"
+#define WIRE_GIDS            "gids"
+#define WIRE_ANY             "any"
+
 /* Channel geometry, in create objects, open replies and stats. */
 #define WIRE_POLICY           "policy"
 #define WIRE_POLICY_BLOCK     "block"
@@ -53,6 +65,7 @@
 #define WIRE_MAX_SUBSCRIBERS  "max_subscribers"
 #define WIRE_MAX_PUBLISHERS   "max_publishers"
 #define WIRE_OWNER_UID        "owner_uid"
+#define WIRE_OWNER_GID        "owner_gid"
 
 /* Reply fields. */
 #define WIRE_CREATED            "created"
@@ -95,3 +108,21 @@
  * protocol).
  */
 int shmbus__wire_reply_status(const cJSON *reply);
+
+/*
+ * The daemon's own counters (op "stats", issue 21): what shmbusd has done since
+ * it started, for monitoring. Per-uid use is not here: it follows from "list"
+ * (owner_uid, capacity of every channel).
+ */
+#define WIRE_OP_STATS             "stats"
+#define WIRE_UPTIME_MS            "uptime_ms"
+#define WIRE_CONNECTIONS          "connections"
+#define WIRE_CONNECTIONS_ACCEPTED "connections_accepted"
+#define WIRE_CONNECTIONS_REFUSED  "connections_refused"
+#define WIRE_CHANNELS_ADOPTED     "channels_adopted"
+#define WIRE_CHANNELS_NOT_ADOPTED "channels_not_adopted"
+#define WIRE_SLOTS_RELEASED       "slots_released"
+#define WIRE_CLAIMS_UNBLOCKED     "claims_unblocked"
+#define WIRE_REQUESTS             "requests"
+#define WIRE_REQUESTS_OTHER       "other"
+#define WIRE_REQUESTS_FAILED      "requests_failed"

@@ -8,6 +8,8 @@
 #   4. make check with ThreadSanitizer (clang)
 #   5. the daemon's tests with shmbusd under valgrind memcheck
 #   6. the libFuzzer targets, 60 s each (scripts/fuzz.sh)
+#   7. the Debian packages: built from a clean copy, lintian, installed, the
+#      installed daemon and library used, purged (scripts/test-deb.sh; as root)
 # SHMBUS_TEST_QUICK=1 runs only the plain build.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,5 +51,11 @@ if [ "${SHMBUS_TEST_QUICK:-0}" != 1 ]; then
                 exit 1
         }
         sh scripts/fuzz.sh 60
+        if [ "$(id -u)" -eq 0 ]; then
+                sh scripts/install-deps.sh --deb
+                sh scripts/test-deb.sh
+        else
+                echo "=== deb: skipped (installing packages needs root)"
+        fi
 fi
 echo "=== all test runs passed"

@@ -26,3 +26,27 @@ if [ -n "$unversioned" ]; then
         exit 1
 fi
 echo "PASS: $(echo "$expected" | wc -l) symbols, all versioned"
+
+# The manual lists every public function: shmbus(3) names each symbol of libshmbus.sym
+# (in any version node), so a function added to the library is added to the page too.
+man3="${top_srcdir:-.}/man/shmbus.3"
+missing=""
+for f in $(sed -n 's/^[[:space:]]*\(shmbus_[a-z0-9_]*\);$/\1/p' "$sym"); do
+        grep -qw "$f" "$man3" || missing="$missing $f"
+done
+if [ -n "$missing" ]; then
+        echo "FAIL: man/shmbus.3 does not mention:$missing"
+        exit 1
+fi
+echo "PASS: man/shmbus.3 mentions all $(echo "$expected" | wc -l) symbols"
+
+# The Debian symbols file follows libshmbus.sym (a tree without debian/, such as the
+# release tarball, skips this).
+gen="${top_srcdir:-.}/debian/gen-symbols.sh"
+if [ -e "$gen" ]; then
+        sh "$gen" --check || {
+                echo "FAIL: debian/libshmbus1.symbols is out of date"
+                exit 1
+        }
+        echo "PASS: debian/libshmbus1.symbols lists every symbol of libshmbus.sym"
+fi

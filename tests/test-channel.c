@@ -11,7 +11,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdalign.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -521,6 +523,44 @@ static void test_alloc_faults(void) {
         fake_daemon_stop(pid, path);
 }
 
+/*
+ * shmbus.h promises that claimed and peeked payloads start 16-byte aligned, for
+ * every length and across the ring's wrap (a service may store any scalar,
+ * max_align_t included, at the start of a message without copying it).
+ */
+static void test_payload_alignment(void) {
+        shmbus_opts *o = opts_make(4096, 1024, SHMBUS_POLICY_OVERWRITE);
+        shmbus_channel *c;
+        shmbus_pub *p;
+        shmbus_sub *s;
+
+        CU_ASSERT_EQUAL_FATAL(shmbus_channel_create(dir, "aligned", o, 0600, &c), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(c, &p), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(c, &s), 0);
+        /* Lengths of every residue mod 16, for several laps of a 4 KiB ring. */
+        for (size_t i = 0; i < 600; i++) {
+                size_t len = 1 + (i * 37) % 300;
+                const void *got;
+                size_t got_len;
+                void *buf;
+
+                CU_ASSERT_EQUAL_FATAL(shmbus_pub_claim(p, len, 0, &buf), 0);
+                CU_ASSERT_EQUAL((uintptr_t)buf % 16, 0);
+                memset(buf, (int)i, len);
+                CU_ASSERT_EQUAL(shmbus_pub_commit(p), 0);
+                CU_ASSERT_EQUAL_FATAL(shmbus_sub_peek(s, &got, &got_len, 0), 0);
+                CU_ASSERT_EQUAL(got_len, len);
+                CU_ASSERT_EQUAL((uintptr_t)got % 16, 0);
+                CU_ASSERT_EQUAL(shmbus_sub_release(s), 0);
+        }
+        CU_ASSERT(alignof(max_align_t) <= 16);
+        shmbus_sub_free(s);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+        shmbus_opts_free(o);
+        CU_ASSERT_EQUAL(shmbus_channel_unlink(dir, "aligned"), 0);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"create, open, names, modes, unlink", test_create_open},
@@ -533,6 +573,8 @@ int main(void) {
                 {"NULL getters, static error strings, one version", test_api_edges},
                 {"a client reads replies with the protocol's one parser", test_reply_status},
                 {"every allocation failure of a setup call is a clean -ENOMEM", test_alloc_faults},
+                {"payloads are 16-byte aligned, whatever the length and wrap",
+                 test_payload_alignment},
                 {NULL, NULL},
         };
         int rc;

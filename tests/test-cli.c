@@ -6,6 +6,8 @@
 #undef NDEBUG
 #include <cjson/cJSON.h>
 #include <grp.h>
+#include <poll.h>
+#include <pty.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,8 +45,8 @@ static int cli(const char *input, const char *args) {
         if (input)
                 fputs(input, f);
         fclose(f);
-        snprintf(cmd, sizeof(cmd), "SHMBUS_SOCKET='%s' %s/cli/shmbus-cli %s <%s >%s 2>%s", sock, top,
-                 args, in, o, e);
+        snprintf(cmd, sizeof(cmd), "SHMBUS_SOCKET='%s' %s/cli/shmbus-cli %s <%s >%s 2>%s", sock,
+                 top, args, in, o, e);
         st = system(cmd);
         free(out);
         free(errout);
@@ -172,8 +174,9 @@ static void test_follow(void) {
 
         CU_ASSERT_EQUAL(cli(NULL, "create feed"), 0);
         snprintf(path, sizeof(path), "%s/follow.out", dir);
-        snprintf(args, sizeof(args), "SHMBUS_SOCKET='%s' exec %s/cli/shmbus-cli tail feed -f -n 0 >%s",
-                 sock, top, path);
+        snprintf(args, sizeof(args),
+                 "SHMBUS_SOCKET='%s' exec %s/cli/shmbus-cli tail feed -f -n 0 >%s", sock, top,
+                 path);
         t = fork();
         if (t == 0) {
                 execl("/bin/sh", "sh", "-c", args, (char *)NULL);
@@ -293,9 +296,11 @@ static void test_daemon_down(void) {
         CU_ASSERT_EQUAL(cli(NULL, args), 0);
         j = cJSON_Parse(out);
         CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItem(j, "offline")));
-        CU_ASSERT_EQUAL(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "channels"), 0),
-                                            "published")->valuedouble,
-                        1);
+        CU_ASSERT_EQUAL(
+                cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "channels"), 0),
+                                    "published")
+                        ->valuedouble,
+                1);
         cJSON_Delete(j);
         snprintf(args, sizeof(args), "--shm-dir '%s' status kept", shm);
         CU_ASSERT_EQUAL(cli(NULL, args), 0);
@@ -413,6 +418,415 @@ static void test_reply_status(void) {
         fake_daemon_stop(f, path);
 }
 
+/* A number field of @o, or -1 if it is missing (so that a failed check does not crash). */
+static int jnum(const cJSON *o, const char *key) {
+        const cJSON *v = cJSON_GetObjectItem(o, key);
+
+        return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+/* The lines of @s as a NULL-terminated array of copies (free with free_lines()). */
+static char **split_lines(const char *s) {
+        char **v = calloc((size_t)count_lines(s) + 2, sizeof(*v));
+        size_t n = 0;
+
+        while (*s) {
+                const char *nl = strchr(s, '\n');
+                size_t len = nl ? (size_t)(nl - s) : strlen(s);
+
+                v[n++] = strndup(s, len);
+                s += len + (nl ? 1 : 0);
+        }
+        return v;
+}
+
+static void free_lines(char **v) {
+        for (size_t i = 0; v[i]; i++)
+                free(v[i]);
+        free(v);
+}
+
+/* Where @word starts in @line, or -1. */
+static long column_of(const char *line, const char *word) {
+        const char *p = strstr(line, word);
+
+        return p ? p - line : -1;
+}
+
+/* Long names widen the CHANNEL column instead of pushing the rest aside; rows sort by name. */
+static void test_list_sorted_and_aligned(void) {
+        static const char *const names[] = {"a-channel-name-longer-than-24-chars", "alpha", "zeta"};
+        pid_t d = daemon_start_fresh(NULL);
+        char **lines;
+        cJSON *j, *c;
+        int i = 0;
+
+        CU_ASSERT_EQUAL(cli(NULL, "create zeta"), 0);
+        CU_ASSERT_EQUAL(cli(NULL, "create a-channel-name-longer-than-24-chars"), 0);
+        CU_ASSERT_EQUAL(cli(NULL, "create alpha"), 0);
+
+        CU_ASSERT_EQUAL(cli(NULL, "list"), 0);
+        lines = split_lines(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(lines[0]);
+        CU_ASSERT_EQUAL_FATAL(count_lines(out), 4);
+        for (i = 0; i < 3; i++) {
+                CU_ASSERT_EQUAL(strncmp(lines[i + 1], names[i], strlen(names[i])), 0);
+                /* Every column starts where its header does. */
+                CU_ASSERT_EQUAL(column_of(lines[i + 1], " block") + 1,
+                                column_of(lines[0], "POLICY"));
+                CU_ASSERT_EQUAL(strlen(lines[i + 1]), strlen(lines[0]));
+        }
+        free_lines(lines);
+
+        CU_ASSERT_EQUAL(cli(NULL, "--json list"), 0);
+        j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        i = 0;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "channels")) {
+                CU_ASSERT_FATAL(i < 3);
+                CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(c, "name")->valuestring, names[i]);
+                i++;
+        }
+        CU_ASSERT_EQUAL(i, 3);
+        cJSON_Delete(j);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/*
+ * Without the daemon, a user who may not read the channel files gets one line
+ * saying what to do and exit 4, not an error per channel (twice) and an empty
+ * table with exit 0.
+ */
+static void test_offline_no_access(void) {
+        static char nobody_dir[700];
+        pid_t d, pid;
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "(skipped: needs root to become nobody) ");
+                return;
+        }
+        d = daemon_start_fresh(NULL);
+        CU_ASSERT_EQUAL(cli(NULL, "create secret"), 0);
+        CU_ASSERT_EQUAL(cli(NULL, "create hidden"), 0);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+
+        /* nobody may look into the directories, but not read the files (0600, root's). */
+        chmod(dir, 0755);
+        chmod(shm, 0755);
+        snprintf(nobody_dir, sizeof(nobody_dir), "%s/nobody-offline", dir);
+        mkdir(nobody_dir, 0777);
+        chmod(nobody_dir, 0777);
+        pid = fork();
+        if (pid == 0) {
+                char args[800];
+                int ok = 1;
+
+                iodir = nobody_dir;
+                if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(99);
+                for (const char *const *v = (const char *const[]){"list", "--json list", "stats",
+                                                                  "status secret", NULL};
+                     *v; v++) {
+                        snprintf(args, sizeof(args), "--shm-dir '%s' %s", shm, *v);
+                        ok &= cli(NULL, args) == 4;
+                        ok &= count_lines(errout) == 1;
+                        ok &= strstr(errout, "cannot be read") != NULL;
+                        ok &= strstr(errout, "start shmbusd") != NULL;
+                        ok &= out[0] == '\0';
+                        if (!ok) {
+                                fprintf(stderr, "%s: out '%s' err '%s'\n", *v, out, errout);
+                                break;
+                        }
+                }
+                _exit(ok ? 0 : 1);
+        }
+        CU_ASSERT_EQUAL(test_wait(pid), 0);
+        chmod(shm, 0700);
+        chmod(dir, 0700);
+}
+
+/* Take a subscriber and a publisher slot in @name's files, and die without letting go. */
+static pid_t member_that_dies(const char *name) {
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                shmbus_channel *ch;
+                shmbus_sub *s;
+                shmbus_pub *p;
+
+                if (shmbus_channel_open(shm, name, SHMBUS_OPEN_PUBLISH, &ch) < 0 ||
+                    shmbus_sub_new(ch, &s) < 0 || shmbus_pub_new(ch, &p) < 0)
+                        _exit(1);
+                _exit(0);
+        }
+        return pid;
+}
+
+/* Offline, slots of processes that are gone are not counted, and the output says so. */
+static void test_offline_dead_members(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        shmbus_channel *ch;
+        shmbus_sub *live;
+        char args[800];
+        cJSON *j, *c;
+
+        CU_ASSERT_EQUAL(cli(NULL, "create ghosts"), 0);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        CU_ASSERT_EQUAL(test_wait(member_that_dies("ghosts")), 0);
+        CU_ASSERT_EQUAL(test_wait(member_that_dies("ghosts")), 0);
+        /* One subscriber that is alive: this process. */
+        CU_ASSERT_EQUAL_FATAL(shmbus_channel_open(shm, "ghosts", 0, &ch), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(ch, &live), 0);
+
+        snprintf(args, sizeof(args), "--shm-dir '%s' --json list", shm);
+        CU_ASSERT_EQUAL(cli(NULL, args), 0);
+        j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        c = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "channels"), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+        CU_ASSERT_EQUAL(jnum(c, "subscribers_active"), 1);
+        CU_ASSERT_EQUAL(jnum(c, "publishers_active"), 0);
+        CU_ASSERT_EQUAL(jnum(c, "dead_subscribers"), 2);
+        CU_ASSERT_EQUAL(jnum(c, "dead_publishers"), 2);
+        cJSON_Delete(j);
+
+        snprintf(args, sizeof(args), "--shm-dir '%s' --json status ghosts", shm);
+        CU_ASSERT_EQUAL(cli(NULL, args), 0);
+        j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItem(j, "subscribers")), 1);
+        CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItem(j, "publishers")), 0);
+        CU_ASSERT_EQUAL(jnum(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "subscribers"), 0), "pid"),
+                        getpid());
+        cJSON_Delete(j);
+
+        snprintf(args, sizeof(args), "--shm-dir '%s' status ghosts", shm);
+        CU_ASSERT_EQUAL(cli(NULL, args), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "1/16 subscribers"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "not counted: 2 publisher and 2 subscriber slots"));
+        snprintf(args, sizeof(args), "--shm-dir '%s' list", shm);
+        CU_ASSERT_EQUAL(cli(NULL, args), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "not counted: 2 publisher and 2 subscriber slots"));
+        shmbus_sub_free(live);
+        shmbus_channel_unref(ch);
+}
+
+/* --json is honoured by every verb that prints, or refused where it would contradict. */
+static void test_json_everywhere(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        char *by_format;
+        cJSON *j;
+
+        CU_ASSERT_EQUAL(cli(NULL, "--json pub --create notes 'one note'"), 0);
+        j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "name")->valuestring, "notes");
+        CU_ASSERT_EQUAL(jnum(j, "sent"), 1);
+        CU_ASSERT_EQUAL(jnum(j, "bytes"), 8);
+        CU_ASSERT_PTR_NULL(cJSON_GetObjectItem(j, "error"));
+        cJSON_Delete(j);
+        CU_ASSERT_EQUAL(cli("two\nthree\n", "pub notes --json"), 0);
+        j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        CU_ASSERT_EQUAL(jnum(j, "sent"), 2);
+        CU_ASSERT_EQUAL(jnum(j, "bytes"), 8);
+        cJSON_Delete(j);
+        CU_ASSERT_EQUAL(cli(NULL, "pub missing x --json"), 3);
+        j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        CU_ASSERT_EQUAL(jnum(j, "sent"), 0);
+        CU_ASSERT(cJSON_IsString(cJSON_GetObjectItem(j, "error")));
+        cJSON_Delete(j);
+
+        /* tail --json is tail --format json. */
+        CU_ASSERT_EQUAL(cli(NULL, "tail notes --format json"), 0);
+        by_format = strdup(out);
+        CU_ASSERT_EQUAL(cli(NULL, "tail notes --json"), 0);
+        CU_ASSERT_STRING_EQUAL(out, by_format);
+        CU_ASSERT_EQUAL(count_lines(out), 3);
+        free(by_format);
+        CU_ASSERT_EQUAL(cli(NULL, "tail notes --json --format hex"), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errout, "--json"));
+        CU_ASSERT_EQUAL(cli(NULL, "tail notes --format openmetrics"), 2);
+        CU_ASSERT_EQUAL(cli(NULL, "stats --format hex"), 2);
+        CU_ASSERT_EQUAL(cli(NULL, "stats --format openmetrics --json"), 2);
+
+        /* list --json answers at once, without a rate unless asked for one. */
+        CU_ASSERT_EQUAL(cli(NULL, "--json list"), 0);
+        j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        CU_ASSERT(cJSON_IsNull(cJSON_GetObjectItem(
+                cJSON_GetArrayItem(cJSON_GetObjectItem(j, "channels"), 0), "msg_per_s")));
+        cJSON_Delete(j);
+        CU_ASSERT_EQUAL(cli(NULL, "--json list --rate"), 0);
+        j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        CU_ASSERT(cJSON_IsNumber(cJSON_GetObjectItem(
+                cJSON_GetArrayItem(cJSON_GetObjectItem(j, "channels"), 0), "msg_per_s")));
+        cJSON_Delete(j);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/* stats tells when: "time" and "offline" in every --json line, a time line over each --watch. */
+static void test_stats_time(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        char *save, *l, today[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        int n = 0;
+
+        CU_ASSERT_EQUAL(cli(NULL, "create clock"), 0);
+        CU_ASSERT_EQUAL(cli(NULL, "--json stats --watch --interval 0.02 --count 2"), 0);
+        for (l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save), n++) {
+                cJSON *line = cJSON_Parse(l);
+                const cJSON *t = cJSON_GetObjectItem(line, "time");
+
+                CU_ASSERT_PTR_NOT_NULL_FATAL(line);
+                CU_ASSERT(cJSON_IsFalse(cJSON_GetObjectItem(line, "offline")));
+                CU_ASSERT_FATAL(cJSON_IsString(t));
+                /* RFC 3339 in UTC with milliseconds: 2026-12-01T12:43:21.123Z */
+                CU_ASSERT_EQUAL(strlen(t->valuestring), 24);
+                CU_ASSERT_EQUAL(t->valuestring[10], 'T');
+                CU_ASSERT_EQUAL(t->valuestring[19], '.');
+                CU_ASSERT_EQUAL(t->valuestring[23], 'Z');
+                cJSON_Delete(line);
+        }
+        CU_ASSERT_EQUAL(n, 2);
+
+        setenv("TZ", "UTC", 1);
+        gmtime_r(&now, &tm);
+        strftime(today, sizeof(today), "%Y-%m-%d ", &tm);
+        CU_ASSERT_EQUAL(cli(NULL, "stats --watch --interval 0.02 --count 2"), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, today));
+        CU_ASSERT_PTR_NOT_NULL(strstr(strstr(out, today) + 1, today)); /* over each refresh */
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, " UTC"));
+        unsetenv("TZ");
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/* Bad values name the option as typed and say what it takes; --version and help exist. */
+static void test_messages_version_help(void) {
+        pid_t d = daemon_start_fresh(NULL);
+
+        CU_ASSERT_EQUAL(cli(NULL, "tail x -n -1"), 2);
+        CU_ASSERT_PTR_NOT_NULL(
+                strstr(errout, "invalid value '-1' for -n: expected a whole number >= 0"));
+        CU_ASSERT_EQUAL(cli(NULL, "tail x --lines=-1"), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errout, "invalid value '-1' for --lines: expected"));
+        CU_ASSERT_EQUAL(cli(NULL, "stats --interval 0"), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errout, "for --interval: expected seconds"));
+
+        CU_ASSERT_EQUAL(cli(NULL, "--version"), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "shmbus-cli " PACKAGE_VERSION));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "shmbusd " PACKAGE_VERSION));
+        CU_ASSERT_EQUAL(cli(NULL, "-V --json"), 0);
+        cJSON *j = cJSON_Parse(out);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        CU_ASSERT_STRING_EQUAL(cJSON_GetObjectItem(j, "library")->valuestring, PACKAGE_VERSION);
+        cJSON_Delete(j);
+
+        CU_ASSERT_EQUAL(cli(NULL, "help"), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "Exit codes"));
+        CU_ASSERT_EQUAL(cli(NULL, "help tail"), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "Usage: shmbus-cli tail CHANNEL"));
+        CU_ASSERT_EQUAL(cli(NULL, "help metrics"), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "Usage: shmbus-cli metrics"));
+        CU_ASSERT_EQUAL(cli(NULL, "help frobnicate"), 2);
+        CU_ASSERT_EQUAL(cli(NULL, "help a b"), 2);
+
+        /* Positions say their unit. */
+        CU_ASSERT_EQUAL(cli(NULL, "pub --create units hello"), 0);
+        CU_ASSERT_EQUAL(cli(NULL, "status units"), 0);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "position:    32 B"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "POSITION (B)"));
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/* Run "shmbus-cli list" on a pseudo-terminal with @env; return what it printed. */
+static char *list_on_terminal(const char *env) {
+        char cmd[1500], *buf = calloc(1, 65536);
+        size_t n = 0;
+        int master;
+        pid_t pid;
+
+        snprintf(cmd, sizeof(cmd), "env %s SHMBUS_SOCKET='%s' %s/cli/shmbus-cli list", env, sock,
+                 test_builddir());
+        pid = forkpty(&master, NULL, NULL, NULL);
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+                execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+                _exit(127);
+        }
+        for (;;) {
+                struct pollfd p = {.fd = master, .events = POLLIN};
+                ssize_t got;
+
+                if (poll(&p, 1, 5000) <= 0)
+                        break;
+                got = read(master, buf + n, 65535 - n);
+                if (got <= 0)
+                        break; /* EIO: the child closed the terminal */
+                n += (size_t)got;
+        }
+        close(master);
+        CU_ASSERT_EQUAL(test_wait(pid), 0);
+        return buf;
+}
+
+/* Colours only on a terminal that can show them, and never with NO_COLOR set (to anything). */
+static void test_colours(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        char *got;
+
+        CU_ASSERT_EQUAL(cli(NULL, "create painted"), 0);
+        got = list_on_terminal("-u NO_COLOR TERM=xterm");
+        CU_ASSERT_PTR_NOT_NULL(strchr(got, '\033'));
+        CU_ASSERT_PTR_NOT_NULL(strstr(got, "painted"));
+        free(got);
+        got = list_on_terminal("-u NO_COLOR TERM=dumb");
+        CU_ASSERT_PTR_NULL(strchr(got, '\033'));
+        CU_ASSERT_PTR_NOT_NULL(strstr(got, "painted"));
+        free(got);
+        got = list_on_terminal("TERM=xterm NO_COLOR=1");
+        CU_ASSERT_PTR_NULL(strchr(got, '\033'));
+        free(got);
+        /* https://no-color.org: an empty NO_COLOR does not count. */
+        got = list_on_terminal("TERM=xterm NO_COLOR=");
+        CU_ASSERT_PTR_NOT_NULL(strchr(got, '\033'));
+        free(got);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/*
+ * Label values are escaped as the exposition formats require. Real channel
+ * names cannot hold a quote, backslash or newline, so a stand-in daemon sends
+ * one (it answers list and stat alike, so the reply serves as both).
+ */
+static void test_metrics_escaping(void) {
+        static const char reply[] =
+                "{\"v\":1,\"ok\":true,\"channels\":[{\"name\":\"q\\\"b\\\\s\\nn\"}],"
+                "\"name\":\"q\\\"b\\\\s\\nn\",\"capacity\":4096,\"published\":12345678901,"
+                "\"subscribers\":[{\"slot\":3,\"lag_bytes\":7}]}";
+        char path[700], args[800];
+        pid_t f;
+
+        snprintf(path, sizeof(path), "%s/fake-metrics.sock", dir);
+        f = fake_daemon_start(path, reply);
+        snprintf(args, sizeof(args), "-s '%s' stats --format openmetrics", path);
+        CU_ASSERT_EQUAL(cli(NULL, args), 0);
+        CU_ASSERT_PTR_NOT_NULL(
+                strstr(out, "shmbus_channel_capacity_bytes{channel=\"q\\\"b\\\\s\\nn\"} 4096\n"));
+        CU_ASSERT_PTR_NOT_NULL(
+                strstr(out, "shmbus_channel_published_messages_total{channel=\"q\\\"b\\\\s\\nn\"} "
+                            "12345678901\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(
+                out, "shmbus_subscriber_lag_bytes{channel=\"q\\\"b\\\\s\\nn\",slot=\"3\"} 7\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "shmbus_daemon_up 1\n"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "\n# EOF\n"));
+        CU_ASSERT_EQUAL(strcmp(out + strlen(out) - 6, "# EOF\n"), 0);
+        fake_daemon_stop(f, path);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"version and --help for every verb", test_version_and_help},
@@ -421,6 +835,16 @@ int main(void) {
                 {"bad input and exit codes", test_errors_and_exit_codes},
                 {"daemon down: read from files, refuse writes", test_daemon_down},
                 {"replies are judged by the protocol's parser", test_reply_status},
+                {"list: sorted by name, columns as wide as the longest",
+                 test_list_sorted_and_aligned},
+                {"daemon down, files unreadable: one line, exit 4", test_offline_no_access},
+                {"daemon down: members of dead processes are not counted",
+                 test_offline_dead_members},
+                {"--json for tail and pub; list --json without a rate", test_json_everywhere},
+                {"stats: time in --json and over --watch", test_stats_time},
+                {"option errors, --version, help, units", test_messages_version_help},
+                {"colours: TERM=dumb and NO_COLOR", test_colours},
+                {"metrics: label values are escaped", test_metrics_escaping},
                 {NULL, NULL},
         };
         int rc;

@@ -70,3 +70,22 @@ echo "$out" | grep -q '"published":[[:space:]]*3' || fail "expected 3 heartbeats
 "$dest$prefix/bin/shmbus-cli" tail heartbeat -n 1 | grep -q "^heartbeat 0 from " ||
         fail "last heartbeat not readable"
 echo "PASS: the example service runs against the installed daemon"
+
+# What a user reads is installed with the programs, and nothing that is not for them is.
+for f in "$prefix/share/man/man5/shmbusd.json.5" "$prefix/share/doc/shmbus/PROTOCOL.md" \
+        "$prefix/share/doc/shmbus/CONFIG.md" "$prefix/share/doc/shmbus/METRICS.md"; do
+        [ -e "$dest$f" ] || fail "not installed: $f"
+done
+[ -e "$dest$prefix/bin/shmbus-demo" ] && fail "shmbus-demo is installed in bin (it is the quick start's)"
+grep -q '^URL: .*\.invalid' "$dest$libdir/pkgconfig/libshmbus.pc" && fail "libshmbus.pc has a fake URL"
+# Every key the daemon's configuration takes is in shmbusd.json(5): the keys of config.c's
+# number table and its string compares (a new key added either way shows up here).
+keys=$(sed -n -e 's/^[[:space:]]*{"\([a-z_]*\)", &c->.*/\1/p' \
+        -e 's/.*strcmp(k, "\([a-z_]*\)").*/\1/p' -e 's/.*strcmp(item->string, "\([a-z_]*\)").*/\1/p' \
+        "$s/daemon/config.c" | sort -u)
+[ -n "$keys" ] || fail "no configuration keys found in daemon/config.c"
+for k in $keys; do
+        grep -qw "$k" "$dest$prefix/share/man/man5/shmbusd.json.5" ||
+                fail "shmbusd.json(5) does not describe the key $k"
+done
+echo "PASS: man pages and docs installed, the demo and fake URLs not"

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Liveness and repair: telling live processes from dead ones, releasing the
+ * slots of the dead, and padding over claims whose writer died. Invariants:
+ * a slot is released only when its owner pid is gone (or when it has been
+ * active without an owner for two sweeps running); a claim is padded over
+ * only once its writer is dead, never under a live (if slow) publisher.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "registry.h"
+
+/* Is @pid running? A zombie is not: it will never touch its slots again. */
+bool pid_is_alive(pid_t pid);
+/* Release every slot held by @pid (which has died) in @c. Return: how many. */
+unsigned liveness_reap_pid(struct chan *c, pid_t pid);
+/*
+ * One periodic repair pass over every channel of @reg at time @now (ns):
+ * release slots of processes that no longer exist (also those of clients of a
+ * previous daemon), and pad over claims that have kept a subscriber waiting,
+ * unchanged, for @unblock_timeout_ms and whose writer is dead.
+ */
+void liveness_sweep(struct registry *reg, uint32_t unblock_timeout_ms, int64_t now);

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/* See registry.h. The registry is a flat array: there are at most max_channels. */
+#include "registry.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+
+#include "channel.h"
+#include "files.h"
+#include "handover.h"
+#include "log.h"
+#include "meta.h"
+#include "util.h"
+
+static struct chan *chan_free(struct chan *c) {
+        if (!c)
+                return NULL;
+        shmbus_channel_unref(c->map);
+        free(c->stuck);
+        free(c->orphan);
+        free(c);
+        return NULL;
+}
+
+static inline void chan_freep(struct chan **c) {
+        chan_free(*c);
+}
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
+}
+
+void registry_deinit(struct registry *reg) {
+        for (unsigned i = 0; i < reg->n_chans; i++)
+                chan_free(reg->chans[i]);
+        free(reg->chans);
+        *reg = (struct registry){0};
+}
+
+struct chan *registry_find(const struct registry *reg, const char *name) {
+        for (unsigned i = 0; i < reg->n_chans; i++)
+                if (strcmp(reg->chans[i]->name, name) == 0)
+                        return reg->chans[i];
+        return NULL;
+}
+
+int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd, uid_t owner,
+                 gid_t group, struct chan **ret_chan) {
+        _cleanup_(chan_freep) struct chan *c = NULL;
+        struct chan **arr;
+        uint32_t subs;
+        int r;
+
+        assert(shmbus__name_is_valid(name) && !registry_find(reg, name));
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        r = shmbus__channel_map(ctl_fd, data_fd, SHMBUS_OPEN_PUBLISH, &c->map);
+        if (r < 0)
+                return r;
+        snprintf(c->name, sizeof(c->name), "%s", name);
+        c->owner = owner;
+        c->group = group;
+        subs = c->map->ring.max_subs;
+        c->stuck = calloc(subs, sizeof(*c->stuck));
+        c->orphan = calloc((size_t)subs + c->map->ring.max_pubs, sizeof(*c->orphan));
+        if (!c->stuck || !c->orphan)
+                return -ENOMEM;
+        arr = reallocarray(reg->chans, reg->n_chans + 1, sizeof(*arr));
+        if (!arr)
+                return -ENOMEM;
+        reg->chans = arr;
+        reg->chans[reg->n_chans++] = c;
+        *ret_chan = TAKE_PTR(c);
+        return 0;
+}
+
+void registry_remove(struct registry *reg, struct chan *c) {
+        unsigned i;
+
+        for (i = 0; i < reg->n_chans && reg->chans[i] != c; i++)
+                ;
+        assert(i < reg->n_chans);
+        reg->chans[i] = reg->chans[--reg->n_chans];
+        chan_free(c);
+}
+
+/*
+ * Map the channel @name found in @shm_dir, owned by whom its meta file says.
+ * Files of another uid that this daemon may not open are noted in @h.
+ */
+static int adopt_one(struct registry *reg, const char *shm_dir, const char *name,
+                     struct handover *h) {
+        _cleanup_close_ int ctl_fd = -1, data_fd = -1;
+        struct stat st, data_st;
+        struct meta m;
+        char why[256];
+        struct chan *c;
+        int r;
+
+        r = shmbus__channel_open_fds(shm_dir, name, SHMBUS_OPEN_PUBLISH, &ctl_fd, &data_fd);
+        if (r == -EACCES) {
+                char path[PATH_MAX];
+
+                if (shmbus__channel_file_path(path, sizeof(path), shm_dir, name, "ctl") == 0 &&
+                    lstat(path, &st) == 0 && st.st_uid != geteuid()) {
+                        handover_note(h, name, st.st_uid);
+                        return 0;
+                }
+        }
+        if (r < 0)
+                return r;
+        if (fstat(ctl_fd, &st) < 0 || fstat(data_fd, &data_st) < 0)
+                return -errno;
+        r = meta_load(shm_dir, name, st.st_ino, data_st.st_ino, &m, why, sizeof(why));
+        if (r < 0) {
+                /* A channel made before meta files, or by a library user in the directory. */
+                if (r != -ENOENT)
+                        log_warn_f(LOG_FIELDS(.channel = name),
+                                   "channel %s: %s.%s not believed: %s", name, name,
+                                   SHMBUS_FILE_META, why);
+                log_notice_f(LOG_FIELDS(.channel = name, LOGF_UID(st.st_uid)),
+                             "channel %s: no record of its owner; owned by uid %u, the owner of "
+                             "its files",
+                             name, (unsigned)st.st_uid);
+                m = (struct meta){.owner = st.st_uid, .group = st.st_gid};
+        }
+        r = registry_add(reg, name, ctl_fd, data_fd, m.owner, m.group, &c);
+        if (r < 0)
+                return r;
+        c->grants = m.grants;
+        log_info_f(LOG_FIELDS(.channel = name, LOGF_UID(m.owner)),
+                   "adopted channel %s (owner uid %u)", name, (unsigned)m.owner);
+        return 1;
+}
+
+void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_channels) {
+        _cleanup_(closedirp) DIR *d = opendir(shm_dir);
+        struct handover h = {0};
+        struct dirent *de;
+
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                char name[SHMBUS_NAME_MAX + 1];
+                int r;
+
+                if (!shmbus__channel_name_of_file(de->d_name, name) || registry_find(reg, name))
+                        continue;
+                if (reg->n_chans >= max_channels) {
+                        reg->counts.not_adopted++;
+                        log_warn("channel %s not adopted: max_channels (%u) reached", name,
+                                 max_channels);
+                        continue;
+                }
+                r = adopt_one(reg, shm_dir, name, &h);
+                if (r < 0) {
+                        reg->counts.not_adopted++;
+                        log_warn_f(LOG_FIELDS(.channel = name, .err = -r),
+                                   "channel %s in %s not adopted: %s", name, shm_dir,
+                                   shmbus_strerror(r));
+                } else {
+                        reg->counts.adopted++;
+                }
+        }
+        handover_report(&h, shm_dir);
+}
