@@ -16,8 +16,8 @@ if ! "$py" -c 'import pytest' 2>/dev/null; then
         echo "SKIP: $py has no pytest (Debian: apt-get install python3-pytest)"
         exit 77
 fi
-[ -f "$b/python/pkg/shmbus/_shmbus.so" ] || {
-        echo "FAIL: $b/python/pkg/shmbus/_shmbus.so was not built"
+ls "$b"/python/pkg/shmbus/_shmbus*.so >/dev/null 2>&1 || {
+        echo "FAIL: the module was not built into $b/python/pkg/shmbus"
         exit 1
 }
 case "${SHMBUS_PYTHON_PRELOAD:-}" in
@@ -63,7 +63,9 @@ ${MAKE:-make} -C "$b" install DESTDIR="$tmp" >"$tmp/install.log" 2>&1 || {
 }
 init=$(find "$tmp" -path '*/shmbus/__init__.py')
 pkg=${init%/__init__.py}
-[ -n "$init" ] && [ -f "$pkg/_shmbus.so" ] && [ -f "$pkg/py.typed" ] && [ ! -e "$pkg/_shmbus.la" ] || {
+ext=$("$py" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+[ -n "$init" ] && [ -f "$pkg/_shmbus$ext" ] && [ -f "$pkg/py.typed" ] && [ ! -e "$pkg/_shmbus.la" ] &&
+        [ ! -e "$pkg/_shmbus.so" ] || {
         echo "FAIL: installed package: $(find "$tmp" -path '*shmbus/*')"
         exit 1
 }
