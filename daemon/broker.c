@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "evict.h"
 #include "liveness.h"
 #include "log.h"
 #include "peer.h"
 #include "ring.h"
+#include "vanish.h"
 
 #define SWEEP_INTERVAL_MS 100
 
@@ -17,6 +19,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         struct broker *b = arg;
 
         liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns());
+        evict_sweep(b, shmbus__now_ns());
+        vanish_sweep(b, shmbus__now_ns());
         log_tick();
 }
 

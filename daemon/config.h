@@ -48,6 +48,8 @@ struct channel_rule {
         char name[SHMBUS_NAME_MAX + 1];
         struct shmbus_ring_geom geom;
         bool has_publish, has_subscribe;
+        bool has_slow_subscriber_timeout;
+        uint32_t slow_subscriber_timeout_ms;
         struct acl publish;
         struct acl subscribe;
 };
@@ -60,6 +62,7 @@ struct config {
         uint32_t max_connections_per_uid;
         uint32_t first_request_timeout_ms;
         uint32_t unblock_timeout_ms;
+        uint32_t slow_subscriber_timeout_ms; /* block channels: evict after this; 0: never */
         int log_level; /* LOG_ERR .. LOG_DEBUG: less urgent lines are dropped */
         struct shmbus_ring_geom defaults;
         struct acl create;
@@ -87,5 +90,11 @@ bool acl_is_empty(const struct acl *a);
  */
 int config_parse_acl(const void *json, const char *where, bool names, struct acl *a, char *err,
                      size_t err_size);
+/*
+ * The "slow_subscriber_timeout_ms" of a rule or create object @json_obj, if
+ * it has one (*@ret_has); config_parse_geom() leaves that key to this.
+ */
+int config_parse_slow_subscriber_timeout(const void *json_obj, const char *where, bool *ret_has,
+                                         uint32_t *ret_ms, char *err, size_t err_size);
 int config_parse_geom(const void *json_obj, struct shmbus_ring_geom *g, const char *where,
                       char *err, size_t err_size);

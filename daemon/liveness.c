@@ -39,7 +39,7 @@ unsigned liveness_reap_pid(struct chan *c, pid_t pid) {
         unsigned n = 0;
 
         for (uint32_t i = 0; i < r->max_subs; i++) {
-                if (atomic_load(&r->subs[i].state) == SHMBUS_SLOT_ACTIVE &&
+                if (atomic_load(&r->subs[i].state) != SHMBUS_SLOT_FREE &&
                     (pid_t)atomic_load(&r->subs[i].pid) == pid) {
                         shmbus__ring_sub_slot_release(r, i);
                         n++;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -92,6 +93,7 @@ struct open_request {
         const char *name;
         bool publish;
         const cJSON *create;  /* NULL, a bool, or an object of channel settings */
+        bool accept_existing; /* an existing channel of other settings is fine */
         struct grants grants; /* the create object's, for a channel this open creates */
 };
 
@@ -99,6 +101,7 @@ static int open_parse(const cJSON *req, struct open_request *ret, struct op_resu
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(req, WIRE_ROLE);
         const cJSON *create = cJSON_GetObjectItemCaseSensitive(req, WIRE_CREATE);
         const char *name = request_name(req);
+        const cJSON *accept;
         bool publish;
 
         if (!name)
@@ -116,13 +119,82 @@ static int open_parse(const cJSON *req, struct open_request *ret, struct op_resu
                 return op_fail(res, -EINVAL,
                                "\"%s\": expected true, false or an object of channel settings",
                                WIRE_CREATE);
-        *ret = (struct open_request){.name = name, .publish = publish, .create = create};
+        accept = cJSON_GetObjectItemCaseSensitive(req, WIRE_ACCEPT_EXISTING);
+        if (accept && !cJSON_IsBool(accept))
+                return op_fail(res, -EINVAL, "\"%s\": expected true or false",
+                               WIRE_ACCEPT_EXISTING);
+        *ret = (struct open_request){.name = name,
+                                     .publish = publish,
+                                     .create = create,
+                                     .accept_existing = cJSON_IsTrue(accept)};
         if (cJSON_IsObject(create) && cJSON_GetObjectItemCaseSensitive(create, WIRE_GRANTS) &&
             grants_parse(cJSON_GetObjectItemCaseSensitive(create, WIRE_GRANTS),
                          WIRE_CREATE "." WIRE_GRANTS, &ret->grants, res->message,
                          sizeof(res->message)) < 0)
                 return -EINVAL;
         return 0;
+}
+
+/* ", KEY HAVE (asked WANT)" for a setting the request asked differently, into @buf. */
+static void geom_diff(char *buf, size_t size, const char *key, uint64_t have, uint64_t want,
+                      const char *have_s, const char *want_s) {
+        size_t n = strlen(buf);
+
+        if (have == want || n >= size)
+                return;
+        if (have_s)
+                snprintf(buf + n, size - n, "%s%s %s (asked %s)", n ? ", " : "", key, have_s,
+                         want_s);
+        else
+                snprintf(buf + n, size - n, "%s%s %llu (asked %llu)", n ? ", " : "", key,
+                         (unsigned long long)have, (unsigned long long)want);
+}
+
+/*
+ * Honest create: an open that asks to create @c with settings it does not
+ * have fails with EEXIST naming each difference, unless it accepts the
+ * existing channel. Only the settings the request names are compared; a
+ * config rule for the channel decides its settings in any case (CONFIG.md).
+ */
+static int open_check_existing(struct broker *b, const struct open_request *o, const struct chan *c,
+                               struct op_result *res) {
+        const struct shmbus_ring *r = &c->map->ring;
+        struct shmbus_ring_geom g = b->cfg.defaults;
+        char err[REPLY_MESSAGE_MAX], diff[REPLY_MESSAGE_MAX] = "";
+
+        _cleanup_cjson_ cJSON *geom = NULL;
+
+        if (!cJSON_IsObject(o->create) || o->accept_existing || config_rule(&b->cfg, o->name))
+                return 0;
+        /* Grants are not settings of the channel: whoever created it decided them. */
+        geom = cJSON_Duplicate(o->create, true);
+        if (!geom)
+                return op_fail(res, -ENOMEM, "out of memory");
+        cJSON_DeleteItemFromObjectCaseSensitive(geom, WIRE_GRANTS);
+        if (config_parse_geom(geom, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
+                return op_fail(res, -EINVAL, "%s", err);
+        if (cJSON_GetObjectItemCaseSensitive(o->create, WIRE_CAPACITY))
+                geom_diff(diff, sizeof(diff), WIRE_CAPACITY, r->size, g.data_size, NULL, NULL);
+        if (cJSON_GetObjectItemCaseSensitive(o->create, WIRE_MAX_MSG))
+                geom_diff(diff, sizeof(diff), WIRE_MAX_MSG, r->max_msg, g.max_msg, NULL, NULL);
+        if (cJSON_GetObjectItemCaseSensitive(o->create, WIRE_POLICY))
+                geom_diff(diff, sizeof(diff), WIRE_POLICY, r->policy, g.policy,
+                          r->policy == SHMBUS_POLICY_BLOCK ? WIRE_POLICY_BLOCK
+                                                           : WIRE_POLICY_OVERWRITE,
+                          g.policy == SHMBUS_POLICY_BLOCK ? WIRE_POLICY_BLOCK
+                                                          : WIRE_POLICY_OVERWRITE);
+        if (cJSON_GetObjectItemCaseSensitive(o->create, WIRE_MAX_SUBSCRIBERS))
+                geom_diff(diff, sizeof(diff), WIRE_MAX_SUBSCRIBERS, r->max_subs, g.max_subs, NULL,
+                          NULL);
+        if (cJSON_GetObjectItemCaseSensitive(o->create, WIRE_MAX_PUBLISHERS))
+                geom_diff(diff, sizeof(diff), WIRE_MAX_PUBLISHERS, r->max_pubs, g.max_pubs, NULL,
+                          NULL);
+        if (!diff[0])
+                return 0;
+        return op_fail(res, -EEXIST,
+                       "channel %s exists with other settings: %s; open it without them, accept "
+                       "it as it is (%s), or delete it first",
+                       o->name, diff, WIRE_ACCEPT_EXISTING);
 }
 
 /*
@@ -181,6 +253,8 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         struct shmbus_ring_geom g = rule ? rule->geom : b->cfg.defaults;
         _cleanup_close_ int ctl_fd = -1, data_fd = -1;
         char err[REPLY_MESSAGE_MAX];
+        bool has_slow = false;
+        uint32_t slow_ms = 0;
         int r;
 
         if (!o->create || cJSON_IsFalse(o->create))
@@ -205,6 +279,10 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
                 if (config_parse_geom(geom, &g, WIRE_CREATE ".", err, sizeof(err)) < 0)
                         return op_fail(res, -EINVAL, "%s", err);
         }
+        if (cJSON_IsObject(o->create) &&
+            config_parse_slow_subscriber_timeout(o->create, WIRE_CREATE ".", &has_slow, &slow_ms,
+                                                 err, sizeof(err)) < 0)
+                return op_fail(res, -EINVAL, "%s", err);
         r = create_check_grants(b, p, o, rule, res);
         if (r < 0)
                 return r;
@@ -223,6 +301,8 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
                 shmbus_channel_unlink(b->cfg.shm_dir, o->name);
                 return op_fail(res, r, "cannot map channel: %s", shmbus_strerror(r));
         }
+        (*ret_chan)->has_slow_subscriber_timeout = has_slow;
+        (*ret_chan)->slow_subscriber_timeout_ms = slow_ms;
         (*ret_chan)->grants = o->grants;
         /* No channel without its owner's record: a restart would give it to the daemon. */
         r = create_save_meta(b, *ret_chan, ctl_fd, data_fd);
@@ -322,6 +402,10 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op
                 if (r < 0)
                         return r;
                 created = true;
+        } else {
+                r = open_check_existing(b, &o, c, res);
+                if (r < 0)
+                        return r;
         }
         r = open_check_permission(b, p, c, o.publish, res);
         if (r < 0)
@@ -394,8 +478,13 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
                 return op_fail(res, -EACCES, "only the owner or root may delete channel %s",
                                c->name);
         }
-        /* Members keep their mappings; nobody new can open it. Sleepers are told to look. */
+        /*
+         * Members keep their mappings, but the channel is over for them: mark
+         * it before the name goes (a member that finds the name gone, or a new
+         * channel under it, has seen the mark) and wake every sleeper to look.
+         */
         snprintf(name, sizeof(name), "%s", c->name);
+        atomic_store_explicit(&c->map->ring.ctl->deleted, SHMBUS_CTL_DELETED, memory_order_seq_cst);
         shmbus__ring_wake_all(&c->map->ring);
         shmbus_channel_unlink(b->cfg.shm_dir, name);
         registry_remove(&b->channels, c);

@@ -27,6 +27,7 @@ static struct chan *chan_free(struct chan *c) {
         shmbus_channel_unref(c->map);
         free(c->stuck);
         free(c->orphan);
+        free(c->hold);
         free(c);
         return NULL;
 }
@@ -58,6 +59,7 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
                  gid_t group, struct chan **ret_chan) {
         _cleanup_(chan_freep) struct chan *c = NULL;
         struct chan **arr;
+        struct stat st;
         uint32_t subs;
         int r;
 
@@ -68,13 +70,18 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
         r = shmbus__channel_map(ctl_fd, data_fd, SHMBUS_OPEN_PUBLISH, &c->map);
         if (r < 0)
                 return r;
+        if (fstat(ctl_fd, &st) < 0)
+                return -errno;
+        c->ctl_dev = st.st_dev;
+        c->ctl_ino = st.st_ino;
         snprintf(c->name, sizeof(c->name), "%s", name);
         c->owner = owner;
         c->group = group;
         subs = c->map->ring.max_subs;
         c->stuck = calloc(subs, sizeof(*c->stuck));
+        c->hold = calloc(subs, sizeof(*c->hold));
         c->orphan = calloc((size_t)subs + c->map->ring.max_pubs, sizeof(*c->orphan));
-        if (!c->stuck || !c->orphan)
+        if (!c->stuck || !c->orphan || !c->hold)
                 return -ENOMEM;
         arr = reallocarray(reg->chans, reg->n_chans + 1, sizeof(*arr));
         if (!arr)

@@ -27,6 +27,12 @@ struct stuck {
         bool warned;   /* told the log a live publisher holds the claim */
 };
 
+/* How long a subscriber has held publishers back, and where (kept by evict.c). */
+struct hold {
+        uint64_t pos;
+        int64_t since; /* 0: not holding anyone back */
+};
+
 struct chan {
         char name[SHMBUS_NAME_MAX + 1];
         shmbus_channel *map;
@@ -37,6 +43,14 @@ struct chan {
         struct stuck *stuck;
         /* Slots seen active without an owner pid in the last sweep (subs, then pubs). */
         bool *orphan;
+        /* For eviction: one per subscriber slot; the timeout its create request asked for. */
+        struct hold *hold;
+        /* The ctl file as mapped: a name that leads elsewhere is a channel gone (vanish.c). */
+        dev_t ctl_dev;
+        ino_t ctl_ino;
+        bool has_slow_subscriber_timeout;
+        bool evict_refused; /* logged that a slow subscriber was too old to evict */
+        uint32_t slow_subscriber_timeout_ms;
 };
 
 /* What the registry and the liveness sweep have done since start-up (the "stats" op). */

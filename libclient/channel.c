@@ -22,6 +22,7 @@
 #include "shmbus.h"
 
 #include "alloc.h"
+#include "proc.h"
 #include "util.h"
 
 static void chan_unmap(shmbus_channel *c) {
@@ -69,6 +70,8 @@ int shmbus__channel_map(int ctl_fd, int data_fd, int flags, shmbus_channel **ret
         atomic_init(&c->refs, 1);
         c->flags = flags;
         c->pid = getpid();
+        c->pid_local = true;
+        c->gen = shmbus__proc_gen();
         c->ctl_len = (size_t)st_ctl.st_size;
         c->data_len = (size_t)st_data.st_size;
         c->ctl_map = mmap(NULL, c->ctl_len, inspect ? PROT_READ : PROT_READ | PROT_WRITE,
@@ -149,4 +152,20 @@ SHMBUS_EXPORT const char *shmbus_channel_name(const shmbus_channel *chan) {
 
 SHMBUS_EXPORT size_t shmbus_channel_max_msg(const shmbus_channel *chan) {
         return chan ? chan->ring.max_msg : 0;
+}
+
+SHMBUS_EXPORT uint64_t shmbus_channel_capacity(const shmbus_channel *chan) {
+        return chan ? chan->ring.size : 0;
+}
+
+SHMBUS_EXPORT int shmbus_channel_policy(const shmbus_channel *chan) {
+        return chan ? (int)chan->ring.policy : -EINVAL;
+}
+
+SHMBUS_EXPORT uint32_t shmbus_channel_max_subscribers(const shmbus_channel *chan) {
+        return chan ? chan->ring.max_subs : 0;
+}
+
+SHMBUS_EXPORT uint32_t shmbus_channel_max_publishers(const shmbus_channel *chan) {
+        return chan ? chan->ring.max_pubs : 0;
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -23,8 +24,10 @@
 
 struct shmbus_channel {
         atomic_uint refs;
-        int flags; /* SHMBUS_OPEN_* it was mapped with */
-        pid_t pid; /* our pid as the daemon sees it (pid namespaces), stamped on slots */
+        int flags;      /* SHMBUS_OPEN_* it was mapped with */
+        pid_t pid;      /* our pid as the daemon sees it (pid namespaces), stamped on slots */
+        unsigned gen;   /* the process generation (proc.h) it was mapped in */
+        bool pid_local; /* pid is getpid(): a forked child may stamp its own getpid() */
         void *ctl_map;
         size_t ctl_len;
         void *data_map;

@@ -61,6 +61,13 @@ SHMBUS_EXPORT const char *shmbus_strerror(int err) {
                 return "shmbusd connection lost";
         case -ECONNREFUSED:
                 return "shmbusd is not running";
+        case -ECHILD:
+                return "object made in another process (before fork()): make a new one here";
+        case -EIDRM:
+                return "channel deleted or replaced: open it again";
+        case -ECONNABORTED:
+                return "subscriber evicted: it held publishers back longer than the channel "
+                       "allows";
         }
         /*
          * strerror() may answer from a buffer it rewrites on the next call;
