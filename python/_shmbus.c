@@ -29,6 +29,7 @@
 #include <Python.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -345,6 +346,38 @@ static PyObject *json_call(const char *fn, PyObject *arg) {
         r = PyObject_CallMethod(json, fn, "O", arg);
         Py_DECREF(json);
         return r;
+}
+
+/* ---- asyncio: coroutines written in Python (shmbus/_aio.py) on the objects' descriptors ---- */
+
+static PyObject *aio_module;
+
+/* Call shmbus._aio.@fn(self, *args, **kwargs): the methods' coroutines live there. */
+static PyObject *aio_method(const char *fn, PyObject *self, PyObject *const *args, size_t nargsf,
+                            PyObject *kwnames) {
+        Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+        Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        PyObject *stack[4], *f, *r;
+
+        if (nargs + nkw > 3) {
+                PyErr_Format(PyExc_TypeError, "%s(): too many arguments", fn);
+                return NULL;
+        }
+        if (!aio_module && !(aio_module = PyImport_ImportModule("shmbus._aio")))
+                return NULL;
+        f = PyObject_GetAttrString(aio_module, fn);
+        if (!f)
+                return NULL;
+        stack[0] = self;
+        for (Py_ssize_t i = 0; i < nargs + nkw; i++)
+                stack[i + 1] = args[i];
+        r = PyObject_Vectorcall(f, stack, (size_t)(nargs + 1), kwnames);
+        Py_DECREF(f);
+        return r;
+}
+
+static PyObject *self_aiter(PyObject *self) {
+        return Py_NewRef(self);
 }
 
 /* ---- Client ----------------------------------------------------------------------------- */
@@ -848,6 +881,7 @@ typedef struct {
         size_t max_msg;
         int busy;
         ClaimObject *claim; /* the open claim, borrowed: the claim clears it when it ends */
+        int waitsets;       /* WaitSets it is in: the library's object must outlive them */
 } PublisherObject;
 
 struct ClaimObject {
@@ -927,9 +961,18 @@ static int claim_end(ClaimObject *self, bool commit) {
         return 0;
 }
 
+static int in_waitset_error(const char *what) {
+        PyErr_Format(PyExc_RuntimeError, "the %s is in a WaitSet: remove it first", what);
+        return -1;
+}
+
 static PyObject *publisher_close(PublisherObject *self, PyObject *unused) {
         if (self->busy) {
                 busy_error("Publisher");
+                return NULL;
+        }
+        if (self->waitsets) {
+                in_waitset_error("Publisher");
                 return NULL;
         }
         if (self->claim && claim_end(self->claim, false) < 0)
@@ -1015,6 +1058,22 @@ static PyObject *publisher_claim(PublisherObject *self, PyObject *args, PyObject
         return (PyObject *)claim;
 }
 
+static PyObject *publisher_fileno(PublisherObject *self, PyObject *unused) {
+        int fd;
+
+        if (publisher_check(self) < 0)
+                return NULL;
+        fd = shmbus_pub_fd(self->pub);
+        if (fd < 0)
+                return raise_code(fd, NULL, NULL);
+        return PyLong_FromLong(fd);
+}
+
+static PyObject *publisher_send_async(PyObject *self, PyObject *const *args, size_t nargsf,
+                                      PyObject *kwnames) {
+        return aio_method("send_async", self, args, nargsf, kwnames);
+}
+
 static PyObject *publisher_get_max_msg(PublisherObject *self, void *unused) {
         return PyLong_FromSize_t(self->max_msg);
 }
@@ -1037,6 +1096,16 @@ static PyMethodDef publisher_methods[] = {
          "        buf[:] = b\"12345678\"\n\n"
          "The block commits (publishes) on normal exit and aborts on an exception.\n"
          "Subscribers cannot read past an open claim: keep it short."},
+        {"send_async", (PyCFunction)(void (*)(void))publisher_send_async,
+         METH_FASTCALL | METH_KEYWORDS,
+         "send_async(data, timeout=None) -> coroutine\n\n"
+         "asyncio: send(), waiting for room on the publisher's descriptor (fileno())\n"
+         "in the running loop instead of blocking it."},
+        {"fileno", (PyCFunction)publisher_fileno, METH_NOARGS,
+         "fileno() -> int\n\n"
+         "A descriptor that polls readable when a send that raised BlockingIOError may\n"
+         "succeed if tried again. Owned by the publisher: do not close it. It does not\n"
+         "work in a child after fork()."},
         {"close", (PyCFunction)publisher_close, METH_NOARGS,
          "close() -> None\n\nLeave the channel; an open claim is aborted."},
         {"__enter__", return_self, METH_NOARGS, NULL},
@@ -1224,6 +1293,7 @@ typedef struct {
         PyObject_HEAD shmbus_sub *sub;
         int busy;
         MessageObject *current; /* the borrowed message, borrowed: it clears this when released */
+        int waitsets;           /* WaitSets it is in: the library's object must outlive them */
 } SubscriberObject;
 
 struct MessageObject {
@@ -1449,6 +1519,10 @@ static PyObject *subscriber_close(SubscriberObject *self, PyObject *unused) {
                 busy_error("Subscriber");
                 return NULL;
         }
+        if (self->waitsets) {
+                in_waitset_error("Subscriber");
+                return NULL;
+        }
         if (subscriber_drop_current(self) < 0)
                 return NULL;
         self->sub = shmbus_sub_free(self->sub);
@@ -1473,6 +1547,36 @@ static PyObject *subscriber_set_spin(SubscriberObject *self, PyObject *arg) {
 static PyObject *subscriber_iternext(SubscriberObject *self) {
         return subscriber_recv_ns(self, TIMEOUT_FOREVER);
 }
+
+static PyObject *subscriber_fileno(SubscriberObject *self, PyObject *unused) {
+        int fd;
+
+        if (subscriber_check(self) < 0)
+                return NULL;
+        fd = shmbus_sub_fd(self->sub);
+        if (fd < 0)
+                return raise_code(fd, NULL, NULL);
+        return PyLong_FromLong(fd);
+}
+
+static PyObject *subscriber_recv_async(PyObject *self, PyObject *const *args, size_t nargsf,
+                                       PyObject *kwnames) {
+        return aio_method("recv_async", self, args, nargsf, kwnames);
+}
+
+static PyObject *subscriber_peek_async(PyObject *self, PyObject *const *args, size_t nargsf,
+                                       PyObject *kwnames) {
+        return aio_method("peek_async", self, args, nargsf, kwnames);
+}
+
+static PyObject *subscriber_anext(PyObject *self) {
+        return aio_method("recv_async", self, NULL, 0, NULL);
+}
+
+static PyAsyncMethods subscriber_as_async = {
+        .am_aiter = self_aiter,
+        .am_anext = subscriber_anext,
+};
 
 static PyObject *subscriber_get_lost(SubscriberObject *self, void *unused) {
         return PyLong_FromUnsignedLongLong(shmbus_sub_lost(self->sub));
@@ -1504,6 +1608,23 @@ static PyMethodDef subscriber_methods[] = {
          "        handle(view)\n\n"
          "The message is given back at the end of the block, or by the next recv()/peek().\n"
          "Neither happens while views of it exist (BufferError)."},
+        {"recv_async", (PyCFunction)(void (*)(void))subscriber_recv_async,
+         METH_FASTCALL | METH_KEYWORDS,
+         "recv_async(timeout=None) -> coroutine\n\n"
+         "asyncio: await the next message as bytes, waiting on the subscriber's\n"
+         "descriptor (fileno()) in the running loop. `async for msg in sub` does the\n"
+         "same. One task per subscriber at a time (RuntimeError otherwise)."},
+        {"peek_async", (PyCFunction)(void (*)(void))subscriber_peek_async,
+         METH_FASTCALL | METH_KEYWORDS,
+         "peek_async(timeout=None) -> coroutine\n\n"
+         "asyncio: await the next message borrowed (a Message, as peek() gives)."},
+        {"fileno", (PyCFunction)subscriber_fileno, METH_NOARGS,
+         "fileno() -> int\n\n"
+         "A descriptor that polls readable when a message is available, for event\n"
+         "loops (select, selectors, asyncio's add_reader). When it is readable, receive\n"
+         "with timeout=0 until BlockingIOError: that re-arms it. Spurious wake-ups\n"
+         "happen (the receive raises BlockingIOError). Owned by the subscriber: do not\n"
+         "close it. It does not work in a child after fork()."},
         {"set_spin", (PyCFunction)subscriber_set_spin, METH_O,
          "set_spin(us) -> None\n\nMicroseconds to poll before sleeping (default 50; 0 sleeps\n"
          "at once)."},
@@ -1533,8 +1654,10 @@ static PyTypeObject SubscriberType = {
         .tp_flags = Py_TPFLAGS_DEFAULT,
         .tp_doc = "Subscriber(channel, *, spin_us=None)\n\n"
                   "Receives every message published on the channel from now on, in order.\n"
-                  "Iterating over it yields each message as bytes, waiting forever. Use from\n"
-                  "one thread at a time. A context manager that closes it.",
+                  "Iterating over it yields each message as bytes, waiting forever; so does\n"
+                  "`async for` in asyncio. Use from one thread (or task) at a time. A context\n"
+                  "manager that closes it.",
+        .tp_as_async = &subscriber_as_async,
         .tp_iter = PyObject_SelfIter,
         .tp_iternext = (iternextfunc)subscriber_iternext,
         .tp_methods = subscriber_methods,
@@ -1646,6 +1769,264 @@ static PyTypeObject MessageType = {
         .tp_getset = message_getset,
 };
 
+/* ---- WaitSet ---------------------------------------------------------------------------- */
+
+/*
+ * The library names members by a userdata pointer: here the member object's
+ * address. The dict keeps each member alive while it is in the set, and maps
+ * the addresses shmbus_waitset_wait() reports back to the objects.
+ */
+typedef struct {
+        PyObject_HEAD shmbus_waitset *ws;
+        PyObject *members; /* {address (int): member} */
+        int busy;
+} WaitSetObject;
+
+#define WAITSET_BATCH 64 /* the most shmbus_waitset_wait() reports per call */
+
+static int waitset_init(WaitSetObject *self, PyObject *args, PyObject *kwds) {
+        shmbus_waitset *ws;
+        int r;
+
+        if (!PyArg_ParseTuple(args, ":WaitSet") || (kwds && PyDict_Size(kwds))) {
+                if (!PyErr_Occurred())
+                        PyErr_SetString(PyExc_TypeError, "WaitSet() takes no arguments");
+                return -1;
+        }
+        if (self->ws) {
+                PyErr_SetString(PyExc_RuntimeError, "WaitSet is already initialised");
+                return -1;
+        }
+        r = shmbus_waitset_new(&ws);
+        if (r < 0) {
+                raise_code(r, NULL, NULL);
+                return -1;
+        }
+        self->members = PyDict_New();
+        if (!self->members) {
+                shmbus_waitset_free(ws);
+                return -1;
+        }
+        self->ws = ws;
+        return 0;
+}
+
+static void member_count(PyObject *obj, int delta) {
+        if (PyObject_TypeCheck(obj, &SubscriberType))
+                ((SubscriberObject *)obj)->waitsets += delta;
+        else if (PyObject_TypeCheck(obj, &PublisherType))
+                ((PublisherObject *)obj)->waitsets += delta;
+}
+
+/* Free the library's set first (it does not touch members), then let go of the members. */
+static void waitset_drop(WaitSetObject *self) {
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+
+        self->ws = shmbus_waitset_free(self->ws);
+        if (!self->members)
+                return;
+        while (PyDict_Next(self->members, &pos, &key, &value))
+                member_count(value, -1);
+        Py_CLEAR(self->members);
+}
+
+static void waitset_dealloc(WaitSetObject *self) {
+        waitset_drop(self);
+        Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int waitset_check(WaitSetObject *self) {
+        if (!self->ws)
+                return closed_error("WaitSet");
+        if (self->busy)
+                return busy_error("WaitSet");
+        return 0;
+}
+
+static PyObject *waitset_add(WaitSetObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"member", "events", NULL};
+        unsigned int events = POLLIN;
+        PyObject *obj, *key;
+        int r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|I:add", KW(kwlist), &obj, &events) ||
+            waitset_check(self) < 0)
+                return NULL;
+        if (PyObject_TypeCheck(obj, &SubscriberType)) {
+                SubscriberObject *sub = (SubscriberObject *)obj;
+
+                if (subscriber_check(sub) < 0)
+                        return NULL;
+                r = shmbus_waitset_add_sub(self->ws, sub->sub, obj);
+        } else if (PyObject_TypeCheck(obj, &PublisherType)) {
+                PublisherObject *pub = (PublisherObject *)obj;
+
+                if (publisher_check(pub) < 0)
+                        return NULL;
+                r = shmbus_waitset_add_pub(self->ws, pub->pub, obj);
+        } else {
+                int fd = PyObject_AsFileDescriptor(obj);
+
+                if (fd < 0)
+                        return NULL;
+                r = shmbus_waitset_add_fd(self->ws, fd, events, obj);
+        }
+        if (r < 0)
+                return raise_code(r, NULL, NULL);
+        key = PyLong_FromVoidPtr(obj);
+        if (!key || PyDict_SetItem(self->members, key, obj) < 0) {
+                Py_XDECREF(key);
+                shmbus_waitset_remove(self->ws, obj);
+                return NULL;
+        }
+        Py_DECREF(key);
+        member_count(obj, +1);
+        Py_RETURN_NONE;
+}
+
+static PyObject *waitset_remove(WaitSetObject *self, PyObject *obj) {
+        PyObject *key;
+        int r;
+
+        if (waitset_check(self) < 0)
+                return NULL;
+        key = PyLong_FromVoidPtr(obj);
+        if (!key)
+                return NULL;
+        r = PyDict_Contains(self->members, key);
+        if (r <= 0) {
+                Py_DECREF(key);
+                if (r == 0)
+                        PyErr_SetString(PyExc_KeyError, "not in this WaitSet");
+                return NULL;
+        }
+        shmbus_waitset_remove(self->ws, obj);
+        member_count(obj, -1);
+        r = PyDict_DelItem(self->members, key);
+        Py_DECREF(key);
+        if (r < 0)
+                return NULL;
+        Py_RETURN_NONE;
+}
+
+struct waitset_ctx {
+        shmbus_waitset *ws;
+        void *ready[WAITSET_BATCH];
+};
+
+/* A signal handler that ran is a slice that ended: wait_call() looks at signals then. */
+static int waitset_fn(void *ctx, int timeout_ms) {
+        struct waitset_ctx *c = ctx;
+        int r = shmbus_waitset_wait(c->ws, c->ready, WAITSET_BATCH, timeout_ms);
+
+        return r == -EINTR ? -ETIMEDOUT : r;
+}
+
+static PyObject *waitset_wait(WaitSetObject *self, PyObject *const *args, size_t nargsf,
+                              PyObject *kwnames) {
+        struct waitset_ctx c;
+        PyObject *list;
+        int64_t ns;
+        int r;
+
+        if (fast_args("wait", 0, args, nargsf, kwnames, NULL, &ns) < 0 || waitset_check(self) < 0)
+                return NULL;
+        c.ws = self->ws;
+        r = wait_call(&self->busy, waitset_fn, &c, ns);
+        if (r < 0)
+                return raise_code(r, NULL, NULL);
+        list = PyList_New(0);
+        for (int i = 0; list && i < r; i++) {
+                PyObject *key = PyLong_FromVoidPtr(c.ready[i]);
+                PyObject *member = key ? PyDict_GetItemWithError(self->members, key) : NULL;
+
+                Py_XDECREF(key);
+                if (member && PyList_Append(list, member) < 0)
+                        Py_CLEAR(list);
+                else if (!member && PyErr_Occurred())
+                        Py_CLEAR(list);
+        }
+        return list;
+}
+
+static PyObject *waitset_fileno(WaitSetObject *self, PyObject *unused) {
+        int fd;
+
+        if (!self->ws) {
+                closed_error("WaitSet");
+                return NULL;
+        }
+        fd = shmbus_waitset_fd(self->ws);
+        if (fd < 0)
+                return raise_code(fd, NULL, NULL);
+        return PyLong_FromLong(fd);
+}
+
+static PyObject *waitset_close(WaitSetObject *self, PyObject *unused) {
+        if (self->busy) {
+                busy_error("WaitSet");
+                return NULL;
+        }
+        waitset_drop(self);
+        Py_RETURN_NONE;
+}
+
+static Py_ssize_t waitset_length(WaitSetObject *self) {
+        return self->members ? PyDict_Size(self->members) : 0;
+}
+
+static PySequenceMethods waitset_as_sequence = {
+        .sq_length = (lenfunc)waitset_length,
+};
+
+static PyMethodDef waitset_methods[] = {
+        {"add", (PyCFunction)(void (*)(void))waitset_add, METH_VARARGS | METH_KEYWORDS,
+         "add(member, events=select.POLLIN) -> None\n\n"
+         "Watch a Subscriber (ready when it has messages), a Publisher (ready when a send\n"
+         "that raised BlockingIOError may succeed), or any descriptor or object with\n"
+         "fileno() (ready as poll() says for events). The set holds the member; a\n"
+         "Subscriber or Publisher cannot be closed while it is in a set."},
+        {"remove", (PyCFunction)waitset_remove, METH_O,
+         "remove(member) -> None\n\nStop watching a member (KeyError if it is not in the set)."},
+        {"wait", (PyCFunction)(void (*)(void))waitset_wait, METH_FASTCALL | METH_KEYWORDS,
+         "wait(timeout=None) -> list\n\n"
+         "Wait until members are ready and return them (at most 64 per call). Then\n"
+         "receive from each ready Subscriber with timeout=0 until BlockingIOError,\n"
+         "which re-arms it. timeout as elsewhere: None forever, 0 BlockingIOError at\n"
+         "once, else TimeoutError. The GIL is released while waiting."},
+        {"fileno", (PyCFunction)waitset_fileno, METH_NOARGS,
+         "fileno() -> int\n\nReadable while any member is ready: to nest the set in another\n"
+         "loop; then call wait(0)."},
+        {"close", (PyCFunction)waitset_close, METH_NOARGS,
+         "close() -> None\n\nFree the set; its members are let go, not closed."},
+        {"__enter__", return_self, METH_NOARGS, NULL},
+        {"__exit__", call_close, METH_VARARGS, NULL},
+        {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject WaitSetType = {
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus.WaitSet",
+        .tp_basicsize = sizeof(WaitSetObject),
+        .tp_dealloc = (destructor)waitset_dealloc,
+        .tp_as_sequence = &waitset_as_sequence,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_doc = "WaitSet()\n\n"
+                  "One thread waits for many subscribers, publishers and descriptors:\n\n"
+                  "    with shmbus.WaitSet() as ws:\n"
+                  "        ws.add(sub_a); ws.add(sub_b)\n"
+                  "        for sub in ws.wait():\n"
+                  "            while True:\n"
+                  "                try:\n"
+                  "                    handle(sub.recv(0))\n"
+                  "                except BlockingIOError:\n"
+                  "                    break\n\n"
+                  "Use from one thread at a time. A context manager that closes it.",
+        .tp_methods = waitset_methods,
+        .tp_init = (initproc)waitset_init,
+        .tp_new = PyType_GenericNew,
+};
+
 /* ---- the module ------------------------------------------------------------------------- */
 
 static PyObject *mod_version(PyObject *unused, PyObject *unused2) {
@@ -1726,7 +2107,7 @@ PyMODINIT_FUNC PyInit__shmbus(void) {
         if (add_type(m, &ClientType, "Client") < 0 || add_type(m, &ChannelType, "Channel") < 0 ||
             add_type(m, &PublisherType, "Publisher") < 0 || add_type(m, &ClaimType, "Claim") < 0 ||
             add_type(m, &SubscriberType, "Subscriber") < 0 ||
-            add_type(m, &MessageType, "Message") < 0)
+            add_type(m, &MessageType, "Message") < 0 || add_type(m, &WaitSetType, "WaitSet") < 0)
                 goto err;
         if (PyModule_AddStringConstant(m, "__version__", SHMBUS_VERSION_STRING) < 0 ||
             PyModule_AddStringConstant(m, "DEFAULT_SOCKET", SHMBUS_DEFAULT_SOCKET) < 0 ||

@@ -30,6 +30,11 @@ where it gave one) and filename (the channel): shmbus.Error, and
 shmbus.PermissionError, shmbus.FileNotFoundError, ... which are also the
 built-in exceptions of the same name, so `except PermissionError` catches them.
 
+Event loops: Subscriber.fileno() and Publisher.fileno() are descriptors for
+select/selectors; WaitSet waits for many objects in one thread; in asyncio,
+`await sub.recv_async()`, `async for msg in sub` and `await pub.send_async()`
+wait in the running loop.
+
 Zero-copy memory is never given back to the channel while Python can still
 see it: Message.release(), Claim.commit() and the end of their `with` blocks
 raise BufferError while views of them exist, and the memoryview a `with`
@@ -55,6 +60,7 @@ from ._shmbus import (
     StaleError,
     Subscriber,
     TimeoutError,
+    WaitSet,
     __version__,
     library_version,
     strerror,
@@ -70,6 +76,7 @@ __all__ = [
     "Claim",
     "Subscriber",
     "Message",
+    "WaitSet",
     "Error",
     "StaleError",
     "DEFAULT_SOCKET",
