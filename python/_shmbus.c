@@ -5,7 +5,9 @@
  *
  * Types: Client (a daemon connection), Channel, Publisher with Claim (a
  * writable in-place message), Subscriber with Message (a borrowed, read-only
- * message in shared memory).
+ * message in shared memory), WaitSet (one thread waiting for many). The
+ * asyncio coroutines are Python (shmbus/_aio.py), on the descriptors that
+ * fileno() returns.
  *
  * Invariants that keep Python from touching shared memory it does not own:
  *  - Claim and Message export their memory through the buffer protocol and
@@ -23,6 +25,8 @@
  *    A Publisher or Subscriber is marked busy meanwhile; using it from another
  *    thread then raises RuntimeError instead of racing in the library, which
  *    allows one thread per object.
+ *  - A Subscriber or Publisher in a WaitSet cannot be closed: the library's
+ *    set refers to its object. The WaitSet holds its members alive.
  */
 /* Python.h comes before any system header, as the C API asks: it sets feature macros. */
 #define PY_SSIZE_T_CLEAN
