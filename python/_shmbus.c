@@ -384,6 +384,64 @@ static PyObject *self_aiter(PyObject *self) {
         return Py_NewRef(self);
 }
 
+/*
+ * An awaitable that is already done: what recv_async() returns when a message
+ * is there, so the common case costs no coroutine. Awaiting it gives the value
+ * without suspending, as a StreamReader with buffered data does.
+ */
+typedef struct {
+        PyObject_HEAD PyObject *value;
+} ReadyObject;
+
+static PyTypeObject ReadyType;
+
+static PyObject *ready_new(PyObject *value) {
+        ReadyObject *r = PyObject_New(ReadyObject, &ReadyType);
+
+        if (!r) {
+                Py_DECREF(value);
+                return NULL;
+        }
+        r->value = value;
+        return (PyObject *)r;
+}
+
+static void ready_dealloc(ReadyObject *self) {
+        Py_XDECREF(self->value);
+        Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* The first step ends the iteration with the value: StopIteration(value). */
+static PyObject *ready_iternext(ReadyObject *self) {
+        PyObject *v = self->value, *stop;
+
+        if (!v)
+                return NULL;
+        self->value = NULL;
+        stop = PyObject_CallOneArg(PyExc_StopIteration, v);
+        Py_DECREF(v);
+        if (stop) {
+                PyErr_SetObject(PyExc_StopIteration, stop);
+                Py_DECREF(stop);
+        }
+        return NULL;
+}
+
+static PyAsyncMethods ready_as_async = {
+        .am_await = self_aiter,
+};
+
+static PyTypeObject ReadyType = {
+        PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmbus._Ready",
+        .tp_basicsize = sizeof(ReadyObject),
+        .tp_dealloc = (destructor)ready_dealloc,
+        .tp_as_async = &ready_as_async,
+        .tp_flags = Py_TPFLAGS_DEFAULT,
+        .tp_doc = "A finished awaitable: what recv_async() returns when a message was there.",
+        .tp_iter = PyObject_SelfIter,
+        .tp_iternext = (iternextfunc)ready_iternext,
+};
+
 /* ---- Client ----------------------------------------------------------------------------- */
 
 typedef struct {
@@ -1563,9 +1621,32 @@ static PyObject *subscriber_fileno(SubscriberObject *self, PyObject *unused) {
         return PyLong_FromLong(fd);
 }
 
+/*
+ * A message that is there already comes back as a finished awaitable;
+ * otherwise (BlockingIOError, which also re-armed the descriptor) the
+ * coroutine in shmbus/_aio.py waits for it.
+ */
+static PyObject *recv_async_now(SubscriberObject *self, PyObject *const *args, size_t nargsf,
+                                PyObject *kwnames) {
+        PyObject *msg;
+        int64_t ns;
+
+        if (fast_args("recv_async", 0, args, nargsf, kwnames, NULL, &ns) < 0)
+                return NULL;
+        if (!self->busy && self->sub) {
+                msg = subscriber_recv_ns(self, 0);
+                if (msg)
+                        return ready_new(msg);
+                if (!PyErr_ExceptionMatches(BlockingErr))
+                        return NULL;
+                PyErr_Clear();
+        }
+        return aio_method("recv_async", (PyObject *)self, args, nargsf, kwnames);
+}
+
 static PyObject *subscriber_recv_async(PyObject *self, PyObject *const *args, size_t nargsf,
                                        PyObject *kwnames) {
-        return aio_method("recv_async", self, args, nargsf, kwnames);
+        return recv_async_now((SubscriberObject *)self, args, nargsf, kwnames);
 }
 
 static PyObject *subscriber_peek_async(PyObject *self, PyObject *const *args, size_t nargsf,
@@ -1574,7 +1655,7 @@ static PyObject *subscriber_peek_async(PyObject *self, PyObject *const *args, si
 }
 
 static PyObject *subscriber_anext(PyObject *self) {
-        return aio_method("recv_async", self, NULL, 0, NULL);
+        return recv_async_now((SubscriberObject *)self, NULL, 0, NULL);
 }
 
 static PyAsyncMethods subscriber_as_async = {
@@ -2111,7 +2192,8 @@ PyMODINIT_FUNC PyInit__shmbus(void) {
         if (add_type(m, &ClientType, "Client") < 0 || add_type(m, &ChannelType, "Channel") < 0 ||
             add_type(m, &PublisherType, "Publisher") < 0 || add_type(m, &ClaimType, "Claim") < 0 ||
             add_type(m, &SubscriberType, "Subscriber") < 0 ||
-            add_type(m, &MessageType, "Message") < 0 || add_type(m, &WaitSetType, "WaitSet") < 0)
+            add_type(m, &MessageType, "Message") < 0 || add_type(m, &WaitSetType, "WaitSet") < 0 ||
+            PyType_Ready(&ReadyType) < 0)
                 goto err;
         if (PyModule_AddStringConstant(m, "__version__", SHMBUS_VERSION_STRING) < 0 ||
             PyModule_AddStringConstant(m, "DEFAULT_SOCKET", SHMBUS_DEFAULT_SOCKET) < 0 ||
