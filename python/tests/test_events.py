@@ -189,3 +189,21 @@ def test_c_publisher_async_subscriber(daemon, client):
 
     assert run(main()) == [b"c-%d" % i for i in range(200)]
     assert daemon.stat("c2aio")["subscribers"][0]["received"] == 200
+
+
+def test_ready_message_is_a_finished_awaitable(chan):
+    pub, sub = chan.publisher(), chan.subscriber()
+
+    async def main():
+        pub.send(b"a")
+        pub.send(b"b")
+        pub.send(b"c")
+        assert await sub.recv_async() == b"a"  # no suspension, no descriptor
+        assert await asyncio.wait_for(sub.recv_async(), 5) == b"b"
+        assert await asyncio.ensure_future(sub.recv_async(timeout=1)) == b"c"
+        with pytest.raises(ValueError):
+            sub.recv_async(timeout=-1)
+        with pytest.raises(TypeError):
+            sub.recv_async(bogus=1)
+
+    run(main())
