@@ -41,18 +41,6 @@
 
 #include "shmbus.h"
 
-/*
- * The control protocol's words (docs/PROTOCOL.md) that the binding spells
- * itself: it builds raw requests to fetch the daemon's explanation of a
- * refusal, which the C API reduces to an errno code.
- */
-#define PROTO_OPEN      "open"
-#define PROTO_DELETE    "delete"
-#define PROTO_ROLE_PUB  "pub"
-#define PROTO_ROLE_SUB  "sub"
-#define PROTO_ERRNO     "errno"
-#define PROTO_MESSAGE   "message"
-#define PROTO_OK        "ok"
 #define WAIT_SLICE_MS   100           /* longest wait without looking at signals */
 #define PY_ERROR_SET    (INT_MIN + 1) /* a wait ended with a Python exception set */
 #define TIMEOUT_FOREVER (-1)
@@ -79,6 +67,7 @@ static PyObject *error_type(int err) {
         case EAGAIN:
                 return BlockingErr;
         case ECONNREFUSED:
+        case ECONNABORTED:
         case ECONNRESET:
         case ENOTCONN:
         case EPIPE:
@@ -265,6 +254,7 @@ static int parse_policy(PyObject *obj, int *ret) {
 /* Geometry keywords shared by Client.open() and Channel.create(). */
 struct geometry {
         PyObject *capacity, *max_msg, *policy, *max_subscribers, *max_publishers;
+        PyObject *slow_subscriber_timeout, *grant_uids, *grant_gids; /* Client.open() only */
 };
 
 static bool given(PyObject *v) {
@@ -274,7 +264,8 @@ static bool given(PyObject *v) {
 /* None counts as not given: the daemon's defaults then apply, not the library's. */
 static bool geometry_given(const struct geometry *g) {
         return given(g->capacity) || given(g->max_msg) || given(g->policy) ||
-               given(g->max_subscribers) || given(g->max_publishers);
+               given(g->max_subscribers) || given(g->max_publishers) ||
+               given(g->slow_subscriber_timeout) || given(g->grant_uids) || given(g->grant_gids);
 }
 
 static int set_u64(shmbus_opts *o, PyObject *v, const char *name,
@@ -309,6 +300,73 @@ static int set_u32(shmbus_opts *o, PyObject *v, const char *name,
         return 0;
 }
 
+/* "subscribe", "publish" or an iterable of them, to SHMBUS_GRANT_* bits. */
+static int parse_roles(PyObject *obj, int *ret) {
+        PyObject *it, *item;
+        int roles = 0;
+
+        if (PyUnicode_Check(obj))
+                obj = PyTuple_Pack(1, obj);
+        else
+                Py_INCREF(obj);
+        if (!obj)
+                return -1;
+        it = PyObject_GetIter(obj);
+        Py_DECREF(obj);
+        if (!it)
+                return -1;
+        while ((item = PyIter_Next(it))) {
+                const char *r = PyUnicode_Check(item) ? PyUnicode_AsUTF8(item) : NULL;
+
+                if (r && strcmp(r, "subscribe") == 0)
+                        roles |= SHMBUS_GRANT_SUBSCRIBE;
+                else if (r && strcmp(r, "publish") == 0)
+                        roles |= SHMBUS_GRANT_PUBLISH;
+                else {
+                        Py_DECREF(item);
+                        Py_DECREF(it);
+                        if (!PyErr_Occurred())
+                                PyErr_SetString(PyExc_ValueError,
+                                                "roles are \"subscribe\" and \"publish\"");
+                        return -1;
+                }
+                Py_DECREF(item);
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred())
+                return -1;
+        *ret = roles;
+        return 0;
+}
+
+/* {uid or gid: roles} into the options' grants. */
+static int set_grants(shmbus_opts *o, PyObject *map, bool gids) {
+        PyObject *key, *value;
+        Py_ssize_t pos = 0;
+
+        if (!given(map))
+                return 0;
+        if (!PyDict_Check(map)) {
+                PyErr_SetString(PyExc_TypeError, "grants are a dict {id: roles}");
+                return -1;
+        }
+        while (PyDict_Next(map, &pos, &key, &value)) {
+                unsigned long id = PyLong_AsUnsignedLong(key);
+                int roles, r;
+
+                if ((id == (unsigned long)-1 && PyErr_Occurred()) || parse_roles(value, &roles) < 0)
+                        return -1;
+                r = gids ? shmbus_opts_grant_gid(o, (gid_t)id, roles)
+                         : shmbus_opts_grant_uid(o, (uid_t)id, roles);
+                if (r < 0) {
+                        PyErr_Format(PyExc_ValueError, "cannot grant to %s %lu: %s",
+                                     gids ? "gid" : "uid", id, shmbus_strerror(r));
+                        return -1;
+                }
+        }
+        return 0;
+}
+
 /* Options from the keywords, or NULL (and no error) when none was given. */
 static int geometry_to_opts(const struct geometry *g, shmbus_opts **ret_opts) {
         shmbus_opts *o;
@@ -326,6 +384,19 @@ static int geometry_to_opts(const struct geometry *g, shmbus_opts **ret_opts) {
             set_u32(o, g->max_subscribers, "max_subscribers", shmbus_opts_set_max_subscribers) <
                     0 ||
             set_u32(o, g->max_publishers, "max_publishers", shmbus_opts_set_max_publishers) < 0)
+                goto err_free;
+        if (given(g->slow_subscriber_timeout)) {
+                double t = PyFloat_AsDouble(g->slow_subscriber_timeout);
+
+                if ((t == -1.0 && PyErr_Occurred()) || !(t >= 0.0 && t <= 3600.0) ||
+                    shmbus_opts_set_slow_subscriber_timeout(o, (uint32_t)(t * 1000.0 + 0.5)) < 0) {
+                        if (!PyErr_Occurred())
+                                PyErr_SetString(PyExc_ValueError,
+                                                "slow_subscriber_timeout is 0 to 3600 seconds");
+                        goto err_free;
+                }
+        }
+        if (set_grants(o, g->grant_uids, false) < 0 || set_grants(o, g->grant_gids, true) < 0)
                 goto err_free;
         if (given(g->policy)) {
                 if (parse_policy(g->policy, &policy) < 0)
@@ -455,34 +526,72 @@ typedef struct {
 
 static PyTypeObject ClientType, ChannelType, PublisherType, ClaimType, SubscriberType, MessageType;
 
-static int client_init(ClientObject *self, PyObject *args, PyObject *kwds) {
-        static const char *kwlist[] = {"socket", NULL};
-        PyObject *path = NULL, *bytes = NULL;
-        shmbus_client *c = NULL;
-        PyThreadState *ts;
-        int r;
+/*
+ * Raise for a failed client call, with the library's account of it: the
+ * daemon's sentence where it answered. shmbus_client_last_error() is kept per
+ * thread, and the call ran on this thread (the GIL was given up, the thread
+ * was not left).
+ */
+static PyObject *raise_client(const shmbus_client *client, int r, PyObject *filename) {
+        const char *why = shmbus_client_last_error(client);
+        PyObject *msg = *why ? PyUnicode_DecodeUTF8(why, (Py_ssize_t)strlen(why), "replace") : NULL;
 
-        if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O&:Client", KW(kwlist),
-                                         PyUnicode_FSConverter, &bytes))
+        PyErr_Clear();
+        raise_code(r, msg, filename);
+        Py_XDECREF(msg);
+        return NULL;
+}
+
+/* Seconds (None: the library's default; math.inf: forever) to the library's milliseconds. */
+static int parse_request_timeout(PyObject *obj, int *ret_ms) {
+        double s = PyFloat_AsDouble(obj);
+
+        if (s == -1.0 && PyErr_Occurred())
+                return -1;
+        if (!(s > 0.0)) {
+                PyErr_SetString(PyExc_ValueError, "timeout must be a number > 0, or None");
+                return -1;
+        }
+        *ret_ms = s >= (double)INT_MAX / 1000.0 ? -1 : (int)(s * 1000.0 + 0.999);
+        return 0;
+}
+
+static int client_init(ClientObject *self, PyObject *args, PyObject *kwds) {
+        static const char *kwlist[] = {"socket", "timeout", "wait", NULL};
+        PyObject *bytes = NULL, *timeout = Py_None, *wait = Py_None, *name;
+        shmbus_client *c = NULL;
+        const char *path;
+        PyThreadState *ts;
+        int timeout_ms = 0, wait_ms = 0, r;
+
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O&$OO:Client", KW(kwlist),
+                                         PyUnicode_FSConverter, &bytes, &timeout, &wait))
                 return -1;
         if (self->client) {
                 Py_XDECREF(bytes);
                 PyErr_SetString(PyExc_RuntimeError, "Client is already initialised");
                 return -1;
         }
-        path = bytes;
+        if ((timeout != Py_None && parse_request_timeout(timeout, &timeout_ms) < 0) ||
+            (wait != Py_None && parse_request_timeout(wait, &wait_ms) < 0)) {
+                Py_XDECREF(bytes);
+                return -1;
+        }
+        path = bytes ? PyBytes_AS_STRING(bytes) : NULL;
         ts = PyEval_SaveThread();
-        r = shmbus_client_new(path ? PyBytes_AS_STRING(path) : NULL, &c);
+        r = wait != Py_None ? shmbus_client_new_wait(path, wait_ms, &c)
+                            : shmbus_client_new(path, &c);
         PyEval_RestoreThread(ts);
         if (r < 0) {
-                PyObject *name = path ? PyUnicode_DecodeFSDefault(PyBytes_AS_STRING(path)) : NULL;
-
-                raise_code(r, NULL, name);
+                name = path ? PyUnicode_DecodeFSDefault(path) : NULL;
+                raise_client(NULL, r, name);
                 Py_XDECREF(name);
                 Py_XDECREF(bytes);
                 return -1;
         }
         Py_XDECREF(bytes);
+        if (timeout != Py_None)
+                shmbus_client_set_timeout(c, timeout_ms);
         self->client = c;
         return 0;
 }
@@ -521,7 +630,7 @@ static PyObject *client_roundtrip(ClientObject *self, PyObject *req) {
         self->inflight--;
         Py_DECREF(text);
         if (r < 0)
-                return raise_code(r, NULL, NULL);
+                return raise_client(self->client, r, NULL);
         text = PyUnicode_FromString(out);
         free(out);
         if (!text)
@@ -529,60 +638,6 @@ static PyObject *client_roundtrip(ClientObject *self, PyObject *req) {
         reply = json_call("loads", text);
         Py_DECREF(text);
         return reply;
-}
-
-/*
- * The daemon's sentence for a refused open: the library returns only the
- * errno, so ask again with a raw request, which is refused the same way and
- * without side effects. Should the second try succeed instead (the
- * configuration changed in between), the library closes the descriptors it
- * gets, and nothing is held. Returns a new reference or NULL, never raising.
- */
-static PyObject *open_refusal_message(ClientObject *self, PyObject *name, bool publish, bool create,
-                                      const struct geometry *g, int r) {
-        PyObject *req = NULL, *reply = NULL, *msg = NULL, *no, *cr = NULL;
-
-        /* Only refusals the daemon explains (docs/PROTOCOL.md, "Errors"). */
-        if (r != -EINVAL && r != -ENOENT && r != -EACCES && r != -EUSERS && r != -ENOSPC)
-                return NULL;
-        req = Py_BuildValue("{s:s,s:O,s:s}", "op", PROTO_OPEN, "name", name, "role",
-                            publish ? PROTO_ROLE_PUB : PROTO_ROLE_SUB);
-        if (!req)
-                goto out;
-        if (create) {
-                if (geometry_given(g)) {
-                        static const char *keys[] = {"capacity", "max_msg", "policy",
-                                                     "max_subscribers", "max_publishers"};
-                        PyObject *vals[] = {g->capacity, g->max_msg, g->policy, g->max_subscribers,
-                                            g->max_publishers};
-
-                        cr = PyDict_New();
-                        for (size_t i = 0; cr && i < 5; i++)
-                                if (given(vals[i]) &&
-                                    PyDict_SetItemString(cr, keys[i], vals[i]) < 0)
-                                        Py_CLEAR(cr);
-                } else
-                        cr = Py_NewRef(Py_True);
-                if (!cr || PyDict_SetItemString(req, "create", cr) < 0)
-                        goto out;
-        }
-        reply = client_roundtrip(self, req);
-        if (!reply || !PyDict_Check(reply))
-                goto out;
-        no = PyDict_GetItemString(reply, PROTO_ERRNO);
-        if (no && PyLong_Check(no) && PyLong_AsLong(no) == -r) {
-                msg = PyDict_GetItemString(reply, PROTO_MESSAGE);
-                if (msg && PyUnicode_Check(msg))
-                        Py_INCREF(msg);
-                else
-                        msg = NULL;
-        }
-out:
-        PyErr_Clear();
-        Py_XDECREF(cr);
-        Py_XDECREF(req);
-        Py_XDECREF(reply);
-        return msg;
 }
 
 static PyObject *channel_wrap(shmbus_channel *chan) {
@@ -597,74 +652,67 @@ static PyObject *channel_wrap(shmbus_channel *chan) {
 }
 
 static PyObject *client_open(ClientObject *self, PyObject *args, PyObject *kwds) {
-        static const char *kwlist[] = {"name",    "publish", "create",          "capacity",
-                                       "max_msg", "policy",  "max_subscribers", "max_publishers",
+        static const char *kwlist[] = {"name",
+                                       "publish",
+                                       "create",
+                                       "accept_existing",
+                                       "wait",
+                                       "capacity",
+                                       "max_msg",
+                                       "policy",
+                                       "max_subscribers",
+                                       "max_publishers",
+                                       "slow_subscriber_timeout",
+                                       "grant_uids",
+                                       "grant_gids",
                                        NULL};
         struct geometry g = {0};
         shmbus_channel *chan = NULL;
         shmbus_opts *opts;
         PyThreadState *ts;
         PyObject *name;
-        int publish = 0, create = 0, r;
+        int publish = 0, create = 0, accept = 0, wait = 0, flags, r;
         const char *s;
 
-        if (!PyArg_ParseTupleAndKeywords(args, kwds, "U|$ppOOOOO:open", KW(kwlist), &name, &publish,
-                                         &create, &g.capacity, &g.max_msg, &g.policy,
-                                         &g.max_subscribers, &g.max_publishers))
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "U|$ppppOOOOOOOO:open", KW(kwlist), &name,
+                                         &publish, &create, &accept, &wait, &g.capacity, &g.max_msg,
+                                         &g.policy, &g.max_subscribers, &g.max_publishers,
+                                         &g.slow_subscriber_timeout, &g.grant_uids, &g.grant_gids))
                 return NULL;
         if (client_check(self) < 0 || !(s = PyUnicode_AsUTF8(name)))
                 return NULL;
         if (geometry_to_opts(&g, &opts) < 0)
                 return NULL;
+        flags = (publish ? SHMBUS_OPEN_PUBLISH : 0) | (create ? SHMBUS_OPEN_CREATE : 0) |
+                (accept ? SHMBUS_OPEN_ACCEPT_EXISTING : 0) | (wait ? SHMBUS_OPEN_WAIT : 0);
         self->inflight++;
         ts = PyEval_SaveThread();
-        r = shmbus_client_open(self->client, s,
-                               (publish ? SHMBUS_OPEN_PUBLISH : 0) |
-                                       (create ? SHMBUS_OPEN_CREATE : 0),
-                               opts, &chan);
+        r = shmbus_client_open(self->client, s, flags, opts, &chan);
         PyEval_RestoreThread(ts);
         self->inflight--;
         shmbus_opts_free(opts);
-        if (r < 0) {
-                PyObject *msg = open_refusal_message(self, name, publish, create, &g, r);
-
-                raise_code(r, msg, name);
-                Py_XDECREF(msg);
-                return NULL;
-        }
+        if (r < 0)
+                return raise_client(self->client, r, name);
         return channel_wrap(chan);
 }
 
-/* Through a raw request rather than shmbus_client_delete(), to keep the daemon's sentence. */
 static PyObject *client_delete(ClientObject *self, PyObject *args) {
-        PyObject *name, *req, *reply, *no, *ok, *msg;
-        long e;
+        PyThreadState *ts;
+        PyObject *name;
+        const char *s;
+        int r;
 
-        if (!PyArg_ParseTuple(args, "U:delete", &name) || client_check(self) < 0)
+        if (!PyArg_ParseTuple(args, "U:delete", &name) || client_check(self) < 0 ||
+            !(s = PyUnicode_AsUTF8(name)))
                 return NULL;
-        req = Py_BuildValue("{s:s,s:O}", "op", PROTO_DELETE, "name", name);
-        if (!req)
-                return NULL;
-        reply = client_roundtrip(self, req);
-        Py_DECREF(req);
-        if (!reply)
-                return NULL;
-        if (!PyDict_Check(reply)) {
-                Py_DECREF(reply);
-                return raise_code(-EPROTO, NULL, name);
-        }
-        ok = PyDict_GetItemString(reply, PROTO_OK);
-        if (ok == Py_True) {
-                Py_DECREF(reply);
-                Py_RETURN_NONE;
-        }
-        no = PyDict_GetItemString(reply, PROTO_ERRNO);
-        e = no && PyLong_Check(no) ? PyLong_AsLong(no) : EPROTO;
-        msg = PyDict_GetItemString(reply, PROTO_MESSAGE);
-        raise_code(e > 0 && e < 4096 ? -(int)e : -EPROTO, msg && PyUnicode_Check(msg) ? msg : NULL,
-                   name);
-        Py_DECREF(reply);
-        return NULL;
+        self->inflight++;
+        ts = PyEval_SaveThread();
+        r = shmbus_client_delete(self->client, s);
+        PyEval_RestoreThread(ts);
+        self->inflight--;
+        if (r < 0)
+                return raise_client(self->client, r, name);
+        Py_RETURN_NONE;
 }
 
 static PyObject *client_request(ClientObject *self, PyObject *req) {
@@ -692,12 +740,19 @@ static PyObject *call_close(PyObject *self, PyObject *args) {
 
 static PyMethodDef client_methods[] = {
         {"open", (PyCFunction)(void (*)(void))client_open, METH_VARARGS | METH_KEYWORDS,
-         "open(name, *, publish=False, create=False, capacity=None, max_msg=None, policy=None,\n"
-         "     max_subscribers=None, max_publishers=None) -> Channel\n\n"
+         "open(name, *, publish=False, create=False, accept_existing=False, wait=False,\n"
+         "     capacity=None, max_msg=None, policy=None, max_subscribers=None,\n"
+         "     max_publishers=None, slow_subscriber_timeout=None, grant_uids=None,\n"
+         "     grant_gids=None) -> Channel\n\n"
          "Open a channel through the daemon, which checks permissions. publish=True maps it\n"
          "for publishing; create=True creates it if it does not exist, with the given\n"
-         "geometry (capacity in bytes, a power of two; policy \"block\" or \"overwrite\").\n"
-         "The daemon's per-channel configuration wins over the keywords.\n\n"
+         "geometry (capacity in bytes, a power of two; policy \"block\" or \"overwrite\";\n"
+         "slow_subscriber_timeout in seconds, after which a block channel evicts a\n"
+         "subscriber that stalls it) and grants ({uid: \"subscribe\" | \"publish\" | both\n"
+         "in a tuple}). The daemon's per-channel configuration wins over the keywords.\n"
+         "If the channel exists with other settings, FileExistsError, unless\n"
+         "accept_existing=True (then see the Channel's attributes). wait=True asks\n"
+         "again until the channel exists or the client's timeout passes.\n\n"
          "Raises FileNotFoundError, PermissionError, ConnectionError or shmbus.Error,\n"
          "carrying the daemon's explanation."},
         {"delete", (PyCFunction)client_delete, METH_VARARGS,
@@ -879,8 +934,8 @@ static PyMethodDef channel_methods[] = {
          "publish=True)."},
         {"subscriber", (PyCFunction)(void (*)(void))channel_subscriber,
          METH_VARARGS | METH_KEYWORDS,
-         "subscriber(*, spin_us=None) -> Subscriber\n\nBecome a subscriber; it receives what\n"
-         "is published from now on."},
+         "subscriber(*, spin_us=None, untethered=False, history=0) -> Subscriber\n\n"
+         "Become a subscriber; see Subscriber."},
         {"close", (PyCFunction)channel_close, METH_NOARGS,
          "close() -> None\n\nDrop this reference; publishers and subscribers keep their own."},
         {"__enter__", return_self, METH_NOARGS, NULL},
@@ -900,6 +955,32 @@ static PyObject *channel_get_max_msg(ChannelObject *self, void *unused) {
         return PyLong_FromSize_t(shmbus_channel_max_msg(self->chan));
 }
 
+static PyObject *channel_get_capacity(ChannelObject *self, void *unused) {
+        if (channel_check(self) < 0)
+                return NULL;
+        return PyLong_FromUnsignedLongLong(shmbus_channel_capacity(self->chan));
+}
+
+static PyObject *channel_get_policy(ChannelObject *self, void *unused) {
+        if (channel_check(self) < 0)
+                return NULL;
+        return PyUnicode_FromString(shmbus_channel_policy(self->chan) == SHMBUS_POLICY_OVERWRITE
+                                            ? "overwrite"
+                                            : "block");
+}
+
+static PyObject *channel_get_max_subscribers(ChannelObject *self, void *unused) {
+        if (channel_check(self) < 0)
+                return NULL;
+        return PyLong_FromUnsignedLong(shmbus_channel_max_subscribers(self->chan));
+}
+
+static PyObject *channel_get_max_publishers(ChannelObject *self, void *unused) {
+        if (channel_check(self) < 0)
+                return NULL;
+        return PyLong_FromUnsignedLong(shmbus_channel_max_publishers(self->chan));
+}
+
 static PyObject *channel_get_closed(ChannelObject *self, void *unused) {
         return PyBool_FromLong(!self->chan);
 }
@@ -907,6 +988,10 @@ static PyObject *channel_get_closed(ChannelObject *self, void *unused) {
 static PyGetSetDef channel_getset[] = {
         {"name", (getter)channel_get_name, NULL, "The channel's name.", NULL},
         {"max_msg", (getter)channel_get_max_msg, NULL, "The largest message, in bytes.", NULL},
+        {"capacity", (getter)channel_get_capacity, NULL, "The ring's size in bytes.", NULL},
+        {"policy", (getter)channel_get_policy, NULL, "\"block\" or \"overwrite\".", NULL},
+        {"max_subscribers", (getter)channel_get_max_subscribers, NULL, "Subscriber slots.", NULL},
+        {"max_publishers", (getter)channel_get_max_publishers, NULL, "Publisher slots.", NULL},
         {"closed", (getter)channel_get_closed, NULL, "True once close() was called.", NULL},
         {NULL, NULL, NULL, NULL, NULL},
 };
@@ -1363,27 +1448,34 @@ struct MessageObject {
         const void *data;
         Py_ssize_t len;
         Py_ssize_t exports;
+        uint64_t seq;
         bool released;
         PyObject *view_ref; /* a weak reference to the memoryview __enter__ gave out */
 };
 
 static int subscriber_init(SubscriberObject *self, PyObject *args, PyObject *kwds) {
-        static const char *kwlist[] = {"channel", "spin_us", NULL};
-        PyObject *spin = Py_None;
+        static const char *kwlist[] = {"channel", "spin_us", "untethered", "history", NULL};
+        PyObject *spin = Py_None, *hist = NULL;
+        unsigned long long history = 0;
+        int untethered = 0, r;
         ChannelObject *ch;
         shmbus_sub *s;
-        int r;
 
-        if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|$O:Subscriber", KW(kwlist), &ChannelType,
-                                         &ch, &spin))
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!|$OpO:Subscriber", KW(kwlist), &ChannelType,
+                                         &ch, &spin, &untethered, &hist))
                 return -1;
+        if (given(hist)) {
+                history = PyLong_AsUnsignedLongLong(hist);
+                if (PyErr_Occurred())
+                        return -1;
+        }
         if (channel_check(ch) < 0)
                 return -1;
         if (self->sub) {
                 PyErr_SetString(PyExc_RuntimeError, "Subscriber is already initialised");
                 return -1;
         }
-        r = shmbus_sub_new(ch->chan, &s);
+        r = shmbus_sub_new_ex(ch->chan, untethered ? SHMBUS_SUB_UNTETHERED : 0, history, &s);
         if (r < 0) {
                 PyObject *n = PyUnicode_FromString(shmbus_channel_name(ch->chan));
 
@@ -1571,6 +1663,7 @@ static PyObject *subscriber_peek(SubscriberObject *self, PyObject *const *args, 
         m->sub = (SubscriberObject *)Py_NewRef(self);
         m->data = c.data;
         m->len = (Py_ssize_t)c.len;
+        m->seq = shmbus_sub_seq(self->sub);
         m->released = false;
         self->current = m;
         return (PyObject *)m;
@@ -1671,6 +1764,17 @@ static PyObject *subscriber_get_received(SubscriberObject *self, void *unused) {
         return PyLong_FromUnsignedLongLong(shmbus_sub_received(self->sub));
 }
 
+/* UINT64_MAX (nothing received yet) as None. */
+static PyObject *seq_object(uint64_t seq) {
+        if (seq == UINT64_MAX)
+                Py_RETURN_NONE;
+        return PyLong_FromUnsignedLongLong(seq);
+}
+
+static PyObject *subscriber_get_seq(SubscriberObject *self, void *unused) {
+        return seq_object(shmbus_sub_seq(self->sub));
+}
+
 static PyObject *subscriber_get_closed(SubscriberObject *self, void *unused) {
         return PyBool_FromLong(!self->sub);
 }
@@ -1728,6 +1832,10 @@ static PyGetSetDef subscriber_getset[] = {
          NULL},
         {"received", (getter)subscriber_get_received, NULL,
          "Messages this subscriber has received.", NULL},
+        {"seq", (getter)subscriber_get_seq, NULL,
+         "The channel-wide number of the message last received (or borrowed), None before\n"
+         "the first. Numbers have no gaps: a jump means the ones between were lost.",
+         NULL},
         {"closed", (getter)subscriber_get_closed, NULL, "True once close() was called.", NULL},
         {NULL, NULL, NULL, NULL, NULL},
 };
@@ -1817,7 +1925,12 @@ static PyObject *message_get_released(MessageObject *self, void *unused) {
         return PyBool_FromLong(self->released);
 }
 
+static PyObject *message_get_seq(MessageObject *self, void *unused) {
+        return seq_object(self->seq);
+}
+
 static PyGetSetDef message_getset[] = {
+        {"seq", (getter)message_get_seq, NULL, "The message's channel-wide number.", NULL},
         {"released", (getter)message_get_released, NULL,
          "True once the message was given back; its memory may be reused.", NULL},
         {NULL, NULL, NULL, NULL, NULL},
@@ -2151,10 +2264,13 @@ static int add_type(PyObject *m, PyTypeObject *t, const char *name) {
 PyMODINIT_FUNC PyInit__shmbus(void);
 
 PyMODINIT_FUNC PyInit__shmbus(void) {
-        PyObject *m = PyModule_Create(&module_def);
+        PyObject *m = PyModule_Create(&module_def), *hist;
 
         if (!m)
                 return NULL;
+        hist = PyLong_FromUnsignedLongLong(SHMBUS_SUB_HISTORY_ALL);
+        if (!hist)
+                goto err;
         Error = PyErr_NewExceptionWithDoc(
                 "shmbus.Error",
                 "Base of shmbus's errors: an OSError with errno, strerror (the daemon's\n"
@@ -2198,10 +2314,13 @@ PyMODINIT_FUNC PyInit__shmbus(void) {
         if (PyModule_AddStringConstant(m, "__version__", SHMBUS_VERSION_STRING) < 0 ||
             PyModule_AddStringConstant(m, "DEFAULT_SOCKET", SHMBUS_DEFAULT_SOCKET) < 0 ||
             PyModule_AddStringConstant(m, "POLICY_BLOCK", "block") < 0 ||
-            PyModule_AddStringConstant(m, "POLICY_OVERWRITE", "overwrite") < 0)
+            PyModule_AddStringConstant(m, "POLICY_OVERWRITE", "overwrite") < 0 ||
+            PyModule_AddObjectRef(m, "HISTORY_ALL", hist) < 0)
                 goto err;
+        Py_DECREF(hist);
         return m;
 err:
+        Py_XDECREF(hist);
         Py_DECREF(m);
         return NULL;
 }

@@ -44,6 +44,7 @@ ValueError rather than reading recycled memory.
 
 from ._shmbus import (
     DEFAULT_SOCKET,
+    HISTORY_ALL,
     POLICY_BLOCK,
     POLICY_OVERWRITE,
     BlockingIOError,
@@ -80,6 +81,7 @@ __all__ = [
     "Error",
     "StaleError",
     "DEFAULT_SOCKET",
+    "HISTORY_ALL",
     "POLICY_BLOCK",
     "POLICY_OVERWRITE",
     "library_version",

@@ -10,9 +10,12 @@ __version__: str
 DEFAULT_SOCKET: str
 POLICY_BLOCK: Literal["block"]
 POLICY_OVERWRITE: Literal["overwrite"]
+HISTORY_ALL: int
 
 _Policy = Literal["block", "overwrite"]
 _Timeout = float | None
+_Role = Literal["subscribe", "publish"]
+_Roles = _Role | tuple[_Role, ...] | list[_Role] | set[_Role]
 
 def library_version() -> str: ...
 def strerror(code: int) -> str: ...
@@ -28,18 +31,29 @@ class StaleError(Error): ...
 
 class Client:
     closed: bool
-    def __init__(self, socket: str | bytes | None = None) -> None: ...
+    def __init__(
+        self,
+        socket: str | bytes | None = None,
+        *,
+        timeout: float | None = None,
+        wait: float | None = None,
+    ) -> None: ...
     def open(
         self,
         name: str,
         *,
         publish: bool = False,
         create: bool = False,
+        accept_existing: bool = False,
+        wait: bool = False,
         capacity: int | None = None,
         max_msg: int | None = None,
         policy: _Policy | None = None,
         max_subscribers: int | None = None,
         max_publishers: int | None = None,
+        slow_subscriber_timeout: float | None = None,
+        grant_uids: dict[int, _Roles] | None = None,
+        grant_gids: dict[int, _Roles] | None = None,
     ) -> Channel: ...
     def delete(self, name: str) -> None: ...
     def request(self, req: dict[str, Any] | str) -> dict[str, Any]: ...
@@ -52,6 +66,10 @@ class Client:
 class Channel:
     name: str
     max_msg: int
+    capacity: int
+    policy: _Policy
+    max_subscribers: int
+    max_publishers: int
     closed: bool
     @classmethod
     def create(
@@ -73,7 +91,9 @@ class Channel:
     @staticmethod
     def unlink(dir: str | bytes, name: str) -> None: ...
     def publisher(self) -> Publisher: ...
-    def subscriber(self, *, spin_us: int | None = None) -> Subscriber: ...
+    def subscriber(
+        self, *, spin_us: int | None = None, untethered: bool = False, history: int = 0
+    ) -> Subscriber: ...
     def close(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __exit__(
@@ -108,8 +128,16 @@ class Claim:
 class Subscriber:
     lost: int
     received: int
+    seq: int | None
     closed: bool
-    def __init__(self, channel: Channel, *, spin_us: int | None = None) -> None: ...
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        spin_us: int | None = None,
+        untethered: bool = False,
+        history: int = 0,
+    ) -> None: ...
     def recv(self, timeout: _Timeout = None) -> bytes: ...
     def recv_into(self, buffer: Buffer, timeout: _Timeout = None) -> int: ...
     def peek(self, timeout: _Timeout = None) -> Message: ...
@@ -129,6 +157,7 @@ class Subscriber:
 
 class Message:
     released: bool
+    seq: int | None
     def release(self) -> None: ...
     def tobytes(self) -> bytes: ...
     def __bytes__(self) -> bytes: ...

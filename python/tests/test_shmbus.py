@@ -304,7 +304,7 @@ def test_errors_carry_the_daemons_message(client, daemon):
     assert e.value.strerror == "no channel missing"
     with pytest.raises(shmbus.Error) as e:
         client.open("bad name!", create=True)
-    assert e.value.errno == errno.EINVAL and '"name"' in e.value.strerror
+    assert e.value.errno == errno.EINVAL and "channel names" in e.value.strerror
     with pytest.raises(FileNotFoundError) as e:
         client.delete("missing")
     assert e.value.strerror == "no channel missing"
@@ -413,3 +413,69 @@ def test_sanitizer_runtime_is_loaded():
         pytest.skip("not an ASan build")
     with open("/proc/self/maps", encoding="utf-8") as f:
         assert "asan" in f.read()
+
+
+def test_existing_channel_with_other_settings(client):
+    client.open("geo", create=True, capacity=65536, max_msg=1024, policy="overwrite")
+    with pytest.raises(FileExistsError) as e:
+        client.open("geo", create=True, capacity=131072)
+    assert "capacity" in e.value.strerror and e.value.filename == "geo"
+    ch = client.open("geo", create=True, capacity=131072, accept_existing=True)
+    assert (ch.capacity, ch.max_msg, ch.policy) == (65536, 1024, "overwrite")
+    assert ch.max_subscribers >= 1 and ch.max_publishers >= 1
+
+
+def test_history_untethered_and_seq(client):
+    ch = client.open("hist", publish=True, create=True, capacity=65536)
+    pub = ch.publisher()
+    live = ch.subscriber()
+    assert live.seq is None
+    for i in range(10):
+        pub.send(b"%d" % i)
+    late = ch.subscriber(history=3)
+    assert [late.recv(0) for _ in range(3)] == [b"7", b"8", b"9"]
+    assert late.seq == 9
+    everything = shmbus.Subscriber(ch, history=shmbus.HISTORY_ALL)
+    assert everything.recv(0) == b"0" and everything.seq == 0
+    assert live.recv(0) == b"0"
+    msg = live.peek(0)
+    assert msg.seq == 1 == live.seq and bytes(msg) == b"1"
+    msg.release()
+    # An untethered monitor never holds the block channel's publishers back.
+    monitor = ch.subscriber(untethered=True)
+    for s in (live, late, everything):
+        s.close()
+    sent = 0
+    try:
+        while True:
+            pub.send(b"x" * 1000, timeout=0)
+            sent += 1
+            if sent > 1000:
+                break
+    except BlockingIOError:
+        pass
+    assert sent > 1000  # a tethered subscriber would have filled the ring at ~60
+    got = 0
+    while True:
+        try:
+            monitor.recv(0)
+            got += 1
+        except BlockingIOError:
+            break
+    assert monitor.lost > 0 and got + monitor.lost == sent
+
+
+def test_client_timeout_wait_and_grants(daemon):
+    with shmbus.Client(daemon.sock, timeout=2.5) as c:
+        c.open("granted", create=True, grant_uids={65534: "subscribe"},
+               grant_gids={65534: ("subscribe", "publish")})
+        stat = c.request({"op": "stat", "name": "granted"})
+        assert stat["ok"] and "65534" in str(stat)
+        with pytest.raises(ValueError):
+            c.open("bad-grant", create=True, grant_uids={1: "read"})
+    t0 = time.monotonic()
+    with pytest.raises(FileNotFoundError):
+        shmbus.Client(os.path.join(daemon.dir, "nobody-listens"), wait=0.2)
+    assert 0.15 < time.monotonic() - t0 < 5
+    with pytest.raises(ValueError):
+        shmbus.Client(daemon.sock, timeout=0)
