@@ -33,6 +33,8 @@ void config_init_defaults(struct config *c) {
                 .max_channels = CONFIG_DEFAULT_MAX_CHANNELS,
                 .max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS,
                 .max_connections_per_uid = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID,
+                .quota_channels_per_uid = CONFIG_DEFAULT_QUOTA_CHANNELS_PER_UID,
+                .quota_bytes_per_uid = CONFIG_DEFAULT_QUOTA_BYTES_PER_UID,
                 .first_request_timeout_ms = CONFIG_DEFAULT_FIRST_REQUEST_TIMEOUT_MS,
                 .unblock_timeout_ms = CONFIG_DEFAULT_UNBLOCK_TIMEOUT_MS,
                 .log_level = LOG_INFO,
@@ -79,6 +81,16 @@ static int get_u32(const cJSON *v, const char *key, uint64_t max, uint32_t *ret,
                 return fail(err, size, "\"%s\": expected a whole number in range (0 to %llu)", key,
                             (unsigned long long)max);
         *ret = (uint32_t)v->valuedouble;
+        return 0;
+}
+
+static int get_u64(const cJSON *v, const char *key, uint64_t max, uint64_t *ret, char *err,
+                   size_t size) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > (double)max ||
+            v->valuedouble != (double)(uint64_t)v->valuedouble)
+                return fail(err, size, "\"%s\": expected a whole number in range (0 to %llu)", key,
+                            (unsigned long long)max);
+        *ret = (uint64_t)v->valuedouble;
         return 0;
 }
 
@@ -365,6 +377,7 @@ static int parse_key(struct config *c, const cJSON *item, char *err, size_t size
                 {"max_connections_per_uid", &c->max_connections_per_uid, CONFIG_COUNT_MAX},
                 {"first_request_timeout_ms", &c->first_request_timeout_ms, CONFIG_TIMEOUT_MAX},
                 {"unblock_timeout_ms", &c->unblock_timeout_ms, CONFIG_TIMEOUT_MAX},
+                {"quota_channels_per_uid", &c->quota_channels_per_uid, CONFIG_COUNT_MAX},
                 {WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS, &c->slow_subscriber_timeout_ms,
                  CONFIG_TIMEOUT_MAX},
         };
@@ -374,6 +387,8 @@ static int parse_key(struct config *c, const cJSON *item, char *err, size_t size
                 return parse_path(item, k, c->shm_dir, sizeof(c->shm_dir), err, size);
         if (strcmp(k, "socket") == 0)
                 return parse_path(item, k, c->socket_path, sizeof(c->socket_path), err, size);
+        if (strcmp(k, "quota_bytes_per_uid") == 0)
+                return get_u64(item, k, CONFIG_QUOTA_BYTES_MAX, &c->quota_bytes_per_uid, err, size);
         for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
                 if (strcmp(k, numbers[i].key) == 0)
                         return get_u32(item, k, numbers[i].max, numbers[i].field, err, size);

@@ -24,6 +24,13 @@
 #define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID  128
 #define CONFIG_DEFAULT_FIRST_REQUEST_TIMEOUT_MS 5000
 #define CONFIG_DEFAULT_UNBLOCK_TIMEOUT_MS       2000
+/*
+ * What one uid other than root and the daemon's own may hold (quota.h): enough
+ * for a few dozen ordinary channels, far from what would pin a host's memory.
+ */
+#define CONFIG_DEFAULT_QUOTA_CHANNELS_PER_UID 32
+#define CONFIG_DEFAULT_QUOTA_BYTES_PER_UID    (UINT64_C(256) << 20)
+#define CONFIG_QUOTA_BYTES_MAX                (UINT64_C(1) << 50)
 
 /*
  * Who may do something: any user, or listed uids and gids (a gid matches a
@@ -62,6 +69,8 @@ struct config {
         uint32_t max_connections_per_uid;
         uint32_t first_request_timeout_ms;
         uint32_t unblock_timeout_ms;
+        uint32_t quota_channels_per_uid;
+        uint64_t quota_bytes_per_uid;
         uint32_t slow_subscriber_timeout_ms; /* block channels: evict after this; 0: never */
         int log_level; /* LOG_ERR .. LOG_DEBUG: less urgent lines are dropped */
         struct shmbus_ring_geom defaults;

@@ -18,18 +18,25 @@
 
 #include "broker.h"
 #include "channel.h"
+#include "create.h"
+#include "integrity.h"
 #include "grants.h"
 #include "handover.h"
 #include "json.h"
 #include "log.h"
 #include "meta.h"
 #include "peer.h"
+#include "quota.h"
 #include "reply.h"
 #include "stats.h"
 #include "util.h"
 #include "wire.h"
 
+/* A handler's positive return: the request is parked, and answered later (create.h). */
+#define OPS_E_PARKED 1
+
 struct op_result {
+        const char *text;   /* the request, should it have to be parked */
         cJSON *reply;       /* success: the reply to send */
         int fds[2];         /* sent with it: ctl and data of an opened channel, or -1 */
         const char *opened; /* a channel the peer uses once the reply is sent */
@@ -54,6 +61,13 @@ __attribute__((format(printf, 3, 4))) static int op_fail(struct op_result *res, 
         vsnprintf(res->message, sizeof(res->message), fmt, ap);
         va_end(ap);
         return code;
+}
+
+/* Park the request until the pending creation is over. */
+static int op_park(struct broker *b, struct peer *p, struct op_result *res) {
+        int r = create_park(b, p, res->text);
+
+        return r < 0 ? op_fail(res, r, "out of memory") : OPS_E_PARKED;
 }
 
 /* The request's channel name, if it is a valid one. */
@@ -239,13 +253,43 @@ static int create_save_meta(struct broker *b, const struct chan *c, int ctl_fd, 
                 return -errno;
         m.ctl_ino = ctl.st_ino;
         m.data_ino = data.st_ino;
-        return meta_save(b->cfg.shm_dir, c->name, &m);
+        return meta_save(b->shm_dirfd, c->name, &m);
+}
+
+int ops_register_created(struct broker *b, const char *name, int ctl_fd, int data_fd, uid_t uid,
+                         gid_t gid, const struct grants *grants, bool has_slow, uint32_t slow_ms,
+                         struct chan **ret_chan, char *msg, size_t size) {
+        struct chan *c;
+        int r;
+
+        r = registry_add(&b->channels, name, ctl_fd, data_fd, uid, gid, &c);
+        if (r < 0) {
+                shmbus__channel_unlink_at(b->shm_dirfd, name);
+                snprintf(msg, size, "cannot map channel: %s", shmbus_strerror(r));
+                return r;
+        }
+        c->grants = *grants;
+        c->has_slow_subscriber_timeout = has_slow;
+        c->slow_subscriber_timeout_ms = slow_ms;
+        /* No channel without its owner's record: a restart would give it to the daemon. */
+        r = create_save_meta(b, c, ctl_fd, data_fd);
+        if (r < 0) {
+                log_err_f(LOG_FIELDS(.channel = name, .err = -r),
+                          "channel %s: cannot write its meta file: %s", name, strerror(-r));
+                registry_remove(&b->channels, c);
+                shmbus__channel_unlink_at(b->shm_dirfd, name);
+                snprintf(msg, size, "cannot record the channel's owner: %s", shmbus_strerror(r));
+                return r;
+        }
+        *ret_chan = c;
+        return 0;
 }
 
 /*
  * Create channel @o->name for @p, if the request asks to and @p may: with the
  * geometry of its config rule, else that of the request, else the defaults.
- * The descriptors it was created with go to @res, to be handed out.
+ * The descriptors it was created with go to @res, to be handed out. A large
+ * channel is created off the event loop (create.h): the request is parked.
  */
 static int open_create(struct broker *b, struct peer *p, const struct open_request *o,
                        struct op_result *res, struct chan **ret_chan) {
@@ -253,6 +297,8 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         struct shmbus_ring_geom g = rule ? rule->geom : b->cfg.defaults;
         _cleanup_close_ int ctl_fd = -1, data_fd = -1;
         char err[REPLY_MESSAGE_MAX];
+        uint64_t bytes, pending_bytes;
+        uint32_t pending_channels;
         bool has_slow = false;
         uint32_t slow_ms = 0;
         int r;
@@ -267,7 +313,7 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
                              "denied: uid %u may not create channel %s", p->uid, o->name);
                 return op_fail(res, -EACCES, "uid may not create channels (channel %s)", o->name);
         }
-        if (b->channels.n_chans >= b->cfg.max_channels)
+        if (b->channels.n_chans + create_pending(b, NULL) >= b->cfg.max_channels)
                 return op_fail(res, -EUSERS, "channel limit reached, not creating %s", o->name);
         if (cJSON_IsObject(o->create) && !rule) {
                 /* The grants beside the geometry are open_parse()'s. */
@@ -286,7 +332,27 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         r = create_check_grants(b, p, o, rule, res);
         if (r < 0)
                 return r;
-        r = shmbus__channel_create_fds(b->cfg.shm_dir, o->name, &g, 0600, &ctl_fd, &data_fd);
+        bytes = shmbus__ring_ctl_size(g.max_subs, g.max_pubs) + g.data_size;
+        create_pending_use(b, p->uid, &pending_channels, &pending_bytes);
+        r = quota_check(&b->cfg, &b->channels, p->uid, bytes, pending_channels, pending_bytes, err,
+                        sizeof(err));
+        if (r < 0) {
+                log_notice_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid)),
+                             "denied: uid %u may not create channel %s: %s", p->uid, o->name, err);
+                return op_fail(res, r, "not creating %s: %s", o->name, err);
+        }
+        if (bytes >= CREATE_ASYNC_MIN_BYTES) {
+                /* One large creation at a time; this request waits its turn. */
+                if (create_pending(b, NULL))
+                        return op_park(b, p, res);
+                r = create_start(b, p, o->name, &g, bytes, &o->grants, has_slow, slow_ms,
+                                 res->text);
+                if (r < 0)
+                        return op_fail(res, r, "cannot start creating channel %s: %s", o->name,
+                                       shmbus_strerror(r));
+                return OPS_E_PARKED;
+        }
+        r = shmbus__channel_create_at(b->shm_dirfd, o->name, &g, 0600, &ctl_fd, &data_fd);
         if (r == -EEXIST) {
                 /* Files nobody serves: say whose they are and what to run, not "File exists". */
                 handover_explain_stranded(b->cfg.shm_dir, o->name, res->message,
@@ -296,23 +362,10 @@ static int open_create(struct broker *b, struct peer *p, const struct open_reque
         }
         if (r < 0)
                 return op_fail(res, r, "cannot create channel: %s", shmbus_strerror(r));
-        r = registry_add(&b->channels, o->name, ctl_fd, data_fd, p->uid, p->gid, ret_chan);
-        if (r < 0) {
-                shmbus_channel_unlink(b->cfg.shm_dir, o->name);
-                return op_fail(res, r, "cannot map channel: %s", shmbus_strerror(r));
-        }
-        (*ret_chan)->has_slow_subscriber_timeout = has_slow;
-        (*ret_chan)->slow_subscriber_timeout_ms = slow_ms;
-        (*ret_chan)->grants = o->grants;
-        /* No channel without its owner's record: a restart would give it to the daemon. */
-        r = create_save_meta(b, *ret_chan, ctl_fd, data_fd);
-        if (r < 0) {
-                log_err_f(LOG_FIELDS(.channel = o->name, .err = -r),
-                          "channel %s: cannot write its meta file: %s", o->name, strerror(-r));
-                registry_remove(&b->channels, *ret_chan);
-                shmbus_channel_unlink(b->cfg.shm_dir, o->name);
-                return op_fail(res, r, "cannot record the channel's owner: %s", shmbus_strerror(r));
-        }
+        r = ops_register_created(b, o->name, ctl_fd, data_fd, p->uid, p->gid, &o->grants, has_slow,
+                                 slow_ms, ret_chan, res->message, sizeof(res->message));
+        if (r < 0)
+                return r;
         log_info_f(LOG_FIELDS(.channel = o->name, LOGF_UID(p->uid), LOGF_PID(p->pid)),
                    "channel %s created by uid %u pid %d", o->name, p->uid, (int)p->pid);
         res->fds[0] = TAKE_FD(ctl_fd);
@@ -375,8 +428,8 @@ static int open_fds(struct broker *b, const struct chan *c, bool publish, struct
                 res->fds[1] = r;
                 return 0;
         }
-        r = shmbus__channel_open_fds(b->cfg.shm_dir, c->name, publish ? SHMBUS_OPEN_PUBLISH : 0,
-                                     &res->fds[0], &res->fds[1]);
+        r = shmbus__channel_open_at(b->shm_dirfd, c->name, publish ? SHMBUS_OPEN_PUBLISH : 0,
+                                    &res->fds[0], &res->fds[1]);
         if (r < 0) {
                 if (r == -ENOENT)
                         log_err("channel %s: files vanished from %s", c->name, b->cfg.shm_dir);
@@ -397,9 +450,14 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op
         if (r < 0)
                 return r;
         c = registry_find(&b->channels, o.name);
+        /* A channel a member damaged is dropped here, and made afresh if the request asks. */
+        if (c && integrity_check(b, c) < 0)
+                c = NULL;
+        if (!c && create_pending(b, o.name))
+                return op_park(b, p, res);
         if (!c) {
                 r = open_create(b, p, &o, res, &c);
-                if (r < 0)
+                if (r != 0)
                         return r;
                 created = true;
         } else {
@@ -407,6 +465,10 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op
                 if (r < 0)
                         return r;
         }
+        /* Created off the loop for this very request, which is now served again. */
+        if (strcmp(p->created, c->name) == 0)
+                created = true;
+        p->created[0] = '\0';
         r = open_check_permission(b, p, c, o.publish, res);
         if (r < 0)
                 return r;
@@ -446,6 +508,7 @@ static int op_list(struct broker *b, struct peer *p, const cJSON *req, struct op
                 shmbus__stats_json(o, &c->map->ring, c->name, c->owner, false);
                 cJSON_AddItemToArray(arr, o);
         }
+        quota_json_uids(res->reply, &b->cfg, &b->channels);
         return 0;
 }
 
@@ -458,6 +521,7 @@ static int op_stat(struct broker *b, struct peer *p, const cJSON *req, struct op
                 return r;
         res->reply = reply_new(true);
         shmbus__stats_json(res->reply, &c->map->ring, c->name, c->owner, true);
+        quota_json_owner(res->reply, &b->cfg, &b->channels, c->owner);
         if (grants_add_json(res->reply, WIRE_GRANTS, &c->grants) < 0)
                 return op_fail(res, -ENOMEM, "out of memory");
         return 0;
@@ -486,7 +550,7 @@ static int op_delete(struct broker *b, struct peer *p, const cJSON *req, struct 
         snprintf(name, sizeof(name), "%s", c->name);
         atomic_store_explicit(&c->map->ring.ctl->deleted, SHMBUS_CTL_DELETED, memory_order_seq_cst);
         shmbus__ring_wake_all(&c->map->ring);
-        shmbus_channel_unlink(b->cfg.shm_dir, name);
+        shmbus__channel_unlink_at(b->shm_dirfd, name);
         registry_remove(&b->channels, c);
         for (unsigned i = 0; i < b->n_peers; i++)
                 peer_forget(b->peers[i], name);
@@ -569,10 +633,12 @@ void ops_count_rejected(struct broker *b) {
 }
 
 int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
-        _cleanup_(op_result_done) struct op_result res = {.fds = {-1, -1}};
+        _cleanup_(op_result_done) struct op_result res = {.text = text, .fds = {-1, -1}};
         int r;
 
         r = op_run(b, p, text, &res);
+        if (r == OPS_E_PARKED)
+                return 0;
         if (r < 0) {
                 b->counters.failed++;
                 return reply_send_error(p->fd, r, res.message);

@@ -9,6 +9,7 @@
 #include "vanish.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -22,11 +23,12 @@
 #define VANISH_INTERVAL_NS INT64_C(1000000000)
 
 static bool chan_vanished(const struct broker *b, const struct chan *c) {
-        char path[sizeof(b->cfg.shm_dir) + SHMBUS_NAME_MAX + 8];
+        char file[SHMBUS_NAME_MAX + 8];
         struct stat st;
 
-        snprintf(path, sizeof(path), "%s/%s.ctl", b->cfg.shm_dir, c->name);
-        if (lstat(path, &st) < 0)
+        /* Through the shm directory's descriptor, never its path again (shmdir.h). */
+        snprintf(file, sizeof(file), "%s.ctl", c->name);
+        if (fstatat(b->shm_dirfd, file, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return errno == ENOENT;
         return st.st_dev != c->ctl_dev || st.st_ino != c->ctl_ino;
 }

@@ -64,6 +64,21 @@ extern "C" {
 /* shmbus_client_open() (1.2): wait, up to the client's timeout, for the channel to exist. */
 #define SHMBUS_OPEN_WAIT 0x10
 
+/*
+ * Broken channels. Every member of a channel can write its files, so a hostile
+ * member can shrink them; touching a mapped page past the new end raises
+ * SIGBUS. The first time a channel is mapped, libshmbus installs a
+ * process-wide SIGBUS handler: a fault inside a channel's mapping replaces
+ * that channel's mappings with zero pages and marks it broken, so the
+ * process goes on, and every later call on its publishers and subscribers
+ * returns -EBADFD (free them and the channel, then open it again: shmbusd
+ * drops a damaged channel, so opening it with SHMBUS_OPEN_CREATE makes a new
+ * one). Any other SIGBUS goes to the handler that was installed before ours,
+ * or kills the process as it would have. An application that installs its
+ * own SIGBUS handler after mapping a channel must call the previous one
+ * (from sigaction()) for faults it does not handle. docs/SECURITY.md.
+ */
+
 /* The daemon's socket when none is given and $SHMBUS_SOCKET is unset. */
 #define SHMBUS_DEFAULT_SOCKET "/run/shmbus/shmbusd.sock"
 
@@ -309,7 +324,7 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub);
  * Return: 0, -EINVAL, -EMSGSIZE, -EBUSY (a claim is already open), -EAGAIN
  * (full and @timeout_ms is 0), -ETIMEDOUT (still full when the time ran out),
  * -ECHILD (made in another process), -EIDRM (the channel was deleted or
- * replaced).
+ * replaced), -EBADFD (the channel is broken: see "Broken channels" above).
  */
 SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf);
 
@@ -317,7 +332,7 @@ SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, 
  * shmbus_pub_commit() - publish the claimed message.
  * @pub: a publisher with an open claim.
  *
- * Return: 0, -EINVAL (no open claim), -ECHILD.
+ * Return: 0, -EINVAL (no open claim), -ECHILD, -EBADFD (the channel is broken).
  */
 SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub);
 
@@ -325,7 +340,7 @@ SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub);
  * shmbus_pub_abort() - give up the claimed space; subscribers skip it.
  * @pub: a publisher with an open claim.
  *
- * Return: 0, -EINVAL (no open claim), -ECHILD.
+ * Return: 0, -EINVAL (no open claim), -ECHILD, -EBADFD (the channel is broken).
  */
 SHMBUS_EXPORT int shmbus_pub_abort(shmbus_pub *pub);
 
@@ -391,7 +406,8 @@ SHMBUS_EXPORT int shmbus_sub_set_spin(shmbus_sub *sub, uint32_t spin_us);
  * and the next call goes on), -EINVAL, -ECHILD (made in another process),
  * -EIDRM (the channel was deleted or replaced, and nothing is left to read),
  * -ECONNABORTED (evicted: it held publishers back longer than the channel's
- * slow_subscriber_timeout_ms; free it and subscribe again).
+ * slow_subscriber_timeout_ms; free it and subscribe again), -EBADFD (the channel is
+ * broken; what a peek returned just before may read as zeros).
  */
 SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t *ret_len,
                                   int timeout_ms);
@@ -402,7 +418,8 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
  *
  * Return: 0, -EINVAL (nothing borrowed), -ESTALE (overwrite channel or
  * untethered subscriber: the message was overwritten while borrowed; it is
- * counted as lost), -ECHILD.
+ * counted as lost), -ECHILD, -EBADFD (the channel is broken: drop what was
+ * read).
  */
 SHMBUS_EXPORT int shmbus_sub_release(shmbus_sub *sub);
 

@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,7 +35,18 @@ struct shmbus_channel {
         size_t data_len;
         struct shmbus_ring ring;
         char name[SHMBUS_NAME_MAX + 1];
+        /*
+         * Set when a mapping faulted because a member shrank a file (sigbus.h):
+         * the mappings are zero pages now, and every operation fails -EBADFD.
+         */
+        atomic_int broken;
+        int sigbus_id; /* registration of the mappings with sigbus.h, or -1 */
 };
+
+/* The error a call on @c returns instead of @r once the channel is broken. */
+static inline int shmbus__channel_check(const shmbus_channel *c, int r) {
+        return atomic_load_explicit(&c->broken, memory_order_acquire) ? -EBADFD : r;
+}
 
 /*
  * Map both files with the protections @flags (SHMBUS_OPEN_*) allow, validate

@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -86,7 +87,13 @@ static bool notify_ready(void *ctx) {
                 return true;
         if (n->is_sub)
                 return shmbus__ring_data_at(n->ring, pos);
-        return shmbus__ring_space_for(n->ring, pos);
+        /* A publisher's flag lives in its slot, which its own horizon skips (ring.c). */
+        return shmbus__ring_space_for(
+                n->ring,
+                (const struct shmbus_pub_slot *)(const void *)((const char *)n->sleeping -
+                                                               offsetof(struct shmbus_pub_slot,
+                                                                        sleeping)),
+                pos);
 }
 
 static void kick(void) {

@@ -176,8 +176,8 @@ SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, 
                 return -EINVAL;
         r = pub_check(pub, timeout_ms);
         if (r < 0)
-                return r;
-        return pub_claim(pub, len, timeout_ms, ret_buf);
+                return r == -ECHILD ? r : shmbus__channel_check(pub->chan, r);
+        return shmbus__channel_check(pub->chan, pub_claim(pub, len, timeout_ms, ret_buf));
 }
 
 SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub) {
@@ -185,7 +185,7 @@ SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub) {
                 return -EINVAL;
         if (!gen_is_ours(pub->gen))
                 return -ECHILD;
-        return shmbus__ring_commit(&pub->rp);
+        return shmbus__channel_check(pub->chan, shmbus__ring_commit(&pub->rp));
 }
 
 SHMBUS_EXPORT int shmbus_pub_abort(shmbus_pub *pub) {
@@ -193,7 +193,7 @@ SHMBUS_EXPORT int shmbus_pub_abort(shmbus_pub *pub) {
                 return -EINVAL;
         if (!gen_is_ours(pub->gen))
                 return -ECHILD;
-        return shmbus__ring_abort(&pub->rp);
+        return shmbus__channel_check(pub->chan, shmbus__ring_abort(&pub->rp));
 }
 
 SHMBUS_EXPORT int shmbus_pub_send(shmbus_pub *pub, const void *data, size_t len, int timeout_ms) {
@@ -204,12 +204,12 @@ SHMBUS_EXPORT int shmbus_pub_send(shmbus_pub *pub, const void *data, size_t len,
                 return -EINVAL;
         r = pub_check(pub, timeout_ms);
         if (r < 0)
-                return r;
+                return r == -ECHILD ? r : shmbus__channel_check(pub->chan, r);
         r = pub_claim(pub, len, timeout_ms, &buf);
         if (r < 0)
-                return r;
+                return shmbus__channel_check(pub->chan, r);
         memcpy(buf, data, len);
-        return shmbus__ring_commit(&pub->rp);
+        return shmbus__channel_check(pub->chan, shmbus__ring_commit(&pub->rp));
 }
 
 /* ---- subscribers ------------------------------------------------------------------------ */
@@ -284,10 +284,16 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
         if (!sub || !ret_data || !ret_len || timeout_ms < -1)
                 return -EINVAL;
         for (;;) {
+                /*
+                 * A broken channel (sigbus.h) reads as zeros, its slot as freed:
+                 * say broken, not evicted. Checked after the peek too, for what
+                 * the peek read.
+                 */
                 r = sub_check(sub);
                 if (r < 0)
-                        return r;
-                r = shmbus__ring_peek(&sub->rs, ret_data, ret_len);
+                        return r == -ECHILD ? r : shmbus__channel_check(sub->chan, r);
+                r = shmbus__channel_check(sub->chan,
+                                          shmbus__ring_peek(&sub->rs, ret_data, ret_len));
                 if (r != -EAGAIN)
                         return r;
                 /* Empty: only now is it worth asking whether more can ever come. */
@@ -326,7 +332,7 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
                         shmbus__notify_unpark(sub->notify);
                 r = shmbus__ring_wait_data(&sub->rs, deadline - now);
                 if (r < 0 && r != -ETIMEDOUT)
-                        return r;
+                        return shmbus__channel_check(sub->chan, r);
         }
 }
 
@@ -335,7 +341,7 @@ SHMBUS_EXPORT int shmbus_sub_release(shmbus_sub *sub) {
                 return -EINVAL;
         if (!gen_is_ours(sub->gen))
                 return -ECHILD;
-        return shmbus__ring_release(&sub->rs);
+        return shmbus__channel_check(sub->chan, shmbus__ring_release(&sub->rs));
 }
 
 SHMBUS_EXPORT ssize_t shmbus_sub_recv(shmbus_sub *sub, void *buf, size_t size, int timeout_ms) {
@@ -355,7 +361,7 @@ SHMBUS_EXPORT ssize_t shmbus_sub_recv(shmbus_sub *sub, void *buf, size_t size, i
                         return -EMSGSIZE;
                 }
                 memcpy(buf, data, len);
-                r = shmbus__ring_release(&sub->rs);
+                r = shmbus__channel_check(sub->chan, shmbus__ring_release(&sub->rs));
                 if (r == -ESTALE)
                         continue; /* overwritten while we copied: take the next one */
                 if (r < 0)

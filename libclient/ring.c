@@ -561,8 +561,13 @@ void shmbus__ring_pub_leave(struct shmbus_ring_pub *p) {
  * (docs/ORDERING.md, "Join" and "Horizon"). A horizon stays valid once
  * computed: claims and subscribers only move forward, and new ones start at
  * the tail.
+ *
+ * The caller's own slot (@self) is skipped: its claim is closed whenever it
+ * asks (it is between claims), so whatever range the slot shows was forged by
+ * another member, and counting it would make the publisher wait on itself,
+ * for good (found by an attack run: issue 15).
  */
-static uint64_t head_recompute(struct shmbus_ring *r) {
+static uint64_t head_recompute(struct shmbus_ring *r, const struct shmbus_pub_slot *self) {
         uint64_t head = tail_load_pos(r, SEQCST);
 
         for (uint32_t i = 0; r->policy == SHMBUS_POLICY_BLOCK && i < r->max_subs; i++) {
@@ -583,7 +588,8 @@ static uint64_t head_recompute(struct shmbus_ring *r) {
                 struct shmbus_pub_slot *slot = &r->pubs[i];
                 uint64_t begin, end;
 
-                if (atomic_load_explicit(&slot->state, SEQCST) != SHMBUS_SLOT_ACTIVE)
+                if (slot == self ||
+                    atomic_load_explicit(&slot->state, SEQCST) != SHMBUS_SLOT_ACTIVE)
                         continue;
                 /* End first: a commit closes the claim by setting end to begin (release). */
                 end = atomic_load_explicit(&slot->claim_end, SEQCST);
@@ -619,7 +625,7 @@ struct space_wait {
 static bool space_ready(void *ctx) {
         struct space_wait *w = ctx;
 
-        w->pub->head = head_recompute(w->pub->ring);
+        w->pub->head = head_recompute(w->pub->ring, w->pub->slot);
         return w->need_end - w->pub->head <= w->pub->ring->size;
 }
 
@@ -679,7 +685,7 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
                 if (end - p->head > r->size) {
                         p->head = atomic_load_explicit(&r->ctl->head_cache, ACQUIRE);
                         if (end - p->head > r->size)
-                                p->head = head_recompute(r);
+                                p->head = head_recompute(r, p->slot);
                         if (end - p->head > r->size) {
                                 int w;
 
@@ -1435,9 +1441,13 @@ int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn 
 
 /* ---- waiters parked on a descriptor (notifier.c, docs/EVENTS.md) ------------------------- */
 
-/* Whether a claim ending at @end fits under the horizon now (seq_cst loads, as space_ready). */
-bool shmbus__ring_space_for(struct shmbus_ring *r, uint64_t end) {
-        return end - head_recompute(r) <= r->size;
+/*
+ * Whether a claim ending at @end fits under the horizon now (seq_cst loads, as
+ * space_ready), for the publisher of slot @self, whose own slot never counts.
+ */
+bool shmbus__ring_space_for(struct shmbus_ring *r, const struct shmbus_pub_slot *self,
+                            uint64_t end) {
+        return end - head_recompute(r, self) <= r->size;
 }
 
 /* Counted, then flagged: as futex_sleep announces a sleeper. */

@@ -135,7 +135,8 @@ int64_t shmbus__now_ns(void);
  * and the sleeper's heavy fence. See docs/EVENTS.md.
  */
 bool shmbus__ring_data_at(const struct shmbus_ring *r, uint64_t pos);
-bool shmbus__ring_space_for(struct shmbus_ring *r, uint64_t end);
+bool shmbus__ring_space_for(struct shmbus_ring *r, const struct shmbus_pub_slot *self,
+                            uint64_t end);
 void shmbus__ring_waiter_count(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);
 void shmbus__ring_waiter_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);
 bool shmbus__ring_fence_heavy(void);

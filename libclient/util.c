@@ -56,6 +56,10 @@ SHMBUS_EXPORT const char *shmbus_strerror(int err) {
                 return "borrowed message was overwritten";
         case -EBADMSG:
                 return "corrupt record skipped";
+        case -EBADFD:
+                return "channel broken: a member resized its files; open it again";
+        case -EDQUOT:
+                return "over a per-uid quota of shmbusd";
         case -EPIPE:
         case -ECONNRESET:
                 return "shmbusd connection lost";

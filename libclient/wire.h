@@ -104,6 +104,14 @@
 #define WIRE_WAITS       "waits"
 #define WIRE_FULL        "full"
 
+/* What each uid holds, and the quotas (list; stat gives the channel owner's). */
+#define WIRE_UIDS                   "uids"
+#define WIRE_QUOTA                  "quota"
+#define WIRE_OWNER_USE              "owner_use"
+#define WIRE_QUOTA_CHANNELS_PER_UID "channels_per_uid"
+#define WIRE_QUOTA_BYTES_PER_UID    "bytes_per_uid"
+#define WIRE_QUOTA_EXEMPT           "exempt"
+
 /*
  * shmbus__wire_reply_status() - what a reply says about its request
  *
