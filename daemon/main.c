@@ -145,6 +145,9 @@ static int listen_socket(struct daemon *d, const char *path) {
         /* A stale socket from a previous run is replaced; a live daemon is not. */
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
                 return -EADDRINUSE;
+        /* Nor is anything but a socket: a mistyped path must not delete a file (as root). */
+        if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+                return -ENOTSOCK;
         unlink(path);
         /* Everyone may connect; the broker checks each request against SO_PEERCRED. */
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
@@ -325,7 +328,11 @@ static int setup_socket(struct daemon *d) {
                 log_err("socket %s: %s", d->cfg.socket_path,
                         r == -EADDRINUSE        ? "another shmbusd is serving it"
                         : r == -ESOCKTNOSUPPORT ? "the activation socket must be SOCK_SEQPACKET"
-                                                : strerror(-r));
+                        : r == -ENOTSOCK
+                                ? "a file that is not a socket is in the way; not removing "
+                                  "it (move it away, or give another path with --socket "
+                                  "or \"socket\" in the configuration)"
+                                : strerror(-r));
                 return r;
         }
         d->listen_fd = r;

@@ -730,6 +730,44 @@ static void test_socket_file(void) {
         unlink(passed);
 }
 
+/* The exit code of @pid within 5 s, or -1 (then it is killed: a daemon that started). */
+static int exit_code_within(pid_t pid) {
+        for (int i = 0; i < 500; i++) {
+                int st;
+
+                if (waitpid(pid, &st, WNOHANG) == pid)
+                        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+                sleep_ms(10);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
+}
+
+/* A file that is not a socket at the socket's path is left alone, and the log says what to do. */
+static void test_socket_path_not_a_socket(void) {
+        char path[300], buf[32] = {0};
+        pid_t d;
+        int fd;
+
+        fresh_shm();
+        snprintf(path, sizeof(path), "%s/precious", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_EQUAL(write(fd, "keep me", 7), 7);
+        close(fd);
+        truncate_log();
+        d = spawn_as(geteuid(), shm, path, -1, false);
+        CU_ASSERT_EQUAL(exit_code_within(d), 1);
+        fd = open(path, O_RDONLY);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_EQUAL(read(fd, buf, sizeof(buf) - 1), 7);
+        CU_ASSERT_STRING_EQUAL(buf, "keep me");
+        close(fd);
+        CU_ASSERT(logged("not a socket is in the way"));
+        unlink(path);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"ACLs by name: unknown names refused with the key", test_acl_names},
@@ -746,6 +784,7 @@ int main(void) {
                  test_handover_root_to_user},
                 {"the unit's directory, then a root daemon", test_handover_user_to_root},
                 {"the socket file is removed iff the daemon made it", test_socket_file},
+                {"a file that is not a socket is not removed", test_socket_path_not_a_socket},
                 {NULL, NULL},
         };
         int rc;
