@@ -768,6 +768,82 @@ static void test_socket_path_not_a_socket(void) {
         unlink(path);
 }
 
+/* ---- a peer in very many groups --------------------------------------------------------- */
+
+/* The resident memory of @pid in KiB, or -1. */
+static long rss_kib(pid_t pid) {
+        char path[64], line[256];
+        long kib = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        f = fopen(path, "r");
+        while (f && fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+                        break;
+        if (f)
+                fclose(f);
+        return kib;
+}
+
+#define MANY_GROUPS 65536
+#define MANY_CONNS  64
+
+/*
+ * A user in the kernel's maximum of groups (reachable without privilege
+ * through subordinate gids in a user namespace) holds many connections: the
+ * daemon's memory does not grow by the 256 KiB group list of each.
+ */
+static void test_many_groups(void) {
+        int ready[2], done[2];
+        long before, after;
+        pid_t d, child;
+        char c = 0;
+
+        if (!need_root())
+                return;
+        chmod(dir, 0755);
+        d = daemon_start_fresh(NULL);
+        CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+        CU_ASSERT_EQUAL_FATAL(pipe(done), 0);
+        before = rss_kib(d);
+        child = fork();
+        if (child == 0) {
+                static gid_t groups[MANY_GROUPS];
+                shmbus_client *cl[MANY_CONNS];
+                char *reply = NULL;
+
+                for (uint32_t i = 0; i < MANY_GROUPS; i++)
+                        groups[i] = 100000 + i;
+                if (setgroups(MANY_GROUPS, groups) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                        _exit(99);
+                for (int i = 0; i < MANY_CONNS; i++) {
+                        if (shmbus_client_new(sock, &cl[i]) < 0 ||
+                            shmbus_client_request(cl[i], "{\"v\":1,\"op\":\"hello\"}", &reply) < 0)
+                                _exit(98);
+                        free(reply);
+                        reply = NULL;
+                }
+                if (write(ready[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+                        _exit(97);
+                _exit(0);
+        }
+        CU_ASSERT_EQUAL(read(ready[0], &c, 1), 1);
+        after = rss_kib(d);
+        CU_ASSERT_EQUAL(write(done[1], &c, 1), 1);
+        CU_ASSERT_EQUAL(test_wait(child), 0);
+        fprintf(stderr, "\n  daemon RSS %ld -> %ld KiB with %d connections of %d groups\n", before,
+                after, MANY_CONNS, MANY_GROUPS);
+        /* Kept whole, the groups alone would be 64 * 256 KiB = 16 MiB. */
+        CU_ASSERT(before > 0 && after > 0 && after - before < 4096);
+        CU_ASSERT(logged("in 65536 groups; ACLs see the lowest 1024"));
+        close(ready[0]);
+        close(ready[1]);
+        close(done[0]);
+        close(done[1]);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"ACLs by name: unknown names refused with the key", test_acl_names},
@@ -785,6 +861,7 @@ int main(void) {
                 {"the unit's directory, then a root daemon", test_handover_user_to_root},
                 {"the socket file is removed iff the daemon made it", test_socket_file},
                 {"a file that is not a socket is not removed", test_socket_path_not_a_socket},
+                {"a peer in 65536 groups costs the daemon little", test_many_groups},
                 {NULL, NULL},
         };
         int rc;
