@@ -844,6 +844,34 @@ static void test_many_groups(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
+/* ---- meta files that are not the daemon's record -------------------------------------- */
+
+/* A meta file too large to be one the daemon wrote is not read, and the log says why. */
+static void test_meta_too_large(void) {
+        char path[700];
+        pid_t d;
+        FILE *f;
+
+        if (!need_root())
+                return;
+        chmod(dir, 0755);
+        d = daemon_start_fresh(NULL);
+        CU_ASSERT_EQUAL(as(NOBODY, "create", "big"), 0);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        /* Still valid JSON, but 20 KiB of it. */
+        snprintf(path, sizeof(path), "%s/big.meta", shm);
+        f = fopen(path, "a");
+        CU_ASSERT_FATAL(f != NULL);
+        for (int i = 0; i < 20 * 1024; i++)
+                fputc(' ', f);
+        fclose(f);
+        truncate_log();
+        d = daemon_start(NULL);
+        CU_ASSERT_EQUAL(owner_of(sock, "big"), 0);
+        CU_ASSERT(logged("more than the 16384 this daemon ever writes"));
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"ACLs by name: unknown names refused with the key", test_acl_names},
@@ -862,6 +890,7 @@ int main(void) {
                 {"the socket file is removed iff the daemon made it", test_socket_file},
                 {"a file that is not a socket is not removed", test_socket_path_not_a_socket},
                 {"a peer in 65536 groups costs the daemon little", test_many_groups},
+                {"a meta file too large is not read, and the log says so", test_meta_too_large},
                 {NULL, NULL},
         };
         int rc;
