@@ -122,6 +122,26 @@ static void socket_name(int fd, char *buf, size_t size) {
                          sa.sun_path);
 }
 
+/*
+ * Clients find the daemon by the socket's path alone. If others may write the
+ * directory, any local user could put a socket of their own there (before this
+ * daemon starts, or in its place) and be shmbusd to every client: take their
+ * publishers' messages, feed their subscribers. Said, not refused: a private
+ * test setup may well use such a directory.
+ */
+static void warn_unsafe_socket_dir(const char *dir) {
+        struct stat st;
+
+        if (stat(dir, &st) < 0)
+                return;
+        if ((st.st_mode & 022) || (st.st_uid != geteuid() && st.st_uid != 0))
+                log_warn("socket directory %s (uid %u, mode %04o) can be written by others: any "
+                         "local user could replace the socket and answer clients as shmbusd. "
+                         "Use a directory only root or shmbusd's user can write, such as "
+                         "/run/shmbus",
+                         dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+}
+
 /* Make, bind and listen on @path; note in @d which file it made, to remove it at exit. */
 static int listen_socket(struct daemon *d, const char *path) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -138,7 +158,10 @@ static int listen_socket(struct daemon *d, const char *path) {
         if (slash && slash != dir) {
                 *slash = '\0';
                 ensure_dir(dir, 0755);
+        } else {
+                snprintf(dir, sizeof(dir), "%s", slash ? "/" : ".");
         }
+        warn_unsafe_socket_dir(dir);
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;

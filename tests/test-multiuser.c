@@ -872,6 +872,33 @@ static void test_meta_too_large(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
+/* A socket in a directory others can write could be replaced by an impostor: the log says so. */
+static void test_socket_dir_writable(void) {
+        char open_dir[300], path[400];
+        pid_t d;
+
+        fresh_shm();
+        snprintf(open_dir, sizeof(open_dir), "%s/open-run", dir);
+        CU_ASSERT_EQUAL_FATAL(mkdir(open_dir, 0755), 0);
+        CU_ASSERT_EQUAL(chmod(open_dir, 01777), 0);
+        snprintf(path, sizeof(path), "%s/s.sock", open_dir);
+        truncate_log();
+        d = spawn_as(geteuid(), shm, path, -1, false);
+        CU_ASSERT_FATAL(answers(d, path));
+        stop(d);
+        CU_ASSERT(logged("can be written by others"));
+        CU_ASSERT(logged("/run/shmbus"));
+
+        /* Its own directory, or root's, is no cause for alarm. */
+        CU_ASSERT_EQUAL(chmod(open_dir, 0755), 0);
+        truncate_log();
+        d = spawn_as(geteuid(), shm, path, -1, false);
+        CU_ASSERT_FATAL(answers(d, path));
+        stop(d);
+        CU_ASSERT(!logged("can be written by others"));
+        rmdir(open_dir);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"ACLs by name: unknown names refused with the key", test_acl_names},
@@ -891,6 +918,7 @@ int main(void) {
                 {"a file that is not a socket is not removed", test_socket_path_not_a_socket},
                 {"a peer in 65536 groups costs the daemon little", test_many_groups},
                 {"a meta file too large is not read, and the log says so", test_meta_too_large},
+                {"a socket directory others can write is warned about", test_socket_dir_writable},
                 {NULL, NULL},
         };
         int rc;
