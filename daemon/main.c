@@ -419,9 +419,14 @@ static void teardown(struct daemon *d) {
         if (d->base)
                 event_base_free(d->base);
         if (d->listen_fd >= 0) {
-                close(d->listen_fd);
-                /* A socket systemd passed us is systemd's to remove. */
+                /*
+                 * A socket systemd passed us is systemd's to remove. Ours goes
+                 * while it still listens: a shmbusd starting meanwhile connects
+                 * to it and stops, instead of binding a socket of its own that
+                 * our check of the inode and our unlink could fall between.
+                 */
                 unlink_own_socket(d);
+                close(d->listen_fd);
         }
         config_deinit(&d->cfg);
 }
