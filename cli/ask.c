@@ -85,9 +85,11 @@ int ask_open_for_write(const struct cli_options *o, const char *name, bool creat
         if (r == 0)
                 r = shmbus_client_open(c, name, flags, opts, ret_chan);
         if (r == -EEXIST)
-                /* Files nobody serves, such as those a daemon of another uid left. */
-                cli_err("%s: its files exist but shmbusd does not serve them; shmbusd's log "
-                        "(journalctl -u shmbusd) says whose they are and what to run",
+                /* Another user's channel, or files nobody serves (a daemon of another uid's). */
+                cli_err("%s: cannot create it: another user owns it (without --create you may use "
+                        "it if it granted you), or its files exist but shmbusd does not serve "
+                        "them; "
+                        "shmbusd's log (journalctl -u shmbusd) says which, and what to run",
                         name);
         else if (r < 0)
                 cli_err("%s: %s", name,

@@ -616,8 +616,10 @@ SHMBUS_EXPORT shmbus_client *shmbus_client_free(shmbus_client *client);
  * Lifetime: the caller owns one reference; drop it with shmbus_channel_unref().
  * Return: 0, -EINVAL, -ENOENT (no such channel, and not asked to create),
  * -EACCES (the daemon's policy denies it, or a grant in @create_opts),
- * -EEXIST (asked to create, but files of that name lie in the shm directory
- * unserved: the daemon's log says whose they are and what to run), -EUSERS
+ * -EEXIST (asked to create, but another user created the channel: open it
+ * without SHMBUS_OPEN_CREATE to use it as its grantee; or files of that name
+ * lie in the shm directory unserved: the daemon's log says whose they are and
+ * what to run), -EUSERS
  * (a limit was reached), -ENOSPC, -EPROTO, -ECONNREFUSED (daemon down and not
  * back), -ENOMEM.
  */

@@ -899,6 +899,34 @@ static void test_socket_dir_writable(void) {
         rmdir(open_dir);
 }
 
+/* ---- a name taken first: a create lands on nobody else's channel ----------------------- */
+
+static void test_create_taken_name(void) {
+        shmbus_opts *o = grant_opts(OTHER, OTHER);
+        pid_t d;
+
+        if (!need_root()) {
+                shmbus_opts_free(o);
+                return;
+        }
+        chmod(dir, 0755);
+        d = daemon_start_fresh("{\"channels\": {\"ruled\": {\"publish\": \"any\"}}}");
+        /* nobody takes the name OTHER means to create, and lets OTHER in. */
+        CU_ASSERT_EQUAL(as_user(&(struct act){NOBODY, 0, sock, "create", "payroll", o}), 0);
+        truncate_log();
+        CU_ASSERT_EQUAL(as_user(&(struct act){OTHER, 0, sock, "create", "payroll", NULL}), 6);
+        CU_ASSERT(logged("asked to create channel payroll, which uid 65534 created"));
+        /* As a grantee, knowingly: without create. */
+        CU_ASSERT_EQUAL(as(OTHER, "pub", "payroll"), 0);
+        /* The owner's create-or-open, root's, and one a rule admits still open it. */
+        CU_ASSERT_EQUAL(as(NOBODY, "create", "payroll"), 0);
+        CU_ASSERT_EQUAL(as(0, "create", "payroll"), 0);
+        CU_ASSERT_EQUAL(as(NOBODY, "create", "ruled"), 0);
+        CU_ASSERT_EQUAL(as(OTHER, "create", "ruled"), 0);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        shmbus_opts_free(o);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"ACLs by name: unknown names refused with the key", test_acl_names},
@@ -919,6 +947,7 @@ int main(void) {
                 {"a peer in 65536 groups costs the daemon little", test_many_groups},
                 {"a meta file too large is not read, and the log says so", test_meta_too_large},
                 {"a socket directory others can write is warned about", test_socket_dir_writable},
+                {"create of another user's channel is refused, not joined", test_create_taken_name},
                 {NULL, NULL},
         };
         int rc;
