@@ -22,7 +22,9 @@ int verb_create(const struct cli_options *o, char **args) {
         _cleanup_(cli_channel_unrefp) shmbus_channel *ch = NULL;
         int r;
 
-        r = ask_open_for_write(o, args[0], true, o->channel, &ch);
+        /* Without settings, any existing channel will do; with some, it must have them. */
+        r = ask_open_for_write(o, args[0], true,
+                               o->geometry_given || o->grants_given ? o->channel : NULL, &ch);
         return r < 0 ? cli_exit_code(r) : EXIT_OK;
 }
 
@@ -34,7 +36,11 @@ int verb_delete(const struct cli_options *o, char **args) {
         r = ask_connect(o, &c);
         if (r == 0)
                 r = shmbus_client_delete(c, name);
-        if (r < 0)
+        if (r == -ETIMEDOUT)
+                ask_not_answering(c);
+        if (r == -EACCES)
+                ask_say_error(c, "delete", r);
+        else if (r < 0)
                 cli_err("delete %s: %s", name,
                         r == -ECONNREFUSED ? "shmbusd is not running"
                         : r == -ENOENT     ? "no such channel"

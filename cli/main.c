@@ -57,12 +57,13 @@ static const struct verb verbs[] = {
          "prints every counter once in that exposition format (docs/METRICS.md), for\n"
          "node_exporter's textfile collector.\n"},
         {"tail", verb_tail, 1, 64, true,
-         "tail CHANNEL... [-n N] [--follow] [--format text|hex|json]",
+         "tail CHANNEL... [-n N] [--follow] [--tethered] [--format text|hex|json]",
          "Print the last N messages still in the ring (default 10), then with --follow every\n"
          "new one until Ctrl-C. text escapes unprintable bytes; json (also --json) prints\n"
          "{\"seq\", \"len\", \"text\" or \"hex\"} a line. With several channels, each line\n"
          "starts with its channel's name (json: a \"channel\" member), and --follow waits\n"
-         "on all of them at once.\n"},
+         "on all of them at once. Untethered: never slows a publisher, and counts what it\n"
+         "misses; --tethered reads losslessly instead.\n"},
         {"pub", verb_pub, 1, 2, true,
          "pub CHANNEL [MESSAGE|-] [--whole] [--create] [--timeout MS] [--json]",
          "Publish MESSAGE, or read stdin: one message a line (empty lines are skipped), or\n"
@@ -128,6 +129,8 @@ static void usage(FILE *f) {
               "  -f, --follow             tail: keep printing new messages until Ctrl-C\n"
               "      --format FMT         tail: text (default), hex or json (one object a line);\n"
               "                           stats: openmetrics or prometheus\n"
+              "      --tethered           tail: lossless, holding publishers back (default:\n"
+              "                           untethered, never slows a publisher; losses counted)\n"
               "  -w, --watch              stats: refresh until Ctrl-C\n"
               "  -i, --interval SEC       stats/list: sampling interval (default 1, list 0.25)\n"
               "      --rate               list --json: sample twice to fill in msg_per_s\n"
@@ -142,7 +145,8 @@ static void usage(FILE *f) {
               "  -h, --help               this help (also: shmbus-cli VERB --help)\n"
               "\n"
               "Exit codes: 0 ok, 1 failure, 2 usage, 3 no such channel, 4 permission denied,\n"
-              "5 channel full (timed out), 7 shmbusd not running.\n",
+              "5 channel full (timed out), 7 shmbusd not running or not answering within\n"
+              "$SHMBUS_TIMEOUT_MS (default 5000).\n",
               f);
 }
 
@@ -209,6 +213,7 @@ enum {
         OPT_ALLOW_SUB,
         OPT_ALLOW_PUB,
         OPT_RATE,
+        OPT_TETHERED,
 };
 
 /* What a value of option @c must look like, for the error message. */
@@ -298,6 +303,9 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
         case 't':
                 o->timeout_ms = (int)strtol(val, &end, 10);
                 return *end || o->timeout_ms < -1 ? -EINVAL : 0;
+        case OPT_TETHERED:
+                o->tethered = true;
+                return 0;
         case OPT_CAP:
                 r = shmbus_opts_set_capacity(chan, strtoull(val, &end, 0));
                 return r < 0 || *end ? -EINVAL : 0;
@@ -356,6 +364,7 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
                 {"allow-sub", required_argument, NULL, OPT_ALLOW_SUB},
                 {"allow-pub", required_argument, NULL, OPT_ALLOW_PUB},
                 {"no-color", no_argument, NULL, OPT_NO_COLOR},
+                {"tethered", no_argument, NULL, OPT_TETHERED},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, 'V'},
                 {0},
@@ -364,6 +373,9 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
         int c, long_index = -1;
 
         while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:l:hV", opts, &long_index)) != -1) {
+                o->geometry_given |= c == OPT_CAP || c == OPT_MAXMSG || c == OPT_POLICY ||
+                                     c == OPT_SUBS || c == OPT_PUBS;
+                o->grants_given |= c == OPT_ALLOW_SUB || c == OPT_ALLOW_PUB;
                 if (apply_option(c, optarg, o, chan, &no_color, &help, &version) < 0) {
                         /* On '?' getopt_long has said what is wrong; else name the option as typed.
                          */
@@ -387,7 +399,9 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
 /* The channel name first (a bad name is the clearer error), then the number of arguments. */
 static int check_args(const struct verb *v, int n, char **args) {
         if (v->takes_channel && n > 0 && !shmbus__name_is_valid(args[0])) {
-                cli_err("'%s' is not a valid channel name", args[0]);
+                cli_err("'%s' is not a valid channel name: 1 to 63 of A-Z a-z 0-9 . _ -, not "
+                        "starting with '.'",
+                        args[0]);
                 return -EINVAL;
         }
         if (n < v->min_args || n > v->max_args) {

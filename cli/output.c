@@ -41,6 +41,24 @@ void output_json_line(const cJSON *j) {
         puts(line);
 }
 
+/* The channel owner's use against its quotas (from a daemon's stat). */
+static void print_owner_use(const cJSON *s) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(s, WIRE_OWNER_USE);
+        char b1[32], b2[32];
+
+        if (!cJSON_IsObject(u))
+                return;
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(u, WIRE_QUOTA_EXEMPT)))
+                printf("  owner use:   %.0f channels, %s (exempt from quotas)\n",
+                       cli_num(u, WIRE_CHANNELS),
+                       output_human_size(cli_num(u, WIRE_BYTES), b1, sizeof(b1)));
+        else
+                printf("  owner use:   %.0f of %.0f channels, %s of %s\n",
+                       cli_num(u, WIRE_CHANNELS), cli_num(u, WIRE_QUOTA_CHANNELS_PER_UID),
+                       output_human_size(cli_num(u, WIRE_BYTES), b1, sizeof(b1)),
+                       output_human_size(cli_num(u, WIRE_QUOTA_BYTES_PER_UID), b2, sizeof(b2)));
+}
+
 /* The width of the CHANNEL column: the longest name, and at least the header. */
 static int name_width(const cJSON *list) {
         const cJSON *c;
@@ -163,6 +181,7 @@ void output_status(const struct cli_options *o, const cJSON *s) {
                cli_num(s, WIRE_PUBLISHERS_ACTIVE), cli_num(s, WIRE_MAX_PUBLISHERS),
                cli_num(s, WIRE_SUBSCRIBERS_ACTIVE), cli_num(s, WIRE_MAX_SUBSCRIBERS));
         printf("  owner uid:   %.0f\n", cli_num(s, WIRE_OWNER_UID));
+        print_owner_use(s);
         print_grants(s);
         printf("  published:   %.0f messages, %s\n", cli_num(s, WIRE_PUBLISHED),
                output_human_size(cli_num(s, WIRE_PUBLISHED_BYTES), b1, sizeof(b1)));

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tail (tail.h). History is read by walking the ring without joining it, so
+ * tail (tail.h). Through shmbusd, history and --follow of one channel are
+ * one subscriber that starts -n messages back (shmbus_sub_new_ex()),
+ * untethered unless --tethered. With the daemon down and no --follow, and for
+ * the history of several channels, the ring is walked without joining it, so
  * a message may be overwritten while it is copied; such copies are dropped.
- * With --follow the subscriber is made before the history is read, so that
- * nothing falls between the two. Several channels are followed from one
- * wait set (shmbus_waitset_*), each line named by its channel.
+ * Several channels are followed from one wait set (shmbus_waitset_*), each
+ * line named by its channel, by untethered subscribers unless --tethered.
  */
 #include "tail.h"
 
@@ -168,6 +170,33 @@ static void history_print(const struct cli_options *o, const struct history *h) 
         }
 }
 
+/*
+ * Print what a history subscriber starts with: at most @n messages, up to
+ * where the ring was when it joined (it returns -EAGAIN there).
+ */
+static int history_drain(const struct cli_options *o, const char *name, shmbus_channel *ch,
+                         shmbus_sub *sub, long n) {
+        size_t max = shmbus_channel_max_msg(ch);
+        _cleanup_free_ uint8_t *buf = malloc(max);
+
+        if (!buf)
+                return -ENOMEM;
+        for (long i = 0; i < n; i++) {
+                ssize_t len = shmbus_sub_recv(sub, buf, max, 0);
+
+                if (len == -EAGAIN || len == -EIDRM)
+                        break;
+                if (len == -EBADMSG)
+                        continue;
+                if (len < 0) {
+                        cli_err("tail %s: reading history: %s", name, shmbus_strerror((int)len));
+                        return (int)len;
+                }
+                print_msg(o, buf, (size_t)len, shmbus_sub_seq(sub));
+        }
+        return 0;
+}
+
 /* Print every new message until Ctrl-C, a failure, or the reader of stdout going away. */
 static int follow(const struct cli_options *o, const char *name, shmbus_channel *ch,
                   shmbus_sub *sub) {
@@ -182,6 +211,10 @@ static int follow(const struct cli_options *o, const char *name, shmbus_channel 
 
                 if (len == -ETIMEDOUT || len == -EBADMSG)
                         continue;
+                if (len == -EIDRM) {
+                        cli_err("tail %s: the channel was deleted", name);
+                        break;
+                }
                 if (len < 0) {
                         r = (int)len;
                         cli_err("tail %s: %s", name, shmbus_strerror(r));
@@ -203,8 +236,17 @@ static int open_channel(const struct cli_options *o, const char *name, shmbus_ch
         int r;
 
         r = ask_connect(o, &c);
-        if (r == 0)
-                return shmbus_client_open(c, name, 0, NULL, ret_chan);
+        if (r == 0) {
+                r = shmbus_client_open(c, name, 0, NULL, ret_chan);
+                if (r == -ETIMEDOUT)
+                        ask_not_answering(c);
+                if (r == -EACCES) {
+                        /* The daemon's reason, then an error the caller does not print again. */
+                        ask_say_error(c, "tail", r);
+                        exit(cli_exit_code(r));
+                }
+                return r;
+        }
         if (r == -ECONNREFUSED) {
                 offline_say(o);
                 return shmbus_channel_open(offline_shm_dir(o), name,
@@ -280,7 +322,8 @@ static int tail_many(const struct cli_options *o, char **names, size_t n) {
                 }
                 r = open_channel(o, names[i], &fs[i].ch);
                 if (r == 0 && o->follow)
-                        r = shmbus_sub_new(fs[i].ch, &fs[i].sub);
+                        r = shmbus_sub_new_ex(fs[i].ch, o->tethered ? 0 : SHMBUS_SUB_UNTETHERED, 0,
+                                              &fs[i].sub);
                 if (r == 0 && o->follow)
                         fs[i].buf = malloc(shmbus_channel_max_msg(fs[i].ch));
                 if (r == 0 && o->follow && !fs[i].buf)
@@ -364,7 +407,6 @@ int verb_tail(const struct cli_options *opts, char **args) {
         _cleanup_(cli_sub_freep) shmbus_sub *sub = NULL;
         struct cli_options tail_opts;
         const struct cli_options *o = &tail_opts;
-        uint64_t upto;
         size_t n = 0;
         int r;
 
@@ -379,24 +421,33 @@ int verb_tail(const struct cli_options *opts, char **args) {
                 cli_err("tail %s: %s", name, r == -ENOENT ? "no such channel" : shmbus_strerror(r));
                 return cli_exit_code(r);
         }
-        if (o->follow) {
-                r = shmbus_sub_new(ch, &sub);
-                if (r < 0) {
-                        cli_err("tail %s: %s", name, shmbus_strerror(r));
-                        return cli_exit_code(r);
-                }
-                upto = shmbus__sub_position(sub);
-        } else {
-                upto = shmbus__ring_tail_pos(&ch->ring);
-        }
-        if (o->lines > 0) {
+        if (ch->flags & SHMBUS_OPEN_INSPECT) {
+                /* The files, read-only: no subscriber, so walk the ring as it is. */
                 _cleanup_(history_deinit) struct history h = {0};
 
-                r = history_read(&h, ch, upto, (size_t)o->lines);
-                if (r < 0)
-                        cli_err("tail %s: reading history: %s", name, shmbus_strerror(r));
-                history_print(o, &h);
+                if (o->lines > 0) {
+                        r = history_read(&h, ch, shmbus__ring_tail_pos(&ch->ring),
+                                         (size_t)o->lines);
+                        if (r < 0)
+                                cli_err("tail %s: reading history: %s", name, shmbus_strerror(r));
+                        history_print(o, &h);
+                }
+                fflush(stdout);
+                return r < 0 ? cli_exit_code(r) : EXIT_OK;
         }
+        /*
+         * A subscriber that starts -n messages back and goes on from there, so
+         * nothing falls between history and --follow. Untethered unless asked:
+         * a tail stopped or piped into a pager must never stall publishers.
+         */
+        r = shmbus_sub_new_ex(ch, o->tethered ? 0 : SHMBUS_SUB_UNTETHERED, (uint64_t)o->lines,
+                              &sub);
+        if (r < 0) {
+                cli_err("tail %s: %s", name, shmbus_strerror(r));
+                return cli_exit_code(r);
+        }
+        if (o->lines > 0)
+                r = history_drain(o, name, ch, sub, o->lines);
         fflush(stdout);
         if (o->follow) {
                 /* A failed history still lets us follow; its error stays the exit code. */
@@ -404,6 +455,9 @@ int verb_tail(const struct cli_options *opts, char **args) {
 
                 if (f < 0)
                         r = f;
+        } else if (shmbus_sub_lost(sub)) {
+                cli_err("tail %s: %llu messages lost (overwritten before they were read)", name,
+                        (unsigned long long)shmbus_sub_lost(sub));
         }
         return r < 0 && r != -ETIMEDOUT ? cli_exit_code(r) : EXIT_OK;
 }

@@ -33,6 +33,8 @@ void config_init_defaults(struct config *c) {
                 .max_channels = CONFIG_DEFAULT_MAX_CHANNELS,
                 .max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS,
                 .max_connections_per_uid = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID,
+                .quota_channels_per_uid = CONFIG_DEFAULT_QUOTA_CHANNELS_PER_UID,
+                .quota_bytes_per_uid = CONFIG_DEFAULT_QUOTA_BYTES_PER_UID,
                 .first_request_timeout_ms = CONFIG_DEFAULT_FIRST_REQUEST_TIMEOUT_MS,
                 .unblock_timeout_ms = CONFIG_DEFAULT_UNBLOCK_TIMEOUT_MS,
                 .log_level = LOG_INFO,
@@ -79,6 +81,16 @@ static int get_u32(const cJSON *v, const char *key, uint64_t max, uint32_t *ret,
                 return fail(err, size, "\"%s\": expected a whole number in range (0 to %llu)", key,
                             (unsigned long long)max);
         *ret = (uint32_t)v->valuedouble;
+        return 0;
+}
+
+static int get_u64(const cJSON *v, const char *key, uint64_t max, uint64_t *ret, char *err,
+                   size_t size) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > (double)max ||
+            v->valuedouble != (double)(uint64_t)v->valuedouble)
+                return fail(err, size, "\"%s\": expected a whole number in range (0 to %llu)", key,
+                            (unsigned long long)max);
+        *ret = (uint64_t)v->valuedouble;
         return 0;
 }
 
@@ -235,16 +247,39 @@ int config_parse_geom(const void *json_obj, struct shmbus_ring_geom *g, const ch
                         r = parse_slots(item, key, &g->max_subs, err, size);
                 } else if (strcmp(k, WIRE_MAX_PUBLISHERS) == 0) {
                         r = parse_slots(item, key, &g->max_pubs, err, size);
-                } else if (strcmp(k, CONFIG_PUBLISH) != 0 && strcmp(k, CONFIG_SUBSCRIBE) != 0) {
-                        /* A rule's ACLs sit beside its geometry; parse_rules reads them. */
+                } else if (strcmp(k, CONFIG_PUBLISH) != 0 && strcmp(k, CONFIG_SUBSCRIBE) != 0 &&
+                           strcmp(k, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS) != 0) {
+                        /*
+                         * A rule's ACLs and its slow-subscriber timeout sit beside its
+                         * geometry; parse_rule and config_parse_slow_subscriber_timeout
+                         * read them.
+                         */
                         return fail(err, size, "\"%s\": unknown key", key);
                 }
                 if (r < 0)
                         return r;
         }
         if (shmbus__ring_geom_check(g) < 0)
-                return fail(err, size, "\"%s\": max_msg must be at most a quarter of capacity",
-                            where);
+                return fail(err, size,
+                            "\"%s\": max_msg %u must be at most a quarter of capacity %llu (%llu)",
+                            where, g->max_msg, (unsigned long long)g->data_size,
+                            (unsigned long long)g->data_size / 4);
+        return 0;
+}
+
+int config_parse_slow_subscriber_timeout(const void *json_obj, const char *where, bool *ret_has,
+                                         uint32_t *ret_ms, char *err, size_t size) {
+        const cJSON *v =
+                cJSON_GetObjectItemCaseSensitive(json_obj, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS);
+        char key[128];
+
+        *ret_has = false;
+        if (!v)
+                return 0;
+        snprintf(key, sizeof(key), "%s%s", where, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS);
+        if (get_u32(v, key, CONFIG_TIMEOUT_MAX, ret_ms, err, size) < 0)
+                return -EINVAL;
+        *ret_has = true;
         return 0;
 }
 
@@ -263,6 +298,10 @@ static int parse_rule(const struct config *c, const cJSON *item, struct channel_
         r->geom = c->defaults;
         snprintf(where, sizeof(where), "channels.%s.", item->string);
         ret = config_parse_geom(item, &r->geom, where, err, size);
+        if (ret < 0)
+                return ret;
+        ret = config_parse_slow_subscriber_timeout(item, where, &r->has_slow_subscriber_timeout,
+                                                   &r->slow_subscriber_timeout_ms, err, size);
         if (ret < 0)
                 return ret;
         acl = cJSON_GetObjectItemCaseSensitive(item, CONFIG_PUBLISH);
@@ -338,6 +377,9 @@ static int parse_key(struct config *c, const cJSON *item, char *err, size_t size
                 {"max_connections_per_uid", &c->max_connections_per_uid, CONFIG_COUNT_MAX},
                 {"first_request_timeout_ms", &c->first_request_timeout_ms, CONFIG_TIMEOUT_MAX},
                 {"unblock_timeout_ms", &c->unblock_timeout_ms, CONFIG_TIMEOUT_MAX},
+                {"quota_channels_per_uid", &c->quota_channels_per_uid, CONFIG_COUNT_MAX},
+                {WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS, &c->slow_subscriber_timeout_ms,
+                 CONFIG_TIMEOUT_MAX},
         };
         const char *k = item->string;
 
@@ -345,6 +387,8 @@ static int parse_key(struct config *c, const cJSON *item, char *err, size_t size
                 return parse_path(item, k, c->shm_dir, sizeof(c->shm_dir), err, size);
         if (strcmp(k, "socket") == 0)
                 return parse_path(item, k, c->socket_path, sizeof(c->socket_path), err, size);
+        if (strcmp(k, "quota_bytes_per_uid") == 0)
+                return get_u64(item, k, CONFIG_QUOTA_BYTES_MAX, &c->quota_bytes_per_uid, err, size);
         for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
                 if (strcmp(k, numbers[i].key) == 0)
                         return get_u32(item, k, numbers[i].max, numbers[i].field, err, size);

@@ -25,6 +25,7 @@
 #include "handover.h"
 #include "log.h"
 #include "notify.h"
+#include "shmdir.h"
 #include "util.h"
 #include "wire.h"
 
@@ -41,6 +42,7 @@ struct daemon {
         bool check_only; /* --check-config */
         /* What is running. */
         struct config cfg;
+        int shm_dirfd;  /* the shm directory (shmdir.h), until the broker takes it */
         int listen_fd;  /* -1 until the socket is set up */
         bool activated; /* systemd passed listen_fd (LISTEN_PID/LISTEN_FDS): its to remove */
         char served[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* the socket's path */
@@ -338,11 +340,16 @@ static int setup_socket(struct daemon *d) {
                 log_err("shm directory %s: %s", d->cfg.shm_dir, strerror(-r));
                 return r;
         }
+        /* The directory itself, with what to run if another daemon's uid left it... */
         r = handover_check_dir(d->cfg.shm_dir, err, sizeof(err));
+        if (r >= 0)
+                /* ...then every directory above it, and the descriptor used from now on. */
+                r = shmdir_open(d->cfg.shm_dir, err, sizeof(err));
         if (r < 0) {
                 log_err("shm directory %s: %s; refusing to use it", d->cfg.shm_dir, err);
                 return r;
         }
+        d->shm_dirfd = r;
         r = activation_socket();
         d->activated = r > 0;
         if (r == 0)
@@ -370,10 +377,15 @@ static int setup_socket(struct daemon *d) {
 /* The event loop, the broker on it, signals, and the systemd watchdog if one is asked for. */
 static int setup_broker(struct daemon *d) {
         static const int signals[N_SIGNALS] = {SIGTERM, SIGINT, SIGHUP};
+        int r;
 
         signal(SIGPIPE, SIG_IGN);
         d->base = event_base_new();
-        if (!d->base || broker_new(d->base, &d->cfg, d->listen_fd, &d->broker) < 0)
+        if (!d->base)
+                goto err_oom;
+        /* The broker owns the directory's descriptor from here, even if it fails. */
+        r = broker_new(d->base, &d->cfg, d->listen_fd, TAKE_FD(d->shm_dirfd), &d->broker);
+        if (r < 0)
                 goto err_oom;
         for (int i = 0; i < N_SIGNALS; i++) {
                 d->sigs[i] = evsignal_new(d->base, signals[i], on_signal, d);
@@ -416,6 +428,8 @@ static void teardown(struct daemon *d) {
         if (d->watchdog)
                 event_free(d->watchdog);
         d->broker = broker_free(d->broker);
+        if (d->shm_dirfd >= 0)
+                close(d->shm_dirfd);
         if (d->base)
                 event_base_free(d->base);
         if (d->listen_fd >= 0) {
@@ -432,7 +446,7 @@ static void teardown(struct daemon *d) {
 }
 
 int main(int argc, char **argv) {
-        struct daemon d = {.listen_fd = -1, .log_level = -1};
+        struct daemon d = {.listen_fd = -1, .shm_dirfd = -1, .log_level = -1};
         int r;
 
         log_open();

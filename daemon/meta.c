@@ -57,14 +57,15 @@ static cJSON *meta_json(const char *name, const struct meta *m) {
         return TAKE_PTR(o);
 }
 
-int meta_save(const char *dir, const char *name, const struct meta *m) {
+int meta_save(int dirfd, const char *name, const struct meta *m) {
         _cleanup_cjson_ cJSON *o = meta_json(name, m);
         _cleanup_free_ char *text = NULL;
         _cleanup_close_ int fd = -1;
-        char path[PATH_MAX], tmp[PATH_MAX];
+        char path[SHMBUS_NAME_MAX + 16], tmp[SHMBUS_NAME_MAX + 16];
         int r;
 
-        r = shmbus__channel_file_path(path, sizeof(path), dir, name, SHMBUS_FILE_META);
+        /* Relative to the shm directory's descriptor (shmdir.h), never by its path. */
+        r = shmbus__channel_file_path(path, sizeof(path), ".", name, SHMBUS_FILE_META);
         if (r < 0)
                 return r;
         if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
@@ -74,28 +75,28 @@ int meta_save(const char *dir, const char *name, const struct meta *m) {
                 return -ENOMEM;
         /* The directory is writable by the daemon alone (main.c checks it), so no one
          * can have planted the temporary name; O_NOFOLLOW all the same. */
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return -errno;
         if (fchmod(fd, 0600) < 0)
                 r = -errno;
         else
                 r = write_all(fd, text, strlen(text));
-        if (r == 0 && rename(tmp, path) < 0)
+        if (r == 0 && renameat(dirfd, tmp, dirfd, path) < 0)
                 r = -errno;
         if (r < 0)
-                unlink(tmp);
+                unlinkat(dirfd, tmp, 0);
         return r;
 }
 
 /* The text of a trusted meta file, or -errno with @why. */
-static int meta_read(const char *path, char **ret_text, char *why, size_t size) {
+static int meta_read(int dirfd, const char *path, char **ret_text, char *why, size_t size) {
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *text = NULL;
         struct stat st;
         ssize_t n;
 
-        fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
                 return snprintf(why, size, "%s", strerror(errno)), -errno;
         if (fstat(fd, &st) < 0)
@@ -143,19 +144,19 @@ static bool get_id(const cJSON *o, const char *key, uint32_t *ret) {
         return true;
 }
 
-int meta_load(const char *dir, const char *name, uint64_t ctl_ino, uint64_t data_ino,
-              struct meta *m, char *why, size_t size) {
+int meta_load(int dirfd, const char *name, uint64_t ctl_ino, uint64_t data_ino, struct meta *m,
+              char *why, size_t size) {
         _cleanup_free_ char *text = NULL;
         _cleanup_cjson_ cJSON *o = NULL;
         const cJSON *v, *grants;
-        char path[PATH_MAX];
+        char path[SHMBUS_NAME_MAX + 16];
         struct meta got = {0};
         int r;
 
-        r = shmbus__channel_file_path(path, sizeof(path), dir, name, SHMBUS_FILE_META);
+        r = shmbus__channel_file_path(path, sizeof(path), ".", name, SHMBUS_FILE_META);
         if (r < 0)
                 return snprintf(why, size, "%s", strerror(-r)), r;
-        r = meta_read(path, &text, why, size);
+        r = meta_read(dirfd, path, &text, why, size);
         if (r < 0)
                 return r;
         o = cJSON_Parse(text);

@@ -31,12 +31,12 @@ struct meta {
         struct grants grants;
 };
 
-/* Write @m as @dir/@name.meta. Return: 0 or -errno. */
-int meta_save(const char *dir, const char *name, const struct meta *m);
+/* Write @m as @name.meta in the shm directory open as @dirfd. Return: 0 or -errno. */
+int meta_save(int dirfd, const char *name, const struct meta *m);
 /*
- * Read @dir/@name.meta into @m if it is trusted and about the files whose
+ * Read @name.meta in the directory @dirfd into @m if it is trusted and about the files whose
  * inodes are @ctl_ino and @data_ino. Return: 0, -ENOENT if there is none, or
  * another -errno with @why saying why it was not believed.
  */
-int meta_load(const char *dir, const char *name, uint64_t ctl_ino, uint64_t data_ino,
-              struct meta *m, char *why, size_t why_size);
+int meta_load(int dirfd, const char *name, uint64_t ctl_ino, uint64_t data_ino, struct meta *m,
+              char *why, size_t why_size);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "create.h"
 #include "liveness.h"
 #include "log.h"
 #include "ops.h"
@@ -39,6 +40,7 @@ struct peer *peer_free(struct peer *p) {
                         break;
                 }
         }
+        create_forget_peer(b, p);
         if (p->refuse) {
                 assert(b->n_refusing > 0);
                 b->n_refusing--;
@@ -151,6 +153,11 @@ static int peer_check_request(struct peer *p, const char *buf, ssize_t n, int ms
         return 0;
 }
 
+void peer_serve(struct peer *p, const char *text) {
+        if (ops_dispatch(p->broker, p, text) < 0)
+                peer_close(p);
+}
+
 static void on_peer(evutil_socket_t fd, short what, void *arg) {
         struct peer *p = arg;
         static char buf[WIRE_REQUEST_MAX + 1];
@@ -179,8 +186,7 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
                         ops_count_rejected(p->broker);
                 return;
         }
-        if (ops_dispatch(p->broker, p, buf) < 0)
-                peer_close(p);
+        peer_serve(p, buf);
 }
 
 /* A refused connection that did not ask why in time, or one that never spoke. */

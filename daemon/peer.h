@@ -43,12 +43,17 @@ struct peer {
         struct event *deadline_ev; /* first_request_timeout_ms, until the first request */
         unsigned n_open;
         char open[PEER_CHANNELS_MAX][SHMBUS_NAME_MAX + 1];
+        char *parked;        /* a request waiting for a channel's creation (create.h) */
+        uint64_t parked_seq; /* when it was parked, to serve parked requests in order */
+        char created[SHMBUS_NAME_MAX + 1]; /* a channel created for it off the loop */
 };
 
 /* Start accepting connections on b->listen_fd. */
 int peer_listen(struct broker *b);
 /* Serve the connected socket @fd (now the broker's), or close it if it may not be served. */
 void peer_new(struct broker *b, int fd);
+/* Serve the request @text of @p (closing @p if its reply cannot be sent). */
+void peer_serve(struct peer *p, const char *text);
 /* Drop @p from its broker, close its connection and free it. */
 struct peer *peer_free(struct peer *p);
 /* Who @p is, for ACLs: valid while @p is. */

@@ -37,3 +37,13 @@ int shmbus__channel_create_fds(const char *dir, const char *name,
 /* Open an existing channel's files as @flags (SHMBUS_OPEN_*) need them. */
 int shmbus__channel_open_fds(const char *dir, const char *name, int flags, int *ret_ctl_fd,
                              int *ret_data_fd);
+
+/*
+ * The same, relative to the directory open as @dirfd (the daemon resolves its
+ * shm directory once, at start-up, and never by path again).
+ */
+int shmbus__channel_create_at(int dirfd, const char *name, const struct shmbus_ring_geom *geom,
+                              unsigned int mode, int *ret_ctl_fd, int *ret_data_fd);
+int shmbus__channel_open_at(int dirfd, const char *name, int flags, int *ret_ctl_fd,
+                            int *ret_data_fd);
+int shmbus__channel_unlink_at(int dirfd, const char *name);

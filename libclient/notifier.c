@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -80,9 +81,19 @@ static bool notify_ready(void *ctx) {
         struct shmbus_notify *n = ctx;
         uint64_t pos = atomic_load_explicit(&n->pos, memory_order_relaxed);
 
+        /* A deleted channel is news too: the next receive or claim says -EIDRM. */
+        if (atomic_load_explicit(&n->ring->ctl->deleted, memory_order_relaxed) ==
+            SHMBUS_CTL_DELETED)
+                return true;
         if (n->is_sub)
                 return shmbus__ring_data_at(n->ring, pos);
-        return shmbus__ring_space_for(n->ring, pos);
+        /* A publisher's flag lives in its slot, which its own horizon skips (ring.c). */
+        return shmbus__ring_space_for(
+                n->ring,
+                (const struct shmbus_pub_slot *)(const void *)((const char *)n->sleeping -
+                                                               offsetof(struct shmbus_pub_slot,
+                                                                        sleeping)),
+                pos);
 }
 
 static void kick(void) {
@@ -225,7 +236,13 @@ static void atfork_register(void) {
         pthread_atfork(NULL, NULL, atfork_child);
 }
 
-/* Under reg.lock. The thread takes no signal: they are the application's. */
+/*
+ * Under reg.lock. The thread takes no signal, they are the application's, but
+ * for the ones its own faults raise: the kernel delivers those to the faulting
+ * thread blocked or not, and a blocked one kills the process (the handler is
+ * reset to the default). sigbus.c's handler must run in this thread too: it is
+ * the first to touch a channel file that a member shrank.
+ */
 static int notifier_start(void) {
         sigset_t all, old;
         pthread_attr_t attr;
@@ -235,6 +252,10 @@ static int notifier_start(void) {
         if (reg.running)
                 return 0;
         sigfillset(&all);
+        sigdelset(&all, SIGBUS);
+        sigdelset(&all, SIGSEGV);
+        sigdelset(&all, SIGILL);
+        sigdelset(&all, SIGFPE);
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -367,19 +388,23 @@ int shmbus__notify_park(struct shmbus_notify *n, uint64_t pos) {
         return 1;
 }
 
-void shmbus__notify_unpark(struct shmbus_notify *n) {
+bool shmbus__notify_unpark(struct shmbus_notify *n) {
         uint32_t state = atomic_load_explicit(&n->state, memory_order_relaxed);
+        bool armed = true;
 
         /* The hint keeps the common case (idle, a claim that succeeded) to one load. */
         if (state == NOTIFY_IDLE || (state == NOTIFY_SIGNALLED && n->is_sub))
-                return;
+                return false;
         pthread_mutex_lock(&n->lock);
         state = atomic_load_explicit(&n->state, memory_order_relaxed);
         if (state == NOTIFY_PARKED)
                 notify_unpark_locked(n);
         else if (state == NOTIFY_SIGNALLED && !n->is_sub)
                 notify_reset_locked(n); /* a publisher's claim succeeded: the room came */
+        else
+                armed = false;
         pthread_mutex_unlock(&n->lock);
+        return armed;
 }
 
 struct shmbus_notify *shmbus__notify_free(struct shmbus_notify *n) {

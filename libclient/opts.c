@@ -28,6 +28,8 @@ struct shmbus_opts {
         uint32_t n_uids, n_gids;
         struct shmbus__grant uids[SHMBUS_GRANTS_MAX]; /* each id once, its roles ORed */
         struct shmbus__grant gids[SHMBUS_GRANTS_MAX];
+        bool slow_subscriber_timeout_set;
+        uint32_t slow_subscriber_timeout_ms;
 };
 
 void shmbus__opts_default(struct shmbus_ring_geom *g) {
@@ -42,6 +44,20 @@ void shmbus__opts_default(struct shmbus_ring_geom *g) {
 
 const struct shmbus_ring_geom *shmbus__opts_geom(const shmbus_opts *opts) {
         return &opts->geom;
+}
+
+bool shmbus__opts_slow_subscriber_timeout(const shmbus_opts *opts, uint32_t *ret_ms) {
+        *ret_ms = opts->slow_subscriber_timeout_ms;
+        return opts->slow_subscriber_timeout_set;
+}
+
+SHMBUS_EXPORT int shmbus_opts_set_slow_subscriber_timeout(shmbus_opts *opts, uint32_t ms) {
+        /* The daemon's bound (config.h CONFIG_TIMEOUT_MAX): an hour. */
+        if (!opts || ms > 3600u * 1000)
+                return -EINVAL;
+        opts->slow_subscriber_timeout_ms = ms;
+        opts->slow_subscriber_timeout_set = true;
+        return 0;
 }
 
 SHMBUS_EXPORT int shmbus_opts_new(shmbus_opts **ret_opts) {

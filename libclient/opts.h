@@ -27,3 +27,5 @@ struct shmbus__grant {
 /* The uids (@uids, or else the gids) @opts grants to; returns how many. */
 uint32_t shmbus__opts_grants(const shmbus_opts *opts, bool uids,
                              const struct shmbus__grant **ret_grants);
+/* Whether shmbus_opts_set_slow_subscriber_timeout() was called, and its value. */
+bool shmbus__opts_slow_subscriber_timeout(const shmbus_opts *opts, uint32_t *ret_ms);
