@@ -439,7 +439,7 @@ void *bridge_import_thread(void *arg) {
                 r = shmbus__pub_set_origin_mark(im.pub, true);
                 if (r == -EPROTO)
                         bridge_log("import %s: the channel was made by an older libshmbus "
-                                   "(layout minor 0) and cannot carry the origin mark; delete "
+                                   "(layout minor below 2) and cannot carry the origin mark; delete "
                                    "and recreate it",
                                    run->route->channel);
         }

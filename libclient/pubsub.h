@@ -19,7 +19,7 @@ uint64_t shmbus__sub_last_seq(const shmbus_sub *sub);
 /*
  * For shmbus-bridge. Mark every record @pub commits with the origin mark
  * (SHMBUS_REC_MARK, docs/LAYOUT.md), or stop; -EPROTO on a channel of layout
- * minor 0, whose readers may not know the mark.
+ * minor below 2, whose readers may not know the mark.
  */
 int shmbus__pub_set_origin_mark(shmbus_pub *pub, bool on);
 /* The message number of the open claim (between claim and commit). */

@@ -503,7 +503,7 @@ static void test_origin_mark_ring(void) {
 
         CU_ASSERT_EQUAL_FATAL(shmbus__ring_format(ctl, ctl_len, data, 4096, &g), 0);
         CU_ASSERT_EQUAL_FATAL(shmbus__ring_attach(&r, ctl, ctl_len, data, 4096), 0);
-        CU_ASSERT_EQUAL(r.ctl->layout_minor, 1);
+        CU_ASSERT_EQUAL(r.ctl->layout_minor, 2);
         CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&r, &p, getpid(), getuid()), 0);
         CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join(&r, &s, getpid(), getuid()), 0);
         CU_ASSERT_EQUAL(shmbus__ring_claim(&p, 5, 0, &buf), 0);
@@ -527,6 +527,20 @@ static void test_origin_mark_ring(void) {
         CU_ASSERT_EQUAL(shmbus__ring_walk(&r, shmbus__ring_tail_pos(&r), mark_walk_cb, lens), 2);
         CU_ASSERT_EQUAL(lens[0], 5);
         CU_ASSERT_EQUAL(lens[1], 6);
+        shmbus__ring_sub_leave(&s);
+        /*
+         * A subscriber joining with history (issue 16) scans past the marked
+         * record to the one it wants, rather than take it for corruption.
+         */
+        p.mark = 0;
+        CU_ASSERT_EQUAL(shmbus__ring_claim(&p, 5, 0, &buf), 0);
+        memcpy(buf, "third", 5);
+        CU_ASSERT_EQUAL(shmbus__ring_commit(&p), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join_ex(&r, &s, getpid(), getuid(), 0, 1), 0);
+        CU_ASSERT_EQUAL(shmbus__ring_peek(&s, &d, &len), 0);
+        CU_ASSERT_EQUAL(len, 5);
+        CU_ASSERT(len == 5 && memcmp(d, "third", 5) == 0);
+        CU_ASSERT_EQUAL(shmbus__ring_release(&s), 0);
         shmbus__ring_sub_leave(&s);
         shmbus__ring_pub_leave(&p);
         free(ctl);
