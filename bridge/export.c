@@ -557,8 +557,8 @@ static int export_run(struct exporter *e) {
                         sleep_ms(100);
                         continue;
                 }
-                /* Internal: the message's seq and origin mark. */
-                r = emit(e, e->buf, (size_t)len, shmbus__sub_last_seq(e->sub),
+                /* The message's seq (public since issue 16) and origin mark (internal). */
+                r = emit(e, e->buf, (size_t)len, shmbus_sub_seq(e->sub),
                          shmbus__sub_last_marked(e->sub));
                 if (r == -ECANCELED)
                         break;
