@@ -438,10 +438,11 @@ void *bridge_import_thread(void *arg) {
                 /* Internal: mark what we commit, so that no export route sends it back out. */
                 r = shmbus__pub_set_origin_mark(im.pub, true);
                 if (r == -EPROTO)
-                        bridge_log("import %s: the channel was made by an older libshmbus "
-                                   "(layout minor below 2) and cannot carry the origin mark; delete "
-                                   "and recreate it",
-                                   run->route->channel);
+                        bridge_log(
+                                "import %s: the channel was made by an older libshmbus "
+                                "(layout minor below 2) and cannot carry the origin mark; delete "
+                                "and recreate it",
+                                run->route->channel);
         }
         if (r == 0) {
                 resolve_pending(&im);
