@@ -8,6 +8,8 @@
  *   stream   one-way throughput at 64 B, 1 KiB, 4 KiB and 64 KiB
  *   fanin    N publishers -> 1 subscriber
  *   fanout   1 publisher -> N subscribers
+ *   events   a reader parked in epoll on shmbus_sub_fd() against an eventfd and
+ *            a pipe; streaming through the descriptor against the futex wait
  *
  * Baselines of the same run: one cache line bounced between two processes (the
  * floor), a hand-written SPSC ring (the ceiling), a raw futex mailbox, a pipe,
@@ -17,10 +19,11 @@
  * are counted in a separate, shorter pass with the raw_syscalls:sys_enter
  * tracepoint, so that counting does not slow the timed pass.
  *
- * Usage: shmbus-bench [--quick] [--out DIR] [--only rtt,stream,fanin,fanout]
+ * Usage: shmbus-bench [--quick] [--out DIR] [--only rtt,stream,events,fanin,fanout]
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <linux/perf_event.h>
 #include <sched.h>
@@ -29,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -666,6 +671,335 @@ print:
         printf("\n");
 }
 
+/* ---- events: waiting on a descriptor (issue 18) ------------------------------------------- */
+
+/*
+ * A reader parked in epoll on shmbus_sub_fd(), against the two ways to wake
+ * an epoll loop from another process without shmbus: an eventfd (no
+ * payload, the kernel's cheapest wake-up) and a pipe (64 B each way); and
+ * streaming through the descriptor against shmbus' own futex wait. Both
+ * sides of a round trip are parked (receive with timeout 0 until -EAGAIN,
+ * then epoll_wait). System calls are counted for the whole process, the
+ * library's notifier thread included (an inherited counter opened before it
+ * starts).
+ */
+enum ev_kind { EV_SHMBUS_FD, EV_EVENTFD, EV_PIPE, EV_SHMBUS_FUTEX };
+
+static const char *const ev_names[] = {"shmbus-fd", "eventfd-epoll", "pipe-epoll", "shmbus"};
+
+static struct {
+        enum ev_kind kind;
+        int fds[2][2]; /* [0] pings A -> B, [1] pongs B -> A: eventfds, or pipes' ends */
+        char chan[2][32];
+        size_t parks; /* epoll_wait calls of this process's reader */
+} ev;
+
+/* Every system call of this process from now on, threads started later included; or -1. */
+static int ev_syscalls_open(void) {
+        struct perf_event_attr a = {
+                .type = PERF_TYPE_TRACEPOINT,
+                .size = sizeof(a),
+                .config = (uint64_t)syscall_tracepoint_id(),
+                .disabled = 1,
+                .inherit = 1,
+                .sample_period = 1,
+        };
+
+        if (syscall_tracepoint_id() < 0)
+                return -1;
+        return (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
+struct ev_end {
+        shmbus_channel *ch[2];
+        shmbus_pub *pub;
+        shmbus_sub *sub;
+        int ep;
+        int in, out; /* eventfd or pipe ends */
+};
+
+static int ev_open(struct ev_end *e, int role, bool fd_mode) {
+        int rx = role == 0 ? 1 : 0, tx = 1 - rx;
+        struct epoll_event ee = {.events = EPOLLIN};
+        int r;
+
+        *e = (struct ev_end){.ep = epoll_create1(EPOLL_CLOEXEC), .in = -1, .out = -1};
+        if (ev.kind == EV_EVENTFD || ev.kind == EV_PIPE) {
+                e->in = ev.fds[rx][0];
+                e->out = ev.kind == EV_EVENTFD ? ev.fds[tx][0] : ev.fds[tx][1];
+                return epoll_ctl(e->ep, EPOLL_CTL_ADD, e->in, &ee);
+        }
+        r = shmbus_channel_open(bench_dir, ev.chan[rx], 0, &e->ch[rx]);
+        if (r == 0)
+                r = shmbus_channel_open(bench_dir, ev.chan[tx], SHMBUS_OPEN_PUBLISH, &e->ch[tx]);
+        if (r == 0)
+                r = shmbus_sub_new(e->ch[rx], &e->sub);
+        if (r == 0)
+                r = shmbus_pub_new(e->ch[tx], &e->pub);
+        if (r == 0 && fd_mode) {
+                r = shmbus_sub_fd(e->sub);
+                if (r >= 0)
+                        r = epoll_ctl(e->ep, EPOLL_CTL_ADD, r, &ee);
+        }
+        return r < 0 ? -1 : 0;
+}
+
+static void ev_close(struct ev_end *e) {
+        shmbus_sub_free(e->sub);
+        shmbus_pub_free(e->pub);
+        shmbus_channel_unref(e->ch[0]);
+        shmbus_channel_unref(e->ch[1]);
+        close(e->ep);
+}
+
+static int ev_send(struct ev_end *e, const uint8_t *msg, size_t size) {
+        uint64_t one = 1;
+
+        if (ev.kind == EV_EVENTFD)
+                return write(e->out, &one, sizeof(one)) == sizeof(one) ? 0 : -1;
+        if (ev.kind == EV_PIPE)
+                return write(e->out, msg, size) == (ssize_t)size ? 0 : -1;
+        return shmbus_pub_send(e->pub, msg, size, -1);
+}
+
+/* One message (or one eventfd wake-up), parked in epoll until it is there. */
+static ssize_t ev_recv(struct ev_end *e, uint8_t *buf) {
+        struct epoll_event ee;
+
+        for (;;) {
+                ssize_t n;
+
+                if (ev.kind == EV_SHMBUS_FUTEX)
+                        return shmbus_sub_recv(e->sub, buf, MSG_MAX, -1);
+                if (ev.kind == EV_SHMBUS_FD)
+                        n = shmbus_sub_recv(e->sub, buf, MSG_MAX, 0);
+                else
+                        n = read(e->in, buf, ev.kind == EV_EVENTFD ? 8 : MSG_MAX);
+                if (n > 0)
+                        return n;
+                if (n < 0 && n != -EAGAIN && !(n == -1 && errno == EAGAIN))
+                        return -1;
+                ev.parks++;
+                if (epoll_wait(e->ep, &ee, 1, -1) < 0 && errno != EINTR)
+                        return -1;
+        }
+}
+
+static int role_ev_pingpong(struct run *run, int role) {
+        uint8_t *msg = calloc(1, MSG_MAX), *buf = calloc(1, MSG_MAX);
+        int64_t *rtt = run->sh->samples;
+        struct ev_end e;
+        int sc = -1, r = -1;
+
+        if (!msg || !buf || ev_open(&e, role, true) < 0)
+                goto out;
+        if (run->count_syscalls)
+                sc = ev_syscalls_open();
+        barrier_wait(&run->sh->bar);
+        syscalls_start(sc);
+        for (size_t i = 0; i < run->count + WARMUP; i++) {
+                int64_t t0 = bench_now_ns();
+
+                if (role == 0 && (ev_send(&e, msg, 64) < 0 || ev_recv(&e, buf) < 0))
+                        goto out;
+                if (role == 1 && (ev_recv(&e, buf) < 0 || ev_send(&e, msg, 64) < 0))
+                        goto out;
+                if (role == 0 && i >= WARMUP)
+                        rtt[i - WARMUP] = bench_now_ns() - t0;
+        }
+        run->sh->syscalls[role] = syscalls_stop(sc);
+        r = 0;
+out:
+        ev_close(&e);
+        free(msg);
+        free(buf);
+        return r;
+}
+
+/* Role 0 publishes run->count messages, role 1 receives them. */
+static int role_ev_stream(struct run *run, int role) {
+        uint8_t *msg = calloc(1, MSG_MAX), *buf = calloc(1, MSG_MAX);
+        struct ev_end e;
+        int sc = -1, r = -1;
+
+        if (!msg || !buf || ev_open(&e, role, ev.kind == EV_SHMBUS_FD) < 0)
+                goto out;
+        if (run->count_syscalls)
+                sc = ev_syscalls_open();
+        barrier_wait(&run->sh->bar);
+        syscalls_start(sc);
+        run->sh->t_start[role] = bench_now_ns();
+        for (size_t n = 0; n < run->count; n++) {
+                if (role == 0) {
+                        fill(msg, run->size, n);
+                        if (ev_send(&e, msg, run->size) < 0)
+                                goto out;
+                } else if (ev_recv(&e, buf) != (ssize_t)run->size || seq_of(buf) != n) {
+                        goto out;
+                }
+        }
+        run->sh->t_end[role] = bench_now_ns();
+        run->sh->syscalls[role] = syscalls_stop(sc);
+        if (role == 1)
+                run->sh->samples[0] = (int64_t)ev.parks;
+        r = 0;
+out:
+        ev_close(&e);
+        free(msg);
+        free(buf);
+        return r;
+}
+
+/* Fresh eventfds, pipes or channels for one run (forked roles inherit them). */
+static int ev_setup(enum ev_kind kind) {
+        static int serial;
+        shmbus_opts *o = NULL;
+        shmbus_channel *c;
+        int r = 0;
+
+        ev.kind = kind;
+        for (int i = 0; i < 2; i++) {
+                ev.fds[i][0] = ev.fds[i][1] = -1;
+                if (kind == EV_EVENTFD)
+                        ev.fds[i][0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                else if (kind == EV_PIPE && pipe2(ev.fds[i], O_CLOEXEC | O_NONBLOCK) < 0)
+                        r = -errno;
+                snprintf(ev.chan[i], sizeof(ev.chan[i]), "ev-%d-%d", serial, i);
+        }
+        serial++;
+        if (kind == EV_SHMBUS_FD || kind == EV_SHMBUS_FUTEX) {
+                r = shmbus_opts_new(&o);
+                for (int i = 0; r == 0 && i < 2; i++) {
+                        r = shmbus_channel_create(bench_dir, ev.chan[i], o, 0600, &c);
+                        shmbus_channel_unref(c);
+                }
+                shmbus_opts_free(o);
+        }
+        return r;
+}
+
+static void ev_teardown(void) {
+        for (int i = 0; i < 2; i++) {
+                if (ev.fds[i][0] >= 0)
+                        close(ev.fds[i][0]);
+                if (ev.fds[i][1] >= 0)
+                        close(ev.fds[i][1]);
+                (void)shmbus_channel_unlink(bench_dir, ev.chan[i]);
+        }
+}
+
+/* One run of @fn with two roles on CPU 0 and 1; 0 or -errno. */
+static int ev_run(enum ev_kind kind, role_fn fn, size_t size, size_t count, bool count_sc,
+                  struct run *ret_run) {
+        static const int cpus[] = {0, 1};
+        int r;
+
+        *ret_run = (struct run){.size = size, .count = count, .count_syscalls = count_sc};
+        r = ev_setup(kind);
+        if (r == 0)
+                r = run_setup(ret_run, 0, 2);
+        if (r == 0)
+                r = run_roles(ret_run, 2, fn, cpus);
+        ev_teardown();
+        return r;
+}
+
+static void bench_events_rtt(enum ev_kind kind, const struct row *base) {
+        struct row *row = row_new("rtt", ev_names[kind], WAIT_SLEEP, 64, 1, 1);
+        size_t iters = quick ? 3000 : 30000;
+        struct run run;
+
+        if (ev_run(kind, role_ev_pingpong, 64, iters, false, &run) < 0) {
+                row->note = "failed";
+                printf("  %-18s failed\n", row->transport);
+                munmap(run.sh, run.sh_len);
+                return;
+        }
+        row->rtt = percentiles(run.sh->samples, iters);
+        row->ok = true;
+        munmap(run.sh, run.sh_len);
+        if (ev_run(kind, role_ev_pingpong, 64, iters / 10, true, &run) == 0 &&
+            run.sh->syscalls[0] >= 0 && run.sh->syscalls[1] >= 0)
+                row->syscalls =
+                        (double)(run.sh->syscalls[0] + run.sh->syscalls[1]) / (double)(iters / 10);
+        munmap(run.sh, run.sh_len);
+        if (base && base->ok) {
+                row->ratio = row->rtt.p50 / base->rtt.p50;
+                row->ratio_to = base->transport;
+        }
+        printf("  %-18s %9.1f %9.1f %9.1f %9.1f %10.1f", row->transport, row->rtt.p50 / 1e3,
+               row->rtt.p90 / 1e3, row->rtt.p99 / 1e3, row->rtt.p999 / 1e3, row->rtt.max / 1e3);
+        if (row->ratio > 0)
+                printf("  %6.2fx %-14s", row->ratio, row->ratio_to);
+        else
+                printf("  %22s", "");
+        if (row->syscalls >= 0)
+                printf(" %7.2f", row->syscalls);
+        printf("\n");
+}
+
+static void bench_events_stream(enum ev_kind kind, size_t size, const struct row *base) {
+        struct row *row = row_new("events-stream", ev_names[kind],
+                                  kind == EV_SHMBUS_FD ? WAIT_SLEEP : WAIT_SPIN, size, 1, 1);
+        size_t count = stream_count(size);
+        double parks;
+        struct run run;
+
+        if (ev_run(kind, role_ev_stream, size, count, false, &run) < 0) {
+                row->note = "failed";
+                printf("  %-18s %6zu failed\n", row->transport, size);
+                munmap(run.sh, run.sh_len);
+                return;
+        }
+        row->msgs = (double)count / ((double)(run.sh->t_end[1] - run.sh->t_start[0]) / 1e9);
+        parks = (double)run.sh->samples[0] / (double)count;
+        row->ok = true;
+        munmap(run.sh, run.sh_len);
+        if (ev_run(kind, role_ev_stream, size, count / 10, true, &run) == 0 &&
+            run.sh->syscalls[0] >= 0 && run.sh->syscalls[1] >= 0)
+                row->syscalls =
+                        (double)(run.sh->syscalls[0] + run.sh->syscalls[1]) / (double)(count / 10);
+        munmap(run.sh, run.sh_len);
+        if (base && base->ok && base->msgs > 0) {
+                row->ratio = row->msgs / base->msgs;
+                row->ratio_to = base->transport;
+        }
+        printf("  %-18s %6zu %12.0f %10.1f", row->transport, size, row->msgs,
+               row->msgs * (double)size / 1e6);
+        if (row->ratio > 0)
+                printf("  %5.2fx %-8s", row->ratio, row->ratio_to);
+        else
+                printf("  %15s", "");
+        if (kind == EV_SHMBUS_FD)
+                printf(" %9.5f", parks);
+        else
+                printf(" %9s", "");
+        if (row->syscalls >= 0)
+                printf(" %7.3f", row->syscalls);
+        printf("\n");
+}
+
+static void bench_events(void) {
+        static const size_t sizes[] = {64, 4096};
+        const struct row *eventfd_row;
+
+        printf("\nEvent loops: 64 B round trip, both readers parked in epoll, CPU 0 and 1 (us):\n"
+               "  %-18s %9s %9s %9s %9s %10s  %-22s %7s\n",
+               "transport", "p50", "p90", "p99", "p99.9", "max", "p50 ratio", "sc/rt");
+        bench_events_rtt(EV_EVENTFD, NULL);
+        eventfd_row = &rows[nrows - 1];
+        bench_events_rtt(EV_PIPE, eventfd_row);
+        bench_events_rtt(EV_SHMBUS_FD, eventfd_row);
+        printf("\nEvent loops: streaming through the descriptor against the futex wait\n"
+               "(parks: the reader's epoll_wait calls per message):\n"
+               "  %-18s %6s %12s %10s  %-15s %9s %7s\n",
+               "transport", "size", "msg/s", "MB/s", "ratio", "parks", "sc/msg");
+        for (size_t s = 0; s < 2; s++) {
+                bench_events_stream(EV_SHMBUS_FUTEX, sizes[s], NULL);
+                bench_events_stream(EV_SHMBUS_FD, sizes[s], &rows[nrows - 1]);
+        }
+}
+
 /* ---- output ------------------------------------------------------------------------------- */
 
 static cJSON *pct_json(struct pct p) {
@@ -800,7 +1134,8 @@ static bool wanted(const char *only, const char *what) {
 }
 
 static void usage(FILE *f) {
-        fprintf(f, "Usage: shmbus-bench [--quick] [--out DIR] [--only rtt,stream,fanin,fanout]\n"
+        fprintf(f, "Usage: shmbus-bench [--quick] [--out DIR] "
+                   "[--only rtt,stream,events,fanin,fanout]\n"
                    "                    [--iceoryx]\n");
 }
 
@@ -889,6 +1224,8 @@ int main(int argc, char **argv) {
                                                                               : WAIT_SPIN,
                                              sizes[s], 1, 1, "spsc-ring");
         }
+        if (wanted(only, "events"))
+                bench_events();
         if (wanted(only, "fanin")) {
                 printf("\nFan-in, N publishers -> 1 subscriber, 64 B, processes not pinned:\n");
                 for (size_t n = 0; n < 3; n++) {

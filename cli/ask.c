@@ -7,6 +7,8 @@
 #include "ask.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "shmbus.h"
 
@@ -14,9 +16,16 @@
 #include "util.h"
 #include "wire.h"
 
+void ask_not_answering(const shmbus_client *c) {
+        cli_err("%s", shmbus_client_last_error(c));
+        exit(EXIT_DOWN);
+}
+
 int ask_connect(const struct cli_options *o, shmbus_client **ret_client) {
         int r = shmbus_client_new(o->socket, ret_client);
 
+        if (r == -ETIMEDOUT)
+                ask_not_answering(NULL);
         return r == -ENOENT ? -ECONNREFUSED : r;
 }
 
@@ -45,6 +54,8 @@ int ask_request(shmbus_client *c, const char *op, const char *name, cJSON **ret_
         if (r < 0)
                 return r;
         r = shmbus_client_request(c, req, &text);
+        if (r == -ETIMEDOUT)
+                ask_not_answering(c);
         if (r < 0)
                 return r;
         reply = cJSON_Parse(text);
@@ -75,6 +86,10 @@ int ask_open_for_write(const struct cli_options *o, const char *name, bool creat
                        const shmbus_opts *opts, shmbus_channel **ret_chan) {
         _cleanup_(cli_client_freep) shmbus_client *c = NULL;
         int flags = SHMBUS_OPEN_PUBLISH | (create ? SHMBUS_OPEN_CREATE : 0);
+
+        /* Grants alone say nothing of the geometry: any existing channel will do. */
+        if (opts && !o->geometry_given)
+                flags |= SHMBUS_OPEN_ACCEPT_EXISTING;
         int r;
 
         r = ask_connect(o, &c);
@@ -84,8 +99,23 @@ int ask_open_for_write(const struct cli_options *o, const char *name, bool creat
         }
         if (r == 0)
                 r = shmbus_client_open(c, name, flags, opts, ret_chan);
-        if (r < 0)
-                cli_err("%s: %s", name,
-                        r == -ENOENT ? "no such channel (use --create)" : shmbus_strerror(r));
+        if (r == -ETIMEDOUT)
+                ask_not_answering(c);
+        if (r == -ENOENT)
+                cli_err("%s: no such channel (use --create)", name);
+        else if (r == -EEXIST && !strstr(shmbus_client_last_error(c), "exists with other settings"))
+                /* Files nobody serves, such as those a daemon of another uid left. */
+                cli_err("%s: its files exist but shmbusd does not serve them; shmbusd's log "
+                        "(journalctl -u shmbusd) says whose they are and what to run",
+                        name);
+        else if (r < 0)
+                ask_say_error(c, name, r);
         return r;
+}
+
+void ask_say_error(const shmbus_client *c, const char *what, int r) {
+        const char *why = shmbus_client_last_error(c);
+
+        /* The daemon's sentence says more than the code ("permission denied on channel x"). */
+        cli_err("%s: %s", what, why[0] ? why : shmbus_strerror(r));
 }

@@ -14,7 +14,19 @@
 
 #include "cli.h"
 
-/* Connect; -ECONNREFUSED if no daemon is listening (a missing socket counts as that too). */
+/*
+ * The daemon is there but does not answer (stopped, hung): say so, with the
+ * client's explanation, and exit EXIT_DOWN. Every request has the client's
+ * timeout ($SHMBUS_TIMEOUT_MS), so no verb waits longer than that.
+ */
+__attribute__((noreturn)) void ask_not_answering(const shmbus_client *c);
+/* "@what: " and why request @r on @c failed: the daemon's own words where it gave them. */
+void ask_say_error(const shmbus_client *c, const char *what, int r);
+
+/*
+ * Connect; -ECONNREFUSED if no daemon is listening (a missing socket counts as
+ * that too). A daemon that does not answer ends the program (ask_not_answering).
+ */
 int ask_connect(const struct cli_options *o, shmbus_client **ret_client);
 
 /*

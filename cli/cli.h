@@ -75,6 +75,10 @@ struct cli_options {
         int timeout_ms;
         /* create: the geometry asked for */
         const shmbus_opts *channel;
+        bool geometry_given; /* any of --capacity --max-msg --policy --max-* */
+        bool grants_given;   /* any of --allow-sub --allow-pub */
+        /* tail: hold publishers back (lossless) instead of reading untethered */
+        bool tethered;
         /* metrics: the address to serve on; NULL: the default, on loopback */
         const char *listen;
         /* record: the file to write ("-": stdout), and a time limit (<= 0: none) */

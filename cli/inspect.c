@@ -338,7 +338,13 @@ int verb_status(const struct cli_options *o, char **args) {
 
         r = get_status(o, name, &s, &offline);
         if (r < 0) {
-                if (r == -ENOENT)
+                if (r == -ENOENT && !offline && offline_has_files(offline_shm_dir(o), name))
+                        /* Not "no channel" alone: its files are there, unserved. */
+                        cli_err("no channel %s served, but its files are in %s: shmbusd did not "
+                                "adopt them, and its log (journalctl -u shmbusd) says why and "
+                                "what to run",
+                                name, offline_shm_dir(o));
+                else if (r == -ENOENT)
                         cli_err("no channel %s", name);
                 else if (offline && (r == -EACCES || r == -EPERM))
                         inspect_say_error(o, "status", r, offline);

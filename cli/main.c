@@ -62,10 +62,14 @@ static const struct verb verbs[] = {
          "object a line, with \"time\" and \"offline\". --format openmetrics or prometheus\n"
          "prints every counter once in that exposition format (docs/METRICS.md), for\n"
          "node_exporter's textfile collector.\n"},
-        {"tail", verb_tail, 1, 1, true, "tail CHANNEL [-n N] [--follow] [--format text|hex|json]",
+        {"tail", verb_tail, 1, 64, true,
+         "tail CHANNEL... [-n N] [--follow] [--tethered] [--format text|hex|json]",
          "Print the last N messages still in the ring (default 10), then with --follow every\n"
          "new one until Ctrl-C. text escapes unprintable bytes; json (also --json) prints\n"
-         "{\"seq\", \"len\", \"text\" or \"hex\"} a line.\n"},
+         "{\"seq\", \"len\", \"text\" or \"hex\"} a line. With several channels, each line\n"
+         "starts with its channel's name (json: a \"channel\" member), and --follow waits\n"
+         "on all of them at once. Untethered: never slows a publisher, and counts what it\n"
+         "misses; --tethered reads losslessly instead.\n"},
         {"pub", verb_pub, 1, 2, true,
          "pub CHANNEL [MESSAGE|-] [--whole] [--create] [--timeout MS] [--json]",
          "Publish MESSAGE, or read stdin: one message a line (empty lines are skipped), or\n"
@@ -89,8 +93,12 @@ static const struct verb verbs[] = {
          "message before the cut, says where it stopped, and exits 8.\n"},
         {"create", verb_create, 1, 1, true,
          "create CHANNEL [--capacity BYTES] [--max-msg BYTES] [--policy block|overwrite]\n"
-         "                       [--max-subscribers N] [--max-publishers N]",
-         "Create a channel through shmbusd (its per-channel configuration wins).\n"},
+         "                       [--max-subscribers N] [--max-publishers N]\n"
+         "                       [--allow-sub WHO]... [--allow-pub WHO]...",
+         "Create a channel through shmbusd (its per-channel configuration wins).\n"
+         "--allow-sub / --allow-pub let WHO subscribe / publish too: a user (NAME, user:NAME\n"
+         "or a uid) or a group (group:NAME or group:GID); repeat them for more. shmbusd keeps\n"
+         "the grants with the channel (status shows them) if its configuration allows.\n"},
         {"delete", verb_delete, 1, 1, true, "delete CHANNEL",
          "Delete a channel (its owner or root). Members keep what they have mapped.\n"},
         {"metrics", verb_metrics, 0, 0, false, "metrics [--listen [HOST:]PORT]",
@@ -130,7 +138,8 @@ static void usage(FILE *f) {
               "  replay FILE              publish a recording again (--speed X,\n"
               "                           --as-fast-as-possible, --map OLD:NEW, --create, --dump)\n"
               "  create CHANNEL           create a channel (--capacity --max-msg --policy\n"
-              "                           --max-subscribers --max-publishers)\n"
+              "                           --max-subscribers --max-publishers; --allow-sub WHO\n"
+              "                           --allow-pub WHO: a user, or group:NAME, may too)\n"
               "  delete CHANNEL           delete a channel (owner or root)\n"
               "  metrics                  serve /metrics over HTTP for Prometheus\n"
               "                           (--listen [HOST:]PORT, default "
@@ -147,6 +156,8 @@ static void usage(FILE *f) {
               "  -f, --follow             tail: keep printing new messages until Ctrl-C\n"
               "      --format FMT         tail: text (default), hex or json (one object a line);\n"
               "                           stats: openmetrics or prometheus\n"
+              "      --tethered           tail: lossless, holding publishers back (default:\n"
+              "                           untethered, never slows a publisher; losses counted)\n"
               "  -w, --watch              stats: refresh until Ctrl-C\n"
               "  -i, --interval SEC       stats/list: sampling interval (default 1, list 0.25)\n"
               "      --rate               list --json: sample twice to fill in msg_per_s\n"
@@ -169,8 +180,9 @@ static void usage(FILE *f) {
               "  -h, --help               this help (also: shmbus-cli VERB --help)\n"
               "\n"
               "Exit codes: 0 ok, 1 failure, 2 usage, 3 no such channel, 4 permission denied,\n"
-              "5 channel full (timed out), 7 shmbusd not running, 8 replay: the recording was cut\n"
-              "short (what came before the cut was replayed).\n",
+              "5 channel full (timed out), 7 shmbusd not running or not answering within\n"
+              "$SHMBUS_TIMEOUT_MS (default 5000), 8 replay: the recording was cut short (what\n"
+              "came before the cut was replayed).\n",
               f);
 }
 
@@ -234,7 +246,10 @@ enum {
         OPT_POLICY,
         OPT_SUBS,
         OPT_PUBS,
+        OPT_ALLOW_SUB,
+        OPT_ALLOW_PUB,
         OPT_RATE,
+        OPT_TETHERED,
         OPT_DURATION,
         OPT_SPEED,
         OPT_FAST,
@@ -264,6 +279,10 @@ static const char *option_expects(int c) {
         case OPT_SUBS:
         case OPT_PUBS:
                 return "a whole number from 1 to 1024";
+        case OPT_ALLOW_SUB:
+        case OPT_ALLOW_PUB:
+                return "a user (NAME, user:NAME, UID) or a group (group:NAME, group:GID), at most "
+                       "32 of each";
         case OPT_DURATION:
                 return "seconds, more than 0";
         case OPT_SPEED:
@@ -331,6 +350,9 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
         case 't':
                 o->timeout_ms = (int)strtol(val, &end, 10);
                 return *end || o->timeout_ms < -1 ? -EINVAL : 0;
+        case OPT_TETHERED:
+                o->tethered = true;
+                return 0;
         case OPT_CAP:
                 r = shmbus_opts_set_capacity(chan, strtoull(val, &end, 0));
                 return r < 0 || *end ? -EINVAL : 0;
@@ -342,6 +364,10 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
                 return set_u32(chan, shmbus_opts_set_max_subscribers, val);
         case OPT_PUBS:
                 return set_u32(chan, shmbus_opts_set_max_publishers, val);
+        case OPT_ALLOW_SUB:
+                return admin_grant(chan, val, SHMBUS_GRANT_SUBSCRIBE) < 0 ? -EINVAL : 0;
+        case OPT_ALLOW_PUB:
+                return admin_grant(chan, val, SHMBUS_GRANT_PUBLISH) < 0 ? -EINVAL : 0;
         case 'o':
                 o->output = val;
                 return 0;
@@ -402,6 +428,8 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
                 {"policy", required_argument, NULL, OPT_POLICY},
                 {"max-subscribers", required_argument, NULL, OPT_SUBS},
                 {"max-publishers", required_argument, NULL, OPT_PUBS},
+                {"allow-sub", required_argument, NULL, OPT_ALLOW_SUB},
+                {"allow-pub", required_argument, NULL, OPT_ALLOW_PUB},
                 {"output", required_argument, NULL, 'o'},
                 {"duration", required_argument, NULL, OPT_DURATION},
                 {"speed", required_argument, NULL, OPT_SPEED},
@@ -409,6 +437,7 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
                 {"map", required_argument, NULL, OPT_MAP},
                 {"dump", no_argument, NULL, OPT_DUMP},
                 {"no-color", no_argument, NULL, OPT_NO_COLOR},
+                {"tethered", no_argument, NULL, OPT_TETHERED},
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, 'V'},
                 {0},
@@ -417,6 +446,9 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
         int c, long_index = -1;
 
         while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:l:o:hV", opts, &long_index)) != -1) {
+                o->geometry_given |= c == OPT_CAP || c == OPT_MAXMSG || c == OPT_POLICY ||
+                                     c == OPT_SUBS || c == OPT_PUBS;
+                o->grants_given |= c == OPT_ALLOW_SUB || c == OPT_ALLOW_PUB;
                 if (apply_option(c, optarg, o, chan, &no_color, &help, &version) < 0) {
                         /* On '?' getopt_long has said what is wrong; else name the option as typed.
                          */
@@ -440,7 +472,9 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
 /* The channel name first (a bad name is the clearer error), then the number of arguments. */
 static int check_args(const struct verb *v, int n, char **args) {
         if (v->takes_channel && n > 0 && !shmbus__name_is_valid(args[0])) {
-                cli_err("'%s' is not a valid channel name", args[0]);
+                cli_err("'%s' is not a valid channel name: 1 to 63 of A-Z a-z 0-9 . _ -, not "
+                        "starting with '.'",
+                        args[0]);
                 return -EINVAL;
         }
         if (n < v->min_args || n > v->max_args) {

@@ -155,6 +155,14 @@ static void report_failed(const cJSON *failed) {
                                               shmbus_strerror((int)cli_num(e, WIRE_ERRNO)));
 }
 
+bool offline_has_files(const char *dir, const char *name) {
+        char ctl[PATH_MAX];
+        struct stat st;
+        int n = snprintf(ctl, sizeof(ctl), "%s/%s.ctl", dir, name);
+
+        return n > 0 && (size_t)n < sizeof(ctl) && lstat(ctl, &st) == 0;
+}
+
 int offline_list(const char *dir, bool detail, bool report, cJSON **ret_list) {
         _cleanup_(closedirp) DIR *d = opendir(dir);
         int dir_errno = d ? 0 : errno;

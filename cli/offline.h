@@ -42,3 +42,5 @@ int offline_stats(const char *dir, const char *name, bool detail, cJSON **ret_st
  * is reported: the caller says it once, with what to do); or -ENOMEM.
  */
 int offline_list(const char *dir, bool detail, bool report, cJSON **ret_list);
+/* Has channel @name files in @dir (whether or not a daemon serves them)? */
+bool offline_has_files(const char *dir, const char *name);

@@ -41,6 +41,24 @@ void output_json_line(const cJSON *j) {
         puts(line);
 }
 
+/* The channel owner's use against its quotas (from a daemon's stat). */
+static void print_owner_use(const cJSON *s) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(s, WIRE_OWNER_USE);
+        char b1[32], b2[32];
+
+        if (!cJSON_IsObject(u))
+                return;
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(u, WIRE_QUOTA_EXEMPT)))
+                printf("  owner use:   %.0f channels, %s (exempt from quotas)\n",
+                       cli_num(u, WIRE_CHANNELS),
+                       output_human_size(cli_num(u, WIRE_BYTES), b1, sizeof(b1)));
+        else
+                printf("  owner use:   %.0f of %.0f channels, %s of %s\n",
+                       cli_num(u, WIRE_CHANNELS), cli_num(u, WIRE_QUOTA_CHANNELS_PER_UID),
+                       output_human_size(cli_num(u, WIRE_BYTES), b1, sizeof(b1)),
+                       output_human_size(cli_num(u, WIRE_QUOTA_BYTES_PER_UID), b2, sizeof(b2)));
+}
+
 /* The width of the CHANNEL column: the longest name, and at least the header. */
 static int name_width(const cJSON *list) {
         const cJSON *c;
@@ -116,6 +134,41 @@ static void print_publishers(const struct cli_options *o, const cJSON *s) {
                        cli_num(e, WIRE_BYTES), cli_num(e, WIRE_WAITS), cli_num(e, WIRE_ABORTS));
 }
 
+/* One role's grant, aligned with the other fields: "any", or "uids 1001 1002, gids 44". */
+static void print_acl(const char *label, const cJSON *acl) {
+        const char *sep = "";
+
+        if (!acl)
+                return;
+        printf("  %-13s", label);
+        if (cJSON_IsString(acl)) {
+                printf("%s\n", acl->valuestring);
+                return;
+        }
+        for (int k = 0; k < 2; k++) {
+                const cJSON *ids = cJSON_GetObjectItemCaseSensitive(acl, k ? WIRE_GIDS : WIRE_UIDS);
+                const cJSON *id;
+
+                if (cJSON_GetArraySize(ids) == 0)
+                        continue;
+                printf("%s%s", sep, k ? "gids" : "uids");
+                cJSON_ArrayForEach(id, ids)
+                        printf(" %.0f", cJSON_IsNumber(id) ? id->valuedouble : -1);
+                sep = ", ";
+        }
+        putchar('\n');
+}
+
+/* What the creator granted (a stat reply's "grants"), if anything. */
+static void print_grants(const cJSON *s) {
+        const cJSON *g = cJSON_GetObjectItemCaseSensitive(s, WIRE_GRANTS);
+
+        if (!cJSON_IsObject(g))
+                return;
+        print_acl("granted pub:", cJSON_GetObjectItemCaseSensitive(g, WIRE_GRANT_PUBLISH));
+        print_acl("granted sub:", cJSON_GetObjectItemCaseSensitive(g, WIRE_GRANT_SUBSCRIBE));
+}
+
 void output_status(const struct cli_options *o, const cJSON *s) {
         char b1[32], b2[32];
 
@@ -128,6 +181,8 @@ void output_status(const struct cli_options *o, const cJSON *s) {
                cli_num(s, WIRE_PUBLISHERS_ACTIVE), cli_num(s, WIRE_MAX_PUBLISHERS),
                cli_num(s, WIRE_SUBSCRIBERS_ACTIVE), cli_num(s, WIRE_MAX_SUBSCRIBERS));
         printf("  owner uid:   %.0f\n", cli_num(s, WIRE_OWNER_UID));
+        print_owner_use(s);
+        print_grants(s);
         printf("  published:   %.0f messages, %s\n", cli_num(s, WIRE_PUBLISHED),
                output_human_size(cli_num(s, WIRE_PUBLISHED_BYTES), b1, sizeof(b1)));
         printf("  position:    %.0f B (bytes written into the ring since it was made)\n",

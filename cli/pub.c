@@ -23,12 +23,14 @@
 struct sent {
         long msgs;
         double bytes;
+        size_t last_len; /* the length of the last message tried, for a too-large one */
 };
 
 static int send_one(const struct cli_options *o, shmbus_pub *p, const void *data, size_t len,
                     struct sent *sent) {
         int r = shmbus_pub_send(p, data, len, o->timeout_ms);
 
+        sent->last_len = len;
         if (r == 0) {
                 sent->msgs++;
                 sent->bytes += (double)len;
@@ -47,9 +49,10 @@ static int send_whole(const struct cli_options *o, shmbus_pub *p, size_t max, st
                 len += got;
         if (!buf)
                 r = -ENOMEM;
-        else if (len > max)
+        else if (len > max) {
+                sent->last_len = len;
                 r = -EMSGSIZE;
-        else if (len == 0)
+        } else if (len == 0)
                 r = -EINVAL;
         else
                 r = send_one(o, p, buf, len, sent);
@@ -109,7 +112,14 @@ int verb_pub(const struct cli_options *o, char **args) {
                 r = send_whole(o, p, shmbus_channel_max_msg(ch), &sent);
         else
                 r = send_lines(o, p, &sent);
-        if (r < 0)
+        if (r == -EMSGSIZE)
+                /* Name the limit and both values: "too large" alone says nothing to act on. */
+                cli_err("pub %s: message too large: %zu%s B > max_msg %zu of the channel "
+                        "(after %ld messages)",
+                        name, sent.last_len,
+                        o->whole && sent.last_len > shmbus_channel_max_msg(ch) ? "+" : "",
+                        shmbus_channel_max_msg(ch), sent.msgs);
+        else if (r < 0)
                 cli_err("pub %s: %s (after %ld messages)", name, shmbus_strerror(r), sent.msgs);
         if (o->json)
                 print_summary(name, &sent, r);

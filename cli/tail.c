@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tail (tail.h). History is read by walking the ring without joining it, so
+ * tail (tail.h). Through shmbusd, history and --follow of one channel are
+ * one subscriber that starts -n messages back (shmbus_sub_new_ex()),
+ * untethered unless --tethered. With the daemon down and no --follow, and for
+ * the history of several channels, the ring is walked without joining it, so
  * a message may be overwritten while it is copied; such copies are dropped.
- * With --follow the subscriber is made before the history is read, so that
- * nothing falls between the two.
+ * Several channels are followed from one wait set (shmbus_waitset_*), each
+ * line named by its channel, by untethered subscribers unless --tethered.
  */
 #include "tail.h"
 
@@ -30,11 +33,16 @@ static bool is_text(const uint8_t *d, size_t len) {
         return text;
 }
 
-/* {"seq", "len", "text"} for text, {"seq", "len", "hex"} for anything else: one a line. */
-static void print_json(const uint8_t *d, size_t len, uint64_t seq) {
+/*
+ * {"seq", "len", "text"} for text, {"seq", "len", "hex"} for anything else: one a line,
+ * with "channel" first when several channels are followed.
+ */
+static void print_json_named(const char *channel, const uint8_t *d, size_t len, uint64_t seq) {
         _cleanup_cjson_ cJSON *o = cJSON_CreateObject();
         _cleanup_free_ char *line = NULL;
 
+        if (channel)
+                cJSON_AddStringToObject(o, "channel", channel);
         cJSON_AddNumberToObject(o, "seq", (double)seq);
         cJSON_AddNumberToObject(o, "len", (double)len);
         if (is_text(d, len)) {
@@ -57,6 +65,10 @@ static void print_json(const uint8_t *d, size_t len, uint64_t seq) {
         }
         line = cJSON_PrintUnformatted(o);
         puts(line);
+}
+
+static void print_json(const uint8_t *d, size_t len, uint64_t seq) {
+        print_json_named(NULL, d, len, seq);
 }
 
 static void print_hex(const struct cli_options *o, const uint8_t *d, size_t len, uint64_t seq) {
@@ -158,6 +170,33 @@ static void history_print(const struct cli_options *o, const struct history *h) 
         }
 }
 
+/*
+ * Print what a history subscriber starts with: at most @n messages, up to
+ * where the ring was when it joined (it returns -EAGAIN there).
+ */
+static int history_drain(const struct cli_options *o, const char *name, shmbus_channel *ch,
+                         shmbus_sub *sub, long n) {
+        size_t max = shmbus_channel_max_msg(ch);
+        _cleanup_free_ uint8_t *buf = malloc(max);
+
+        if (!buf)
+                return -ENOMEM;
+        for (long i = 0; i < n; i++) {
+                ssize_t len = shmbus_sub_recv(sub, buf, max, 0);
+
+                if (len == -EAGAIN || len == -EIDRM)
+                        break;
+                if (len == -EBADMSG)
+                        continue;
+                if (len < 0) {
+                        cli_err("tail %s: reading history: %s", name, shmbus_strerror((int)len));
+                        return (int)len;
+                }
+                print_msg(o, buf, (size_t)len, shmbus_sub_seq(sub));
+        }
+        return 0;
+}
+
 /* Print every new message until Ctrl-C, a failure, or the reader of stdout going away. */
 static int follow(const struct cli_options *o, const char *name, shmbus_channel *ch,
                   shmbus_sub *sub) {
@@ -172,6 +211,10 @@ static int follow(const struct cli_options *o, const char *name, shmbus_channel 
 
                 if (len == -ETIMEDOUT || len == -EBADMSG)
                         continue;
+                if (len == -EIDRM) {
+                        cli_err("tail %s: the channel was deleted", name);
+                        break;
+                }
                 if (len < 0) {
                         r = (int)len;
                         cli_err("tail %s: %s", name, shmbus_strerror(r));
@@ -193,14 +236,149 @@ static int open_channel(const struct cli_options *o, const char *name, shmbus_ch
         int r;
 
         r = ask_connect(o, &c);
-        if (r == 0)
-                return shmbus_client_open(c, name, 0, NULL, ret_chan);
+        if (r == 0) {
+                r = shmbus_client_open(c, name, 0, NULL, ret_chan);
+                if (r == -ETIMEDOUT)
+                        ask_not_answering(c);
+                if (r == -EACCES) {
+                        /* The daemon's reason, then an error the caller does not print again. */
+                        ask_say_error(c, "tail", r);
+                        exit(cli_exit_code(r));
+                }
+                return r;
+        }
         if (r == -ECONNREFUSED) {
                 offline_say(o);
                 return shmbus_channel_open(offline_shm_dir(o), name,
                                            o->follow ? 0 : SHMBUS_OPEN_INSPECT, ret_chan);
         }
         return r;
+}
+
+/* ---- several channels: tail A B C [-f] ------------------------------------------------- */
+
+/* One line of one of several channels, named so the lines can be told apart. */
+static void print_msg_of(const struct cli_options *o, const char *name, const uint8_t *d,
+                         size_t len, uint64_t seq) {
+        if (o->format == CLI_FORMAT_JSON) {
+                print_json_named(name, d, len, seq);
+                return;
+        }
+        printf("%s%s:%s ", cli_color(o, "\033[1m"), name, cli_color(o, "\033[0m"));
+        print_msg(o, d, len, seq);
+}
+
+struct followed {
+        const char *name;
+        shmbus_channel *ch;
+        shmbus_sub *sub;
+        uint8_t *buf;
+};
+
+static void followed_deinit(struct followed *f) {
+        shmbus_sub_free(f->sub);
+        shmbus_channel_unref(f->ch);
+        free(f->buf);
+}
+
+/* Up to 64 messages of @f, so that one busy channel cannot starve the others. */
+static int follow_take(const struct cli_options *o, struct followed *f) {
+        size_t max = shmbus_channel_max_msg(f->ch);
+
+        for (int i = 0; i < 64; i++) {
+                ssize_t len = shmbus_sub_recv(f->sub, f->buf, max, 0);
+
+                if (len == -EAGAIN)
+                        return 0; /* drained: its descriptor waits for the next message */
+                if (len == -EBADMSG)
+                        continue;
+                if (len < 0) {
+                        cli_err("tail %s: %s", f->name, shmbus_strerror((int)len));
+                        return (int)len;
+                }
+                print_msg_of(o, f->name, f->buf, (size_t)len, shmbus__sub_last_seq(f->sub));
+        }
+        return 0;
+}
+
+/*
+ * History of each channel in turn, then with --follow every new message of
+ * any of them, from one wait set: one thread, one kernel wait.
+ */
+static int tail_many(const struct cli_options *o, char **names, size_t n) {
+        _cleanup_free_ struct followed *fs = calloc(n, sizeof(*fs));
+        _cleanup_free_ void **ready = calloc(n, sizeof(*ready));
+        shmbus_waitset *ws = NULL;
+        int r = 0;
+
+        if (!fs || !ready)
+                return cli_exit_code(-ENOMEM);
+        for (size_t i = 0; i < n && r == 0; i++) {
+                fs[i].name = names[i];
+                if (!shmbus__name_is_valid(names[i])) {
+                        cli_err("'%s' is not a valid channel name", names[i]);
+                        r = -EINVAL;
+                        break;
+                }
+                r = open_channel(o, names[i], &fs[i].ch);
+                if (r == 0 && o->follow)
+                        r = shmbus_sub_new_ex(fs[i].ch, o->tethered ? 0 : SHMBUS_SUB_UNTETHERED, 0,
+                                              &fs[i].sub);
+                if (r == 0 && o->follow)
+                        fs[i].buf = malloc(shmbus_channel_max_msg(fs[i].ch));
+                if (r == 0 && o->follow && !fs[i].buf)
+                        r = -ENOMEM;
+                if (r < 0)
+                        cli_err("tail %s: %s", names[i],
+                                r == -ENOENT ? "no such channel" : shmbus_strerror(r));
+        }
+        for (size_t i = 0; i < n && r == 0 && o->lines > 0; i++) {
+                _cleanup_(history_deinit) struct history h = {0};
+                uint64_t upto = o->follow ? shmbus__sub_position(fs[i].sub)
+                                          : shmbus__ring_tail_pos(&fs[i].ch->ring);
+
+                if (history_read(&h, fs[i].ch, upto, (size_t)o->lines) < 0)
+                        cli_err("tail %s: reading history failed", fs[i].name);
+                for (size_t k = 0; k < h.n; k++) {
+                        size_t j = (h.next + h.keep - h.n + k) % h.keep;
+
+                        print_msg_of(o, fs[i].name, h.data[j], h.len[j], h.seq[j]);
+                }
+        }
+        fflush(stdout);
+        if (r == 0 && o->follow)
+                r = shmbus_waitset_new(&ws);
+        for (size_t i = 0; i < n && r == 0 && o->follow; i++)
+                r = shmbus_waitset_add_sub(ws, fs[i].sub, &fs[i]);
+        if (r < 0 && ws)
+                cli_err("tail: %s", shmbus_strerror(r));
+        if (r == 0 && o->follow) {
+                cli_catch_stop();
+                while (!cli_stopped()) {
+                        int got = shmbus_waitset_wait(ws, ready, n, 200);
+
+                        if (got == -ETIMEDOUT || got == -EINTR)
+                                continue;
+                        if (got < 0) {
+                                r = got;
+                                cli_err("tail: %s", shmbus_strerror(r));
+                                break;
+                        }
+                        for (int i = 0; i < got && r == 0; i++)
+                                r = follow_take(o, ready[i]);
+                        if (r < 0 || fflush(stdout) != 0)
+                                break; /* a failure, or the reader of stdout went away */
+                }
+                for (size_t i = 0; i < n; i++)
+                        if (shmbus_sub_lost(fs[i].sub))
+                                cli_err("tail %s: %llu messages lost (overwritten before they "
+                                        "were read)",
+                                        fs[i].name, (unsigned long long)shmbus_sub_lost(fs[i].sub));
+        }
+        shmbus_waitset_free(ws);
+        for (size_t i = 0; i < n; i++)
+                followed_deinit(&fs[i]);
+        return r < 0 ? cli_exit_code(r) : EXIT_OK;
 }
 
 /*
@@ -229,34 +407,47 @@ int verb_tail(const struct cli_options *opts, char **args) {
         _cleanup_(cli_sub_freep) shmbus_sub *sub = NULL;
         struct cli_options tail_opts;
         const struct cli_options *o = &tail_opts;
-        uint64_t upto;
+        size_t n = 0;
         int r;
 
         if (tail_options(opts, &tail_opts) < 0)
                 return EXIT_USAGE;
+        while (args[n])
+                n++;
+        if (n > 1)
+                return tail_many(o, args, n);
         r = open_channel(o, name, &ch);
         if (r < 0) {
                 cli_err("tail %s: %s", name, r == -ENOENT ? "no such channel" : shmbus_strerror(r));
                 return cli_exit_code(r);
         }
-        if (o->follow) {
-                r = shmbus_sub_new(ch, &sub);
-                if (r < 0) {
-                        cli_err("tail %s: %s", name, shmbus_strerror(r));
-                        return cli_exit_code(r);
-                }
-                upto = shmbus__sub_position(sub);
-        } else {
-                upto = shmbus__ring_tail_pos(&ch->ring);
-        }
-        if (o->lines > 0) {
+        if (ch->flags & SHMBUS_OPEN_INSPECT) {
+                /* The files, read-only: no subscriber, so walk the ring as it is. */
                 _cleanup_(history_deinit) struct history h = {0};
 
-                r = history_read(&h, ch, upto, (size_t)o->lines);
-                if (r < 0)
-                        cli_err("tail %s: reading history: %s", name, shmbus_strerror(r));
-                history_print(o, &h);
+                if (o->lines > 0) {
+                        r = history_read(&h, ch, shmbus__ring_tail_pos(&ch->ring),
+                                         (size_t)o->lines);
+                        if (r < 0)
+                                cli_err("tail %s: reading history: %s", name, shmbus_strerror(r));
+                        history_print(o, &h);
+                }
+                fflush(stdout);
+                return r < 0 ? cli_exit_code(r) : EXIT_OK;
         }
+        /*
+         * A subscriber that starts -n messages back and goes on from there, so
+         * nothing falls between history and --follow. Untethered unless asked:
+         * a tail stopped or piped into a pager must never stall publishers.
+         */
+        r = shmbus_sub_new_ex(ch, o->tethered ? 0 : SHMBUS_SUB_UNTETHERED, (uint64_t)o->lines,
+                              &sub);
+        if (r < 0) {
+                cli_err("tail %s: %s", name, shmbus_strerror(r));
+                return cli_exit_code(r);
+        }
+        if (o->lines > 0)
+                r = history_drain(o, name, ch, sub, o->lines);
         fflush(stdout);
         if (o->follow) {
                 /* A failed history still lets us follow; its error stays the exit code. */
@@ -264,6 +455,9 @@ int verb_tail(const struct cli_options *opts, char **args) {
 
                 if (f < 0)
                         r = f;
+        } else if (shmbus_sub_lost(sub)) {
+                cli_err("tail %s: %llu messages lost (overwritten before they were read)", name,
+                        (unsigned long long)shmbus_sub_lost(sub));
         }
         return r < 0 && r != -ETIMEDOUT ? cli_exit_code(r) : EXIT_OK;
 }

@@ -5,18 +5,25 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "create.h"
+#include "integrity.h"
+#include "evict.h"
 #include "liveness.h"
 #include "log.h"
 #include "peer.h"
 #include "ring.h"
-
-#define SWEEP_INTERVAL_MS 100
+#include "vanish.h"
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg) {
         struct broker *b = arg;
 
-        liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns());
+        integrity_sweep(b);
+        liveness_sweep(&b->channels, b->cfg.unblock_timeout_ms, shmbus__now_ns(),
+                       LIVENESS_SWEEP_BUDGET_NS);
+        evict_sweep(b, shmbus__now_ns());
+        vanish_sweep(b, shmbus__now_ns());
         log_tick();
 }
 
@@ -34,19 +41,21 @@ void broker_set_config(struct broker *b, const struct config *cfg) {
         b->cfg = next;
 }
 
-int broker_new(struct event_base *base, const struct config *cfg, int listen_fd,
+int broker_new(struct event_base *base, const struct config *cfg, int listen_fd, int shm_dirfd,
                struct broker **ret) {
         struct broker *b = calloc(1, sizeof(*b));
-        struct timeval tv = {0, SWEEP_INTERVAL_MS * 1000};
+        struct timeval tv = {0, LIVENESS_SWEEP_INTERVAL_MS * 1000};
 
         if (!b || config_copy(&b->cfg, cfg) < 0) {
                 free(b);
+                close(shm_dirfd);
                 return -ENOMEM;
         }
         b->base = base;
         b->listen_fd = listen_fd;
+        b->shm_dirfd = shm_dirfd;
         b->counters.started_ns = shmbus__now_ns();
-        registry_adopt(&b->channels, b->cfg.shm_dir, b->cfg.max_channels);
+        registry_adopt(&b->channels, b->shm_dirfd, b->cfg.shm_dir, b->cfg.max_channels);
         b->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, b);
         if (!b->sweep_ev || peer_listen(b) < 0) {
                 broker_free(b);
@@ -63,6 +72,7 @@ struct broker *broker_free(struct broker *b) {
         while (b->n_peers)
                 peer_free(b->peers[0]);
         free(b->peers);
+        create_deinit(b);
         registry_deinit(&b->channels);
         if (b->listen_ev)
                 event_free(b->listen_ev);
@@ -71,6 +81,8 @@ struct broker *broker_free(struct broker *b) {
         if (b->accept_retry_ev)
                 event_free(b->accept_retry_ev);
         config_deinit(&b->cfg);
+        if (b->shm_dirfd >= 0)
+                close(b->shm_dirfd);
         free(b);
         return NULL;
 }

@@ -21,6 +21,7 @@
 #include "registry.h"
 
 struct peer;
+struct create_job;
 
 /* Requests counted by op: one per entry of ops.c's table, and the last for any other. */
 #define BROKER_OPS_COUNTED 16
@@ -39,17 +40,21 @@ struct broker {
         struct config cfg; /* shm_dir and socket_path are fixed for the broker's life */
         struct registry channels;
         int listen_fd;
+        int shm_dirfd; /* the shm directory, resolved once at start-up (shmdir.h) */
         struct event *listen_ev;
         struct event *sweep_ev;
         struct event *accept_retry_ev; /* re-arms accepting after running out of descriptors */
         bool accept_starved;           /* accept is failing for want of descriptors (logged) */
         struct peer **peers;
         unsigned n_peers;
-        unsigned n_refusing; /* peers only held to be told they are over a limit */
+        unsigned n_refusing;           /* peers only held to be told they are over a limit */
+        struct create_job *create_job; /* the channel being created off the loop (create.h) */
+        uint64_t parked_seq;           /* orders parked requests (create.h) */
         struct broker_counters counters;
 };
 
-int broker_new(struct event_base *base, const struct config *cfg, int listen_fd,
+/* The broker owns @shm_dirfd (from shmdir_open()) from now on, even on failure. */
+int broker_new(struct event_base *base, const struct config *cfg, int listen_fd, int shm_dirfd,
                struct broker **ret);
 struct broker *broker_free(struct broker *b);
 /* Swap in a new configuration (SIGHUP): limits and rules apply to new requests. */

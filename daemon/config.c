@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,10 +33,13 @@ void config_init_defaults(struct config *c) {
                 .max_channels = CONFIG_DEFAULT_MAX_CHANNELS,
                 .max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS,
                 .max_connections_per_uid = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_UID,
+                .quota_channels_per_uid = CONFIG_DEFAULT_QUOTA_CHANNELS_PER_UID,
+                .quota_bytes_per_uid = CONFIG_DEFAULT_QUOTA_BYTES_PER_UID,
                 .first_request_timeout_ms = CONFIG_DEFAULT_FIRST_REQUEST_TIMEOUT_MS,
                 .unblock_timeout_ms = CONFIG_DEFAULT_UNBLOCK_TIMEOUT_MS,
                 .log_level = LOG_INFO,
                 .create = {.any = true},
+                .grant = {.any = true},
         };
         snprintf(c->shm_dir, sizeof(c->shm_dir), "%s", WIRE_DEFAULT_SHM_DIR);
         snprintf(c->socket_path, sizeof(c->socket_path), "%s", SHMBUS_DEFAULT_SOCKET);
@@ -79,8 +84,52 @@ static int get_u32(const cJSON *v, const char *key, uint64_t max, uint32_t *ret,
         return 0;
 }
 
-static int parse_acl(const cJSON *v, const char *key, struct acl *a, char *err, size_t size) {
-        const cJSON *item;
+static int get_u64(const cJSON *v, const char *key, uint64_t max, uint64_t *ret, char *err,
+                   size_t size) {
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > (double)max ||
+            v->valuedouble != (double)(uint64_t)v->valuedouble)
+                return fail(err, size, "\"%s\": expected a whole number in range (0 to %llu)", key,
+                            (unsigned long long)max);
+        *ret = (uint64_t)v->valuedouble;
+        return 0;
+}
+
+/*
+ * A user or group name in an ACL, resolved through NSS now: at load and at
+ * every SIGHUP, so a renumbered user takes effect on reload. The daemon is
+ * single-threaded, so getpwnam()'s static buffer is safe.
+ */
+static int resolve_name(const cJSON *id, bool user, const char *key, uint32_t *ret, char *err,
+                        size_t size) {
+        const char *name = id->valuestring;
+
+        errno = 0;
+        if (user) {
+                const struct passwd *pw = getpwnam(name);
+
+                if (pw) {
+                        *ret = pw->pw_uid;
+                        return 0;
+                }
+        } else {
+                const struct group *gr = getgrnam(name);
+
+                if (gr) {
+                        *ret = gr->gr_gid;
+                        return 0;
+                }
+        }
+        if (errno != 0 && errno != ENOENT && errno != ESRCH && errno != EBADF && errno != EPERM)
+                return fail(err, size, "\"%s\": cannot look up %s \"%s\": %s", key,
+                            user ? "user" : "group", name, strerror(errno));
+        return fail(err, size, "\"%s\": unknown %s \"%s\" (give a %s name or a number)", key,
+                    user ? "user" : "group", name, user ? "user" : "group");
+}
+
+int config_parse_acl(const void *json, const char *where, bool names, struct acl *a, char *err,
+                     size_t size) {
+        const cJSON *v = json, *item;
+        char key[160];
 
         *a = (struct acl){0};
         if (cJSON_IsString(v) && strcmp(v->valuestring, "any") == 0) {
@@ -89,33 +138,47 @@ static int parse_acl(const cJSON *v, const char *key, struct acl *a, char *err, 
         }
         if (!cJSON_IsObject(v))
                 return fail(err, size,
-                            "\"%s\": expected \"any\" or {\"uids\": [...], \"gids\": [...]}", key);
+                            "\"%s\": expected \"any\" or {\"uids\": [...], \"gids\": [...]}",
+                            where);
         cJSON_ArrayForEach(item, v) {
                 uint32_t *n_ids;
                 uint32_t *ids;
                 const cJSON *id;
+                bool user;
 
                 /* uid_t and gid_t are uint32_t on Linux: one loop fills either list. */
                 if (strcmp(item->string, "uids") == 0) {
                         n_ids = &a->n_uids;
                         ids = a->uids;
+                        user = true;
                 } else if (strcmp(item->string, "gids") == 0) {
                         n_ids = &a->n_gids;
                         ids = a->gids;
+                        user = false;
                 } else {
-                        return fail(err, size, "\"%s\": unknown key \"%s\"", key, item->string);
+                        return fail(err, size, "\"%s\": unknown key \"%s\"", where, item->string);
                 }
+                snprintf(key, sizeof(key), "%s.%s", where, item->string);
                 if (!cJSON_IsArray(item))
-                        return fail(err, size, "\"%s.%s\": expected an array of ids", key,
-                                    item->string);
+                        return fail(err, size, "\"%s\": expected an array of %s", key,
+                                    names ? "names or ids" : "ids");
                 cJSON_ArrayForEach(id, item) {
                         uint32_t n = 0;
 
-                        if (get_u32(id, item->string, UINT32_MAX - 1, &n, err, size) < 0)
+                        if (names && cJSON_IsString(id)) {
+                                if (resolve_name(id, user, key, &n, err, size) < 0)
+                                        return -EINVAL;
+                        } else if (get_u32(id, key, UINT32_MAX - 1, &n, err, size) < 0) {
+                                if (names)
+                                        return fail(err, size,
+                                                    "\"%s\": expected %s names or whole numbers "
+                                                    "(0 to %u)",
+                                                    key, user ? "user" : "group", UINT32_MAX - 1);
                                 return -EINVAL;
+                        }
                         if (*n_ids >= CONFIG_ACL_MAX)
-                                return fail(err, size, "\"%s.%s\": too many ids (at most %d)", key,
-                                            item->string, CONFIG_ACL_MAX);
+                                return fail(err, size, "\"%s\": too many ids (at most %d)", key,
+                                            CONFIG_ACL_MAX);
                         ids[(*n_ids)++] = n;
                 }
         }
@@ -184,16 +247,39 @@ int config_parse_geom(const void *json_obj, struct shmbus_ring_geom *g, const ch
                         r = parse_slots(item, key, &g->max_subs, err, size);
                 } else if (strcmp(k, WIRE_MAX_PUBLISHERS) == 0) {
                         r = parse_slots(item, key, &g->max_pubs, err, size);
-                } else if (strcmp(k, CONFIG_PUBLISH) != 0 && strcmp(k, CONFIG_SUBSCRIBE) != 0) {
-                        /* A rule's ACLs sit beside its geometry; parse_rules reads them. */
+                } else if (strcmp(k, CONFIG_PUBLISH) != 0 && strcmp(k, CONFIG_SUBSCRIBE) != 0 &&
+                           strcmp(k, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS) != 0) {
+                        /*
+                         * A rule's ACLs and its slow-subscriber timeout sit beside its
+                         * geometry; parse_rule and config_parse_slow_subscriber_timeout
+                         * read them.
+                         */
                         return fail(err, size, "\"%s\": unknown key", key);
                 }
                 if (r < 0)
                         return r;
         }
         if (shmbus__ring_geom_check(g) < 0)
-                return fail(err, size, "\"%s\": max_msg must be at most a quarter of capacity",
-                            where);
+                return fail(err, size,
+                            "\"%s\": max_msg %u must be at most a quarter of capacity %llu (%llu)",
+                            where, g->max_msg, (unsigned long long)g->data_size,
+                            (unsigned long long)g->data_size / 4);
+        return 0;
+}
+
+int config_parse_slow_subscriber_timeout(const void *json_obj, const char *where, bool *ret_has,
+                                         uint32_t *ret_ms, char *err, size_t size) {
+        const cJSON *v =
+                cJSON_GetObjectItemCaseSensitive(json_obj, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS);
+        char key[128];
+
+        *ret_has = false;
+        if (!v)
+                return 0;
+        snprintf(key, sizeof(key), "%s%s", where, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS);
+        if (get_u32(v, key, CONFIG_TIMEOUT_MAX, ret_ms, err, size) < 0)
+                return -EINVAL;
+        *ret_has = true;
         return 0;
 }
 
@@ -214,16 +300,22 @@ static int parse_rule(const struct config *c, const cJSON *item, struct channel_
         ret = config_parse_geom(item, &r->geom, where, err, size);
         if (ret < 0)
                 return ret;
+        ret = config_parse_slow_subscriber_timeout(item, where, &r->has_slow_subscriber_timeout,
+                                                   &r->slow_subscriber_timeout_ms, err, size);
+        if (ret < 0)
+                return ret;
         acl = cJSON_GetObjectItemCaseSensitive(item, CONFIG_PUBLISH);
         if (acl) {
                 r->has_publish = true;
-                if (parse_acl(acl, CONFIG_PUBLISH, &r->publish, err, size) < 0)
+                snprintf(where, sizeof(where), "channels.%s.%s", item->string, CONFIG_PUBLISH);
+                if (config_parse_acl(acl, where, true, &r->publish, err, size) < 0)
                         return -EINVAL;
         }
         acl = cJSON_GetObjectItemCaseSensitive(item, CONFIG_SUBSCRIBE);
         if (acl) {
                 r->has_subscribe = true;
-                if (parse_acl(acl, CONFIG_SUBSCRIBE, &r->subscribe, err, size) < 0)
+                snprintf(where, sizeof(where), "channels.%s.%s", item->string, CONFIG_SUBSCRIBE);
+                if (config_parse_acl(acl, where, true, &r->subscribe, err, size) < 0)
                         return -EINVAL;
         }
         return 0;
@@ -285,6 +377,9 @@ static int parse_key(struct config *c, const cJSON *item, char *err, size_t size
                 {"max_connections_per_uid", &c->max_connections_per_uid, CONFIG_COUNT_MAX},
                 {"first_request_timeout_ms", &c->first_request_timeout_ms, CONFIG_TIMEOUT_MAX},
                 {"unblock_timeout_ms", &c->unblock_timeout_ms, CONFIG_TIMEOUT_MAX},
+                {"quota_channels_per_uid", &c->quota_channels_per_uid, CONFIG_COUNT_MAX},
+                {WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS, &c->slow_subscriber_timeout_ms,
+                 CONFIG_TIMEOUT_MAX},
         };
         const char *k = item->string;
 
@@ -292,6 +387,8 @@ static int parse_key(struct config *c, const cJSON *item, char *err, size_t size
                 return parse_path(item, k, c->shm_dir, sizeof(c->shm_dir), err, size);
         if (strcmp(k, "socket") == 0)
                 return parse_path(item, k, c->socket_path, sizeof(c->socket_path), err, size);
+        if (strcmp(k, "quota_bytes_per_uid") == 0)
+                return get_u64(item, k, CONFIG_QUOTA_BYTES_MAX, &c->quota_bytes_per_uid, err, size);
         for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
                 if (strcmp(k, numbers[i].key) == 0)
                         return get_u32(item, k, numbers[i].max, numbers[i].field, err, size);
@@ -300,7 +397,9 @@ static int parse_key(struct config *c, const cJSON *item, char *err, size_t size
                                ? config_parse_geom(item, &c->defaults, "defaults.", err, size)
                                : fail(err, size, "\"%s\": expected an object", k);
         if (strcmp(k, "create") == 0)
-                return parse_acl(item, k, &c->create, err, size);
+                return config_parse_acl(item, k, true, &c->create, err, size);
+        if (strcmp(k, "grant") == 0)
+                return config_parse_acl(item, k, true, &c->grant, err, size);
         if (strcmp(k, "log_level") == 0)
                 return parse_log_level(item, k, &c->log_level, err, size);
         return fail(err, size, "\"%s\": unknown key", k);
@@ -362,14 +461,22 @@ const struct channel_rule *config_rule(const struct config *c, const char *name)
         return NULL;
 }
 
-bool acl_allows(const struct acl *a, uid_t uid, gid_t gid) {
-        if (uid == 0 || a->any)
+bool acl_is_empty(const struct acl *a) {
+        return !a->any && a->n_uids == 0 && a->n_gids == 0;
+}
+
+bool acl_allows(const struct acl *a, const struct who *w) {
+        if (w->uid == 0 || a->any)
                 return true;
         for (uint32_t i = 0; i < a->n_uids; i++)
-                if (a->uids[i] == uid)
+                if (a->uids[i] == w->uid)
                         return true;
-        for (uint32_t i = 0; i < a->n_gids; i++)
-                if (a->gids[i] == gid)
+        for (uint32_t i = 0; i < a->n_gids; i++) {
+                if (a->gids[i] == w->gid)
                         return true;
+                for (uint32_t j = 0; j < w->n_groups; j++)
+                        if (a->gids[i] == w->groups[j])
+                                return true;
+        }
         return false;
 }

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,10 @@
 
 #include "broker.h"
 #include "config.h"
+#include "handover.h"
 #include "log.h"
 #include "notify.h"
+#include "shmdir.h"
 #include "util.h"
 #include "wire.h"
 
@@ -39,7 +42,12 @@ struct daemon {
         bool check_only; /* --check-config */
         /* What is running. */
         struct config cfg;
-        int listen_fd; /* -1 until the socket is set up; 3 when systemd passed it */
+        int shm_dirfd;  /* the shm directory (shmdir.h), until the broker takes it */
+        int listen_fd;  /* -1 until the socket is set up */
+        bool activated; /* systemd passed listen_fd (LISTEN_PID/LISTEN_FDS): its to remove */
+        char served[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* the socket's path */
+        dev_t sock_dev; /* the socket file this daemon made, removed at exit if still there */
+        ino_t sock_ino;
         struct event_base *base;
         struct broker *broker;
         struct event *sigs[N_SIGNALS];
@@ -71,53 +79,59 @@ static int ensure_dir(const char *path, mode_t mode) {
 }
 
 /*
- * The channel directory usually lives in /dev/shm, which anybody may write:
- * someone who made it before us could swap channel files under us. Refuse one
- * that is a symlink, not ours (or root's), or writable by group or others.
+ * Socket activation as sd_listen_fds(3) defines it: LISTEN_PID is this
+ * process and LISTEN_FDS counts the sockets from fd 3 on. Only those
+ * variables say a descriptor was passed; an fd 3 inherited by accident is
+ * not a listening socket of ours. Return: 3, 0 when not activated, or -errno.
  */
-static int check_shm_dir(const char *path, char *why, size_t size) {
-        struct stat st;
+static int activation_socket(void) {
+        const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+        int type = 0, listening = 0;
+        socklen_t len = sizeof(type);
+        long n;
 
-        if (lstat(path, &st) < 0)
-                return snprintf(why, size, "%s", strerror(errno)), -errno;
-        if (!S_ISDIR(st.st_mode))
-                return snprintf(why, size, "not a directory (a symlink?)"), -ENOTDIR;
-        if (st.st_uid != geteuid() && st.st_uid != 0)
-                return snprintf(why, size, "owned by uid %u, not by us (%u) or root",
-                                (unsigned)st.st_uid, (unsigned)geteuid()),
-                       -EPERM;
-        if (st.st_mode & 022)
-                return snprintf(why, size, "writable by group or others (mode %04o)",
-                                (unsigned)(st.st_mode & 07777)),
-                       -EPERM;
-        return 0;
+        if (!pid || !fds || strtol(pid, NULL, 10) != (long)getpid())
+                return 0;
+        n = strtol(fds, NULL, 10);
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDNAMES");
+        if (n < 1)
+                return 0;
+        if (n > 1)
+                log_warn("socket activation passed %ld sockets; serving the first (fd 3)", n);
+        if (getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET)
+                return -ESOCKTNOSUPPORT;
+        len = sizeof(listening);
+        if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening)
+                return -EINVAL;
+        if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0 ||
+            fcntl(3, F_SETFL, fcntl(3, F_GETFL) | O_NONBLOCK) < 0)
+                return -errno;
+        return 3;
 }
 
-static int listen_socket(const char *path) {
+/* The path the socket @fd is bound to, for the log ("(unnamed)" if it has none). */
+static void socket_name(int fd, char *buf, size_t size) {
+        struct sockaddr_un sa = {0};
+        socklen_t len = sizeof(sa);
+
+        if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 || sa.sun_family != AF_UNIX ||
+            len <= offsetof(struct sockaddr_un, sun_path) || !sa.sun_path[0])
+                snprintf(buf, size, "(unnamed)");
+        else
+                snprintf(buf, size, "%.*s", (int)(len - offsetof(struct sockaddr_un, sun_path)),
+                         sa.sun_path);
+}
+
+/* Make, bind and listen on @path; note in @d which file it made, to remove it at exit. */
+static int listen_socket(struct daemon *d, const char *path) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char dir[sizeof(sa.sun_path)];
         _cleanup_close_ int fd = -1;
+        struct stat st;
         char *slash;
 
-        /* Socket activation (sd_listen_fds(3)): the listening socket is fd 3. */
-        if (getenv("LISTEN_FDS") && getenv("LISTEN_PID") &&
-            atoi(getenv("LISTEN_PID")) == (int)getpid()) {
-                int type = 0, listening = 0;
-                socklen_t len = sizeof(type);
-
-                unsetenv("LISTEN_FDS");
-                unsetenv("LISTEN_PID");
-                unsetenv("LISTEN_FDNAMES");
-                if (getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET)
-                        return -ESOCKTNOSUPPORT;
-                len = sizeof(listening);
-                if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening)
-                        return -EINVAL;
-                if (fcntl(3, F_SETFD, FD_CLOEXEC) < 0 ||
-                    fcntl(3, F_SETFL, fcntl(3, F_GETFL) | O_NONBLOCK) < 0)
-                        return -errno;
-                return 3;
-        }
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, path);
@@ -138,7 +152,22 @@ static int listen_socket(const char *path) {
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
             listen(fd, 128) < 0)
                 return -errno;
+        if (lstat(path, &st) == 0) {
+                d->sock_dev = st.st_dev;
+                d->sock_ino = st.st_ino;
+        }
         return TAKE_FD(fd);
+}
+
+/* Remove the socket file at exit if this daemon made it and it is still the one it made. */
+static void unlink_own_socket(const struct daemon *d) {
+        struct stat st;
+
+        if (d->activated || !d->sock_ino)
+                return;
+        if (lstat(d->cfg.socket_path, &st) == 0 && st.st_dev == d->sock_dev &&
+            st.st_ino == d->sock_ino)
+                unlink(d->cfg.socket_path);
 }
 
 static int load_config(struct daemon *d, struct config *cfg) {
@@ -277,7 +306,7 @@ static int parse_options(struct daemon *d, int argc, char **argv) {
 
 /* The shm directory (made if missing, refused if unsafe) and the listening socket. */
 static int setup_socket(struct daemon *d) {
-        char err[256];
+        char err[512];
         int r;
 
         r = ensure_dir(d->cfg.shm_dir, 0755);
@@ -285,12 +314,20 @@ static int setup_socket(struct daemon *d) {
                 log_err("shm directory %s: %s", d->cfg.shm_dir, strerror(-r));
                 return r;
         }
-        r = check_shm_dir(d->cfg.shm_dir, err, sizeof(err));
+        /* The directory itself, with what to run if another daemon's uid left it... */
+        r = handover_check_dir(d->cfg.shm_dir, err, sizeof(err));
+        if (r >= 0)
+                /* ...then every directory above it, and the descriptor used from now on. */
+                r = shmdir_open(d->cfg.shm_dir, err, sizeof(err));
         if (r < 0) {
                 log_err("shm directory %s: %s; refusing to use it", d->cfg.shm_dir, err);
                 return r;
         }
-        r = listen_socket(d->cfg.socket_path);
+        d->shm_dirfd = r;
+        r = activation_socket();
+        d->activated = r > 0;
+        if (r == 0)
+                r = listen_socket(d, d->cfg.socket_path);
         if (r < 0) {
                 log_err("socket %s: %s", d->cfg.socket_path,
                         r == -EADDRINUSE        ? "another shmbusd is serving it"
@@ -299,16 +336,26 @@ static int setup_socket(struct daemon *d) {
                 return r;
         }
         d->listen_fd = r;
+        /* The socket actually served: with activation, systemd's, whatever the config says. */
+        socket_name(r, d->served, sizeof(d->served));
+        if (d->activated && strcmp(d->served, d->cfg.socket_path) != 0)
+                log_notice("serving the socket systemd passed, %s (not %s)", d->served,
+                           d->cfg.socket_path);
         return 0;
 }
 
 /* The event loop, the broker on it, signals, and the systemd watchdog if one is asked for. */
 static int setup_broker(struct daemon *d) {
         static const int signals[N_SIGNALS] = {SIGTERM, SIGINT, SIGHUP};
+        int r;
 
         signal(SIGPIPE, SIG_IGN);
         d->base = event_base_new();
-        if (!d->base || broker_new(d->base, &d->cfg, d->listen_fd, &d->broker) < 0)
+        if (!d->base)
+                goto err_oom;
+        /* The broker owns the directory's descriptor from here, even if it fails. */
+        r = broker_new(d->base, &d->cfg, d->listen_fd, TAKE_FD(d->shm_dirfd), &d->broker);
+        if (r < 0)
                 goto err_oom;
         for (int i = 0; i < N_SIGNALS; i++) {
                 d->sigs[i] = evsignal_new(d->base, signals[i], on_signal, d);
@@ -334,9 +381,9 @@ err_oom:
 }
 
 static void run(struct daemon *d) {
-        log_info("%s ready: socket %s, channels in %s (%u adopted), unblock after %u ms",
-                 shmbus_version(), d->cfg.socket_path, d->cfg.shm_dir, broker_n_channels(d->broker),
-                 d->cfg.unblock_timeout_ms);
+        log_info("%s ready: socket %s%s, channels in %s (%u adopted), unblock after %u ms",
+                 shmbus_version(), d->served, d->activated ? " (passed by systemd)" : "",
+                 d->cfg.shm_dir, broker_n_channels(d->broker), d->cfg.unblock_timeout_ms);
         /* Only now: the socket listens and every channel that could be adopted is. */
         notify("READY=1\nSTATUS=serving %u channels from %s", broker_n_channels(d->broker),
                d->cfg.shm_dir);
@@ -351,19 +398,20 @@ static void teardown(struct daemon *d) {
         if (d->watchdog)
                 event_free(d->watchdog);
         d->broker = broker_free(d->broker);
+        if (d->shm_dirfd >= 0)
+                close(d->shm_dirfd);
         if (d->base)
                 event_base_free(d->base);
         if (d->listen_fd >= 0) {
                 close(d->listen_fd);
                 /* A socket systemd passed us is systemd's to remove. */
-                if (d->listen_fd != 3)
-                        unlink(d->cfg.socket_path);
+                unlink_own_socket(d);
         }
         config_deinit(&d->cfg);
 }
 
 int main(int argc, char **argv) {
-        struct daemon d = {.listen_fd = -1, .log_level = -1};
+        struct daemon d = {.listen_fd = -1, .shm_dirfd = -1, .log_level = -1};
         int r;
 
         log_open();

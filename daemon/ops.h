@@ -9,11 +9,19 @@
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
 struct broker;
+struct chan;
+struct grants;
 struct peer;
 
 /*
- * Serve one request, @text (a NUL-terminated packet from @p), and send the reply.
+ * Serve one request, @text (a NUL-terminated packet from @p), and send the
+ * reply, or park it until a channel it needs has been created (create.h).
  * Return: 0, or -errno when the reply could not be sent (the caller closes @p).
  */
 int ops_dispatch(struct broker *b, struct peer *p, const char *text);
@@ -24,3 +32,14 @@ int ops_dispatch(struct broker *b, struct peer *p, const char *text);
  * "other" request, and a failed one.
  */
 void ops_count_rejected(struct broker *b);
+
+/*
+ * Add the channel just created as @name (files open as @ctl_fd, @data_fd),
+ * owned by @uid/@gid with @grants (and the slow-subscriber timeout its create
+ * asked for, if @has_slow: evict.h), and record its owner in its meta file;
+ * undo everything on failure. Used for creations in the loop and off it
+ * (create.h). Return: 0 with *@ret_chan, or -errno with @msg for the reply.
+ */
+int ops_register_created(struct broker *b, const char *name, int ctl_fd, int data_fd, uid_t uid,
+                         gid_t gid, const struct grants *grants, bool has_slow, uint32_t slow_ms,
+                         struct chan **ret_chan, char *msg, size_t size);

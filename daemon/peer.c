@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "create.h"
 #include "liveness.h"
 #include "log.h"
 #include "ops.h"
@@ -38,6 +39,7 @@ struct peer *peer_free(struct peer *p) {
                         break;
                 }
         }
+        create_forget_peer(b, p);
         if (p->refuse) {
                 assert(b->n_refusing > 0);
                 b->n_refusing--;
@@ -50,6 +52,7 @@ struct peer *peer_free(struct peer *p) {
                 event_free(p->pid_ev);
         shmbus__closep(&p->fd);
         shmbus__closep(&p->pidfd);
+        free(p->groups);
         free(p);
         return NULL;
 }
@@ -149,6 +152,11 @@ static int peer_check_request(struct peer *p, const char *buf, ssize_t n, int ms
         return 0;
 }
 
+void peer_serve(struct peer *p, const char *text) {
+        if (ops_dispatch(p->broker, p, text) < 0)
+                peer_close(p);
+}
+
 static void on_peer(evutil_socket_t fd, short what, void *arg) {
         struct peer *p = arg;
         static char buf[WIRE_REQUEST_MAX + 1];
@@ -177,8 +185,7 @@ static void on_peer(evutil_socket_t fd, short what, void *arg) {
                         ops_count_rejected(p->broker);
                 return;
         }
-        if (ops_dispatch(p->broker, p, buf) < 0)
-                peer_close(p);
+        peer_serve(p, buf);
 }
 
 /* A refused connection that did not ask why in time, or one that never spoke. */
@@ -244,6 +251,38 @@ static int peer_arm(struct peer *p) {
         return 0;
 }
 
+struct who peer_who(const struct peer *p) {
+        return (struct who){
+                .uid = p->uid, .gid = p->gid, .groups = p->groups, .n_groups = p->n_groups};
+}
+
+/*
+ * The supplementary groups of the process that connected @fd, as the kernel
+ * recorded them at connect() (SO_PEERGROUPS, Linux 4.13): an ACL that names a
+ * group matches every member of it, not only those whose primary group it is
+ * (dbus-broker does the same). ERANGE says how large a buffer it needs.
+ */
+static int peer_groups(int fd, gid_t **ret_groups, uint32_t *ret_n) {
+        _cleanup_free_ gid_t *groups = NULL;
+        socklen_t len = 64 * sizeof(gid_t);
+
+        for (int tries = 0; tries < 3; tries++) {
+                gid_t *g = realloc(groups, len ? len : sizeof(gid_t));
+
+                if (!g)
+                        return -ENOMEM;
+                groups = g;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
+                        *ret_n = (uint32_t)(len / sizeof(gid_t));
+                        *ret_groups = TAKE_PTR(groups);
+                        return 0;
+                }
+                if (errno != ERANGE)
+                        return -errno;
+        }
+        return -ERANGE;
+}
+
 void peer_new(struct broker *b, int fd) {
         _cleanup_close_ int cfd = fd;
         struct ucred cred;
@@ -251,6 +290,7 @@ void peer_new(struct broker *b, int fd) {
         struct peer *p;
         struct peer **arr;
         bool refuse;
+        int r;
 
         if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return;
@@ -277,6 +317,11 @@ void peer_new(struct broker *b, int fd) {
                            .refuse = refuse};
         b->peers[b->n_peers++] = p;
         b->n_refusing += refuse;
+        /* Without its groups a peer is judged by uid and primary gid alone (logged). */
+        r = peer_groups(p->fd, &p->groups, &p->n_groups);
+        if (r < 0)
+                log_warn("connection of pid %d (uid %u): no supplementary groups: %s",
+                         (int)cred.pid, cred.uid, strerror(-r));
         if (peer_arm(p) < 0) {
                 peer_free(p);
                 return;

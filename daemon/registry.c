@@ -5,15 +5,21 @@
 #include <assert.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "shmbus.h"
 
 #include "channel.h"
+#include "files.h"
+#include "handover.h"
 #include "log.h"
+#include "meta.h"
 #include "util.h"
 
 static struct chan *chan_free(struct chan *c) {
@@ -22,6 +28,7 @@ static struct chan *chan_free(struct chan *c) {
         shmbus_channel_unref(c->map);
         free(c->stuck);
         free(c->orphan);
+        free(c->hold);
         free(c);
         return NULL;
 }
@@ -53,6 +60,7 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
                  gid_t group, struct chan **ret_chan) {
         _cleanup_(chan_freep) struct chan *c = NULL;
         struct chan **arr;
+        struct stat st_ctl, st_data;
         uint32_t subs;
         int r;
 
@@ -60,16 +68,22 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
+        if (fstat(ctl_fd, &st_ctl) < 0 || fstat(data_fd, &st_data) < 0)
+                return -errno;
+        c->ctl_ino = st_ctl.st_ino;
+        c->data_ino = st_data.st_ino;
         r = shmbus__channel_map(ctl_fd, data_fd, SHMBUS_OPEN_PUBLISH, &c->map);
         if (r < 0)
                 return r;
+        c->ctl_dev = st_ctl.st_dev;
         snprintf(c->name, sizeof(c->name), "%s", name);
         c->owner = owner;
         c->group = group;
         subs = c->map->ring.max_subs;
         c->stuck = calloc(subs, sizeof(*c->stuck));
+        c->hold = calloc(subs, sizeof(*c->hold));
         c->orphan = calloc((size_t)subs + c->map->ring.max_pubs, sizeof(*c->orphan));
-        if (!c->stuck || !c->orphan)
+        if (!c->stuck || !c->orphan || !c->hold)
                 return -ENOMEM;
         arr = reallocarray(reg->chans, reg->n_chans + 1, sizeof(*arr));
         if (!arr)
@@ -90,27 +104,67 @@ void registry_remove(struct registry *reg, struct chan *c) {
         chan_free(c);
 }
 
-/* Map the channel @name found in @shm_dir, owned by whoever owns its files. */
-static int adopt_one(struct registry *reg, const char *shm_dir, const char *name) {
+/*
+ * Map the channel @name found in the shm directory open as @dirfd (@shm_dir,
+ * for messages), owned by whom its meta file says. Files of another uid that
+ * this daemon may not open are noted in @h.
+ */
+static int adopt_one(struct registry *reg, int dirfd, const char *name, struct handover *h) {
         _cleanup_close_ int ctl_fd = -1, data_fd = -1;
+        struct stat st, data_st;
+        struct meta m;
+        char why[256];
         struct chan *c;
-        struct stat st;
         int r;
 
-        r = shmbus__channel_open_fds(shm_dir, name, SHMBUS_OPEN_PUBLISH, &ctl_fd, &data_fd);
+        r = shmbus__channel_open_at(dirfd, name, SHMBUS_OPEN_PUBLISH, &ctl_fd, &data_fd);
+        if (r == -EACCES) {
+                char file[SHMBUS_NAME_MAX + 8];
+
+                snprintf(file, sizeof(file), "%s.ctl", name);
+                if (fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    st.st_uid != geteuid()) {
+                        handover_note(h, name, st.st_uid);
+                        return 0;
+                }
+        }
         if (r < 0)
                 return r;
-        if (fstat(ctl_fd, &st) < 0)
+        if (fstat(ctl_fd, &st) < 0 || fstat(data_fd, &data_st) < 0)
                 return -errno;
-        return registry_add(reg, name, ctl_fd, data_fd, st.st_uid, st.st_gid, &c);
+        r = meta_load(dirfd, name, st.st_ino, data_st.st_ino, &m, why, sizeof(why));
+        if (r < 0) {
+                /* A channel made before meta files, or by a library user in the directory. */
+                if (r != -ENOENT)
+                        log_warn_f(LOG_FIELDS(.channel = name),
+                                   "channel %s: %s.%s not believed: %s", name, name,
+                                   SHMBUS_FILE_META, why);
+                log_notice_f(LOG_FIELDS(.channel = name, LOGF_UID(st.st_uid)),
+                             "channel %s: no record of its owner; owned by uid %u, the owner of "
+                             "its files",
+                             name, (unsigned)st.st_uid);
+                m = (struct meta){.owner = st.st_uid, .group = st.st_gid};
+        }
+        r = registry_add(reg, name, ctl_fd, data_fd, m.owner, m.group, &c);
+        if (r < 0)
+                return r;
+        c->grants = m.grants;
+        log_info_f(LOG_FIELDS(.channel = name, LOGF_UID(m.owner)),
+                   "adopted channel %s (owner uid %u)", name, (unsigned)m.owner);
+        return 1;
 }
 
-void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_channels) {
-        _cleanup_(closedirp) DIR *d = opendir(shm_dir);
+void registry_adopt(struct registry *reg, int dirfd, const char *shm_dir, uint32_t max_channels) {
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_(closedirp) DIR *d = fd < 0 ? NULL : fdopendir(fd);
+        struct handover h = {0};
         struct dirent *de;
 
-        if (!d)
+        if (!d) {
+                if (fd >= 0)
+                        close(fd);
                 return;
+        }
         while ((de = readdir(d))) {
                 char name[SHMBUS_NAME_MAX + 1];
                 int r;
@@ -123,7 +177,7 @@ void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_chan
                                  max_channels);
                         continue;
                 }
-                r = adopt_one(reg, shm_dir, name);
+                r = adopt_one(reg, dirfd, name, &h);
                 if (r < 0) {
                         reg->counts.not_adopted++;
                         log_warn_f(LOG_FIELDS(.channel = name, .err = -r),
@@ -131,7 +185,7 @@ void registry_adopt(struct registry *reg, const char *shm_dir, uint32_t max_chan
                                    shmbus_strerror(r));
                 } else {
                         reg->counts.adopted++;
-                        log_info_f(LOG_FIELDS(.channel = name), "adopted channel %s", name);
                 }
         }
+        handover_report(&h, shm_dir);
 }

@@ -49,6 +49,8 @@ const char *reply_errno_name(int err) {
                 return "EMFILE";
         case EOPNOTSUPP:
                 return "EOPNOTSUPP";
+        case EDQUOT:
+                return "EDQUOT";
         default:
                 return "EIO";
         }

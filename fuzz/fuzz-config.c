@@ -12,6 +12,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         struct config c;
+        static const gid_t groups[] = {10, 2000};
+        const struct who w = {.uid = 1000, .gid = 1000, .groups = groups, .n_groups = 2};
         char err[256];
         char *text;
 
@@ -29,10 +31,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
                         if (!r || strcmp(r->name, c.rules[i].name) != 0)
                                 abort(); /* a rule that cannot be found again */
-                        (void)acl_allows(&r->publish, 1000, 1000);
-                        (void)acl_allows(&r->subscribe, 1000, 1000);
+                        (void)acl_allows(&r->publish, &w);
+                        (void)acl_allows(&r->subscribe, &w);
                 }
-                (void)acl_allows(&c.create, 1000, 1000);
+                (void)acl_allows(&c.create, &w);
+                (void)acl_allows(&c.grant, &w);
         } else if (err[0] == '\0') {
                 abort(); /* every refusal says why */
         }

@@ -22,6 +22,7 @@
 #include "daemon/broker.h"
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "daemon/shmdir.h"
 #include "fuzz/fuzz.h"
 
 #define MAX_REQUESTS 8
@@ -44,6 +45,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         static char dir[] = "/tmp/shmbus-fuzz-XXXXXX";
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         struct config cfg;
+        char why[256];
         int lfd;
 
         (void)argc;
@@ -68,7 +70,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 4) < 0)
                 abort();
         base = event_base_new();
-        if (!base || broker_new(base, &cfg, lfd, &broker) < 0)
+        if (!base ||
+            broker_new(base, &cfg, lfd, shmdir_open(cfg.shm_dir, why, sizeof(why)), &broker) < 0)
                 abort();
         config_deinit(&cfg);
         return 0;

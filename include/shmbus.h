@@ -5,15 +5,30 @@
  * A channel is a ring of variable-size messages that every subscriber reads in
  * publish order. After setup, publishing and receiving are loads, stores and
  * atomics on shared memory: no system call per message. Futexes wake sleeping
- * readers and blocked publishers.
+ * readers and blocked publishers; event loops wait on a descriptor per
+ * subscriber or publisher (shmbus_sub_fd()) or on a wait set over many.
  *
  * Conventions: functions that can fail return an int, >= 0 on success and a
  * negative errno code on failure; errno itself is not part of the contract.
  * Out-parameters come last, are named ret_*, and are untouched on failure.
- * Timeouts are in milliseconds: 0 means do not wait, -1 means wait forever.
+ * Timeouts are in milliseconds: 0 means do not wait, -1 means wait forever;
+ * any other negative value is -EINVAL.
  *
  * Threads: one shmbus_pub or shmbus_sub must not be used from two threads at
  * once; distinct objects, even on the same channel, may be used concurrently.
+ *
+ * fork(): every object belongs to the process that made it. A publisher,
+ * subscriber or client used in a forked child fails with -ECHILD (freeing it
+ * there is fine, and leaves the parent's slot alone). A channel mapped by the
+ * parent may make publishers and subscribers in the child, whose slots are
+ * then the child's; if the daemon sees this process under another pid (a pid
+ * namespace), that fails with -ECHILD too: open the channel again in the child.
+ *
+ * A channel that is deleted (shmbus_client_delete(), shmbus-cli delete) or
+ * replaced by a new one of the same name is over for its members: publishers
+ * get -EIDRM, subscribers get what is left in the ring and then -EIDRM, within
+ * about 200 ms even when asleep (about a second when its files were removed
+ * behind shmbusd's back). Open the channel again to use the new one.
  */
 #ifndef SHMBUS_H
 #define SHMBUS_H
@@ -44,6 +59,25 @@ extern "C" {
 #define SHMBUS_OPEN_PUBLISH 0x1 /* map the data read-write so publishers can be made */
 #define SHMBUS_OPEN_INSPECT 0x2 /* map everything read-only: counters only, no pub/sub */
 #define SHMBUS_OPEN_CREATE  0x4 /* shmbus_client_open(): create the channel if it is missing */
+/* shmbus_client_open() (1.2): with CREATE and options, take an existing channel as it is. */
+#define SHMBUS_OPEN_ACCEPT_EXISTING 0x8
+/* shmbus_client_open() (1.2): wait, up to the client's timeout, for the channel to exist. */
+#define SHMBUS_OPEN_WAIT 0x10
+
+/*
+ * Broken channels. Every member of a channel can write its files, so a hostile
+ * member can shrink them; touching a mapped page past the new end raises
+ * SIGBUS. The first time a channel is mapped, libshmbus installs a
+ * process-wide SIGBUS handler: a fault inside a channel's mapping replaces
+ * that channel's mappings with zero pages and marks it broken, so the
+ * process goes on, and every later call on its publishers and subscribers
+ * returns -EBADFD (free them and the channel, then open it again: shmbusd
+ * drops a damaged channel, so opening it with SHMBUS_OPEN_CREATE makes a new
+ * one). Any other SIGBUS goes to the handler that was installed before ours,
+ * or kills the process as it would have. An application that installs its
+ * own SIGBUS handler after mapping a channel must call the previous one
+ * (from sigaction()) for faults it does not handle. docs/SECURITY.md.
+ */
 
 /* The daemon's socket when none is given and $SHMBUS_SOCKET is unset. */
 #define SHMBUS_DEFAULT_SOCKET "/run/shmbus/shmbusd.sock"
@@ -53,6 +87,7 @@ typedef struct shmbus_channel shmbus_channel;
 typedef struct shmbus_pub shmbus_pub;
 typedef struct shmbus_sub shmbus_sub;
 typedef struct shmbus_client shmbus_client;
+typedef struct shmbus_waitset shmbus_waitset;
 
 /**
  * shmbus_version() - the library's version as "MAJOR.MINOR.PATCH".
@@ -222,6 +257,8 @@ SHMBUS_EXPORT shmbus_channel *shmbus_channel_unref(shmbus_channel *chan);
  * @name: the channel name.
  *
  * Processes that have the channel mapped keep using it until they let go.
+ * shmbusd's record of the channel's owner (NAME.meta) goes too, if there is
+ * one and the caller may remove it; its absence is not an error.
  *
  * Return: 0, -EINVAL, -ENOENT, or another negative errno.
  */
@@ -285,7 +322,9 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub);
  *
  * Lifetime: *ret_buf is valid until the commit or abort.
  * Return: 0, -EINVAL, -EMSGSIZE, -EBUSY (a claim is already open), -EAGAIN
- * (full and @timeout_ms is 0), -ETIMEDOUT (still full when the time ran out).
+ * (full and @timeout_ms is 0), -ETIMEDOUT (still full when the time ran out),
+ * -ECHILD (made in another process), -EIDRM (the channel was deleted or
+ * replaced), -EBADFD (the channel is broken: see "Broken channels" above).
  */
 SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf);
 
@@ -293,7 +332,7 @@ SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, 
  * shmbus_pub_commit() - publish the claimed message.
  * @pub: a publisher with an open claim.
  *
- * Return: 0, -EINVAL (no open claim).
+ * Return: 0, -EINVAL (no open claim), -ECHILD, -EBADFD (the channel is broken).
  */
 SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub);
 
@@ -301,7 +340,7 @@ SHMBUS_EXPORT int shmbus_pub_commit(shmbus_pub *pub);
  * shmbus_pub_abort() - give up the claimed space; subscribers skip it.
  * @pub: a publisher with an open claim.
  *
- * Return: 0, -EINVAL (no open claim).
+ * Return: 0, -EINVAL (no open claim), -ECHILD, -EBADFD (the channel is broken).
  */
 SHMBUS_EXPORT int shmbus_pub_abort(shmbus_pub *pub);
 
@@ -364,7 +403,11 @@ SHMBUS_EXPORT int shmbus_sub_set_spin(shmbus_sub *sub, uint32_t spin_us);
  * shmbus_sub_release() then says -ESTALE and what was read must be dropped.
  * Return: 0, -EAGAIN (nothing yet and @timeout_ms is 0), -ETIMEDOUT,
  * -EBADMSG (a corrupt record was skipped; the subscriber has resynchronised
- * and the next call goes on).
+ * and the next call goes on), -EINVAL, -ECHILD (made in another process),
+ * -EIDRM (the channel was deleted or replaced, and nothing is left to read),
+ * -ECONNABORTED (evicted: it held publishers back longer than the channel's
+ * slow_subscriber_timeout_ms; free it and subscribe again), -EBADFD (the channel is
+ * broken; what a peek returned just before may read as zeros).
  */
 SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t *ret_len,
                                   int timeout_ms);
@@ -373,8 +416,10 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
  * shmbus_sub_release() - finish with the borrowed message.
  * @sub: a subscriber.
  *
- * Return: 0, -EINVAL (nothing borrowed), -ESTALE (overwrite channel: the
- * message was overwritten while borrowed; it is counted as lost).
+ * Return: 0, -EINVAL (nothing borrowed), -ESTALE (overwrite channel or
+ * untethered subscriber: the message was overwritten while borrowed; it is
+ * counted as lost), -ECHILD, -EBADFD (the channel is broken: drop what was
+ * read).
  */
 SHMBUS_EXPORT int shmbus_sub_release(shmbus_sub *sub);
 
@@ -386,8 +431,8 @@ SHMBUS_EXPORT int shmbus_sub_release(shmbus_sub *sub);
  * @timeout_ms: how long to wait for a message.
  *
  * Return: the message length (>= 1), -EMSGSIZE (@buf is too small; the
- * message stays, so call again with a larger buffer), -EAGAIN, -ETIMEDOUT,
- * -EBADMSG (as for shmbus_sub_peek()).
+ * message stays, so call again with a larger buffer), and the codes of
+ * shmbus_sub_peek().
  */
 SHMBUS_EXPORT ssize_t shmbus_sub_recv(shmbus_sub *sub, void *buf, size_t size, int timeout_ms);
 
@@ -412,6 +457,169 @@ SHMBUS_EXPORT uint64_t shmbus_sub_lost(const shmbus_sub *sub);
 SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
 
 /**
+ * shmbus_sub_fd() - a descriptor to wait for this subscriber's messages in an event loop.
+ * @sub: a subscriber.
+ *
+ * The descriptor polls readable (POLLIN, EPOLLIN) whenever a message is
+ * available, and it works with poll(), epoll (level- and edge-triggered),
+ * libevent, sd-event and any loop that watches descriptors. The contract
+ * (sd-bus's): when it is readable, receive with shmbus_sub_recv(sub, ..., 0)
+ * or shmbus_sub_peek(sub, ..., 0) until one returns -EAGAIN. That -EAGAIN
+ * resets the descriptor and arms it: a message committed after it makes the
+ * descriptor readable again, and no wake-up is lost. A drained subscriber's
+ * descriptor does not stay readable, so a level-triggered loop does not spin.
+ * It may be readable with nothing to receive (a spurious wake-up: the receive
+ * says -EAGAIN and re-arms), never the reverse. Receives with a timeout other
+ * than 0 may sleep on the futex instead; the descriptor follows the last
+ * receive with timeout 0 that said -EAGAIN (this call counts as one).
+ *
+ * Example, with epoll (error handling left out):
+ *
+ *     int ep = epoll_create1(EPOLL_CLOEXEC);
+ *     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = sub};
+ *     char buf[4096];
+ *     ssize_t n;
+ *
+ *     epoll_ctl(ep, EPOLL_CTL_ADD, shmbus_sub_fd(sub), &ev);
+ *     for (;;) {
+ *             if (epoll_wait(ep, &ev, 1, -1) < 1)
+ *                     continue;
+ *             while ((n = shmbus_sub_recv(ev.data.ptr, buf, sizeof(buf), 0)) != -EAGAIN)
+ *                     if (n > 0)
+ *                             handle(buf, n);
+ *     }
+ *
+ * Publishers pay nothing for it while the subscriber is awake; a parked one
+ * costs its publishers one futex wake per burst, as a sleeping receive does.
+ * The library runs one thread per process (started by the first call) that
+ * waits on the futexes of the parked objects and writes their descriptors:
+ * see docs/EVENTS.md for what that costs. It takes no signals. After fork(),
+ * descriptors made before it do not work in the child.
+ *
+ * Lifetime: the descriptor (an eventfd) belongs to @sub: do not close it; it
+ * is closed by shmbus_sub_free(). Repeated calls return the same descriptor.
+ * Return: the descriptor (>= 0), -EINVAL, -EMFILE or -ENFILE, -ENOMEM,
+ * -EAGAIN (the thread could not be started), -ECHILD (@sub was made in
+ * another process).
+ */
+SHMBUS_EXPORT int shmbus_sub_fd(shmbus_sub *sub);
+
+/**
+ * shmbus_pub_fd() - a descriptor to wait for room in an event loop.
+ * @pub: a publisher.
+ *
+ * Readable when a claim or send with timeout 0 that said -EAGAIN (the ring
+ * is full, or held by a claim a whole ring behind) may succeed if tried
+ * again; reset by the next claim that succeeds. It is not readable before
+ * the first such -EAGAIN. Like a socket's POLLOUT, watch it only while there
+ * is something to send: once room has come it stays readable until a claim
+ * uses it. A wake-up may be spurious (the retry says -EAGAIN and re-arms).
+ *
+ * Lifetime: owned by @pub and closed by shmbus_pub_free(); do not close it.
+ * Return: the descriptor (>= 0), or the codes of shmbus_sub_fd().
+ */
+SHMBUS_EXPORT int shmbus_pub_fd(shmbus_pub *pub);
+
+/**
+ * shmbus_waitset_new() - make a wait set: one thread waits for many channels.
+ * @ret_ws: receives the wait set.
+ *
+ * Members are subscribers, publishers and plain descriptors, each named by a
+ * userdata pointer that shmbus_waitset_wait() hands back when it is ready;
+ * one epoll_wait() covers them all. A wait set is used by one thread at a
+ * time. It holds one descriptor (an epoll instance), and each subscriber or
+ * publisher in it one more (its own, see shmbus_sub_fd()).
+ *
+ * Lifetime: the caller owns the result; free it with shmbus_waitset_free().
+ * Return: 0, -EINVAL, -EMFILE or -ENFILE, -ENOMEM.
+ */
+SHMBUS_EXPORT int shmbus_waitset_new(shmbus_waitset **ret_ws);
+
+/**
+ * shmbus_waitset_free() - free a wait set; its members are not touched.
+ * @ws: a wait set, or NULL.
+ *
+ * Return: NULL.
+ */
+SHMBUS_EXPORT shmbus_waitset *shmbus_waitset_free(shmbus_waitset *ws);
+
+/**
+ * shmbus_waitset_add_sub() - wait for a subscriber's messages.
+ * @ws: a wait set.
+ * @sub: a subscriber; remove it before shmbus_sub_free().
+ * @userdata: what shmbus_waitset_wait() reports; unique in @ws.
+ *
+ * Reported while shmbus_sub_fd() is readable: drain with timeout 0 until
+ * -EAGAIN, as that function says.
+ *
+ * Return: 0, -EINVAL, -EEXIST (@userdata or @sub is in @ws already), -ENOMEM,
+ * or a code of shmbus_sub_fd().
+ */
+SHMBUS_EXPORT int shmbus_waitset_add_sub(shmbus_waitset *ws, shmbus_sub *sub, void *userdata);
+
+/**
+ * shmbus_waitset_add_pub() - wait for room for a publisher.
+ * @ws: a wait set.
+ * @pub: a publisher; remove it before shmbus_pub_free().
+ * @userdata: what shmbus_waitset_wait() reports; unique in @ws.
+ *
+ * Reported while shmbus_pub_fd() is readable.
+ *
+ * Return: as shmbus_waitset_add_sub().
+ */
+SHMBUS_EXPORT int shmbus_waitset_add_pub(shmbus_waitset *ws, shmbus_pub *pub, void *userdata);
+
+/**
+ * shmbus_waitset_add_fd() - wait for a plain descriptor too.
+ * @ws: a wait set.
+ * @fd: any descriptor epoll can watch; it stays the caller's.
+ * @events: POLLIN, POLLOUT and/or POLLPRI.
+ * @userdata: what shmbus_waitset_wait() reports; unique in @ws.
+ *
+ * Level-triggered, as poll(): reported while @fd is ready.
+ *
+ * Return: 0, -EINVAL, -EBADF, -EEXIST (@userdata or @fd is in @ws already),
+ * -EPERM (a file epoll cannot watch), -ENOMEM, -ENOSPC (the user's epoll
+ * watch limit).
+ */
+SHMBUS_EXPORT int shmbus_waitset_add_fd(shmbus_waitset *ws, int fd, uint32_t events,
+                                        void *userdata);
+
+/**
+ * shmbus_waitset_remove() - take a member out.
+ * @ws: a wait set.
+ * @userdata: the member's userdata.
+ *
+ * Return: 0, -EINVAL, -ENOENT (no such member).
+ */
+SHMBUS_EXPORT int shmbus_waitset_remove(shmbus_waitset *ws, void *userdata);
+
+/**
+ * shmbus_waitset_wait() - wait until members are ready.
+ * @ws: a wait set.
+ * @ret_ready: receives the userdata of each ready member.
+ * @n: room in @ret_ready (at most 64 are reported per call).
+ * @timeout_ms: how long to wait.
+ *
+ * Return: the number of ready members (>= 1), -EINVAL, -EAGAIN (none and
+ * @timeout_ms is 0), -ETIMEDOUT, -EINTR (a signal handler ran).
+ */
+SHMBUS_EXPORT int shmbus_waitset_wait(shmbus_waitset *ws, void **ret_ready, size_t n,
+                                      int timeout_ms);
+
+/**
+ * shmbus_waitset_fd() - the wait set's own descriptor, to nest it in another loop.
+ * @ws: a wait set.
+ *
+ * Readable while any member is ready; then call shmbus_waitset_wait() with
+ * timeout 0.
+ *
+ * Lifetime: owned by @ws; do not close it.
+ * Return: the descriptor, or -EINVAL.
+ */
+SHMBUS_EXPORT int shmbus_waitset_fd(const shmbus_waitset *ws);
+
+/**
  * shmbus_client_new() - connect to shmbusd.
  * @socket_path: the daemon's socket, or NULL for $SHMBUS_SOCKET, or failing
  *               that SHMBUS_DEFAULT_SOCKET.
@@ -423,8 +631,14 @@ SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
  *
  * Lifetime: the caller owns the result; free it with shmbus_client_free().
  * Channels opened through it live on after it is freed.
+ * Every request, this one's hello included, waits at most the client's
+ * timeout for the daemon (5000 ms, or $SHMBUS_TIMEOUT_MS: -1 or 1 ..
+ * INT_MAX; see shmbus_client_set_timeout()), so a stopped or hung daemon
+ * never hangs its clients.
+ *
  * Return: 0, -ECONNREFUSED or -ENOENT (no daemon at that socket), -EACCES,
- * -EPROTO (not a shmbusd, or an incompatible protocol), -ENOMEM.
+ * -EPROTO (not a shmbusd, or an incompatible protocol), -ETIMEDOUT (the
+ * daemon did not answer), -ENOMEM. shmbus_client_last_error(NULL) says more.
  */
 SHMBUS_EXPORT int shmbus_client_new(const char *socket_path, shmbus_client **ret_client);
 
@@ -447,10 +661,24 @@ SHMBUS_EXPORT shmbus_client *shmbus_client_free(shmbus_client *client);
  *               which always wins).
  * @ret_chan: receives the channel, mapped as @flags allow.
  *
+ * @flags may add SHMBUS_OPEN_ACCEPT_EXISTING: without it, SHMBUS_OPEN_CREATE
+ * with @create_opts on a channel that exists with other settings fails with
+ * -EEXIST, and shmbus_client_last_error() names each difference. With it,
+ * the channel is taken as it is; its getters (shmbus_channel_capacity(), ...)
+ * say what it is. With SHMBUS_OPEN_WAIT, a missing channel is asked for
+ * again, backing off from 10 to 250 ms, until it exists or the client's
+ * timeout has passed.
+ *
  * Lifetime: the caller owns one reference; drop it with shmbus_channel_unref().
  * Return: 0, -EINVAL, -ENOENT (no such channel, and not asked to create),
- * -EACCES (the daemon's policy denies it), -EUSERS (a limit was reached),
- * -ENOSPC, -EPROTO, -ECONNREFUSED (daemon down and not back), -ENOMEM.
+ * -EACCES (the daemon's policy denies it, or a grant in @create_opts),
+ * -EEXIST (asked to create, and the channel exists with other settings; or
+ * files of that name lie in the shm directory unserved: the daemon's log says
+ * whose they are and what to run), -EUSERS (a limit was reached), -ENOSPC,
+ * -EPROTO, -ECONNREFUSED (daemon down and not back), -ETIMEDOUT (the daemon
+ * did not answer), -ECHILD (the client was made in another process),
+ * -ENOMEM. The daemon's explanation of any failure is in
+ * shmbus_client_last_error().
  */
 SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, int flags,
                                      const shmbus_opts *create_opts, shmbus_channel **ret_chan);
@@ -462,7 +690,7 @@ SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, in
  *
  * Members that have it mapped keep it until they let go; nobody new can open it.
  *
- * Return: 0, -EINVAL, -ENOENT, -EACCES, -ECONNREFUSED.
+ * Return: 0, -EINVAL, -ENOENT, -EACCES, -ECONNREFUSED, -ETIMEDOUT, -ECHILD.
  */
 SHMBUS_EXPORT int shmbus_client_delete(shmbus_client *client, const char *name);
 
@@ -477,10 +705,194 @@ SHMBUS_EXPORT int shmbus_client_delete(shmbus_client *client, const char *name);
  *
  * Lifetime: the caller owns *ret_reply; free it with free().
  * Return: 0 (the reply may still say "ok": false), -EINVAL, -EMSGSIZE,
- * -ECONNREFUSED, -EPROTO, -ENOMEM.
+ * -ECONNREFUSED, -EPROTO, -ETIMEDOUT, -ECHILD, -ENOMEM.
  */
 SHMBUS_EXPORT int shmbus_client_request(shmbus_client *client, const char *request,
                                         char **ret_reply);
+
+/* ---- Grants at create (SHMBUS_1.1) ------------------------------------------------------ */
+
+/* Roles a grant gives (shmbus_opts_grant_uid(), shmbus_opts_grant_gid()); OR them. */
+#define SHMBUS_GRANT_SUBSCRIBE 0x1 /* may open the channel as a subscriber */
+#define SHMBUS_GRANT_PUBLISH   0x2 /* may open the channel as a publisher */
+/* Distinct uids, and distinct gids, one options object can grant to. */
+#define SHMBUS_GRANTS_MAX 32
+
+/**
+ * shmbus_opts_grant_uid() - let another user use a channel this creates.
+ * @opts: options.
+ * @uid: the user (not (uid_t)-1).
+ * @roles: SHMBUS_GRANT_SUBSCRIBE, SHMBUS_GRANT_PUBLISH, or both ORed; added to
+ *         any roles granted to @uid before.
+ *
+ * Only shmbus_client_open() with SHMBUS_OPEN_CREATE sends grants, and shmbusd
+ * applies them only when that call creates the channel (not to one that
+ * exists). shmbusd keeps them with the channel, across its own restarts, and
+ * shows them in "stat" replies; it refuses the create with -EACCES if its
+ * configuration does not let the caller grant, or decides that role of the
+ * channel itself. The owner and root may always use the channel.
+ * shmbus_channel_create() ignores grants: without shmbusd nothing checks them.
+ *
+ * Return: 0, -EINVAL (no options, a bad uid or roles), or -ENOSPC
+ * (SHMBUS_GRANTS_MAX uids granted already).
+ */
+SHMBUS_EXPORT int shmbus_opts_grant_uid(shmbus_opts *opts, uid_t uid, int roles);
+
+/**
+ * shmbus_opts_grant_gid() - let the members of a group use a channel this creates.
+ * @opts: options.
+ * @gid: the group (not (gid_t)-1); it matches a process's primary group and
+ *       its supplementary groups.
+ * @roles: SHMBUS_GRANT_SUBSCRIBE, SHMBUS_GRANT_PUBLISH, or both ORed.
+ *
+ * As shmbus_opts_grant_uid(), for a group.
+ *
+ * Return: 0, -EINVAL, or -ENOSPC (SHMBUS_GRANTS_MAX gids granted already).
+ */
+SHMBUS_EXPORT int shmbus_opts_grant_gid(shmbus_opts *opts, gid_t gid, int roles);
+
+/* ---- SHMBUS_1.1: the library in real programs (issue 16) ------------------------------ */
+
+/* Flags for shmbus_sub_new_ex(). */
+#define SHMBUS_SUB_UNTETHERED 0x1 /* never hold publishers back; may lose (counted) messages */
+
+/* shmbus_sub_new_ex() @history: every message still in the ring. */
+#define SHMBUS_SUB_HISTORY_ALL UINT64_MAX
+
+/**
+ * shmbus_sub_new_ex() - become a subscriber, untethered or with history.
+ * @chan: a channel not opened with SHMBUS_OPEN_INSPECT.
+ * @flags: 0 or SHMBUS_SUB_UNTETHERED. An untethered subscriber reads as on an
+ *         overwrite channel even on a SHMBUS_POLICY_BLOCK one: publishers never
+ *         wait for it, and what they overwrite before it is read is counted
+ *         in shmbus_sub_lost(). For monitors, which must never stall
+ *         production (shmbus-cli tail uses it).
+ * @history: 0 to receive what is published from now on; N to start with
+ *           those of the last N message numbers still in the ring;
+ *           SHMBUS_SUB_HISTORY_ALL for the oldest message still there. On a
+ *           block channel a tethered history subscriber holds publishers back
+ *           from the moment it joins; messages a publisher had already been
+ *           granted room over may still be lost (counted) while it catches up
+ *           (docs/ORDERING.md, "History").
+ * @ret_sub: receives the subscriber.
+ *
+ * shmbus_sub_seq() tells which message number each message has.
+ *
+ * Lifetime: as for shmbus_sub_new().
+ * Return: the codes of shmbus_sub_new(), -EINVAL (unknown flags), -ECHILD,
+ * -EIDRM (the channel was deleted).
+ */
+SHMBUS_EXPORT int shmbus_sub_new_ex(shmbus_channel *chan, unsigned int flags, uint64_t history,
+                                    shmbus_sub **ret_sub);
+
+/**
+ * shmbus_sub_seq() - the channel-wide number of the message last received.
+ * @sub: a subscriber, or NULL.
+ *
+ * Message numbers count every message ever published on the channel (since
+ * it was created) from 0, with no gaps: a jump between two messages received
+ * means the numbers between were lost (overwritten, or aborted by their
+ * publisher). During a borrow (after shmbus_sub_peek()) it is the borrowed
+ * message's number.
+ *
+ * Return: the number; UINT64_MAX before the first message (or if @sub is NULL).
+ */
+SHMBUS_EXPORT uint64_t shmbus_sub_seq(const shmbus_sub *sub);
+
+/**
+ * shmbus_channel_capacity() - the ring's size in bytes.
+ * @chan: a channel, or NULL.
+ *
+ * Return: the size (a power of two); 0 if @chan is NULL.
+ */
+SHMBUS_EXPORT uint64_t shmbus_channel_capacity(const shmbus_channel *chan);
+
+/**
+ * shmbus_channel_policy() - the channel's slow-subscriber policy.
+ * @chan: a channel.
+ *
+ * Return: SHMBUS_POLICY_BLOCK or SHMBUS_POLICY_OVERWRITE; -EINVAL if @chan is NULL.
+ */
+SHMBUS_EXPORT int shmbus_channel_policy(const shmbus_channel *chan);
+
+/**
+ * shmbus_channel_max_subscribers() - subscriber slots in the channel.
+ * @chan: a channel, or NULL.
+ *
+ * Return: the number (>= 1); 0 if @chan is NULL.
+ */
+SHMBUS_EXPORT uint32_t shmbus_channel_max_subscribers(const shmbus_channel *chan);
+
+/**
+ * shmbus_channel_max_publishers() - publisher slots in the channel.
+ * @chan: a channel, or NULL.
+ *
+ * Return: the number (>= 1); 0 if @chan is NULL.
+ */
+SHMBUS_EXPORT uint32_t shmbus_channel_max_publishers(const shmbus_channel *chan);
+
+/**
+ * shmbus_opts_set_slow_subscriber_timeout() - evict subscribers that stall publishers.
+ * @opts: options.
+ * @ms: 0 (never, the default unless shmbusd's configuration says otherwise)
+ *      up to 3600000. On a SHMBUS_POLICY_BLOCK channel, a subscriber that
+ *      keeps publishers waiting this long without moving is evicted by
+ *      shmbusd: publishers go on, its next call fails with -ECONNABORTED,
+ *      and the channel's "evicted" counter goes up. Untethered subscribers
+ *      are never evicted (they never hold anyone back). A configuration rule
+ *      for the channel wins; the value lasts while shmbusd runs (after a
+ *      restart the configuration's applies).
+ *
+ * Return: 0, or -EINVAL.
+ */
+SHMBUS_EXPORT int shmbus_opts_set_slow_subscriber_timeout(shmbus_opts *opts, uint32_t ms);
+
+/**
+ * shmbus_client_set_timeout() - how long each request waits for the daemon.
+ * @client: a client.
+ * @timeout_ms: 1 .. INT_MAX, or -1 to wait for ever (default 5000, or
+ *              $SHMBUS_TIMEOUT_MS). Also bounds SHMBUS_OPEN_WAIT.
+ *
+ * A request that times out fails with -ETIMEDOUT and drops the connection
+ * (the next request reconnects), so a late reply never answers another one.
+ *
+ * Return: 0, or -EINVAL.
+ */
+SHMBUS_EXPORT int shmbus_client_set_timeout(shmbus_client *client, int timeout_ms);
+
+/**
+ * shmbus_client_last_error() - why the last failed call failed, in words.
+ * @client: the client it failed on, or NULL for the last shmbus_client_new()
+ *          (or any client call) of this thread.
+ *
+ * The text is the daemon's own where it answered ("permission denied on
+ * channel chat", "channel chat exists with capacity 1048576, not 65536"),
+ * else the library's ("shmbusd at /run/shmbus/shmbusd.sock is not answering
+ * (no reply within 5000 ms)"). It is kept per thread, like dlerror(): each
+ * client call of a thread clears or replaces it, and other threads never
+ * touch it, so it needs no lock.
+ *
+ * Lifetime: valid until the calling thread's next client call.
+ * Return: never NULL; "" if the last call on @client in this thread succeeded
+ * or there was none.
+ */
+SHMBUS_EXPORT const char *shmbus_client_last_error(const shmbus_client *client);
+
+/**
+ * shmbus_client_new_wait() - connect to shmbusd, waiting for it to start.
+ * @socket_path: as for shmbus_client_new().
+ * @timeout_ms: how long to wait for a daemon to listen (-1: for ever).
+ * @ret_client: receives the connection.
+ *
+ * While nobody listens (-ENOENT, -ECONNREFUSED) it tries again, backing off
+ * from 10 to 250 ms; any other failure is returned at once.
+ *
+ * Lifetime: as for shmbus_client_new().
+ * Return: the codes of shmbus_client_new(); -ENOENT or -ECONNREFUSED once
+ * @timeout_ms has passed.
+ */
+SHMBUS_EXPORT int shmbus_client_new_wait(const char *socket_path, int timeout_ms,
+                                         shmbus_client **ret_client);
 
 #ifdef __cplusplus
 }

@@ -22,9 +22,14 @@
 #include "shmbus.h"
 
 #include "alloc.h"
+#include "proc.h"
+#include "sigbus.h"
 #include "util.h"
 
 static void chan_unmap(shmbus_channel *c) {
+        /* Unregistered first: the handler must never map over an address we gave back. */
+        shmbus__sigbus_unregister(c->sigbus_id);
+        c->sigbus_id = -1;
         if (c->ctl_map && c->ctl_map != MAP_FAILED)
                 munmap(c->ctl_map, c->ctl_len);
         if (c->data_map && c->data_map != MAP_FAILED)
@@ -44,6 +49,42 @@ static void chan_freep(shmbus_channel **c) {
         chan_free(*c);
 }
 
+/*
+ * The sizes the channel's header says its files have. The files may be
+ * larger (a member grew one; the daemon truncates it back): only these sizes
+ * are mapped, so that growing a file does not make the channel unusable. A
+ * file smaller than its header says is refused: touching the missing part
+ * would fault.
+ */
+static int chan_sizes(int ctl_fd, const struct stat *st_ctl, const struct stat *st_data,
+                      size_t *ret_ctl_len, size_t *ret_data_len) {
+        struct shmbus_ctl hdr;
+        struct shmbus_ring_geom g;
+        size_t ctl_len;
+        ssize_t n;
+
+        if ((uint64_t)st_ctl->st_size < sizeof(hdr))
+                return -EPROTO;
+        n = pread(ctl_fd, &hdr, sizeof(hdr), 0);
+        if (n < 0)
+                return -errno;
+        if ((size_t)n != sizeof(hdr) || hdr.magic != SHMBUS_CTL_MAGIC)
+                return -EPROTO;
+        g = (struct shmbus_ring_geom){.data_size = hdr.data_size,
+                                      .max_msg = hdr.max_msg,
+                                      .policy = hdr.policy,
+                                      .max_subs = hdr.max_subs,
+                                      .max_pubs = hdr.max_pubs};
+        if (shmbus__ring_geom_check(&g) < 0)
+                return -EPROTO;
+        ctl_len = shmbus__ring_ctl_size(g.max_subs, g.max_pubs);
+        if ((uint64_t)st_ctl->st_size < ctl_len || (uint64_t)st_data->st_size < g.data_size)
+                return -EPROTO;
+        *ret_ctl_len = ctl_len;
+        *ret_data_len = (size_t)g.data_size;
+        return 0;
+}
+
 int shmbus__channel_map(int ctl_fd, int data_fd, int flags, shmbus_channel **ret_chan) {
         _cleanup_(chan_freep) shmbus_channel *c = NULL;
         bool inspect = flags & SHMBUS_OPEN_INSPECT;
@@ -57,20 +98,20 @@ int shmbus__channel_map(int ctl_fd, int data_fd, int flags, shmbus_channel **ret
                 return -errno;
         if (!S_ISREG(st_ctl.st_mode) || !S_ISREG(st_data.st_mode))
                 return -EPROTO;
-        if ((uint64_t)st_ctl.st_size < sizeof(struct shmbus_ctl) ||
-            (uint64_t)st_ctl.st_size > shmbus__ring_ctl_size(SHMBUS_SLOTS_MAX, SHMBUS_SLOTS_MAX) ||
-            (uint64_t)st_data.st_size < SHMBUS_DATA_MIN ||
-            (uint64_t)st_data.st_size > SHMBUS_DATA_MAX)
-                return -EPROTO;
 
         c = shmbus__calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
         atomic_init(&c->refs, 1);
+        atomic_init(&c->broken, 0);
+        c->sigbus_id = -1;
         c->flags = flags;
         c->pid = getpid();
-        c->ctl_len = (size_t)st_ctl.st_size;
-        c->data_len = (size_t)st_data.st_size;
+        c->pid_local = true;
+        c->gen = shmbus__proc_gen();
+        r = chan_sizes(ctl_fd, &st_ctl, &st_data, &c->ctl_len, &c->data_len);
+        if (r < 0)
+                return r;
         c->ctl_map = mmap(NULL, c->ctl_len, inspect ? PROT_READ : PROT_READ | PROT_WRITE,
                           MAP_SHARED, ctl_fd, 0);
         if (c->ctl_map == MAP_FAILED)
@@ -79,12 +120,20 @@ int shmbus__channel_map(int ctl_fd, int data_fd, int flags, shmbus_channel **ret
                            MAP_SHARED, data_fd, 0);
         if (c->data_map == MAP_FAILED)
                 return -errno;
+        /* Before the first access: a member may shrink the files at any moment. */
+        r = shmbus__sigbus_register(c->ctl_map, c->ctl_len, c->data_map, c->data_len, &c->broken);
+        if (r < 0)
+                return r;
+        c->sigbus_id = r;
 
         r = shmbus__ring_attach(&c->ring, c->ctl_map, c->ctl_len, c->data_map, c->data_len);
         if (r < 0)
-                return r;
+                return shmbus__channel_check(c, r);
         memcpy(c->name, c->ring.ctl->name, sizeof(c->name) - 1);
         c->name[sizeof(c->name) - 1] = '\0';
+        r = shmbus__channel_check(c, 0);
+        if (r < 0)
+                return r;
         *ret_chan = TAKE_PTR(c);
         return 0;
 }
@@ -149,4 +198,20 @@ SHMBUS_EXPORT const char *shmbus_channel_name(const shmbus_channel *chan) {
 
 SHMBUS_EXPORT size_t shmbus_channel_max_msg(const shmbus_channel *chan) {
         return chan ? chan->ring.max_msg : 0;
+}
+
+SHMBUS_EXPORT uint64_t shmbus_channel_capacity(const shmbus_channel *chan) {
+        return chan ? chan->ring.size : 0;
+}
+
+SHMBUS_EXPORT int shmbus_channel_policy(const shmbus_channel *chan) {
+        return chan ? (int)chan->ring.policy : -EINVAL;
+}
+
+SHMBUS_EXPORT uint32_t shmbus_channel_max_subscribers(const shmbus_channel *chan) {
+        return chan ? chan->ring.max_subs : 0;
+}
+
+SHMBUS_EXPORT uint32_t shmbus_channel_max_publishers(const shmbus_channel *chan) {
+        return chan ? chan->ring.max_pubs : 0;
 }

@@ -34,9 +34,16 @@
 
 #define SHMBUS_CTL_MAGIC    UINT64_C(0x314c544353424d53) /* "SMBSCTL1" little-endian */
 #define SHMBUS_LAYOUT_MAJOR 2
-#define SHMBUS_LAYOUT_MINOR 0
+#define SHMBUS_LAYOUT_MINOR 1
 #define SHMBUS_LINE         128
 #define SHMBUS_NAME_MAX     63
+
+/*
+ * The value of ctl->deleted once the daemon has deleted the channel (2.1).
+ * One 64-bit value, not "non-zero": a member scribbling bytes on ctl must
+ * not end the channel for everyone by accident (test-faults does just that).
+ */
+#define SHMBUS_CTL_DELETED UINT64_C(0x444554454c454421) /* "!DELETED" little-endian */
 
 /* Ring geometry limits: the data region is 4 KiB .. 1 GiB, a message at most 1/4 of it. */
 #define SHMBUS_DATA_MIN  (UINT64_C(1) << 12)
@@ -93,7 +100,23 @@ typedef union {
 enum {
         SHMBUS_SLOT_FREE = 0,
         SHMBUS_SLOT_ACTIVE = 1,
+        /*
+         * Layout 2.1: the daemon took the slot from a subscriber that held
+         * publishers back too long. Not in the horizon, not free either: the
+         * pid stays until the owner notices (its next call) or dies, so the
+         * slot is never reused under an owner that still writes to it.
+         */
+        SHMBUS_SLOT_EVICTED = 2,
 };
+
+/* Subscriber slot flags (layout 2.1), set at join before the slot turns ACTIVE. */
+#define SHMBUS_SUB_FLAG_UNTETHERED UINT32_C(1) /* not in the horizon: may be lapped */
+/*
+ * The owner checks its slot's state on every call (a 2.1 library), so the
+ * daemon may evict it: an older reader would go on reading, unvalidated, what
+ * publishers then overwrite.
+ */
+#define SHMBUS_SUB_FLAG_EVICTABLE UINT32_C(2)
 
 /*
  * Slot ownership: a process owns a slot from the moment it CASes the slot's pid
@@ -116,7 +139,8 @@ struct shmbus_sub_slot {
         _Atomic uint64_t corrupt;  /* corrupt records skipped */
         _Atomic uint32_t uid;      /* owner uid, for status */
         _Atomic uint32_t sleeping; /* 1 while counted in data_waiters (layout 2) */
-        uint8_t pad[SHMBUS_LINE - 56];
+        _Atomic uint32_t flags;    /* SHMBUS_SUB_FLAG_* (layout 2.1) */
+        uint8_t pad[SHMBUS_LINE - 60];
 };
 
 /* One publisher. Written only by its owner, except state/pid/sleeping (as above). */
@@ -190,7 +214,9 @@ struct shmbus_ctl {
         _Atomic uint64_t retired_bytes;                 /* bytes of released publishers */
         _Atomic uint64_t retired_aborts;                /* aborts of released publishers */
         _Atomic uint64_t retired_lost;                  /* losses of released subscribers */
-        _Atomic uint64_t reserved[3];                   /* zero */
+        _Atomic uint64_t reserved[1];                   /* zero */
+        _Atomic uint64_t evicted;                       /* slow subscribers evicted (2.1) */
+        _Atomic uint64_t deleted; /* SHMBUS_CTL_DELETED: deleted or replaced (2.1) */
 };
 
 static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
@@ -206,6 +232,8 @@ static_assert(offsetof(struct shmbus_pub_slot, uid) == 48, "pub slot layout");
 static_assert(offsetof(struct shmbus_pub_slot, claim_begin) == 56, "pub slot claim range");
 static_assert(offsetof(struct shmbus_sub_slot, sleeping) == 52, "sub slot sleeping flag");
 static_assert(offsetof(struct shmbus_pub_slot, sleeping) == 52, "pub slot sleeping flag");
+static_assert(offsetof(struct shmbus_sub_slot, flags) == 56, "sub slot flags (layout 2.1)");
+static_assert(offsetof(struct shmbus_ctl, deleted) == 5 * SHMBUS_LINE + 56, "deleted word");
 static_assert(offsetof(struct shmbus_ctl, name) == 64, "geometry layout");
 static_assert(offsetof(struct shmbus_ctl, tail) == 1 * SHMBUS_LINE, "claim word line");
 static_assert(offsetof(struct shmbus_ctl, head_cache) == 2 * SHMBUS_LINE, "head line");

@@ -25,6 +25,11 @@
 struct shmbus_opts {
         struct shmbus_ring_geom geom;
         bool max_msg_set; /* otherwise max_msg follows the capacity */
+        uint32_t n_uids, n_gids;
+        struct shmbus__grant uids[SHMBUS_GRANTS_MAX]; /* each id once, its roles ORed */
+        struct shmbus__grant gids[SHMBUS_GRANTS_MAX];
+        bool slow_subscriber_timeout_set;
+        uint32_t slow_subscriber_timeout_ms;
 };
 
 void shmbus__opts_default(struct shmbus_ring_geom *g) {
@@ -39,6 +44,20 @@ void shmbus__opts_default(struct shmbus_ring_geom *g) {
 
 const struct shmbus_ring_geom *shmbus__opts_geom(const shmbus_opts *opts) {
         return &opts->geom;
+}
+
+bool shmbus__opts_slow_subscriber_timeout(const shmbus_opts *opts, uint32_t *ret_ms) {
+        *ret_ms = opts->slow_subscriber_timeout_ms;
+        return opts->slow_subscriber_timeout_set;
+}
+
+SHMBUS_EXPORT int shmbus_opts_set_slow_subscriber_timeout(shmbus_opts *opts, uint32_t ms) {
+        /* The daemon's bound (config.h CONFIG_TIMEOUT_MAX): an hour. */
+        if (!opts || ms > 3600u * 1000)
+                return -EINVAL;
+        opts->slow_subscriber_timeout_ms = ms;
+        opts->slow_subscriber_timeout_set = true;
+        return 0;
 }
 
 SHMBUS_EXPORT int shmbus_opts_new(shmbus_opts **ret_opts) {
@@ -96,4 +115,39 @@ SHMBUS_EXPORT int shmbus_opts_set_max_publishers(shmbus_opts *opts, uint32_t n) 
                 return -EINVAL;
         opts->geom.max_pubs = n;
         return 0;
+}
+
+uint32_t shmbus__opts_grants(const shmbus_opts *opts, bool uids,
+                             const struct shmbus__grant **ret_grants) {
+        *ret_grants = uids ? opts->uids : opts->gids;
+        return uids ? opts->n_uids : opts->n_gids;
+}
+
+/* Add @roles for @id to the list @list of *@n entries. */
+static int grant_add(struct shmbus__grant *list, uint32_t *n, uint32_t id, int roles) {
+        if (id == UINT32_MAX || roles == 0 ||
+            (roles & ~(SHMBUS_GRANT_SUBSCRIBE | SHMBUS_GRANT_PUBLISH)))
+                return -EINVAL;
+        for (uint32_t i = 0; i < *n; i++) {
+                if (list[i].id == id) {
+                        list[i].roles |= roles;
+                        return 0;
+                }
+        }
+        if (*n >= SHMBUS_GRANTS_MAX)
+                return -ENOSPC;
+        list[(*n)++] = (struct shmbus__grant){.id = id, .roles = roles};
+        return 0;
+}
+
+SHMBUS_EXPORT int shmbus_opts_grant_uid(shmbus_opts *opts, uid_t uid, int roles) {
+        if (!opts)
+                return -EINVAL;
+        return grant_add(opts->uids, &opts->n_uids, uid, roles);
+}
+
+SHMBUS_EXPORT int shmbus_opts_grant_gid(shmbus_opts *opts, gid_t gid, int roles) {
+        if (!opts)
+                return -EINVAL;
+        return grant_add(opts->gids, &opts->n_gids, gid, roles);
 }

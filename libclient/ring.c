@@ -561,8 +561,13 @@ void shmbus__ring_pub_leave(struct shmbus_ring_pub *p) {
  * (docs/ORDERING.md, "Join" and "Horizon"). A horizon stays valid once
  * computed: claims and subscribers only move forward, and new ones start at
  * the tail.
+ *
+ * The caller's own slot (@self) is skipped: its claim is closed whenever it
+ * asks (it is between claims), so whatever range the slot shows was forged by
+ * another member, and counting it would make the publisher wait on itself,
+ * for good (found by an attack run: issue 15).
  */
-static uint64_t head_recompute(struct shmbus_ring *r) {
+static uint64_t head_recompute(struct shmbus_ring *r, const struct shmbus_pub_slot *self) {
         uint64_t head = tail_load_pos(r, SEQCST);
 
         for (uint32_t i = 0; r->policy == SHMBUS_POLICY_BLOCK && i < r->max_subs; i++) {
@@ -570,6 +575,9 @@ static uint64_t head_recompute(struct shmbus_ring *r) {
                 uint64_t pos;
 
                 if (atomic_load_explicit(&slot->state, SEQCST) != SHMBUS_SLOT_ACTIVE)
+                        continue;
+                /* Set before the slot turned ACTIVE, so seen with it (docs/ORDERING.md). */
+                if (atomic_load_explicit(&slot->flags, RELAXED) & SHMBUS_SUB_FLAG_UNTETHERED)
                         continue;
                 pos = atomic_load_explicit(&slot->pos, SEQCST);
                 /* A slot claiming to be ahead of the tail is corrupt; it cannot hold us back. */
@@ -580,7 +588,8 @@ static uint64_t head_recompute(struct shmbus_ring *r) {
                 struct shmbus_pub_slot *slot = &r->pubs[i];
                 uint64_t begin, end;
 
-                if (atomic_load_explicit(&slot->state, SEQCST) != SHMBUS_SLOT_ACTIVE)
+                if (slot == self ||
+                    atomic_load_explicit(&slot->state, SEQCST) != SHMBUS_SLOT_ACTIVE)
                         continue;
                 /* End first: a commit closes the claim by setting end to begin (release). */
                 end = atomic_load_explicit(&slot->claim_end, SEQCST);
@@ -616,7 +625,7 @@ struct space_wait {
 static bool space_ready(void *ctx) {
         struct space_wait *w = ctx;
 
-        w->pub->head = head_recompute(w->pub->ring);
+        w->pub->head = head_recompute(w->pub->ring, w->pub->slot);
         return w->need_end - w->pub->head <= w->pub->ring->size;
 }
 
@@ -676,12 +685,13 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
                 if (end - p->head > r->size) {
                         p->head = atomic_load_explicit(&r->ctl->head_cache, ACQUIRE);
                         if (end - p->head > r->size)
-                                p->head = head_recompute(r);
+                                p->head = head_recompute(r, p->slot);
                         if (end - p->head > r->size) {
                                 int w;
 
                                 if (timeout_ns == 0) {
                                         atomic_fetch_add_explicit(&p->slot->full, 1, RELAXED);
+                                        p->full_end = end;
                                         return -EAGAIN;
                                 }
                                 if (deadline == -1 && timeout_ns > 0)
@@ -694,6 +704,10 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
                                         atomic_fetch_add_explicit(&p->slot->full, 1, RELAXED);
                                         return w;
                                 }
+                                /* Woken by a delete (or a slice ended): no space will come. */
+                                if (atomic_load_explicit(&r->ctl->deleted, RELAXED) ==
+                                    SHMBUS_CTL_DELETED)
+                                        return -EIDRM;
                                 cur = tail_load(r);
                                 continue;
                         }
@@ -799,11 +813,75 @@ int shmbus__ring_abort(struct shmbus_ring_pub *p) {
 
 /* ---- subscribers ------------------------------------------------------------------------ */
 
-int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid) {
+/*
+ * Where a subscriber joining @history message numbers back starts: the first
+ * data record, in the ring as of the claim word @t, whose number is at least
+ * t.seq - @history (and the number it expects there). The scan reads records
+ * publishers may be overwriting, so each header is checked and then validated
+ * against a lap (as an overwrite reader does); a lap restarts the scan, and
+ * anything it cannot make sense of starts the subscriber at the tail.
+ */
+static void history_start(struct shmbus_ring *r, shmbus_tail t, uint64_t history, uint64_t *ret_pos,
+                          uint64_t *ret_seq) {
+        uint64_t target = history >= t.s.seq ? 0 : t.s.seq - history;
+
+        *ret_pos = t.s.pos;
+        *ret_seq = t.s.seq;
+        for (int attempt = 0; attempt < 4; attempt++, t = tail_snapshot(r)) {
+                uint64_t tail = align_up(t.s.pos, SHMBUS_REC_ALIGN);
+                uint64_t pos = tail > r->size ? oldest_lap_start(r, tail) : 0;
+                uint64_t expect = 0;
+                bool known = false, lapped = false;
+
+                while ((int64_t)(tail - pos) > 0) {
+                        struct shmbus_rec *rec = rec_at(r, pos);
+                        uint64_t stamp = atomic_load_explicit(&rec->stamp, ACQUIRE), seq;
+                        uint32_t len = rec->len, low = rec->seq;
+                        bool pad = stamp & SHMBUS_STAMP_PAD;
+
+                        if (!stamp_is_committed_at(stamp, pos)) {
+                                /* A claim in progress: start there if its number is known. */
+                                if (known) {
+                                        *ret_pos = pos;
+                                        *ret_seq = expect;
+                                }
+                                return;
+                        }
+                        atomic_thread_fence(ACQUIRE);
+                        if (tail_load_pos(r, RELAXED) - pos > r->size) {
+                                lapped = true;
+                                break;
+                        }
+                        if ((pos & r->mask) + SHMBUS_REC_HDR + (uint64_t)len > r->size ||
+                            (!pad && len > r->max_msg))
+                                return; /* corrupt: from the tail, as a resync would */
+                        seq = t.s.seq - (uint32_t)((uint32_t)t.s.seq - low);
+                        if (!pad && seq >= target) {
+                                *ret_pos = pos;
+                                *ret_seq = seq;
+                                return;
+                        }
+                        if (!pad || (stamp & SHMBUS_STAMP_SEQ)) {
+                                expect = seq + 1;
+                                known = true;
+                        }
+                        pos += rec_size(len);
+                }
+                if (!lapped)
+                        return; /* nothing old enough: the tail */
+        }
+}
+
+int shmbus__ring_sub_join_ex(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid,
+                             uint32_t flags, uint64_t history) {
+        bool untethered = flags & SHMBUS_SUB_FLAG_UNTETHERED;
+        bool block = r->policy == SHMBUS_POLICY_BLOCK;
+
         assert(shmbus__ring_is_sane(r));
         for (uint32_t i = 0; i < r->max_subs; i++) {
                 struct shmbus_sub_slot *slot = &r->subs[i];
                 uint32_t nobody = 0;
+                uint64_t start, seq, protect_from = 0;
                 shmbus_tail t;
 
                 if (!atomic_compare_exchange_strong_explicit(&slot->pid, &nobody, (uint32_t)pid,
@@ -814,14 +892,34 @@ int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_
                  * Join: publish a provisional position, then read the tail again
                  * and start there. A publisher that did not see our slot can only
                  * have claimed from that tail on, which overwrites nothing at or
-                 * after it (docs/ORDERING.md, "Join").
+                 * after it (docs/ORDERING.md, "Join"). The flags go first, so a
+                 * publisher that sees the slot ACTIVE sees them too.
                  */
+                atomic_store_explicit(&slot->flags,
+                                      SHMBUS_SUB_FLAG_EVICTABLE |
+                                              (untethered ? SHMBUS_SUB_FLAG_UNTETHERED : 0),
+                                      RELAXED);
                 atomic_store_explicit(&slot->pos, tail_load_pos(r, SEQCST), SEQCST);
                 atomic_store_explicit(&slot->state, SHMBUS_SLOT_ACTIVE, SEQCST);
                 atomic_thread_fence(SEQCST);
                 t = tail_snapshot(r);
                 t.s.pos = align_up(t.s.pos, SHMBUS_REC_ALIGN);
-                atomic_store_explicit(&slot->pos, t.s.pos, RELEASE);
+                start = t.s.pos;
+                seq = t.s.seq;
+                if (history)
+                        history_start(r, t, history, &start, &seq);
+                atomic_store_explicit(&slot->pos, start, SEQCST);
+                if (start != t.s.pos && block && !untethered) {
+                        /*
+                         * History: our position holds back every horizon computed
+                         * from now on, but publishers may still use one computed
+                         * before, which allows claims over bytes below the tail
+                         * as of now. Read as an overwrite reader (validating)
+                         * until we reach that tail (docs/ORDERING.md, "History").
+                         */
+                        atomic_thread_fence(SEQCST);
+                        protect_from = tail_load_pos(r, SEQCST);
+                }
                 atomic_store_explicit(&slot->uid, (uint32_t)uid, RELAXED);
                 atomic_store_explicit(&slot->received, 0, RELAXED);
                 atomic_store_explicit(&slot->bytes, 0, RELAXED);
@@ -832,13 +930,21 @@ int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_
                 *s = (struct shmbus_ring_sub){
                         .ring = r,
                         .slot = slot,
-                        .pos = t.s.pos,
-                        .published = t.s.pos,
-                        .next_seq = t.s.seq,
+                        .pos = start,
+                        .published = start,
+                        .next_seq = seq,
+                        .lossy = !block || untethered || protect_from != 0,
+                        .untethered = untethered,
+                        .protecting = protect_from != 0,
+                        .protect_from = protect_from,
                 };
                 return 0;
         }
         return -EUSERS;
+}
+
+int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid) {
+        return shmbus__ring_sub_join_ex(r, s, pid, uid, 0, 0);
 }
 
 static void sub_wake_publishers(struct shmbus_ring *r) {
@@ -848,11 +954,13 @@ static void sub_wake_publishers(struct shmbus_ring *r) {
 
 void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx) {
         struct shmbus_sub_slot *slot = &r->subs[idx];
-        uint32_t active = SHMBUS_SLOT_ACTIVE;
+        uint32_t active = SHMBUS_SLOT_ACTIVE, evicted = SHMBUS_SLOT_EVICTED;
 
         if (idx >= r->max_subs)
                 return;
         if (!atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_FREE,
+                                                     SEQCST, RELAXED) &&
+            !atomic_compare_exchange_strong_explicit(&slot->state, &evicted, SHMBUS_SLOT_FREE,
                                                      SEQCST, RELAXED))
                 return;
         atomic_fetch_add_explicit(&r->ctl->retired_lost, atomic_load_explicit(&slot->lost, RELAXED),
@@ -862,6 +970,26 @@ void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx) {
         /* Publishers blocked on this subscriber may go on now. */
         atomic_thread_fence(SEQCST);
         sub_wake_publishers(r);
+}
+
+/*
+ * Out of the horizon, but not free: the owner may still be writing its
+ * counters here, so only its own release (or the sweep, once it is dead)
+ * frees the slot. Sleepers are woken: publishers to go on, the owner to see.
+ */
+bool shmbus__ring_sub_slot_evict(struct shmbus_ring *r, uint32_t idx) {
+        struct shmbus_sub_slot *slot = &r->subs[idx];
+        uint32_t active = SHMBUS_SLOT_ACTIVE;
+
+        if (idx >= r->max_subs)
+                return false;
+        if (!atomic_compare_exchange_strong_explicit(&slot->state, &active, SHMBUS_SLOT_EVICTED,
+                                                     SEQCST, RELAXED))
+                return false;
+        atomic_fetch_add_explicit(&r->ctl->evicted, 1, RELAXED);
+        waiters_uncount(&r->ctl->data_waiters, &slot->sleeping);
+        shmbus__ring_wake_all(r);
+        return true;
 }
 
 void shmbus__ring_sub_leave(struct shmbus_ring_sub *s) {
@@ -887,7 +1015,12 @@ static void sub_publish(struct shmbus_ring_sub *s) {
 
         s->published = s->pos;
         atomic_store_explicit(&s->slot->pos, s->pos, RELEASE);
-        if (r->policy == SHMBUS_POLICY_BLOCK) {
+        if (s->protecting && (int64_t)(s->pos - s->protect_from) >= 0) {
+                /* Past every horizon computed without us: nothing here can be lapped now. */
+                s->protecting = false;
+                s->lossy = false;
+        }
+        if (r->policy == SHMBUS_POLICY_BLOCK && !s->untethered) {
                 /* Pairs with the heavy fence of a publisher going to sleep (futex_sleep). */
                 fence_light();
                 sub_wake_publishers(r);
@@ -980,7 +1113,7 @@ static inline void sub_seq_passed(struct shmbus_ring_sub *s, uint32_t low) {
 
 int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *ret_len) {
         struct shmbus_ring *r = s->ring;
-        bool overwrite = r->policy == SHMBUS_POLICY_OVERWRITE;
+        bool overwrite = s->lossy;
 
         if (s->borrowed)
                 shmbus__ring_release(s);
@@ -1055,7 +1188,7 @@ int shmbus__ring_release(struct shmbus_ring_sub *s) {
                 return -EINVAL;
         s->borrowed = false;
 
-        if (r->policy == SHMBUS_POLICY_OVERWRITE && sub_lapped(s, s->borrow_pos, &tail)) {
+        if (s->lossy && sub_lapped(s, s->borrow_pos, &tail)) {
                 /* What the caller read may be torn: it is lost, counted by the seq gap. */
                 sub_resync(s, tail, false);
                 return -ESTALE;
@@ -1077,13 +1210,18 @@ void shmbus__ring_unpeek(struct shmbus_ring_sub *s) {
 }
 
 bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s) {
-        const struct shmbus_rec *rec = rec_at(s->ring, s->pos);
+        return shmbus__ring_data_at(s->ring, s->pos);
+}
+
+/* Whether a reader at @pos has something to take (or to report): its waiters' condition. */
+bool shmbus__ring_data_at(const struct shmbus_ring *r, uint64_t pos) {
+        const struct shmbus_rec *rec = rec_at(r, pos);
         uint64_t stamp = atomic_load_explicit(&((struct shmbus_rec *)rec)->stamp, SEQCST);
 
-        if (stamp_is_committed_at(stamp, s->pos))
+        if (stamp_is_committed_at(stamp, pos))
                 return true;
         /* Lapped or corrupt also count: peek has something to report. */
-        return tail_load_pos_aligned(s->ring, SEQCST) - s->pos > s->ring->size;
+        return tail_load_pos_aligned(r, SEQCST) - pos > r->size;
 }
 
 static bool data_ready(void *ctx) {
@@ -1299,4 +1437,33 @@ int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn 
                 pos += rec_size(len);
         }
         return n;
+}
+
+/* ---- waiters parked on a descriptor (notifier.c, docs/EVENTS.md) ------------------------- */
+
+/*
+ * Whether a claim ending at @end fits under the horizon now (seq_cst loads, as
+ * space_ready), for the publisher of slot @self, whose own slot never counts.
+ */
+bool shmbus__ring_space_for(struct shmbus_ring *r, const struct shmbus_pub_slot *self,
+                            uint64_t end) {
+        return end - head_recompute(r, self) <= r->size;
+}
+
+/* Counted, then flagged: as futex_sleep announces a sleeper. */
+void shmbus__ring_waiter_count(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping) {
+        atomic_fetch_add_explicit(waiters, 1, SEQCST);
+        atomic_store_explicit(sleeping, 1, RELAXED);
+}
+
+void shmbus__ring_waiter_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping) {
+        waiters_uncount(waiters, sleeping);
+}
+
+bool shmbus__ring_fence_heavy(void) {
+        return fence_heavy();
+}
+
+bool shmbus__ring_ready_soon(bool (*ready)(void *ctx), void *ctx) {
+        return ready_soon(ready, ctx);
 }

@@ -50,6 +50,7 @@ struct shmbus_ring_pub {
         uint64_t claim_pos;   /* position of the open claim, valid while claimed */
         uint32_t claim_len;
         bool claimed;
+        uint64_t full_end; /* the end a claim refused with -EAGAIN needed (notifier.c) */
 };
 
 struct shmbus_ring_sub {
@@ -62,6 +63,16 @@ struct shmbus_ring_sub {
         uint64_t bytes;
         uint64_t lost;
         uint64_t corrupt;
+        /*
+         * Validate every read against being lapped (the seqlock check): on an
+         * overwrite channel, for an untethered subscriber, and for a history
+         * subscriber on a block channel until it reaches protect_from, the
+         * tail when its position joined the horizon (docs/ORDERING.md).
+         */
+        bool lossy;
+        bool untethered;
+        bool protecting;
+        uint64_t protect_from;
         /* The borrowed record between peek and release. */
         bool borrowed;
         uint64_t borrow_pos;
@@ -87,6 +98,12 @@ int shmbus__ring_commit(struct shmbus_ring_pub *p);
 int shmbus__ring_abort(struct shmbus_ring_pub *p);
 
 int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid);
+/*
+ * Join with SHMBUS_SUB_FLAG_* @flags, starting @history message numbers back
+ * (UINT64_MAX: the oldest record still in the ring; 0: the tail).
+ */
+int shmbus__ring_sub_join_ex(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid,
+                             uint32_t flags, uint64_t history);
 void shmbus__ring_sub_leave(struct shmbus_ring_sub *s);
 int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *ret_len);
 int shmbus__ring_release(struct shmbus_ring_sub *s);
@@ -99,6 +116,8 @@ bool shmbus__ring_pending(const struct shmbus_ring *r, uint64_t pos, uint64_t *r
 int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos);
 uint32_t shmbus__ring_claim_owner(const struct shmbus_ring *r, uint64_t pos);
 void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx);
+/* Take an active subscriber slot out of the horizon (the daemon, issue 16). True if it did. */
+bool shmbus__ring_sub_slot_evict(struct shmbus_ring *r, uint32_t idx);
 void shmbus__ring_pub_slot_release(struct shmbus_ring *r, uint32_t idx);
 void shmbus__ring_wake_all(struct shmbus_ring *r);
 void shmbus__ring_slot_clear_pid(_Atomic uint32_t *pid_word, uint32_t dead_pid);
@@ -109,3 +128,16 @@ int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn 
 
 /* Monotonic clock in nanoseconds. */
 int64_t shmbus__now_ns(void);
+
+/*
+ * For waiters parked on a descriptor (notifier.c): the same count and flag as
+ * a futex sleeper, the conditions it waits for, checked from another thread,
+ * and the sleeper's heavy fence. See docs/EVENTS.md.
+ */
+bool shmbus__ring_data_at(const struct shmbus_ring *r, uint64_t pos);
+bool shmbus__ring_space_for(struct shmbus_ring *r, const struct shmbus_pub_slot *self,
+                            uint64_t end);
+void shmbus__ring_waiter_count(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);
+void shmbus__ring_waiter_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);
+bool shmbus__ring_fence_heavy(void);
+bool shmbus__ring_ready_soon(bool (*ready)(void *ctx), void *ctx);

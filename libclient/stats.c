@@ -105,4 +105,5 @@ void shmbus__stats_json(cJSON *o, const struct shmbus_ring *r, const char *name,
         cJSON_AddNumberToObject(o, WIRE_MAX_LAG_BYTES, (double)max_lag);
         cJSON_AddNumberToObject(o, WIRE_LOST, (double)lost);
         cJSON_AddNumberToObject(o, WIRE_UNBLOCKED, (double)atomic_load(&ctl->unblocked));
+        cJSON_AddNumberToObject(o, WIRE_EVICTED, (double)atomic_load(&ctl->evicted));
 }

@@ -56,11 +56,22 @@ SHMBUS_EXPORT const char *shmbus_strerror(int err) {
                 return "borrowed message was overwritten";
         case -EBADMSG:
                 return "corrupt record skipped";
+        case -EBADFD:
+                return "channel broken: a member resized its files; open it again";
+        case -EDQUOT:
+                return "over a per-uid quota of shmbusd";
         case -EPIPE:
         case -ECONNRESET:
                 return "shmbusd connection lost";
         case -ECONNREFUSED:
                 return "shmbusd is not running";
+        case -ECHILD:
+                return "object made in another process (before fork()): make a new one here";
+        case -EIDRM:
+                return "channel deleted or replaced: open it again";
+        case -ECONNABORTED:
+                return "subscriber evicted: it held publishers back longer than the channel "
+                       "allows";
         }
         /*
          * strerror() may answer from a buffer it rewrites on the next call;

@@ -43,6 +43,20 @@
 #define WIRE_ROLE_PUB "pub"
 #define WIRE_ROLE_SUB "sub"
 #define WIRE_CREATE   "create"
+/* With a create object: an existing channel of other settings is fine (else EEXIST). */
+#define WIRE_ACCEPT_EXISTING "accept_existing"
+
+/*
+ * Grants (in a create object; in open and stat replies): who besides the
+ * owner may use the channel, {"publish": ACL, "subscribe": ACL}, each ACL
+ * "any" or {"uids": [...], "gids": [...]}.
+ */
+#define WIRE_GRANTS          "grants"
+#define WIRE_GRANT_PUBLISH   "publish"
+#define WIRE_GRANT_SUBSCRIBE "subscribe"
+#define WIRE_UIDS            "uids"
+#define WIRE_GIDS            "gids"
+#define WIRE_ANY             "any"
 
 /* Channel geometry, in create objects, open replies and stats. */
 #define WIRE_POLICY           "policy"
@@ -53,6 +67,9 @@
 #define WIRE_MAX_SUBSCRIBERS  "max_subscribers"
 #define WIRE_MAX_PUBLISHERS   "max_publishers"
 #define WIRE_OWNER_UID        "owner_uid"
+#define WIRE_OWNER_GID        "owner_gid"
+/* Block channels: evict a subscriber that keeps publishers waiting this long (create, config). */
+#define WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS "slow_subscriber_timeout_ms"
 
 /* Reply fields. */
 #define WIRE_CREATED            "created"
@@ -72,6 +89,7 @@
 #define WIRE_MAX_LAG_BYTES      "max_lag_bytes"
 #define WIRE_LOST               "lost"
 #define WIRE_UNBLOCKED          "unblocked"
+#define WIRE_EVICTED            "evicted"
 
 /* Per-slot detail of a stat reply. */
 #define WIRE_SUBSCRIBERS "subscribers"
@@ -85,6 +103,14 @@
 #define WIRE_ABORTS      "aborts"
 #define WIRE_WAITS       "waits"
 #define WIRE_FULL        "full"
+
+/* What each uid holds, and the quotas (list; stat gives the channel owner's). */
+#define WIRE_UIDS                   "uids"
+#define WIRE_QUOTA                  "quota"
+#define WIRE_OWNER_USE              "owner_use"
+#define WIRE_QUOTA_CHANNELS_PER_UID "channels_per_uid"
+#define WIRE_QUOTA_BYTES_PER_UID    "bytes_per_uid"
+#define WIRE_QUOTA_EXEMPT           "exempt"
 
 /*
  * shmbus__wire_reply_status() - what a reply says about its request

@@ -13,6 +13,7 @@
 #include <signal.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <stddef.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -131,12 +132,22 @@ static void test_corrupt_files(void) {
         write_file("short.data", junk, 10);
         CU_ASSERT_EQUAL(shmbus_channel_open(dir, "short", 0, &c), -EPROTO);
 
-        /* A real channel whose data file was truncated. */
+        /*
+         * A real channel whose files a member grew still opens (only the sizes
+         * its header gives are mapped); one whose data file shrank does not.
+         */
         CU_ASSERT_EQUAL_FATAL(shmbus_channel_create(dir, "trunc", o, 0600, &c), 0);
         c = shmbus_channel_unref(c);
         snprintf(path, sizeof(path), "%s/trunc.data", dir);
         fd = open(path, O_RDWR);
         CU_ASSERT_EQUAL(ftruncate(fd, 8192), 0);
+        CU_ASSERT_EQUAL(shmbus_channel_open(dir, "trunc", 0, &c), 0);
+        c = shmbus_channel_unref(c);
+        snprintf(path, sizeof(path), "%s/trunc.ctl", dir);
+        CU_ASSERT_EQUAL(truncate(path, 1 << 20), 0);
+        CU_ASSERT_EQUAL(shmbus_channel_open(dir, "trunc", 0, &c), 0);
+        c = shmbus_channel_unref(c);
+        CU_ASSERT_EQUAL(ftruncate(fd, 2048), 0);
         close(fd);
         CU_ASSERT_EQUAL(shmbus_channel_open(dir, "trunc", 0, &c), -EPROTO);
         shmbus_opts_free(o);
@@ -524,6 +535,109 @@ static void test_alloc_faults(void) {
 }
 
 /*
+ * A member shrinks a channel's files under the others (issue 15, item 1).
+ * Each case runs in a child, so that a SIGBUS that is not survived fails the
+ * test instead of ending it: the child exits 0 only if every call it makes
+ * after the truncation returns -EBADFD and nothing kills it.
+ */
+static int shrink_child(const char *name, const char *file, off_t len) {
+        shmbus_opts *o = opts_make(4096, 512, SHMBUS_POLICY_BLOCK);
+        shmbus_channel *pc = NULL, *sc = NULL;
+        shmbus_pub *p = NULL;
+        shmbus_sub *s = NULL;
+        char path[512], buf[512];
+        int fd, bad = 0;
+
+        if (shmbus_channel_create(dir, name, o, 0600, &pc) < 0 ||
+            shmbus_channel_open(dir, name, 0, &sc) < 0 || shmbus_pub_new(pc, &p) < 0 ||
+            shmbus_sub_new(sc, &s) < 0)
+                return 10;
+        for (int i = 0; i < 3; i++)
+                bad |= shmbus_pub_send(p, "hello", 5, 0) != 0;
+        bad |= shmbus_sub_recv(s, buf, sizeof(buf), 0) != 5;
+        snprintf(path, sizeof(path), "%s/%s.%s", dir, name, file);
+        fd = open(path, O_RDWR);
+        if (fd < 0 || ftruncate(fd, len) < 0)
+                return 11;
+        close(fd);
+        /* Every call now meets the missing pages, survives, and says so. */
+        if (shmbus_sub_recv(s, buf, sizeof(buf), 0) != -EBADFD)
+                bad |= 2;
+        if (shmbus_sub_recv(s, buf, sizeof(buf), 50) != -EBADFD)
+                bad |= 4;
+        if (shmbus_pub_send(p, "hello", 5, 0) != -EBADFD)
+                bad |= 8;
+        if (shmbus_pub_send(p, "hello", 5, 50) != -EBADFD)
+                bad |= 16;
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(pc);
+        shmbus_channel_unref(sc);
+        shmbus_opts_free(o);
+        shmbus_channel_unlink(dir, name);
+        return bad;
+}
+
+static void test_shrunk_files(void) {
+        static const struct {
+                const char *file;
+                off_t len;
+        } cases[] = {{"ctl", 0}, {"data", 0}};
+
+        for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char name[32];
+                pid_t pid;
+                int st;
+
+                snprintf(name, sizeof(name), "shrink%u", i);
+                pid = fork();
+                if (pid == 0)
+                        _exit(shrink_child(name, cases[i].file, cases[i].len));
+                CU_ASSERT_FATAL(pid > 0);
+                CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                        fprintf(stderr, "\n  %s truncated to %lld: child %s %d\n", cases[i].file,
+                                (long long)cases[i].len, WIFEXITED(st) ? "exited" : "killed by",
+                                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+                CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        }
+}
+
+/* The library's SIGBUS handler leaves other faults alone: they still kill. */
+static void test_foreign_sigbus(void) {
+        shmbus_opts *o = opts_make(4096, 512, SHMBUS_POLICY_BLOCK);
+        shmbus_channel *c = NULL;
+        char path[512];
+        pid_t pid;
+        int st;
+
+        /* Install the handler in this process: children inherit it. */
+        CU_ASSERT_EQUAL_FATAL(shmbus_channel_create(dir, "foreign", o, 0600, &c), 0);
+        snprintf(path, sizeof(path), "%s/plain", dir);
+        pid = fork();
+        if (pid == 0) {
+                int fd = open(path, O_RDWR | O_CREAT, 0600);
+                volatile char *m;
+
+                if (fd < 0 || ftruncate(fd, 4096) < 0)
+                        _exit(10);
+                m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                if (m == MAP_FAILED || ftruncate(fd, 0) < 0)
+                        _exit(11);
+                m[0] = 1;
+                _exit(12);
+        }
+        CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
+        /* Killed by SIGBUS, or (under a sanitizer, whose handler was there first) reported. */
+        CU_ASSERT(WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 12));
+        CU_ASSERT(!WIFSIGNALED(st) || WTERMSIG(st) == SIGBUS || WTERMSIG(st) == SIGABRT);
+        shmbus_channel_unref(c);
+        shmbus_channel_unlink(dir, "foreign");
+        unlink(path);
+        shmbus_opts_free(o);
+}
+
+/*
  * shmbus.h promises that claimed and peeked payloads start 16-byte aligned, for
  * every length and across the ring's wrap (a service may store any scalar,
  * max_align_t included, at the start of a message without copying it).
@@ -573,6 +687,8 @@ int main(void) {
                 {"NULL getters, static error strings, one version", test_api_edges},
                 {"a client reads replies with the protocol's one parser", test_reply_status},
                 {"every allocation failure of a setup call is a clean -ENOMEM", test_alloc_faults},
+                {"a member shrinks the files: others get EBADFD, nobody dies", test_shrunk_files},
+                {"other SIGBUS faults still kill", test_foreign_sigbus},
                 {"payloads are 16-byte aligned, whatever the length and wrap",
                  test_payload_alignment},
                 {NULL, NULL},

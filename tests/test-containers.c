@@ -327,7 +327,7 @@ static shmbus_channel *host_open(shmbus_client *c, const char *name, int flags) 
 /* ---- the namespaced client's side ------------------------------------------------------------ */
 
 /* Say what went wrong (in either process) and return @code, the child's exit status. */
-static int fail_with(int code, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static int fail_with(int code, const char *fmt, ...) {
         va_list ap;
 
         fprintf(stderr, "FAIL: ");

@@ -477,7 +477,8 @@ static void test_kill_publisher_mid_claim(void) {
         ssize_t n = shmbus_sub_recv(s, buf, sizeof(buf), 10000);
         CU_ASSERT_EQUAL(n, 5);
         CU_ASSERT_EQUAL(memcmp(buf, "after", 5), 0);
-        CU_ASSERT(ms_now() - t0 >= 200);
+        /* Padded between 300 - 100 ms (one sweep) and 300 ms after the claim was made. */
+        CU_ASSERT(ms_now() - t0 >= 150);
         CU_ASSERT(ms_now() - t0 < 5000);
         CU_ASSERT_EQUAL(shmbus_sub_lost(s), 0); /* never committed: nothing was lost */
         CU_ASSERT_EQUAL(stat_field(c, "crash", "unblocked"), 1);

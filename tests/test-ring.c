@@ -878,6 +878,36 @@ static void test_wake(void) {
         mr_free(&m);
 }
 
+/*
+ * A member forges an open claim range into a live publisher's own slot while
+ * that publisher is between claims: the publisher must not wait on itself
+ * (issue 15, item 4: it used to, for good, even after the forger exited).
+ */
+static void test_forged_own_claim_range(void) {
+        static const uint32_t policies[] = {SHMBUS_POLICY_OVERWRITE, SHMBUS_POLICY_BLOCK};
+
+        for (unsigned k = 0; k < 2; k++) {
+                struct memring m;
+                struct shmbus_ring_pub p;
+                uint64_t tail;
+
+                mr_init(&m, 4096, 512, policies[k], 1, 2);
+                CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &p, 2, 0), 0);
+                for (uint32_t i = 0; i < 64; i++)
+                        CU_ASSERT_EQUAL(pub_send(&p, 2, i, 100, 0), 0);
+                tail = shmbus__ring_tail_pos(&m.r);
+                CU_ASSERT(tail > 4096);
+                /* The forged range starts a whole lap behind: it would block every claim. */
+                atomic_store(&p.slot->claim_begin, tail - 4096);
+                atomic_store(&p.slot->claim_end, tail - 4096 + 128);
+                atomic_store(&m.r.ctl->head_cache, tail - 4096);
+                p.head = tail - 4096;
+                for (uint32_t i = 0; i < 64; i++)
+                        CU_ASSERT_EQUAL(pub_send(&p, 2, 64 + i, 100, 0), 0);
+                mr_free(&m);
+        }
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"geometry is validated", test_geometry},
@@ -898,6 +928,8 @@ int main(void) {
                 {"slot limits and broadcast", test_slots},
                 {"threads: 3 publishers x 2 subscribers, block", test_threads_block},
                 {"futex wake of a sleeping reader", test_wake},
+                {"a forged claim range in a publisher's own slot does not stall it",
+                 test_forged_own_claim_range},
                 {NULL, NULL},
         };
 

@@ -1,0 +1,682 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Pollable descriptors and the wait set (issue 18): every order a message and
+ * a park can come in, many publishers, a subscriber killed while parked, the
+ * daemon restarted while parked, the publisher's descriptor, the wait set,
+ * shmbus-cli tail over several channels, and a stress run that counts lost
+ * wake-ups and spurious ones.
+ *
+ * SHMBUS_NOTIFY_MESSAGES sets the stress run's length (default 1000000, and
+ * 200000 in a sanitizer build).
+ */
+#undef NDEBUG
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmbus.h"
+
+#include "channel.h"
+#include "testdaemon.h"
+#include "testutil.h"
+
+static shmbus_opts *opts_make(uint64_t cap, uint32_t max_msg, int policy) {
+        shmbus_opts *o;
+
+        CU_ASSERT_FATAL(shmbus_opts_new(&o) == 0);
+        CU_ASSERT_FATAL(shmbus_opts_set_capacity(o, cap) == 0);
+        CU_ASSERT_FATAL(shmbus_opts_set_max_msg(o, max_msg) == 0);
+        CU_ASSERT_FATAL(shmbus_opts_set_policy(o, policy) == 0);
+        return o;
+}
+
+static shmbus_channel *chan_make(const char *name, uint64_t cap, int policy) {
+        shmbus_opts *o = opts_make(cap, 256, policy);
+        shmbus_channel *c = NULL;
+
+        (void)shmbus_channel_unlink(shm, name);
+        CU_ASSERT_FATAL(shmbus_channel_create(shm, name, o, 0600, &c) == 0);
+        shmbus_opts_free(o);
+        return c;
+}
+
+/* Whether @fd polls readable within @ms. */
+static bool readable(int fd, int ms) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+
+        return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+static int drain(shmbus_sub *s) {
+        char buf[512];
+        ssize_t n;
+        int got = 0;
+
+        while ((n = shmbus_sub_recv(s, buf, sizeof(buf), 0)) != -EAGAIN) {
+                CU_ASSERT(n > 0);
+                got++;
+        }
+        return got;
+}
+
+static uint32_t waiters(shmbus_channel *c) {
+        return atomic_load(&c->ring.ctl->data_waiters);
+}
+
+static uint32_t space_waiters(shmbus_channel *c) {
+        return atomic_load(&c->ring.ctl->space_waiters);
+}
+
+static void test_orders(void) {
+        shmbus_channel *c = chan_make("orders", 4096, SHMBUS_POLICY_BLOCK);
+        shmbus_pub *p;
+        shmbus_sub *s;
+        int fd;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(c, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+
+        /* A message before the descriptor exists: readable at once. */
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "a", 1, 0), 0);
+        fd = shmbus_sub_fd(s);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_EQUAL(shmbus_sub_fd(s), fd);
+        CU_ASSERT(readable(fd, 0));
+        CU_ASSERT_EQUAL(waiters(c), 0);
+        CU_ASSERT_EQUAL(drain(s), 1);
+        /* Drained: parked, not readable, and no busy loop in a level-triggered poll. */
+        CU_ASSERT_EQUAL(waiters(c), 1);
+        CU_ASSERT(!readable(fd, 0));
+        CU_ASSERT(!readable(fd, 50));
+
+        /* A message after the -EAGAIN: readable, and the park's count is taken back. */
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "b", 1, 0), 0);
+        CU_ASSERT(readable(fd, 2000));
+        CU_ASSERT_EQUAL(waiters(c), 0);
+        /* Still readable until drained (level), even when polled twice. */
+        CU_ASSERT(readable(fd, 0));
+        CU_ASSERT_EQUAL(drain(s), 1);
+        CU_ASSERT(!readable(fd, 0));
+
+        /* Several messages, one wake; a partial drain leaves it readable. */
+        for (int i = 0; i < 5; i++)
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, "c", 1, 0), 0);
+        CU_ASSERT(readable(fd, 2000));
+        {
+                char b[8];
+
+                CU_ASSERT_EQUAL(shmbus_sub_recv(s, b, sizeof(b), 0), 1);
+        }
+        CU_ASSERT(readable(fd, 0));
+        CU_ASSERT_EQUAL(drain(s), 4);
+        CU_ASSERT(!readable(fd, 0));
+
+        /* A blocking receive while parked: the futex sleep does not count twice. */
+        {
+                char b[8];
+
+                CU_ASSERT_EQUAL(shmbus_sub_recv(s, b, sizeof(b), 20), -ETIMEDOUT);
+                CU_ASSERT_EQUAL(waiters(c), 0);
+                CU_ASSERT_EQUAL(shmbus_sub_recv(s, b, sizeof(b), 0), -EAGAIN);
+                CU_ASSERT_EQUAL(waiters(c), 1);
+        }
+
+        /* Peek drains the same way. */
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "d", 1, 0), 0);
+        CU_ASSERT(readable(fd, 2000));
+        {
+                const void *d;
+                size_t len;
+
+                CU_ASSERT_EQUAL(shmbus_sub_peek(s, &d, &len, 0), 0);
+                CU_ASSERT_EQUAL(shmbus_sub_release(s), 0);
+                CU_ASSERT_EQUAL(shmbus_sub_peek(s, &d, &len, 0), -EAGAIN);
+        }
+        CU_ASSERT(!readable(fd, 0));
+
+        shmbus_sub_free(s);
+        CU_ASSERT_EQUAL(waiters(c), 0);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+}
+
+/* Edge-triggered epoll: every message after a drain is a new edge. */
+static void test_edge_triggered(void) {
+        shmbus_channel *c = chan_make("edge", 4096, SHMBUS_POLICY_OVERWRITE);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET};
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        shmbus_pub *p;
+        shmbus_sub *s;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(c, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        CU_ASSERT_FATAL(epoll_ctl(ep, EPOLL_CTL_ADD, shmbus_sub_fd(s), &ev) == 0);
+        CU_ASSERT_EQUAL(epoll_wait(ep, &ev, 1, 0), 0);
+        for (int round = 0; round < 50; round++) {
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, "e", 1, 0), 0);
+                CU_ASSERT_EQUAL(epoll_wait(ep, &ev, 1, 2000), 1);
+                CU_ASSERT_EQUAL(drain(s), 1);
+                CU_ASSERT_EQUAL(epoll_wait(ep, &ev, 1, 0), 0);
+        }
+        close(ep);
+        shmbus_sub_free(s);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+}
+
+/* The publisher's descriptor: readable once a full ring has room again. */
+static void test_pub_fd(void) {
+        shmbus_channel *c = chan_make("pubfd", 4096, SHMBUS_POLICY_BLOCK);
+        char msg[200] = {0};
+        shmbus_pub *p;
+        shmbus_sub *s;
+        int fd, sent = 0;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(c, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        fd = shmbus_pub_fd(p);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT(!readable(fd, 0));
+        while (shmbus_pub_send(p, msg, sizeof(msg), 0) == 0)
+                sent++;
+        CU_ASSERT(sent > 0);
+        CU_ASSERT_EQUAL(space_waiters(c), 1);
+        CU_ASSERT(!readable(fd, 50));
+        /* The subscriber frees space (its position is published when it drains). */
+        CU_ASSERT_EQUAL(drain(s), sent);
+        CU_ASSERT(readable(fd, 2000));
+        CU_ASSERT_EQUAL(space_waiters(c), 0);
+        CU_ASSERT(readable(fd, 0)); /* until a claim uses the room */
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, msg, sizeof(msg), 0), 0);
+        CU_ASSERT(!readable(fd, 0));
+        /* A blocking claim while parked does not count twice. */
+        while (shmbus_pub_send(p, msg, sizeof(msg), 0) == 0)
+                ;
+        CU_ASSERT_EQUAL(space_waiters(c), 1);
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, msg, sizeof(msg), 10), -ETIMEDOUT);
+        CU_ASSERT_EQUAL(space_waiters(c), 0);
+        shmbus_pub_free(p);
+        CU_ASSERT_EQUAL(space_waiters(c), 0);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(c);
+}
+
+static void test_waitset(void) {
+        shmbus_channel *c[3];
+        shmbus_pub *p[3];
+        shmbus_sub *s[3];
+        shmbus_waitset *ws;
+        void *ready[8];
+        int pfd[2];
+        char name[16];
+
+        CU_ASSERT_FATAL(shmbus_waitset_new(&ws) == 0);
+        CU_ASSERT_FATAL(pipe2(pfd, O_CLOEXEC) == 0);
+        for (int i = 0; i < 3; i++) {
+                snprintf(name, sizeof(name), "ws%d", i);
+                c[i] = chan_make(name, 4096, SHMBUS_POLICY_BLOCK);
+                CU_ASSERT_FATAL(shmbus_pub_new(c[i], &p[i]) == 0);
+                CU_ASSERT_FATAL(shmbus_sub_new(c[i], &s[i]) == 0);
+                CU_ASSERT_EQUAL(shmbus_waitset_add_sub(ws, s[i], s[i]), 0);
+        }
+        CU_ASSERT_EQUAL(shmbus_waitset_add_sub(ws, s[0], s[0]), -EEXIST);
+        CU_ASSERT_EQUAL(shmbus_waitset_add_fd(ws, pfd[0], POLLIN, pfd), 0);
+        CU_ASSERT_EQUAL(shmbus_waitset_add_fd(ws, pfd[0], 0x8000, &pfd[1]), -EINVAL);
+        CU_ASSERT_EQUAL(shmbus_waitset_add_pub(ws, p[0], p[0]), 0);
+        CU_ASSERT_EQUAL(shmbus_waitset_wait(ws, ready, 8, 0), -EAGAIN);
+        CU_ASSERT_EQUAL(shmbus_waitset_wait(ws, ready, 8, 20), -ETIMEDOUT);
+
+        CU_ASSERT_EQUAL(shmbus_pub_send(p[1], "x", 1, 0), 0);
+        CU_ASSERT_EQUAL(shmbus_waitset_wait(ws, ready, 8, 2000), 1);
+        CU_ASSERT(ready[0] == s[1]);
+        CU_ASSERT(readable(shmbus_waitset_fd(ws), 0));
+        CU_ASSERT_EQUAL(drain(s[1]), 1);
+        CU_ASSERT_EQUAL(shmbus_waitset_wait(ws, ready, 8, 0), -EAGAIN);
+
+        CU_ASSERT_EQUAL(shmbus_pub_send(p[0], "x", 1, 0), 0);
+        CU_ASSERT_EQUAL(shmbus_pub_send(p[2], "x", 1, 0), 0);
+        CU_ASSERT_EQUAL(write(pfd[1], "x", 1), 1);
+        {
+                int64_t until = ms_now() + 5000;
+                int got = 0, seen = 0;
+
+                /* The pipe stays readable (level): wait by the clock, not by wake-ups. */
+                while (seen != 7 && ms_now() < until) {
+                        got = shmbus_waitset_wait(ws, ready, 8, 200);
+                        for (int i = 0; i < got; i++)
+                                seen |= ready[i] == s[0] ? 1 : ready[i] == s[2] ? 2 : 4;
+                }
+                CU_ASSERT_EQUAL(seen, 7);
+        }
+        CU_ASSERT_EQUAL(drain(s[0]), 1);
+        CU_ASSERT_EQUAL(drain(s[2]), 1);
+        CU_ASSERT_EQUAL(shmbus_waitset_remove(ws, pfd), 0);
+        CU_ASSERT_EQUAL(shmbus_waitset_remove(ws, pfd), -ENOENT);
+        CU_ASSERT_EQUAL(shmbus_waitset_wait(ws, ready, 8, 0), -EAGAIN);
+        CU_ASSERT_EQUAL(shmbus_waitset_wait(ws, ready, 0, 0), -EINVAL);
+        CU_ASSERT_EQUAL(shmbus_waitset_remove(ws, p[0]), 0);
+        for (int i = 0; i < 3; i++) {
+                CU_ASSERT_EQUAL(shmbus_waitset_remove(ws, s[i]), 0);
+                shmbus_sub_free(s[i]);
+                shmbus_pub_free(p[i]);
+                shmbus_channel_unref(c[i]);
+        }
+        CU_ASSERT(shmbus_waitset_free(ws) == NULL);
+        CU_ASSERT(shmbus_waitset_free(NULL) == NULL);
+        CU_ASSERT_EQUAL(shmbus_sub_fd(NULL), -EINVAL);
+        CU_ASSERT_EQUAL(shmbus_pub_fd(NULL), -EINVAL);
+        CU_ASSERT_EQUAL(shmbus_waitset_new(NULL), -EINVAL);
+        close(pfd[0]);
+        close(pfd[1]);
+}
+
+/* A parked subscriber's process uses next to no CPU while nothing is published. */
+static void test_idle_cpu(void) {
+        shmbus_channel *c = chan_make("idle", 4096, SHMBUS_POLICY_BLOCK);
+        struct timespec a, b;
+        shmbus_sub *s;
+        int64_t used_ns;
+
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_fd(s) >= 0);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+        CU_ASSERT(!readable(shmbus_sub_fd(s), 1000));
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+        used_ns = (b.tv_sec - a.tv_sec) * INT64_C(1000000000) + (b.tv_nsec - a.tv_nsec);
+        printf("\n  idle parked subscriber: %lld us of CPU in 1 s\n", (long long)(used_ns / 1000));
+        CU_ASSERT(used_ns < INT64_C(20000000));
+        shmbus_sub_free(s);
+        shmbus_channel_unref(c);
+}
+
+/* ---- many publishers, random pauses: lost and spurious wake-ups -------------------------- */
+
+static unsigned long messages(void) {
+        const char *e = getenv("SHMBUS_NOTIFY_MESSAGES");
+        unsigned long n = e ? strtoul(e, NULL, 10) : 0;
+
+        if (n)
+                return n;
+        /* Sanitizers slow each message ten times over: a shorter default keeps it bounded. */
+        return getenv("SHMBUS_SANITIZED") && strcmp(getenv("SHMBUS_SANITIZED"), "1") == 0 ? 200000
+                                                                                          : 1000000;
+}
+
+static void pause_random(unsigned *seed) {
+        unsigned r = (unsigned)rand_r(seed) % 16;
+
+        if (r < 10)
+                return;
+        if (r < 14) {
+                struct timespec ts = {0, (long)(rand_r(seed) % 200) * 1000};
+
+                nanosleep(&ts, NULL);
+        } else {
+                sched_yield();
+        }
+}
+
+/* A publisher process: @n messages in bursts of 1..256 with random pauses between. */
+_Noreturn static void publisher(uint32_t id, unsigned long n) {
+        shmbus_channel *c;
+        shmbus_pub *p;
+        unsigned seed = id * 7919u + 1;
+        char buf[64];
+
+        if (shmbus_channel_open(shm, "stress", SHMBUS_OPEN_PUBLISH, &c) < 0 ||
+            shmbus_pub_new(c, &p) < 0)
+                _exit(2);
+        for (uint32_t seq = 0; seq < n;) {
+                unsigned burst = 1 + (unsigned)rand_r(&seed) % 256;
+
+                for (; burst && seq < n; burst--, seq++) {
+                        size_t len = tmsg_len(id, seq, sizeof(buf));
+
+                        tmsg_fill(buf, len, id, seq);
+                        if (shmbus_pub_send(p, buf, len, -1) < 0)
+                                _exit(3);
+                }
+                pause_random(&seed);
+        }
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+        _exit(0);
+}
+
+#define STRESS_PUBS 3
+
+static void test_stress(void) {
+        shmbus_channel *c = chan_make("stress", 65536, SHMBUS_POLICY_BLOCK);
+        unsigned long n = messages(), per = n / STRESS_PUBS, got = 0;
+        uint32_t next[STRESS_PUBS] = {0};
+        unsigned long wakes = 0, spurious = 0, lost = 0, run = 0, worst_run = 0, bad = 0;
+        struct epoll_event ev = {.events = EPOLLIN};
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+        pid_t pids[STRESS_PUBS];
+        unsigned seed = 42;
+        int64_t t0 = ms_now();
+        shmbus_sub *s;
+        char buf[64];
+
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        CU_ASSERT_FATAL(epoll_ctl(ep, EPOLL_CTL_ADD, shmbus_sub_fd(s), &ev) == 0);
+        for (uint32_t i = 0; i < STRESS_PUBS; i++) {
+                pids[i] = fork();
+                if (pids[i] == 0)
+                        publisher(i, per);
+        }
+        while (got < per * STRESS_PUBS && ms_now() - t0 < 120000) {
+                int r = epoll_wait(ep, &ev, 1, 2000);
+                bool any = false;
+                ssize_t len;
+
+                if (r < 0 && errno == EINTR)
+                        continue;
+                len = shmbus_sub_recv(s, buf, sizeof(buf), 0);
+                if (r == 0) {
+                        /* Two seconds without a wake-up while a message was there: lost. */
+                        if (len > 0) {
+                                lost++;
+                                fprintf(stderr, "  lost: waiters %u, slot flag %u\n", waiters(c),
+                                        atomic_load(&c->ring.subs[0].sleeping));
+                        }
+                } else {
+                        wakes++;
+                }
+                /* Sometimes stop early (level-triggered: it must report us again). */
+                bool partial = rand_r(&seed) % 8 == 0;
+                for (unsigned k = 0; len != -EAGAIN; k++) {
+                        uint32_t pub, seq;
+
+                        if (len > 0) {
+                                any = true;
+                                got++;
+                                if (!tmsg_check(buf, (size_t)len, &pub, &seq) ||
+                                    pub >= STRESS_PUBS || seq != next[pub])
+                                        bad++;
+                                else
+                                        next[pub]++;
+                        }
+                        if (partial && k == 3)
+                                break;
+                        len = shmbus_sub_recv(s, buf, sizeof(buf), 0);
+                }
+                if (r > 0 && !any) {
+                        spurious++;
+                        run++;
+                        if (run > worst_run)
+                                worst_run = run;
+                } else {
+                        run = 0;
+                }
+                if (rand_r(&seed) % 64 == 0) {
+                        struct timespec ts = {0, 100000};
+
+                        nanosleep(&ts, NULL);
+                }
+        }
+        for (int i = 0; i < STRESS_PUBS; i++)
+                CU_ASSERT_EQUAL(test_wait(pids[i]), 0);
+        printf("\n  %lu messages from %d publishers in %lld ms: %lu wake-ups, %lu spurious "
+               "(longest run %lu), %lu lost\n",
+               got, STRESS_PUBS, (long long)(ms_now() - t0), wakes, spurious, worst_run, lost);
+        CU_ASSERT_EQUAL(got, per * STRESS_PUBS);
+        CU_ASSERT_EQUAL(bad, 0);
+        CU_ASSERT_EQUAL(lost, 0);
+        /* A spurious wake-up re-arms; two in a row would be the start of a busy loop. */
+        CU_ASSERT(worst_run <= 2);
+        CU_ASSERT(spurious * 100 <= wakes + 100);
+        close(ep);
+        shmbus_sub_free(s);
+        CU_ASSERT_EQUAL(waiters(c), 0);
+        shmbus_channel_unref(c);
+}
+
+/* ---- through the daemon: killed while parked, daemon restarted while parked -------------- */
+
+static shmbus_channel *client_open(const char *name, int flags) {
+        shmbus_client *cl;
+        shmbus_channel *c = NULL;
+
+        CU_ASSERT_FATAL(shmbus_client_new(sock, &cl) == 0);
+        CU_ASSERT(shmbus_client_open(cl, name, flags | SHMBUS_OPEN_CREATE, NULL, &c) == 0);
+        shmbus_client_free(cl);
+        CU_ASSERT_FATAL(c != NULL);
+        return c;
+}
+
+static void test_killed_parked(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        shmbus_channel *c = client_open("killed", SHMBUS_OPEN_PUBLISH);
+        int ready[2];
+        pid_t child;
+        char x;
+
+        CU_ASSERT_FATAL(pipe(ready) == 0);
+        child = fork();
+        if (child == 0) {
+                char fd[16];
+
+                /* A fresh image: a forked child of a threaded process may not start threads. */
+                snprintf(fd, sizeof(fd), "%d", ready[1]);
+                close(ready[0]);
+                execl("/proc/self/exe", "test-notify", "--park", sock, "killed", fd, (char *)NULL);
+                _exit(127);
+        }
+        close(ready[1]);
+        CU_ASSERT_EQUAL_FATAL(read(ready[0], &x, 1), 1);
+        CU_ASSERT_EQUAL(waiters(c), 1);
+        kill(child, SIGKILL);
+        CU_ASSERT_EQUAL(test_wait(child), 128 + SIGKILL);
+        /* The daemon's sweep frees the dead subscriber's slot and takes its count back. */
+        for (int i = 0; i < 300 && waiters(c) != 0; i++)
+                sleep_ms(10);
+        CU_ASSERT_EQUAL(waiters(c), 0);
+        close(ready[0]);
+        shmbus_channel_unref(c);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+static void test_daemon_restart_parked(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        shmbus_channel *cs = client_open("restart", 0), *cp;
+        shmbus_pub *p;
+        shmbus_sub *s;
+        int fd;
+
+        CU_ASSERT_FATAL(shmbus_sub_new(cs, &s) == 0);
+        fd = shmbus_sub_fd(s);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT(!readable(fd, 0));
+        /* The daemon dies hard and comes back while the subscriber is parked. */
+        kill(d, SIGKILL);
+        CU_ASSERT_EQUAL(test_wait(d), 128 + SIGKILL);
+        d = daemon_start(NULL);
+        cp = client_open("restart", SHMBUS_OPEN_PUBLISH);
+        CU_ASSERT_FATAL(shmbus_pub_new(cp, &p) == 0);
+        CU_ASSERT(!readable(fd, 0));
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "after", 5, 0), 0);
+        CU_ASSERT(readable(fd, 2000));
+        CU_ASSERT_EQUAL(drain(s), 1);
+        CU_ASSERT(!readable(fd, 0));
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(cp);
+        shmbus_channel_unref(cs);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/* shmbus-cli tail A B -f: one wait set, each line named by its channel. */
+static void test_cli_tail_many(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        shmbus_channel *ca = client_open("ta", SHMBUS_OPEN_PUBLISH);
+        shmbus_channel *cb = client_open("tb", SHMBUS_OPEN_PUBLISH);
+        char cmd[1200], line[256], out[1024] = "";
+        shmbus_pub *pa, *pb;
+        int pipefd[2];
+        pid_t tail;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(ca, &pa) == 0);
+        CU_ASSERT_FATAL(shmbus_pub_new(cb, &pb) == 0);
+        CU_ASSERT_FATAL(pipe(pipefd) == 0);
+        snprintf(cmd, sizeof(cmd), "%s/cli/shmbus-cli", test_builddir());
+        tail = fork();
+        if (tail == 0) {
+                dup2(pipefd[1], 1);
+                close(pipefd[0]);
+                setenv("SHMBUS_SOCKET", sock, 1);
+                execl(cmd, cmd, "tail", "ta", "tb", "-f", "-n", "0", (char *)NULL);
+                _exit(127);
+        }
+        close(pipefd[1]);
+        /* The subscribers exist once tail has started; wait until both slots are taken. */
+        for (int i = 0; i < 300 && (atomic_load(&ca->ring.subs[0].state) != SHMBUS_SLOT_ACTIVE ||
+                                    atomic_load(&cb->ring.subs[0].state) != SHMBUS_SLOT_ACTIVE);
+             i++)
+                sleep_ms(10);
+        CU_ASSERT_EQUAL(shmbus_pub_send(pb, "to b", 4, 0), 0);
+        CU_ASSERT_EQUAL(shmbus_pub_send(pa, "to a", 4, 0), 0);
+        {
+                FILE *f = fdopen(pipefd[0], "r");
+
+                for (int i = 0; i < 2 && fgets(line, sizeof(line), f); i++)
+                        strncat(out, line, sizeof(out) - strlen(out) - 1);
+                kill(tail, SIGINT);
+                CU_ASSERT_EQUAL(test_wait(tail), 0);
+                fclose(f);
+        }
+        CU_ASSERT_STRING_EQUAL(out, "tb: to b\nta: to a\n");
+        shmbus_pub_free(pa);
+        shmbus_pub_free(pb);
+        shmbus_channel_unref(ca);
+        shmbus_channel_unref(cb);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/* test-notify --park SOCKET CHANNEL FD: park a subscriber, say so on FD, wait to be killed. */
+static int park_child(char **argv) {
+        shmbus_channel *c = NULL;
+        shmbus_client *cl;
+        shmbus_sub *s;
+
+        if (shmbus_client_new(argv[2], &cl) < 0 ||
+            shmbus_client_open(cl, argv[3], 0, NULL, &c) < 0 || shmbus_sub_new(c, &s) < 0 ||
+            shmbus_sub_fd(s) < 0)
+                return 2;
+        if (write(atoi(argv[4]), "r", 1) != 1)
+                return 3;
+        for (;;)
+                pause();
+}
+
+/*
+ * test-notify --no-waitv DIR: with futex_waitv refused (ENOSYS, as a seccomp
+ * filter that predates it answers), a parked descriptor still wakes up, and
+ * the notifier polls instead of spinning. Exit 0 if so.
+ */
+static int no_waitv_check(shmbus_pub *p, shmbus_sub *s) {
+        struct timespec a, b;
+        int64_t used_ns;
+        int fd = shmbus_sub_fd(s);
+
+        if (fd < 0 || readable(fd, 0))
+                return 3;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+        if (readable(fd, 300))
+                return 4;
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+        used_ns = (b.tv_sec - a.tv_sec) * INT64_C(1000000000) + (b.tv_nsec - a.tv_nsec);
+        fprintf(stderr, "  without futex_waitv: %lld us of CPU in 300 ms parked\n",
+                (long long)(used_ns / 1000));
+        if (used_ns > INT64_C(100000000))
+                return 5; /* spinning */
+        if (shmbus_pub_send(p, "x", 1, 0) < 0 || !readable(fd, 2000))
+                return 6;
+        return 0;
+}
+
+static int no_waitv_child(const char *shm_dir) {
+        struct sock_filter f[] = {
+                BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex_waitv, 0, 1),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+                BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+        shmbus_channel *c = NULL;
+        shmbus_pub *p = NULL;
+        shmbus_sub *s = NULL;
+        int rc = 2;
+
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+                return 77;
+        if (shmbus_channel_open(shm_dir, "nowaitv", SHMBUS_OPEN_PUBLISH, &c) == 0 &&
+            shmbus_pub_new(c, &p) == 0 && shmbus_sub_new(c, &s) == 0)
+                rc = no_waitv_check(p, s);
+        shmbus_sub_free(s);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+        return rc;
+}
+
+static void test_no_waitv(void) {
+        shmbus_channel *c = chan_make("nowaitv", 4096, SHMBUS_POLICY_BLOCK);
+        pid_t child = fork();
+        int rc;
+
+        if (child == 0) {
+                execl("/proc/self/exe", "test-notify", "--no-waitv", shm, (char *)NULL);
+                _exit(127);
+        }
+        rc = test_wait(child);
+        if (rc == 77)
+                printf("\n  skipped: no seccomp here\n");
+        else
+                CU_ASSERT_EQUAL(rc, 0);
+        shmbus_channel_unref(c);
+}
+
+int main(int argc, char **argv) {
+        static const struct test_case cases[] = {
+                {"sub fd: before and after arming, level, partial drain, peek", test_orders},
+                {"sub fd: edge-triggered epoll sees every new message", test_edge_triggered},
+                {"pub fd: readable when a full ring has room again", test_pub_fd},
+                {"wait set: subscribers, a publisher and a pipe in one wait", test_waitset},
+                {"a parked subscriber costs no CPU while idle", test_idle_cpu},
+                {"without futex_waitv it polls, never spins", test_no_waitv},
+                {"3 publishers, random pauses: no lost wake-up, no busy loop", test_stress},
+                {"a subscriber killed while parked leaves no waiter", test_killed_parked},
+                {"the daemon restarted while a subscriber is parked", test_daemon_restart_parked},
+                {"shmbus-cli tail A B -f follows both through a wait set", test_cli_tail_many},
+                {NULL, NULL},
+        };
+        int rc;
+
+        if (argc == 5 && strcmp(argv[1], "--park") == 0)
+                return park_child(argv);
+        if (argc == 3 && strcmp(argv[1], "--no-waitv") == 0)
+                return no_waitv_child(argv[2]);
+        signal(SIGPIPE, SIG_IGN);
+        if (testdaemon_setup("notify") < 0)
+                return 99;
+        if (mkdir(shm, 0700) < 0 && errno != EEXIST)
+                return 99;
+        rc = test_run("notify", cases);
+        testdaemon_teardown(rc);
+        return rc;
+}
