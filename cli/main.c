@@ -76,13 +76,13 @@ static const struct verb verbs[] = {
          "with --whole all of stdin as one message. --create makes the channel if missing.\n"
          "--json prints {\"name\", \"sent\", \"bytes\"} at the end, and \"error\" on failure.\n"},
         {"record", verb_record, 1, REC_ARGS_MAX, true,
-         "record CHANNEL... -o FILE [--count N] [--duration SEC] [--json]",
+         "record CHANNEL... -o FILE [--count N] [--duration SEC] [--tethered] [--json]",
          "Write every message of the channels to FILE (docs/RECORDING.md; -o - for stdout),\n"
          "with its channel, message number and receipt times, until Ctrl-C, N messages or\n"
          "SEC seconds. On exit it says how many messages and bytes it recorded and how many\n"
-         "each channel lost (--json: one object on stdout). Today the recorder is an\n"
-         "ordinary subscriber: on a block channel it loses nothing, but holds publishers\n"
-         "back if it falls a ring behind.\n"},
+         "each channel lost (--json: one object on stdout). Untethered: it never slows a\n"
+         "publisher, and what it misses is counted and recorded as a loss; --tethered\n"
+         "records losslessly on a block channel instead, holding publishers back.\n"},
         {"replay", verb_replay, 1, 1, false,
          "replay FILE [--speed X | --as-fast-as-possible] [--map OLD:NEW]... [--create]\n"
          "                       [--timeout MS] [--json] | replay FILE --dump",
@@ -156,7 +156,8 @@ static void usage(FILE *f) {
               "  -f, --follow             tail: keep printing new messages until Ctrl-C\n"
               "      --format FMT         tail: text (default), hex or json (one object a line);\n"
               "                           stats: openmetrics or prometheus\n"
-              "      --tethered           tail: lossless, holding publishers back (default:\n"
+              "      --tethered           tail, record: lossless, holding publishers back "
+              "(default:\n"
               "                           untethered, never slows a publisher; losses counted)\n"
               "  -w, --watch              stats: refresh until Ctrl-C\n"
               "  -i, --interval SEC       stats/list: sampling interval (default 1, list 0.25)\n"

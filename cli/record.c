@@ -5,8 +5,9 @@
  * (recording.h, docs/RECORDING.md), until Ctrl-C, --count or --duration.
  *
  * Two decisions are isolated here so that each can change in one place:
- * record_subscribe() (how the recorder joins a channel) and
- * record_follow_all() (how it waits on several channels: one thread each).
+ * record_subscribe() (how the recorder joins a channel: untethered unless
+ * --tethered) and record_follow_all() (how it waits on several channels: one
+ * thread each).
  * Invariants: every record goes to the writer under rec->lock, timestamps
  * are taken under it too, so the file's order is the order of its monotonic
  * timestamps; every loss the library counts becomes a loss record before the
@@ -25,10 +26,10 @@
 #include "shmbus.h"
 
 #include "ask.h"
-#include "channel.h"
 #include "cli.h"
 #include "offline.h"
 #include "output.h"
+#include "pubsub.h"
 #include "recording.h"
 #include "util.h"
 
@@ -47,12 +48,15 @@ struct track {
         uint64_t messages, bytes, lost;
         pthread_t thread;
         bool started;
+        bool deleted; /* the channel was deleted, and all it held was read */
 };
 
 struct recorder {
         pthread_mutex_t lock;
         struct rec_writer w;
         uint64_t flushed;  /* w.offset at the last flush */
+        int64_t real_off;  /* CLOCK_REALTIME minus CLOCK_MONOTONIC, sampled now and then */
+        uint32_t stamps;   /* messages stamped since real_off was sampled */
         uint64_t messages; /* over all channels */
         uint64_t bytes;
         uint64_t limit;   /* --count; 0: none */
@@ -64,26 +68,19 @@ struct recorder {
 };
 
 /*
- * How the recorder joins a channel. Today that is an ordinary subscriber: on
- * a block channel it holds publishers back when it falls a ring behind (so it
- * loses nothing, but it can stall them), and on an overwrite channel it loses
- * what is overwritten, counted by shmbus_sub_lost(). Once the library offers
- * untethered subscribers (issue 16: read like an overwrite reader on any
- * channel, never make a publisher wait, count losses exactly), this becomes
- * that kind of subscriber: the one line to change for "a monitor that never
- * stalls publishers".
+ * How the recorder joins a channel: untethered (issue 16), so that it never
+ * makes a publisher wait, even on a block channel; what it misses when it
+ * falls a ring behind is counted exactly (shmbus_sub_lost()) and written as a
+ * loss record. --tethered makes it an ordinary subscriber instead: lossless on
+ * a block channel, at the price of holding publishers back when it is slow.
  */
-static int record_subscribe(shmbus_channel *ch, shmbus_sub **ret_sub) {
-        return shmbus_sub_new(ch, ret_sub);
+static int record_subscribe(const struct cli_options *o, shmbus_channel *ch, shmbus_sub **ret_sub) {
+        return shmbus_sub_new_ex(ch, o->tethered ? 0 : SHMBUS_SUB_UNTETHERED, 0, ret_sub);
 }
 
-/*
- * The channel-wide message number of the message just received. The library
- * keeps it internally (pubsub.h); it becomes public with issue 16's sequence
- * numbers, and then this reads that.
- */
+/* The channel-wide message number of the message just received. */
 static uint64_t record_seq(const shmbus_sub *sub) {
-        return shmbus__sub_last_seq(sub);
+        return shmbus_sub_seq(sub);
 }
 
 static void recorder_fail(struct recorder *rec, int err) {
@@ -110,12 +107,29 @@ static int track_note_loss(struct track *t, int64_t real, int64_t mono) {
         return r;
 }
 
+/*
+ * Stamp a message: the monotonic time read for each, the real time derived
+ * from it with an offset read again every 1024 messages (and when idle), so
+ * that a clock step shows within a millisecond or so of traffic while each
+ * message costs one clock read, not two (a quarter of the recorder's time on
+ * a VM's clock). Under the lock.
+ */
+static void recorder_stamp(struct recorder *rec, int64_t *ret_real, int64_t *ret_mono) {
+        int64_t mono = rec_now_mono();
+
+        if (rec->stamps++ % 1024 == 0)
+                rec->real_off = rec_now_real() - mono;
+        *ret_mono = mono;
+        *ret_real = mono + rec->real_off;
+}
+
 /* Take one received message: count it against --count, stamp it, write it. Under the lock. */
 static int track_write(struct track *t, const void *buf, size_t len) {
         struct recorder *rec = t->rec;
-        int64_t real = rec_now_real(), mono = rec_now_mono();
+        int64_t real, mono;
         int r;
 
+        recorder_stamp(rec, &real, &mono);
         r = track_note_loss(t, real, mono);
         if (r == 0)
                 r = rec_write_message(&rec->w, t->id, record_seq(t->sub), real, mono, buf,
@@ -150,11 +164,17 @@ static void *track_run(void *arg) {
                                 r = rec_writer_flush(&rec->w);
                                 rec->flushed = rec->w.offset;
                         }
+                        rec->stamps = 0; /* read the real-time offset again */
                         pthread_mutex_unlock(&rec->lock);
                         continue;
                 }
                 if (len == -EBADMSG)
                         continue; /* the library skipped a corrupt record and counted it */
+                if (len == -EIDRM) {
+                        /* Deleted: everything it held has been read. The others go on. */
+                        t->deleted = true;
+                        break;
+                }
                 if (len < 0) {
                         r = (int)len;
                         break;
@@ -174,8 +194,9 @@ static void *track_run(void *arg) {
 
 /*
  * Follow every channel until a stop condition: one thread per channel, each
- * blocking in its own receive, all writing through rec->lock. A wait set over
- * all subscribers (issue 18) would let one thread do this; it would replace
+ * blocking in its own receive, all writing through rec->lock, so that copying
+ * out of several busy channels happens on several cores. A wait set
+ * (shmbus_waitset_*) would let one thread do it instead; it would replace
  * this function alone. Signals go to the calling thread, which only joins.
  */
 static int record_follow_all(struct recorder *rec) {
@@ -212,7 +233,7 @@ static int track_open(const struct cli_options *o, struct track *t) {
         else if (r == -ECONNREFUSED)
                 r = shmbus_channel_open(offline_shm_dir(o), t->name, 0, &t->ch);
         if (r == 0)
-                r = record_subscribe(t->ch, &t->sub);
+                r = record_subscribe(o, t->ch, &t->sub);
         if (r < 0)
                 cli_err("record %s: %s", t->name,
                         r == -ENOENT ? "no such channel" : shmbus_strerror(r));
@@ -220,16 +241,15 @@ static int track_open(const struct cli_options *o, struct track *t) {
 }
 
 static int track_define(struct recorder *rec, const struct track *t) {
-        const struct shmbus_ring *ring = &t->ch->ring;
         struct rec_channel c = {
                 .id = t->id,
-                .capacity = ring->size,
-                .max_msg = ring->max_msg,
-                .policy = ring->policy,
-                .max_subs = ring->max_subs,
-                .max_pubs = ring->max_pubs,
-                /* Nothing received yet: the last number plus one is the next. */
-                .first_seq = record_seq(t->sub) + 1,
+                .capacity = shmbus_channel_capacity(t->ch),
+                .max_msg = (uint32_t)shmbus_channel_max_msg(t->ch),
+                .policy = (uint32_t)shmbus_channel_policy(t->ch),
+                .max_subs = shmbus_channel_max_subscribers(t->ch),
+                .max_pubs = shmbus_channel_max_publishers(t->ch),
+                /* Nothing received yet: the number it expects next (pubsub.h). */
+                .first_seq = shmbus__sub_last_seq(t->sub) + 1,
         };
 
         snprintf(c.name, sizeof(c.name), "%s", t->name);
