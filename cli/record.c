@@ -345,10 +345,12 @@ int verb_record(const struct cli_options *o, char **args) {
         if (!rec.tracks)
                 return EXIT_FAIL;
         /* Join every channel before the file exists: a missing one leaves nothing behind. */
-        for (rec.n = 0; rec.n < n; rec.n++) {
-                struct track *t = &rec.tracks[rec.n];
+        for (size_t i = 0; i < n; i++) {
+                struct track *t = &rec.tracks[i];
 
-                *t = (struct track){.rec = &rec, .name = args[rec.n], .id = (uint32_t)rec.n};
+                /* Counted before it is opened: a half-opened track is freed too. */
+                rec.n = i + 1;
+                *t = (struct track){.rec = &rec, .name = args[i], .id = (uint32_t)i};
                 r = track_open(o, t);
                 if (r < 0)
                         return cli_exit_code(r);

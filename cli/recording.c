@@ -401,7 +401,12 @@ static int parse_body(struct rec_reader *r, const uint8_t *b, uint32_t len, stru
                         return stop(r, -EBADMSG, "a host name of impossible length %u", host_len);
                 it->header.real_ns = get64(b + 8);
                 it->header.mono_ns = get64(b + 16);
-                memcpy(it->header.host, b + REC_HEADER_FIXED, host_len);
+                /* Printable ASCII only: it is shown to users, and the file may be hostile. */
+                for (uint32_t i = 0; i < host_len; i++) {
+                        uint8_t ch = b[REC_HEADER_FIXED + i];
+
+                        it->header.host[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+                }
                 it->header.host[host_len] = '\0';
                 return 1;
         case REC_CHANNEL:
