@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "shmbus.h"
 
@@ -59,10 +60,11 @@ struct recorder {
         uint32_t stamps;   /* messages stamped since real_off was sampled */
         uint64_t messages; /* over all channels */
         uint64_t bytes;
-        uint64_t limit;   /* --count; 0: none */
-        int64_t deadline; /* --duration, on the monotonic clock; 0: none */
-        atomic_bool done; /* --count reached, or a failure */
-        int err;          /* the first failure (-errno), under lock */
+        uint64_t limit;      /* --count; 0: none */
+        int64_t deadline;    /* --duration, on the monotonic clock; 0: none */
+        atomic_bool done;    /* --count reached, Ctrl-C, or a failure */
+        atomic_uint running; /* followers that have not returned yet */
+        int err;             /* the first failure (-errno), under lock */
         size_t n;
         struct track *tracks;
 };
@@ -89,9 +91,9 @@ static void recorder_fail(struct recorder *rec, int err) {
         atomic_store(&rec->done, true);
 }
 
+/* Followers look only at rec->done: the Ctrl-C flag is the main thread's (see below). */
 static bool recorder_should_stop(struct recorder *rec) {
-        return atomic_load(&rec->done) || cli_stopped() ||
-               (rec->deadline && rec_now_mono() >= rec->deadline);
+        return atomic_load(&rec->done) || (rec->deadline && rec_now_mono() >= rec->deadline);
 }
 
 /* Write the losses the library counted since the last look, as one record. Under the lock. */
@@ -189,6 +191,7 @@ static void *track_run(void *arg) {
                 recorder_fail(rec, r);
                 pthread_mutex_unlock(&rec->lock);
         }
+        atomic_fetch_sub(&rec->running, 1);
         return NULL;
 }
 
@@ -197,9 +200,12 @@ static void *track_run(void *arg) {
  * blocking in its own receive, all writing through rec->lock, so that copying
  * out of several busy channels happens on several cores. A wait set
  * (shmbus_waitset_*) would let one thread do it instead; it would replace
- * this function alone. Signals go to the calling thread, which only joins.
+ * this function alone. Signals are delivered to this thread only (the
+ * followers block them), which turns the Ctrl-C flag into rec->done: the flag
+ * is set by a signal handler, so only the thread that runs it may read it.
  */
 static int record_follow_all(struct recorder *rec) {
+        const struct timespec tick = {0, 20 * 1000 * 1000};
         sigset_t block, old;
         int r = 0;
 
@@ -208,14 +214,23 @@ static int record_follow_all(struct recorder *rec) {
         sigaddset(&block, SIGTERM);
         pthread_sigmask(SIG_BLOCK, &block, &old);
         for (size_t i = 0; i < rec->n; i++) {
+                atomic_fetch_add(&rec->running, 1);
                 r = -pthread_create(&rec->tracks[i].thread, NULL, track_run, &rec->tracks[i]);
                 if (r < 0) {
+                        atomic_fetch_sub(&rec->running, 1);
+                        pthread_mutex_lock(&rec->lock);
                         recorder_fail(rec, r);
+                        pthread_mutex_unlock(&rec->lock);
                         break;
                 }
                 rec->tracks[i].started = true;
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+        while (atomic_load(&rec->running) > 0) {
+                if (cli_stopped())
+                        atomic_store(&rec->done, true);
+                nanosleep(&tick, NULL);
+        }
         for (size_t i = 0; i < rec->n; i++)
                 if (rec->tracks[i].started)
                         pthread_join(rec->tracks[i].thread, NULL);
