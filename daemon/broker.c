@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "create.h"
-#include "integrity.h"
 #include "evict.h"
+#include "integrity.h"
 #include "liveness.h"
 #include "log.h"
 #include "peer.h"

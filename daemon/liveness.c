@@ -235,7 +235,8 @@ void liveness_sweep(struct registry *reg, uint32_t unblock_timeout_ms, int64_t n
                         if (i < c->map->ring.max_pubs)
                                 sweep_pub(reg, c, i);
                         else
-                                sweep_sub(reg, c, i - c->map->ring.max_pubs, unblock_timeout_ms, now);
+                                sweep_sub(reg, c, i - c->map->ring.max_pubs, unblock_timeout_ms,
+                                          now);
                 }
                 reg->sweep_chan++;
                 reg->sweep_slot = 0;

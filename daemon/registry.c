@@ -122,8 +122,7 @@ static int adopt_one(struct registry *reg, int dirfd, const char *name, struct h
                 char file[SHMBUS_NAME_MAX + 8];
 
                 snprintf(file, sizeof(file), "%s.ctl", name);
-                if (fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                    st.st_uid != geteuid()) {
+                if (fstatat(dirfd, file, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_uid != geteuid()) {
                         handover_note(h, name, st.st_uid);
                         return 0;
                 }

@@ -39,7 +39,7 @@ struct chan {
         shmbus_channel *map;
         uid_t owner; /* the creator; kept across restarts in NAME.meta (meta.h) */
         gid_t group;
-        ino_t data_ino; /* the data file the daemon made (integrity.h) */
+        ino_t data_ino;       /* the data file the daemon made (integrity.h) */
         struct grants grants; /* what the creator granted to others */
         /* For unblock: one per subscriber slot. */
         struct stuck *stuck;

@@ -469,9 +469,11 @@ SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
  * descriptor readable again, and no wake-up is lost. A drained subscriber's
  * descriptor does not stay readable, so a level-triggered loop does not spin.
  * It may be readable with nothing to receive (a spurious wake-up: the receive
- * says -EAGAIN and re-arms), never the reverse. Receives with a timeout other
- * than 0 may sleep on the futex instead; the descriptor follows the last
- * receive with timeout 0 that said -EAGAIN (this call counts as one).
+ * says -EAGAIN and re-arms), never the reverse. The descriptor is armed by
+ * the last receive with timeout 0 that said -EAGAIN (this call counts as
+ * one). A receive with another timeout may sleep on the futex instead; an
+ * armed descriptor stays armed across it (after it returns a message, the
+ * descriptor may be readable once with nothing behind it).
  *
  * Example, with epoll (error handling left out):
  *
@@ -487,14 +489,17 @@ SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
  *             while ((n = shmbus_sub_recv(ev.data.ptr, buf, sizeof(buf), 0)) != -EAGAIN)
  *                     if (n > 0)
  *                             handle(buf, n);
+ *                     else if (n != -EBADMSG)
+ *                             return n; // -EMSGSIZE would come back forever
  *     }
  *
  * Publishers pay nothing for it while the subscriber is awake; a parked one
  * costs its publishers one futex wake per burst, as a sleeping receive does.
  * The library runs one thread per process (started by the first call) that
  * waits on the futexes of the parked objects and writes their descriptors:
- * see docs/EVENTS.md for what that costs. It takes no signals. After fork(),
- * descriptors made before it do not work in the child.
+ * see docs/EVENTS.md for what that costs. It takes no signals but the ones its
+ * own faults raise (SIGBUS from a channel file a member shrank). After fork(),
+ * @sub and its descriptor stay the parent's: see fork() at the top.
  *
  * Lifetime: the descriptor (an eventfd) belongs to @sub: do not close it; it
  * is closed by shmbus_sub_free(). Repeated calls return the same descriptor.
@@ -511,7 +516,8 @@ SHMBUS_EXPORT int shmbus_sub_fd(shmbus_sub *sub);
  * Readable when a claim or send with timeout 0 that said -EAGAIN (the ring
  * is full, or held by a claim a whole ring behind) may succeed if tried
  * again; reset by the next claim that succeeds. It is not readable before
- * the first such -EAGAIN. Like a socket's POLLOUT, watch it only while there
+ * the first such -EAGAIN. A claim with another timeout that gives up leaves
+ * it armed. Like a socket's POLLOUT, watch it only while there
  * is something to send: once room has come it stays readable until a claim
  * uses it. A wake-up may be spurious (the retry says -EAGAIN and re-arms).
  *

@@ -51,8 +51,9 @@
 #define SHMBUS_SLOTS_MAX 1024
 
 /* The same values as in shmbus.h (an identical redefinition is allowed). */
-#define SHMBUS_POLICY_BLOCK     0 /* lossless: publishers wait for the slowest subscriber */
-#define SHMBUS_POLICY_OVERWRITE 1 /* publishers never wait for subscribers; lapped ones count losses */
+#define SHMBUS_POLICY_BLOCK 0 /* lossless: publishers wait for the slowest subscriber */
+#define SHMBUS_POLICY_OVERWRITE \
+        1 /* publishers never wait for subscribers; lapped ones count losses */
 
 /*
  * Low bits of a record stamp. Positions are 16-aligned, so the low four bits are
@@ -145,14 +146,14 @@ struct shmbus_sub_slot {
 
 /* One publisher. Written only by its owner, except state/pid/sleeping (as above). */
 struct shmbus_pub_slot {
-        _Atomic uint32_t state;   /* SHMBUS_SLOT_* */
-        _Atomic uint32_t pid;     /* owner process */
-        _Atomic uint64_t msgs;    /* messages committed */
-        _Atomic uint64_t bytes;   /* payload bytes committed */
-        _Atomic uint64_t aborts;  /* claims aborted */
-        _Atomic uint64_t waits;   /* times the publisher had to wait for space */
-        _Atomic uint64_t full;    /* claims refused: ring full (-EAGAIN) or timed out */
-        _Atomic uint32_t uid;     /* owner uid */
+        _Atomic uint32_t state;    /* SHMBUS_SLOT_* */
+        _Atomic uint32_t pid;      /* owner process */
+        _Atomic uint64_t msgs;     /* messages committed */
+        _Atomic uint64_t bytes;    /* payload bytes committed */
+        _Atomic uint64_t aborts;   /* claims aborted */
+        _Atomic uint64_t waits;    /* times the publisher had to wait for space */
+        _Atomic uint64_t full;     /* claims refused: ring full (-EAGAIN) or timed out */
+        _Atomic uint32_t uid;      /* owner uid */
         _Atomic uint32_t sleeping; /* 1 while counted in space_waiters (layout 2) */
         /*
          * The bytes [claim_begin, claim_end) this publisher is claiming or holds,
@@ -210,12 +211,12 @@ struct shmbus_ctl {
 
         /* Rare events and totals carried over from slots that were released. */
         alignas(SHMBUS_LINE) _Atomic uint64_t unblocked; /* stuck claims padded over */
-        _Atomic uint64_t retired_msgs;                  /* msgs of released publishers */
-        _Atomic uint64_t retired_bytes;                 /* bytes of released publishers */
-        _Atomic uint64_t retired_aborts;                /* aborts of released publishers */
-        _Atomic uint64_t retired_lost;                  /* losses of released subscribers */
-        _Atomic uint64_t reserved[1];                   /* zero */
-        _Atomic uint64_t evicted;                       /* slow subscribers evicted (2.1) */
+        _Atomic uint64_t retired_msgs;                   /* msgs of released publishers */
+        _Atomic uint64_t retired_bytes;                  /* bytes of released publishers */
+        _Atomic uint64_t retired_aborts;                 /* aborts of released publishers */
+        _Atomic uint64_t retired_lost;                   /* losses of released subscribers */
+        _Atomic uint64_t reserved[1];                    /* zero */
+        _Atomic uint64_t evicted;                        /* slow subscribers evicted (2.1) */
         _Atomic uint64_t deleted; /* SHMBUS_CTL_DELETED: deleted or replaced (2.1) */
 };
 

@@ -236,7 +236,13 @@ static void atfork_register(void) {
         pthread_atfork(NULL, NULL, atfork_child);
 }
 
-/* Under reg.lock. The thread takes no signal: they are the application's. */
+/*
+ * Under reg.lock. The thread takes no signal, they are the application's, but
+ * for the ones its own faults raise: the kernel delivers those to the faulting
+ * thread blocked or not, and a blocked one kills the process (the handler is
+ * reset to the default). sigbus.c's handler must run in this thread too: it is
+ * the first to touch a channel file that a member shrank.
+ */
 static int notifier_start(void) {
         sigset_t all, old;
         pthread_attr_t attr;
@@ -246,6 +252,10 @@ static int notifier_start(void) {
         if (reg.running)
                 return 0;
         sigfillset(&all);
+        sigdelset(&all, SIGBUS);
+        sigdelset(&all, SIGSEGV);
+        sigdelset(&all, SIGILL);
+        sigdelset(&all, SIGFPE);
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -378,19 +388,23 @@ int shmbus__notify_park(struct shmbus_notify *n, uint64_t pos) {
         return 1;
 }
 
-void shmbus__notify_unpark(struct shmbus_notify *n) {
+bool shmbus__notify_unpark(struct shmbus_notify *n) {
         uint32_t state = atomic_load_explicit(&n->state, memory_order_relaxed);
+        bool armed = true;
 
         /* The hint keeps the common case (idle, a claim that succeeded) to one load. */
         if (state == NOTIFY_IDLE || (state == NOTIFY_SIGNALLED && n->is_sub))
-                return;
+                return false;
         pthread_mutex_lock(&n->lock);
         state = atomic_load_explicit(&n->state, memory_order_relaxed);
         if (state == NOTIFY_PARKED)
                 notify_unpark_locked(n);
         else if (state == NOTIFY_SIGNALLED && !n->is_sub)
                 notify_reset_locked(n); /* a publisher's claim succeeded: the room came */
+        else
+                armed = false;
         pthread_mutex_unlock(&n->lock);
+        return armed;
 }
 
 struct shmbus_notify *shmbus__notify_free(struct shmbus_notify *n) {

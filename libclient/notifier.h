@@ -10,6 +10,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ring.h"
@@ -32,5 +33,10 @@ int shmbus__notify_fd(const struct shmbus_notify *n);
  * for a caller that stops before the next -EAGAIN), or 0 if parked.
  */
 int shmbus__notify_park(struct shmbus_notify *n, uint64_t pos);
-/* Before any other kind of wait (a futex sleep), and after a claim succeeded. */
-void shmbus__notify_unpark(struct shmbus_notify *n);
+/*
+ * Before any other kind of wait (a futex sleep), and after a claim succeeded.
+ * Returns true if @n was armed (parked, or a publisher's signalled): a caller
+ * whose sleep then ends without what it waited for parks @n again, so the
+ * descriptor stays armed across the sleep.
+ */
+bool shmbus__notify_unpark(struct shmbus_notify *n);

@@ -150,11 +150,12 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub) {
  * that succeeds resets it. Without one, a single branch more than the ring.
  */
 static int pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf) {
+        bool rearm = false;
         int r;
 
         /* A futex sleeper counts itself: not twice, through the descriptor too. */
         if (pub->notify && timeout_ms != 0)
-                shmbus__notify_unpark(pub->notify);
+                rearm = shmbus__notify_unpark(pub->notify);
         for (;;) {
                 r = shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), ret_buf);
                 if (!pub->notify)
@@ -162,6 +163,9 @@ static int pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf
                 if (r != -EAGAIN) {
                         if (r == 0)
                                 shmbus__notify_unpark(pub->notify);
+                        else if (rearm)
+                                /* Disarmed for the sleep, which gave up: armed again, as before. */
+                                (void)shmbus__notify_park(pub->notify, pub->rp.full_end);
                         return r;
                 }
                 if (shmbus__notify_park(pub->notify, pub->rp.full_end) <= 0)
@@ -274,11 +278,24 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/*
+ * A futex sleep took an armed descriptor's park over (@rearm): park it again
+ * however the wait ended, so that a message after it still makes the
+ * descriptor readable. After a message that costs at most one spurious
+ * wake-up (the message at the parked position is the one returned).
+ */
+static int sub_wait_end(shmbus_sub *sub, bool rearm, int r) {
+        if (rearm)
+                (void)shmbus__notify_park(sub->notify, sub->rs.pos);
+        return r;
+}
+
 /* Peek, polling for spin_us and then sleeping on the futex until the deadline. */
 SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t *ret_len,
                                   int timeout_ms) {
         int64_t deadline = -1, spin_end = 0;
         uint32_t polls = 0;
+        bool rearm = false;
         int r;
 
         if (!sub || !ret_data || !ret_len || timeout_ms < -1)
@@ -295,10 +312,10 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
                 r = shmbus__channel_check(sub->chan,
                                           shmbus__ring_peek(&sub->rs, ret_data, ret_len));
                 if (r != -EAGAIN)
-                        return r;
+                        return sub_wait_end(sub, rearm, r);
                 /* Empty: only now is it worth asking whether more can ever come. */
                 if (chan_deleted(sub->chan))
-                        return -EIDRM;
+                        return sub_wait_end(sub, rearm, -EIDRM);
                 if (timeout_ms == 0) {
                         /* Drained: the descriptor, if any, waits for the next message. */
                         if (sub->notify && shmbus__notify_park(sub->notify, sub->rs.pos) > 0)
@@ -322,17 +339,17 @@ SHMBUS_EXPORT int shmbus_sub_peek(shmbus_sub *sub, const void **ret_data, size_t
                 }
                 int64_t now = shmbus__now_ns();
                 if (now >= deadline)
-                        return -ETIMEDOUT;
+                        return sub_wait_end(sub, rearm, -ETIMEDOUT);
                 if (now < spin_end) {
                         cpu_relax();
                         continue;
                 }
                 /* A futex sleeper counts itself: not twice, through the descriptor too. */
                 if (sub->notify)
-                        shmbus__notify_unpark(sub->notify);
+                        rearm |= shmbus__notify_unpark(sub->notify);
                 r = shmbus__ring_wait_data(&sub->rs, deadline - now);
                 if (r < 0 && r != -ETIMEDOUT)
-                        return shmbus__channel_check(sub->chan, r);
+                        return sub_wait_end(sub, rearm, shmbus__channel_check(sub->chan, r));
         }
 }
 

@@ -11,7 +11,7 @@ set -eu
 # shmbus-cli's metrics in tests/test-metrics.sh (the prometheus service itself is not used).
 pkgs="autoconf automake libtool autoconf-archive pkg-config make gcc clang
 libclang-rt-14-dev clang-format libevent-dev libcjson-dev libcunit1-dev systemd binutils valgrind
-prometheus python3-prometheus-client"
+prometheus python3-prometheus-client python3-dev python3-pytest python3-numpy"
 for arg in "$@"; do
         case "$arg" in
         --bench) pkgs="$pkgs iceoryx libiceoryx-binding-c-dev gnuplot-nox" ;;

@@ -13,8 +13,8 @@
 #include <signal.h>
 #include <stdalign.h>
 #include <stdatomic.h>
-#include <sys/mman.h>
 #include <stddef.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>

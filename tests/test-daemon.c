@@ -63,7 +63,9 @@ static int raw_open(const char *name, const char *role, int *ret_ctl, int *ret_d
         } cm;
         char req[256], rep[4096];
         struct iovec iov = {.iov_base = rep, .iov_len = sizeof(rep) - 1};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+        struct msghdr msg = {.msg_iov = &iov,
+                             .msg_iovlen = 1,
+                             .msg_control = cm.buf,
                              .msg_controllen = sizeof(cm.buf)};
         struct cmsghdr *h;
         int fd, r = -1;
@@ -72,8 +74,9 @@ static int raw_open(const char *name, const char *role, int *ret_ctl, int *ret_d
         snprintf(req, sizeof(req), "{\"v\":1,\"op\":\"open\",\"name\":\"%s\",\"role\":\"%s\"}",
                  name, role);
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && send(fd, req, strlen(req), 0) > 0 &&
-            recvmsg(fd, &msg, 0) > 0 && (h = CMSG_FIRSTHDR(&msg)) && h->cmsg_type == SCM_RIGHTS &&
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+            send(fd, req, strlen(req), 0) > 0 && recvmsg(fd, &msg, 0) > 0 &&
+            (h = CMSG_FIRSTHDR(&msg)) && h->cmsg_type == SCM_RIGHTS &&
             h->cmsg_len == CMSG_LEN(2 * sizeof(int))) {
                 int fds[2];
 
@@ -134,8 +137,9 @@ static void test_open_pub_sub(void) {
 
         CU_ASSERT_EQUAL(shmbus_client_open(c, "nope", 0, NULL, &sc), -ENOENT);
         CU_ASSERT_EQUAL(shmbus_client_open(c, "bad/name", 0, NULL, &sc), -EINVAL);
-        CU_ASSERT_EQUAL_FATAL(shmbus_client_open(c, "orders", SHMBUS_OPEN_PUBLISH | SHMBUS_OPEN_CREATE,
-                                                 NULL, &pc),
+        CU_ASSERT_EQUAL_FATAL(shmbus_client_open(c, "orders",
+                                                 SHMBUS_OPEN_PUBLISH | SHMBUS_OPEN_CREATE, NULL,
+                                                 &pc),
                               0);
         CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
         child = fork();
@@ -144,7 +148,8 @@ static void test_open_pub_sub(void) {
                 char buf[600];
                 uint32_t id, seq;
 
-                if (shmbus_client_new(sock, &cc) < 0 || shmbus_client_open(cc, "orders", 0, NULL, &sc) < 0 ||
+                if (shmbus_client_new(sock, &cc) < 0 ||
+                    shmbus_client_open(cc, "orders", 0, NULL, &sc) < 0 ||
                     shmbus_sub_new(sc, &s) < 0)
                         _exit(10);
                 if (write(fds[1], "r", 1) != 1)
@@ -217,18 +222,23 @@ static void test_bad_requests(void) {
         expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"../etc\",\"role\":\"pub\"}", "EINVAL");
         expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"\",\"role\":\"pub\"}", "EINVAL");
         expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"admin\"}", "EINVAL");
-        expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":7}", "EINVAL");
-        expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":{\"capacity\":1000}}",
+        expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":7}",
                      "EINVAL");
-        expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":{\"colour\":1}}",
+        expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":{"
+                     "\"capacity\":1000}}",
                      "EINVAL");
-        expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":{\"capacity\":4096,\"max_msg\":4096}}",
+        expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":{"
+                     "\"colour\":1}}",
+                     "EINVAL");
+        expect_error("{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":{"
+                     "\"capacity\":4096,\"max_msg\":4096}}",
                      "EINVAL");
         expect_error("{\"v\":1,\"op\":\"stat\",\"name\":\"missing\"}", "ENOENT");
         expect_error("{\"v\":1,\"op\":\"delete\"}", "EINVAL");
 
         /* The message names the bad key. */
-        const char *req = "{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":{\"colour\":1}}";
+        const char *req = "{\"v\":1,\"op\":\"open\",\"name\":\"x\",\"role\":\"pub\",\"create\":{"
+                          "\"colour\":1}}";
         r = raw(req, strlen(req));
         CU_ASSERT_PTR_NOT_NULL(strstr(cJSON_GetObjectItem(r, "message")->valuestring, "colour"));
         cJSON_Delete(r);
@@ -283,7 +293,8 @@ static int as_nobody(const char *chan, const char *op) {
                 else if (strcmp(op, "sub") == 0)
                         r = shmbus_client_open(c, chan, 0, NULL, &ch);
                 else if (strcmp(op, "create") == 0)
-                        r = shmbus_client_open(c, chan, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH, NULL, &ch);
+                        r = shmbus_client_open(c, chan, SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH,
+                                               NULL, &ch);
                 else
                         r = shmbus_client_delete(c, chan);
                 _exit(r == 0 ? 0 : r == -EACCES ? 4 : 5);
@@ -313,10 +324,10 @@ static void test_permissions(void) {
         CU_ASSERT_EQUAL(as_nobody("private", "sub"), 4);
         CU_ASSERT_EQUAL(as_nobody("private", "pub"), 4);
         CU_ASSERT_EQUAL(as_nobody("private", "delete"), 4);
-        CU_ASSERT_EQUAL(as_nobody("shared", "sub"), 0);  /* allowed by uid */
-        CU_ASSERT_EQUAL(as_nobody("shared", "pub"), 4);  /* only gid 4242 may publish */
-        CU_ASSERT_EQUAL(as_nobody("own", "create"), 0);  /* creating is open by default */
-        CU_ASSERT_EQUAL(as_nobody("own", "pub"), 0);     /* and the creator owns it */
+        CU_ASSERT_EQUAL(as_nobody("shared", "sub"), 0); /* allowed by uid */
+        CU_ASSERT_EQUAL(as_nobody("shared", "pub"), 4); /* only gid 4242 may publish */
+        CU_ASSERT_EQUAL(as_nobody("own", "create"), 0); /* creating is open by default */
+        CU_ASSERT_EQUAL(as_nobody("own", "pub"), 0);    /* and the creator owns it */
         CU_ASSERT_EQUAL(as_nobody("own", "delete"), 0);
 
         /* A subscriber's read-only data descriptor cannot be upgraded. */
@@ -343,7 +354,8 @@ static void test_permissions(void) {
                 /* Nor can a read-only mapping be upgraded, or the descriptor reopened. */
                 if (mprotect(ro, 4096, PROT_READ | PROT_WRITE) == 0 || errno != EACCES)
                         _exit(6);
-                if (fcntl(data, F_SETFL, O_RDWR) == 0 && (fcntl(data, F_GETFL) & O_ACCMODE) != O_RDONLY)
+                if (fcntl(data, F_SETFL, O_RDWR) == 0 &&
+                    (fcntl(data, F_GETFL) & O_ACCMODE) != O_RDONLY)
                         _exit(7);
                 _exit(0);
         }
@@ -388,7 +400,8 @@ static void test_bad_config(void) {
 
                 fputs(bad[i], f);
                 fclose(f);
-                snprintf(cmd, sizeof(cmd), "%s/daemon/shmbusd --check-config -c %s 2>&1", top, path);
+                snprintf(cmd, sizeof(cmd), "%s/daemon/shmbusd --check-config -c %s 2>&1", top,
+                         path);
                 f = popen(cmd, "r");
                 CU_ASSERT_EQUAL(fread(out, 1, sizeof(out) - 1, f) > 0, 1);
                 CU_ASSERT_NOT_EQUAL(pclose(f), 0);
@@ -397,7 +410,8 @@ static void test_bad_config(void) {
         FILE *f = fopen(path, "w");
         fputs("{\"unblock_timeout_ms\": 500, \"defaults\": {\"capacity\": 65536}}", f);
         fclose(f);
-        snprintf(cmd, sizeof(cmd), "%s/daemon/shmbusd --check-config -c %s >/dev/null 2>&1", top, path);
+        snprintf(cmd, sizeof(cmd), "%s/daemon/shmbusd --check-config -c %s >/dev/null 2>&1", top,
+                 path);
         CU_ASSERT_EQUAL(system(cmd), 0);
 }
 
@@ -442,9 +456,9 @@ static void test_kill_publisher_mid_claim(void) {
         char buf[64], ready;
         int64_t t0;
 
-        CU_ASSERT_EQUAL_FATAL(shmbus_client_open(c, "crash", SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH,
-                                                 NULL, &ch),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(
+                shmbus_client_open(c, "crash", SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH, NULL, &ch),
+                0);
         CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(ch, &s), 0);
         CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(ch, &p), 0);
         CU_ASSERT_EQUAL(shmbus_pub_send(p, "before", 6, 0), 0);
@@ -510,9 +524,8 @@ static void test_kill_subscriber(void) {
         shmbus_opts_new(&o);
         shmbus_opts_set_capacity(o, 4096);
         shmbus_opts_set_max_msg(o, 512);
-        CU_ASSERT_EQUAL_FATAL(shmbus_client_open(c, "slow", SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH,
-                                                 o, &ch),
-                              0);
+        CU_ASSERT_EQUAL_FATAL(
+                shmbus_client_open(c, "slow", SHMBUS_OPEN_CREATE | SHMBUS_OPEN_PUBLISH, o, &ch), 0);
         CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(ch, &p), 0);
         CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
         child = fork();
@@ -521,7 +534,8 @@ static void test_kill_subscriber(void) {
                 shmbus_channel *cch;
                 shmbus_sub *cs;
 
-                if (shmbus_client_new(sock, &cc) < 0 || shmbus_client_open(cc, "slow", 0, NULL, &cch) < 0 ||
+                if (shmbus_client_new(sock, &cc) < 0 ||
+                    shmbus_client_open(cc, "slow", 0, NULL, &cch) < 0 ||
                     shmbus_sub_new(cch, &cs) < 0)
                         _exit(1);
                 if (write(fds[1], "s", 1) != 1)
@@ -573,7 +587,8 @@ static void test_daemon_restart(void) {
                 char buf[600];
                 uint32_t id, seq;
 
-                if (shmbus_client_new(sock, &cc) < 0 || shmbus_client_open(cc, "flow", 0, NULL, &cch) < 0 ||
+                if (shmbus_client_new(sock, &cc) < 0 ||
+                    shmbus_client_open(cc, "flow", 0, NULL, &cch) < 0 ||
                     shmbus_sub_new(cch, &cs) < 0)
                         _exit(10);
                 shmbus_client_free(cc); /* the connection is not needed to receive */
@@ -725,7 +740,8 @@ static void test_limits(void) {
                         CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c[1]), 0);
                 }
                 snprintf(name, sizeof(name), "many%d", i);
-                CU_ASSERT_EQUAL_FATAL(shmbus_client_open(c[1], name, SHMBUS_OPEN_CREATE, o, &ch), 0);
+                CU_ASSERT_EQUAL_FATAL(shmbus_client_open(c[1], name, SHMBUS_OPEN_CREATE, o, &ch),
+                                      0);
                 shmbus_channel_unref(ch);
         }
         for (int i = 0; i < 70; i++) {
@@ -766,7 +782,8 @@ static void test_limits(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
         d = daemon_start("{\"max_connections\": 3, \"max_channels\": 2}");
         sleep_ms(50);
-        CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c[0]), 0); /* a freed place is usable again */
+        CU_ASSERT_EQUAL_FATAL(shmbus_client_new(sock, &c[0]),
+                              0); /* a freed place is usable again */
         shmbus_client_free(c[0]);
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
@@ -911,7 +928,8 @@ int main(void) {
                 {"permissions by uid/gid, logged denials", test_permissions},
                 {"bad config names the key", test_bad_config},
                 {"an unsafe shm directory is refused", test_unsafe_shm_dir},
-                {"publisher killed mid-claim: padded over, flows again", test_kill_publisher_mid_claim},
+                {"publisher killed mid-claim: padded over, flows again",
+                 test_kill_publisher_mid_claim},
                 {"subscriber killed: blocked publisher goes on", test_kill_subscriber},
                 {"daemon killed and restarted under traffic", test_daemon_restart},
                 {"corrupt channel files are not adopted", test_adopt_corrupt},

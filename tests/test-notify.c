@@ -11,6 +11,8 @@
  */
 #undef NDEBUG
 #include <assert.h>
+#include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -30,6 +32,7 @@
 
 #include "shmbus.h"
 
+#include "alloc.h"
 #include "channel.h"
 #include "testdaemon.h"
 #include "testutil.h"
@@ -125,12 +128,12 @@ static void test_orders(void) {
         CU_ASSERT_EQUAL(drain(s), 4);
         CU_ASSERT(!readable(fd, 0));
 
-        /* A blocking receive while parked: the futex sleep does not count twice. */
+        /* A blocking receive while parked: counted once, and parked again after it. */
         {
                 char b[8];
 
                 CU_ASSERT_EQUAL(shmbus_sub_recv(s, b, sizeof(b), 20), -ETIMEDOUT);
-                CU_ASSERT_EQUAL(waiters(c), 0);
+                CU_ASSERT_EQUAL(waiters(c), 1);
                 CU_ASSERT_EQUAL(shmbus_sub_recv(s, b, sizeof(b), 0), -EAGAIN);
                 CU_ASSERT_EQUAL(waiters(c), 1);
         }
@@ -208,7 +211,7 @@ static void test_pub_fd(void) {
                 ;
         CU_ASSERT_EQUAL(space_waiters(c), 1);
         CU_ASSERT_EQUAL(shmbus_pub_send(p, msg, sizeof(msg), 10), -ETIMEDOUT);
-        CU_ASSERT_EQUAL(space_waiters(c), 0);
+        CU_ASSERT_EQUAL(space_waiters(c), 1);
         shmbus_pub_free(p);
         CU_ASSERT_EQUAL(space_waiters(c), 0);
         shmbus_sub_free(s);
@@ -548,12 +551,18 @@ static void test_cli_tail_many(void) {
                                     atomic_load(&cb->ring.subs[0].state) != SHMBUS_SLOT_ACTIVE);
              i++)
                 sleep_ms(10);
-        CU_ASSERT_EQUAL(shmbus_pub_send(pb, "to b", 4, 0), 0);
-        CU_ASSERT_EQUAL(shmbus_pub_send(pa, "to a", 4, 0), 0);
         {
                 FILE *f = fdopen(pipefd[0], "r");
 
-                for (int i = 0; i < 2 && fgets(line, sizeof(line), f); i++)
+                /*
+                 * One message, then its line, then the other: sent together, both may be
+                 * ready in the same wait, and the wait set names them in any order.
+                 */
+                CU_ASSERT_EQUAL(shmbus_pub_send(pb, "to b", 4, 0), 0);
+                if (fgets(line, sizeof(line), f))
+                        strncat(out, line, sizeof(out) - strlen(out) - 1);
+                CU_ASSERT_EQUAL(shmbus_pub_send(pa, "to a", 4, 0), 0);
+                if (fgets(line, sizeof(line), f))
                         strncat(out, line, sizeof(out) - strlen(out) - 1);
                 kill(tail, SIGINT);
                 CU_ASSERT_EQUAL(test_wait(tail), 0);
@@ -651,6 +660,373 @@ static void test_no_waitv(void) {
         shmbus_channel_unref(c);
 }
 
+/*
+ * A child forked after the descriptor was made: the subscriber answers
+ * -ECHILD there (test-contract checks every call), and the child's calls
+ * leave the parent's descriptor alone: they neither read its eventfd nor
+ * count a second waiter behind its slot flag.
+ */
+static void test_fork_child(void) {
+        shmbus_channel *c = chan_make("forked", 4096, SHMBUS_POLICY_BLOCK);
+        shmbus_pub *p;
+        shmbus_sub *s;
+        pid_t child;
+        int fd;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(c, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        fd = shmbus_sub_fd(s);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_FATAL(shmbus_pub_fd(p) >= 0);
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "a", 1, 0), 0);
+        CU_ASSERT_FATAL(readable(fd, 2000));
+        child = fork();
+        if (child == 0) {
+                char b[8];
+
+                alarm(10);
+                if (shmbus_sub_recv(s, b, sizeof(b), 0) != -ECHILD ||
+                    shmbus_sub_recv(s, b, sizeof(b), 100) != -ECHILD)
+                        _exit(2);
+                if (shmbus_sub_fd(s) != -ECHILD || shmbus_pub_fd(p) != -ECHILD)
+                        _exit(3);
+                _exit(0);
+        }
+        CU_ASSERT_EQUAL(test_wait(child), 0);
+        /* The parent's message is still there, and so is its readiness. */
+        CU_ASSERT(readable(fd, 0));
+        CU_ASSERT_EQUAL(drain(s), 1);
+        CU_ASSERT_EQUAL(waiters(c), 1);
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "b", 1, 0), 0);
+        CU_ASSERT(readable(fd, 2000));
+        CU_ASSERT_EQUAL(drain(s), 1);
+        shmbus_sub_free(s);
+        CU_ASSERT_EQUAL(waiters(c), 0);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+}
+
+struct late_send {
+        shmbus_pub *p;
+        int delay_ms;
+};
+
+static void *late_send_main(void *arg) {
+        struct late_send *ls = arg;
+
+        sleep_ms(ls->delay_ms);
+        CU_ASSERT_EQUAL(shmbus_pub_send(ls->p, "late", 4, 0), 0);
+        return NULL;
+}
+
+/*
+ * A receive or claim that sleeps on the futex while the descriptor is armed
+ * (an event-loop program that sometimes waits for one reply in place) leaves
+ * it armed: a message or room that comes afterwards still makes it readable.
+ */
+static void test_blocking_keeps_armed(void) {
+        shmbus_channel *c = chan_make("rearm", 4096, SHMBUS_POLICY_BLOCK);
+        struct late_send ls = {.delay_ms = 50};
+        char b[8], msg[200] = {0};
+        pthread_t t;
+        shmbus_pub *p;
+        shmbus_sub *s;
+        int fd, pfd;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(c, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        fd = shmbus_sub_fd(s);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT(!readable(fd, 0));
+
+        /* A receive that times out. */
+        CU_ASSERT_EQUAL(shmbus_sub_recv(s, b, sizeof(b), 20), -ETIMEDOUT);
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "a", 1, 0), 0);
+        CU_ASSERT(readable(fd, 2000));
+        CU_ASSERT_EQUAL(drain(s), 1);
+
+        /* A receive that sleeps and gets a message: the next one is still seen. */
+        ls.p = p;
+        CU_ASSERT_FATAL(pthread_create(&t, NULL, late_send_main, &ls) == 0);
+        CU_ASSERT_EQUAL(shmbus_sub_recv(s, b, sizeof(b), 5000), 4);
+        pthread_join(t, NULL);
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "b", 1, 0), 0);
+        CU_ASSERT(readable(fd, 2000));
+        CU_ASSERT_EQUAL(drain(s), 1);
+        CU_ASSERT(!readable(fd, 0));
+
+        /* A publisher's claim that times out while its descriptor is armed. */
+        pfd = shmbus_pub_fd(p);
+        CU_ASSERT_FATAL(pfd >= 0);
+        while (shmbus_pub_send(p, msg, sizeof(msg), 0) == 0)
+                ;
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, msg, sizeof(msg), 10), -ETIMEDOUT);
+        CU_ASSERT(!readable(pfd, 0));
+        CU_ASSERT(drain(s) > 0);
+        CU_ASSERT(readable(pfd, 2000));
+
+        shmbus_sub_free(s);
+        shmbus_pub_free(p);
+        CU_ASSERT_EQUAL(waiters(c), 0);
+        CU_ASSERT_EQUAL(space_waiters(c), 0);
+        shmbus_channel_unref(c);
+}
+
+/*
+ * The wake-up comes through the futex, not through the notifier's 200 ms
+ * re-check of parked objects: every other test here would pass with that
+ * re-check alone. Published well after the park (past the notifier's 5 ms
+ * first wait and its fence), the median wake-up over 11 rounds must be under
+ * 100 ms: a bound generous enough for a loaded machine, and half the re-check.
+ */
+static void test_wake_through_futex(void) {
+        shmbus_channel *c = chan_make("prompt", 4096, SHMBUS_POLICY_BLOCK);
+        int64_t took[11];
+        shmbus_pub *p;
+        shmbus_sub *s;
+        int fd;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(c, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        fd = shmbus_sub_fd(s);
+        CU_ASSERT_FATAL(fd >= 0);
+        for (int i = 0; i < 11; i++) {
+                struct timespec a, b;
+
+                CU_ASSERT(!readable(fd, 30));
+                clock_gettime(CLOCK_MONOTONIC, &a);
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, "w", 1, 0), 0);
+                CU_ASSERT(readable(fd, 2000));
+                clock_gettime(CLOCK_MONOTONIC, &b);
+                took[i] = (b.tv_sec - a.tv_sec) * INT64_C(1000000000) + (b.tv_nsec - a.tv_nsec);
+                CU_ASSERT_EQUAL(drain(s), 1);
+        }
+        for (int i = 1; i < 11; i++)
+                for (int j = i; j > 0 && took[j - 1] > took[j]; j--) {
+                        int64_t t = took[j];
+
+                        took[j] = took[j - 1];
+                        took[j - 1] = t;
+                }
+        printf("\n  wake-up of a parked subscriber: median %lld us\n", (long long)(took[5] / 1000));
+        CU_ASSERT(took[5] < INT64_C(100000000));
+        shmbus_sub_free(s);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+}
+
+/*
+ * The notifier thread runs the library's code for the rest of the process's
+ * life, so the library must stay mapped after dlclose(): a plugin host that
+ * unloads a plugin using shmbus would otherwise crash when the thread next
+ * wakes up.
+ */
+static void test_not_unloadable(void) {
+        char path[1100];
+        void *h;
+
+        snprintf(path, sizeof(path), "%s/.libs/libshmbus.so", test_builddir());
+        h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+                printf("\n  skipped: %s\n", dlerror());
+                return;
+        }
+        CU_ASSERT(dlsym(h, "shmbus_sub_fd") != NULL);
+        CU_ASSERT_EQUAL(dlclose(h), 0);
+        h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+        CU_ASSERT(h != NULL);
+        if (h)
+                dlclose(h);
+}
+
+/*
+ * More channels than one futex_waitv takes (127 words besides the thread's
+ * own): the ones that do not fit are polled, so a message on any of them
+ * still wakes its subscriber, and the thread polls rather than spins.
+ */
+#define MANY_CHANNELS 130
+
+static void test_many_channels(void) {
+        shmbus_channel **c = calloc(MANY_CHANNELS, sizeof(*c));
+        shmbus_sub **s = calloc(MANY_CHANNELS, sizeof(*s));
+        struct timespec a, b;
+        int64_t used_ns;
+        shmbus_pub *p;
+        char name[32];
+
+        CU_ASSERT_FATAL(c && s);
+        for (int i = 0; i < MANY_CHANNELS; i++) {
+                snprintf(name, sizeof(name), "many%d", i);
+                c[i] = chan_make(name, 4096, SHMBUS_POLICY_BLOCK);
+                CU_ASSERT_FATAL(shmbus_sub_new(c[i], &s[i]) == 0);
+                CU_ASSERT_FATAL(shmbus_sub_fd(s[i]) >= 0);
+        }
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+        CU_ASSERT(!readable(shmbus_sub_fd(s[0]), 300));
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+        used_ns = (b.tv_sec - a.tv_sec) * INT64_C(1000000000) + (b.tv_nsec - a.tv_nsec);
+        CU_ASSERT(used_ns < INT64_C(100000000));
+        /* The first and the last made: one of them is beyond the wait vector. */
+        for (int k = 0; k < 2; k++) {
+                int i = k ? MANY_CHANNELS - 1 : 0;
+
+                CU_ASSERT_FATAL(shmbus_pub_new(c[i], &p) == 0);
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, "m", 1, 0), 0);
+                CU_ASSERT(readable(shmbus_sub_fd(s[i]), 2000));
+                CU_ASSERT_EQUAL(drain(s[i]), 1);
+                shmbus_pub_free(p);
+        }
+        for (int i = 0; i < MANY_CHANNELS; i++) {
+                shmbus_sub_free(s[i]);
+                snprintf(name, sizeof(name), "many%d", i);
+                shmbus_channel_unref(c[i]);
+                (void)shmbus_channel_unlink(shm, name);
+        }
+        free(c);
+        free(s);
+}
+
+/*
+ * Allocation failures in the descriptor and wait set setup: -ENOMEM, nothing
+ * half-made left behind (the ASan build checks for leaks), and the next try
+ * works.
+ */
+static void test_alloc_failures(void) {
+        shmbus_channel *c = chan_make("nomem", 4096, SHMBUS_POLICY_BLOCK);
+        shmbus_waitset *ws = NULL;
+        shmbus_sub *s;
+
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        atomic_store(&shmbus__fault_alloc_nth, 1);
+        CU_ASSERT_EQUAL(shmbus_sub_fd(s), -ENOMEM);
+        atomic_store(&shmbus__fault_alloc_nth, 1);
+        CU_ASSERT_EQUAL(shmbus_waitset_new(&ws), -ENOMEM);
+        atomic_store(&shmbus__fault_alloc_nth, 0);
+        CU_ASSERT_FATAL(shmbus_waitset_new(&ws) == 0);
+        CU_ASSERT(shmbus_sub_fd(s) >= 0);
+        atomic_store(&shmbus__fault_alloc_nth, 1);
+        CU_ASSERT_EQUAL(shmbus_waitset_add_sub(ws, s, s), -ENOMEM);
+        atomic_store(&shmbus__fault_alloc_nth, 0);
+        CU_ASSERT_EQUAL(shmbus_waitset_add_sub(ws, s, s), 0);
+        CU_ASSERT_EQUAL(shmbus_waitset_remove(ws, s), 0);
+        shmbus_waitset_free(ws);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(c);
+}
+
+/*
+ * Whether every signal that can be blocked is blocked in thread @tid, but
+ * the ones a fault raises (which the kernel delivers to the faulting thread
+ * anyway: see notifier_start()).
+ */
+static bool thread_blocks_all(const char *tid) {
+        char path[64], line[256];
+        bool all = false;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", tid);
+        f = fopen(path, "r");
+        if (!f)
+                return false;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "SigBlk:", 7) == 0) {
+                        unsigned long long m = strtoull(line + 7, NULL, 16);
+
+                        /*
+                         * SIGKILL and SIGSTOP cannot be blocked, and glibc never blocks
+                         * its own signals 32 and 33.
+                         */
+                        m |= UINT64_C(1) << (SIGKILL - 1) | UINT64_C(1) << (SIGSTOP - 1) |
+                             UINT64_C(3) << 31;
+                        m |= UINT64_C(1) << (SIGBUS - 1) | UINT64_C(1) << (SIGSEGV - 1) |
+                             UINT64_C(1) << (SIGILL - 1) | UINT64_C(1) << (SIGFPE - 1);
+                        all = m == UINT64_MAX;
+                }
+        fclose(f);
+        return all;
+}
+
+/* The library's thread takes no signal: the application's handlers run in its own threads. */
+static void test_thread_blocks_signals(void) {
+        shmbus_channel *c = chan_make("signals", 4096, SHMBUS_POLICY_BLOCK);
+        struct dirent *e;
+        shmbus_sub *s;
+        int blocking = 0;
+        DIR *d;
+
+        CU_ASSERT_FATAL(shmbus_sub_new(c, &s) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_fd(s) >= 0);
+        d = opendir("/proc/self/task");
+        CU_ASSERT_FATAL(d != NULL);
+        while ((e = readdir(d)))
+                if (e->d_name[0] != '.' && thread_blocks_all(e->d_name))
+                        blocking++;
+        closedir(d);
+        /* Ours blocks none; the notifier all (a sanitizer may run one more such thread). */
+        CU_ASSERT(blocking >= 1);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(c);
+}
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+
+/*
+ * test-notify --truncated DIR: park a subscriber's descriptor on DIR's
+ * "trunc" channel, shrink the channel's ctl file to nothing (as a hostile
+ * member can: every member holds it writable), and wait. The notifier thread
+ * is the first to touch the channel again: it must survive the SIGBUS as the
+ * library's other threads do (sigbus.h), and wake the descriptor, since a
+ * broken channel is news. Exit 0 if so.
+ */
+static int truncated_child(const char *shm_dir) {
+        shmbus_channel *c = NULL;
+        shmbus_sub *s = NULL;
+        char path[1100], b[8];
+        int fd, rc = 0;
+
+        alarm(20);
+        snprintf(path, sizeof(path), "%s/trunc.ctl", shm_dir);
+        if (shmbus_channel_open(shm_dir, "trunc", 0, &c) < 0 || shmbus_sub_new(c, &s) < 0)
+                return 2;
+        fd = shmbus_sub_fd(s);
+        if (fd < 0 || readable(fd, 50))
+                return 3;
+        if (truncate(path, 0) < 0)
+                return 4;
+        if (!readable(fd, 3000))
+                return 5;
+#if defined(__SANITIZE_THREAD__) || defined(UNDER_TSAN)
+        /*
+         * ThreadSanitizer takes the mmap() by which sigbus.c's handler, in the
+         * notifier thread, replaced the mapping for a write that nothing orders
+         * before this thread's next read of it: a report, not a bug. Leave here.
+         */
+        _exit(0);
+#endif
+        if (shmbus_sub_recv(s, b, sizeof(b), 0) >= 0)
+                rc = 6;
+        shmbus_sub_free(s);
+        shmbus_channel_unref(c);
+        return rc;
+}
+
+static void test_truncated_channel(void) {
+        shmbus_channel *c = chan_make("trunc", 4096, SHMBUS_POLICY_BLOCK);
+        pid_t child = fork();
+
+        if (child == 0) {
+                execl("/proc/self/exe", "test-notify", "--truncated", shm, (char *)NULL);
+                _exit(127);
+        }
+        CU_ASSERT_EQUAL(test_wait(child), 0);
+        shmbus_channel_unref(c);
+        (void)shmbus_channel_unlink(shm, "trunc");
+}
+
 int main(int argc, char **argv) {
         static const struct test_case cases[] = {
                 {"sub fd: before and after arming, level, partial drain, peek", test_orders},
@@ -663,6 +1039,19 @@ int main(int argc, char **argv) {
                 {"a subscriber killed while parked leaves no waiter", test_killed_parked},
                 {"the daemon restarted while a subscriber is parked", test_daemon_restart_parked},
                 {"shmbus-cli tail A B -f follows both through a wait set", test_cli_tail_many},
+                {"a forked child gets -ECHILD and leaves the parent's descriptor alone",
+                 test_fork_child},
+                {"a receive or claim that sleeps leaves the descriptor armed",
+                 test_blocking_keeps_armed},
+                {"a parked subscriber is woken through the futex, not the re-check",
+                 test_wake_through_futex},
+                {"the library stays mapped after dlclose (its thread runs on)",
+                 test_not_unloadable},
+                {"more channels than futex_waitv takes: polled, still woken", test_many_channels},
+                {"allocation failures in the descriptor and wait set setup", test_alloc_failures},
+                {"the notifier thread takes no signal", test_thread_blocks_signals},
+                {"a channel shrunk under a parked descriptor: no SIGBUS death, a wake-up",
+                 test_truncated_channel},
                 {NULL, NULL},
         };
         int rc;
@@ -671,6 +1060,8 @@ int main(int argc, char **argv) {
                 return park_child(argv);
         if (argc == 3 && strcmp(argv[1], "--no-waitv") == 0)
                 return no_waitv_child(argv[2]);
+        if (argc == 3 && strcmp(argv[1], "--truncated") == 0)
+                return truncated_child(argv[2]);
         signal(SIGPIPE, SIG_IGN);
         if (testdaemon_setup("notify") < 0)
                 return 99;

@@ -80,8 +80,8 @@ static int sub_take(struct shmbus_ring_sub *s, uint32_t *id, uint32_t *seq) {
 }
 
 static void test_geometry(void) {
-        struct shmbus_ring_geom g = {.data_size = 4096, .max_msg = 1024, .max_subs = 1,
-                                     .max_pubs = 1};
+        struct shmbus_ring_geom g = {
+                .data_size = 4096, .max_msg = 1024, .max_subs = 1, .max_pubs = 1};
         struct memring m;
         struct shmbus_ring r;
 
@@ -120,8 +120,7 @@ static void test_geometry(void) {
         ctl->magic ^= 1;
         CU_ASSERT_EQUAL(shmbus__ring_attach(&r, m.ctl, m.ctl_len, m.data, m.data_len), -EPROTO);
         ctl->magic ^= 1;
-        CU_ASSERT_EQUAL(shmbus__ring_attach(&r, m.ctl, m.ctl_len - 1, m.data, m.data_len),
-                        -EPROTO);
+        CU_ASSERT_EQUAL(shmbus__ring_attach(&r, m.ctl, m.ctl_len - 1, m.data, m.data_len), -EPROTO);
         CU_ASSERT_EQUAL(shmbus__ring_attach(&r, m.ctl, m.ctl_len, m.data, m.data_len), 0);
         mr_free(&m);
 }
@@ -284,9 +283,8 @@ static void test_overwrite_accounting(void) {
                 uint32_t burst = 20 + (uint32_t)round * 3;
 
                 for (uint32_t i = 0; i < burst; i++) {
-                        CU_ASSERT_EQUAL_FATAL(pub_send(&p, 1, last + i, tmsg_len(1, last + i, 300),
-                                                       0),
-                                              0);
+                        CU_ASSERT_EQUAL_FATAL(
+                                pub_send(&p, 1, last + i, tmsg_len(1, last + i, 300), 0), 0);
                 }
                 last += burst;
                 for (int k = 0; k < 5; k++) {
@@ -742,7 +740,8 @@ static void *t_pub(void *arg) {
                 int r = pub_send(&p, c->id, seq, tmsg_len(c->id, seq, 200), 5000 * 1000000LL);
 
                 if (r != 0) {
-                        fprintf(stderr, "\n  publisher %u: message %u: %s\n", c->id, seq, strerror(-r));
+                        fprintf(stderr, "\n  publisher %u: message %u: %s\n", c->id, seq,
+                                strerror(-r));
                         c->errors++;
                         break;
                 }
@@ -773,8 +772,7 @@ static void *t_sub(void *arg) {
                         shmbus__ring_wait_data(&s, 100 * 1000000);
                         continue;
                 }
-                if (r < 0 || !tmsg_check(data, len, &id, &seq) || id >= T_PUBS ||
-                    seq != next[id]) {
+                if (r < 0 || !tmsg_check(data, len, &id, &seq) || id >= T_PUBS || seq != next[id]) {
                         fprintf(stderr, "\n  subscriber: r=%d after %llu messages\n", r,
                                 (unsigned long long)total);
                         c->errors++;
@@ -786,11 +784,12 @@ static void *t_sub(void *arg) {
                         c->errors++;
         }
         if (total < (uint64_t)T_PUBS * T_MSGS) {
-                struct shmbus_rec *rec =
-                        (struct shmbus_rec *)(void *)((uint8_t *)c->m->data + (s.pos & c->m->r.mask));
+                struct shmbus_rec *rec = (struct shmbus_rec *)(void *)((uint8_t *)c->m->data +
+                                                                       (s.pos & c->m->r.mask));
 
-                fprintf(stderr, "\n  subscriber: timed out after %llu messages at position %llu "
-                                "(tail %llu): stamp %llu len %u seq %u\n",
+                fprintf(stderr,
+                        "\n  subscriber: timed out after %llu messages at position %llu "
+                        "(tail %llu): stamp %llu len %u seq %u\n",
                         (unsigned long long)total, (unsigned long long)s.pos,
                         (unsigned long long)shmbus__ring_tail_pos(&c->m->r),
                         (unsigned long long)atomic_load(&rec->stamp), rec->len, rec->seq);
@@ -869,7 +868,8 @@ static void test_wake(void) {
 
         pthread_create(&t, NULL, t_late_pub, &m);
         t0 = shmbus__now_ns();
-        while (sub_take(&s, &id, &seq) == -EAGAIN && shmbus__now_ns() - t0 < 5 * INT64_C(1000000000))
+        while (sub_take(&s, &id, &seq) == -EAGAIN &&
+               shmbus__now_ns() - t0 < 5 * INT64_C(1000000000))
                 shmbus__ring_wait_data(&s, 10 * INT64_C(1000000000));
         pthread_join(t, NULL);
         CU_ASSERT_EQUAL(id, 9);
