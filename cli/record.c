@@ -297,6 +297,7 @@ static void record_report(const struct cli_options *o, const struct recorder *re
                         cJSON_AddNumberToObject(c, "messages", (double)t->messages);
                         cJSON_AddNumberToObject(c, "bytes", (double)t->bytes);
                         cJSON_AddNumberToObject(c, "lost", (double)t->lost);
+                        cJSON_AddBoolToObject(c, "deleted", t->deleted);
                 }
                 output_json_line(j);
                 return;
@@ -307,10 +308,11 @@ static void record_report(const struct cli_options *o, const struct recorder *re
                 (unsigned long long)rec->messages, (unsigned long long)rec->bytes, secs, rate,
                 (unsigned long long)lost);
         for (size_t i = 0; i < rec->n; i++)
-                fprintf(stderr, "  %s: %llu messages, %llu bytes, %llu lost\n", rec->tracks[i].name,
-                        (unsigned long long)rec->tracks[i].messages,
+                fprintf(stderr, "  %s: %llu messages, %llu bytes, %llu lost%s\n",
+                        rec->tracks[i].name, (unsigned long long)rec->tracks[i].messages,
                         (unsigned long long)rec->tracks[i].bytes,
-                        (unsigned long long)rec->tracks[i].lost);
+                        (unsigned long long)rec->tracks[i].lost,
+                        rec->tracks[i].deleted ? " (deleted while recorded)" : "");
 }
 
 /* Names are checked here (main.c checks only the first) and may not repeat. */

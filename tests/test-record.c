@@ -787,6 +787,46 @@ static void test_untethered_accounting(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
+/*
+ * A channel deleted while recorded ends its own follower only: the recording
+ * goes on with the others. And -o - writes the recording to standard output,
+ * which replay reads from standard input ("-").
+ */
+static void test_deleted_and_pipe(void) {
+        pid_t d = daemon_start_fresh(NULL), rec;
+        char args[1500];
+
+        CU_ASSERT_EQUAL(cli("create keep"), 0);
+        CU_ASSERT_EQUAL(cli("create gone"), 0);
+        rec = cli_bg("piped", "record keep gone -o - --count 3");
+        CU_ASSERT_FATAL(recorder_ready("piped", rec));
+        CU_ASSERT_EQUAL(cli("pub gone last-words"), 0);
+        CU_ASSERT_EQUAL(cli("delete gone"), 0);
+        sleep_ms(300);
+        CU_ASSERT_EQUAL(cli("pub keep one"), 0);
+        CU_ASSERT_EQUAL(cli("pub keep two"), 0);
+        CU_ASSERT_EQUAL(test_wait(rec), 0);
+        free(errout);
+        errout = bg_file("piped", "err");
+        CU_ASSERT_PTR_NOT_NULL(strstr(errout, "gone: 1 messages, 10 bytes, 0 lost (deleted"));
+        CU_ASSERT_PTR_NOT_NULL(strstr(errout, "keep: 2 messages"));
+
+        /* cli() gives stdin /dev/null: read the recording from a pipe here. */
+        snprintf(args, sizeof(args),
+                 "cat '%s/piped.out' | %s/cli/shmbus-cli replay - --dump >'%s/pipe.dump'", dir,
+                 test_builddir(), dir);
+        CU_ASSERT_EQUAL(system(args), 0);
+        snprintf(args, sizeof(args), "%s/pipe.dump", dir);
+        free(out);
+        out = slurp(args);
+        CU_ASSERT_EQUAL(count_type(out, "message"), 3);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"text\":\"last-words\""));
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"text\":\"two\""));
+        snprintf(args, sizeof(args), "record keep -o - --json");
+        CU_ASSERT_EQUAL(cli(args), 2);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"record under load, replay byte-exact", test_record_replay_exact},
@@ -797,6 +837,7 @@ int main(void) {
                 {"untethered at full speed: exact loss accounting", test_untethered_accounting},
                 {"SIGTERM ends the file, SIGKILL leaves a readable prefix", test_stop_and_crash},
                 {"bad input and exit codes", test_errors},
+                {"a deleted channel; -o - and replay -", test_deleted_and_pipe},
                 {"a million messages at full speed, none lost", test_million},
                 {NULL, NULL},
         };
