@@ -103,7 +103,9 @@ int ask_open_for_write(const struct cli_options *o, const char *name, bool creat
                 ask_not_answering(c);
         if (r == -ENOENT)
                 cli_err("%s: no such channel (use --create)", name);
-        else if (r == -EEXIST && !strstr(shmbus_client_last_error(c), "exists with other settings"))
+        else if (r == -EEXIST &&
+                 !strstr(shmbus_client_last_error(c), "exists with other settings") &&
+                 !strstr(shmbus_client_last_error(c), "belongs to uid"))
                 /* Files nobody serves, such as those a daemon of another uid left. */
                 cli_err("%s: its files exist but shmbusd does not serve them; shmbusd's log "
                         "(journalctl -u shmbusd) says whose they are and what to run",

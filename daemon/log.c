@@ -22,7 +22,11 @@
 
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
 #define LINE_MAX_BYTES 2048
-/* Distinct call sites rate-limited at once; a site beyond these is never limited. */
+/*
+ * Call sites (one per uid a line is about) rate-limited at once. A key that
+ * finds no free entry shares the overflow entry's budget with every other such
+ * key: limited together, never unlimited.
+ */
 #define SITES_MAX 64
 
 enum sink { SINK_PLAIN, SINK_PREFIXED, SINK_JOURNAL };
@@ -32,13 +36,22 @@ static int journal_fd = -1;
 static int max_prio = LOG_DEBUG;
 static long interval_ms = LOG_INTERVAL_S * 1000L;
 
+/*
+ * A site is a call site (its format string) and, for lines about a uid, that
+ * uid: a peer that floods a call site silences its own lines there, not the
+ * same line about another user (a denial of uid A stays visible however many
+ * denials uid B provokes).
+ */
 struct site {
         const char *fmt; /* identity of the call site */
-        int64_t window;  /* start of the current interval, ms */
-        unsigned n;      /* lines logged in it */
+        bool has_uid;
+        uid_t uid;
+        int64_t window; /* start of the current interval, ms */
+        unsigned n;     /* lines logged in it */
         unsigned suppressed;
 };
 static struct site sites[SITES_MAX];
+static struct site overflow;
 
 /* $JOURNAL_STREAM is "DEV:INO" of the stream systemd connected; it counts only if stderr is it. */
 static bool stderr_is_journal(void) {
@@ -115,22 +128,44 @@ static int64_t now_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static bool site_allows(const char *fmt, unsigned *ret_suppressed) {
-        int64_t now = now_ms();
-        struct site *s = NULL;
+static bool site_is(const struct site *s, const char *fmt, const struct log_fields *f) {
+        bool has_uid = f && f->has_uid;
 
-        *ret_suppressed = 0;
+        return s->fmt == fmt && s->has_uid == has_uid && (!has_uid || s->uid == f->uid);
+}
+
+/* The entry for @fmt and @f: its own, a free or idle one, or the shared overflow. */
+static struct site *site_find(const char *fmt, const struct log_fields *f, int64_t now) {
+        struct site *spare = NULL;
+
         for (size_t i = 0; i < SITES_MAX; i++) {
-                if (sites[i].fmt == fmt || !sites[i].fmt) {
-                        s = &sites[i];
-                        break;
-                }
+                struct site *s = &sites[i];
+
+                if (s->fmt && site_is(s, fmt, f))
+                        return s;
+                /* Idle: its interval is over and it owes no count of dropped lines. */
+                if (!spare && (!s->fmt || (now - s->window >= interval_ms && !s->suppressed)))
+                        spare = s;
         }
-        if (!s)
-                return true;
-        if (!s->fmt || now - s->window >= interval_ms) {
+        if (!spare)
+                return &overflow;
+        *spare = (struct site){
+                .fmt = fmt, .has_uid = f && f->has_uid, .uid = f ? f->uid : 0, .window = now};
+        return spare;
+}
+
+static bool site_allows(const char *fmt, const struct log_fields *f, unsigned *ret_suppressed,
+                        const struct site **ret_site) {
+        int64_t now = now_ms();
+        struct site *s = site_find(fmt, f, now);
+
+        *ret_site = s;
+        *ret_suppressed = 0;
+        if (now - s->window >= interval_ms) {
                 *ret_suppressed = s->suppressed;
-                *s = (struct site){.fmt = fmt, .window = now};
+                s->window = now;
+                s->n = 0;
+                s->suppressed = 0;
         }
         if (s->n >= LOG_BURST) {
                 s->suppressed++;
@@ -184,34 +219,48 @@ static void emit(int prio, const char *func, const struct log_fields *f, const c
                 emit_stderr(prio, msg);
 }
 
+/* "N similar messages suppressed ...", with the uid they were about if they had one. */
+static void summary(const struct site *s, unsigned suppressed, char *msg, size_t size) {
+        if (s->has_uid)
+                snprintf(msg, size,
+                         "%u similar messages suppressed (at most %d per %ld ms about uid %u)",
+                         suppressed, LOG_BURST, interval_ms, (unsigned)s->uid);
+        else
+                snprintf(msg, size, "%u similar messages suppressed (at most %d per %ld ms)",
+                         suppressed, LOG_BURST, interval_ms);
+}
+
+static void tick_one(struct site *s, int64_t now) {
+        char msg[160];
+
+        if (!s->suppressed || now - s->window < interval_ms)
+                return;
+        summary(s, s->suppressed, msg, sizeof(msg));
+        emit(LOG_NOTICE, "log_tick", s->has_uid ? LOG_FIELDS(LOGF_UID(s->uid)) : NULL, msg);
+        s->suppressed = 0;
+}
+
 void log_tick(void) {
         int64_t now = now_ms();
-        char msg[128];
 
-        for (size_t i = 0; i < SITES_MAX && sites[i].fmt; i++) {
-                struct site *s = &sites[i];
-
-                if (!s->suppressed || now - s->window < interval_ms)
-                        continue;
-                snprintf(msg, sizeof(msg), "%u similar messages suppressed (at most %d per %ld ms)",
-                         s->suppressed, LOG_BURST, interval_ms);
-                emit(LOG_NOTICE, "log_tick", NULL, msg);
-                s->suppressed = 0;
-        }
+        for (size_t i = 0; i < SITES_MAX; i++)
+                if (sites[i].fmt)
+                        tick_one(&sites[i], now);
+        tick_one(&overflow, now);
 }
 
 void log_full(int prio, const char *func, const struct log_fields *f, const char *fmt, ...) {
+        const struct site *site;
         char msg[LINE_MAX_BYTES];
         unsigned suppressed;
         va_list ap;
 
         if (prio > max_prio)
                 return;
-        if (!site_allows(fmt, &suppressed))
+        if (!site_allows(fmt, f, &suppressed, &site))
                 return;
         if (suppressed) {
-                snprintf(msg, sizeof(msg), "%u similar messages suppressed (at most %d per %ld ms)",
-                         suppressed, LOG_BURST, interval_ms);
+                summary(site, suppressed, msg, sizeof(msg));
                 emit(prio, func, NULL, msg);
         }
         va_start(ap, fmt);

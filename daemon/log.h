@@ -8,12 +8,14 @@
  * "<N>" priority prefix, which journald also understands. Elsewhere lines go
  * to stderr as plain text (the message itself names what the fields hold).
  *
- * Repetition is bounded: one call site (one format string) logs at most
- * LOG_BURST lines per LOG_INTERVAL_S seconds; the rest are counted and
- * reported in one line once the interval is over (log_tick(), called from the
- * daemon's timer, or the site's next line, whichever comes first). A peer that makes
- * the daemon log (refused connections, denied requests) thus cannot flood the
- * journal or spend the daemon's time on it.
+ * Repetition is bounded: one call site (one format string), for lines about
+ * a uid one call site per uid, logs at most LOG_BURST lines per
+ * LOG_INTERVAL_S seconds; the rest are counted and reported in one line once
+ * the interval is over (log_tick(), called from the daemon's timer, or the
+ * site's next line, whichever comes first). A peer that makes the daemon log
+ * (refused connections, denied requests) thus cannot flood the journal or
+ * spend the daemon's time on it, and cannot hide the same line about another
+ * uid either: it silences only the lines about itself.
  *
  * Single-threaded, like the daemon's event loop.
  */

@@ -124,6 +124,26 @@ static void socket_name(int fd, char *buf, size_t size) {
                          sa.sun_path);
 }
 
+/*
+ * Clients find the daemon by the socket's path alone. If others may write the
+ * directory, any local user could put a socket of their own there (before this
+ * daemon starts, or in its place) and be shmbusd to every client: take their
+ * publishers' messages, feed their subscribers. Said, not refused: a private
+ * test setup may well use such a directory.
+ */
+static void warn_unsafe_socket_dir(const char *dir) {
+        struct stat st;
+
+        if (stat(dir, &st) < 0)
+                return;
+        if ((st.st_mode & 022) || (st.st_uid != geteuid() && st.st_uid != 0))
+                log_warn("socket directory %s (uid %u, mode %04o) can be written by others: any "
+                         "local user could replace the socket and answer clients as shmbusd. "
+                         "Use a directory only root or shmbusd's user can write, such as "
+                         "/run/shmbus",
+                         dir, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+}
+
 /* Make, bind and listen on @path; note in @d which file it made, to remove it at exit. */
 static int listen_socket(struct daemon *d, const char *path) {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -140,13 +160,19 @@ static int listen_socket(struct daemon *d, const char *path) {
         if (slash && slash != dir) {
                 *slash = '\0';
                 ensure_dir(dir, 0755);
+        } else {
+                snprintf(dir, sizeof(dir), "%s", slash ? "/" : ".");
         }
+        warn_unsafe_socket_dir(dir);
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
         /* A stale socket from a previous run is replaced; a live daemon is not. */
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
                 return -EADDRINUSE;
+        /* Nor is anything but a socket: a mistyped path must not delete a file (as root). */
+        if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+                return -ENOTSOCK;
         unlink(path);
         /* Everyone may connect; the broker checks each request against SO_PEERCRED. */
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
@@ -332,7 +358,11 @@ static int setup_socket(struct daemon *d) {
                 log_err("socket %s: %s", d->cfg.socket_path,
                         r == -EADDRINUSE        ? "another shmbusd is serving it"
                         : r == -ESOCKTNOSUPPORT ? "the activation socket must be SOCK_SEQPACKET"
-                                                : strerror(-r));
+                        : r == -ENOTSOCK
+                                ? "a file that is not a socket is in the way; not removing "
+                                  "it (move it away, or give another path with --socket "
+                                  "or \"socket\" in the configuration)"
+                                : strerror(-r));
                 return r;
         }
         d->listen_fd = r;
@@ -403,9 +433,14 @@ static void teardown(struct daemon *d) {
         if (d->base)
                 event_base_free(d->base);
         if (d->listen_fd >= 0) {
-                close(d->listen_fd);
-                /* A socket systemd passed us is systemd's to remove. */
+                /*
+                 * A socket systemd passed us is systemd's to remove. Ours goes
+                 * while it still listens: a shmbusd starting meanwhile connects
+                 * to it and stops, instead of binding a socket of its own that
+                 * our check of the inode and our unlink could fall between.
+                 */
                 unlink_own_socket(d);
+                close(d->listen_fd);
         }
         config_deinit(&d->cfg);
 }

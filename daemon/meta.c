@@ -102,11 +102,17 @@ static int meta_read(int dirfd, const char *path, char **ret_text, char *why, si
         if (fstat(fd, &st) < 0)
                 return snprintf(why, size, "%s", strerror(errno)), -errno;
         if (!S_ISREG(st.st_mode) || (st.st_uid != geteuid() && st.st_uid != 0) ||
-            (st.st_mode & 077) || st.st_size > META_FILE_MAX)
+            (st.st_mode & 077))
                 return snprintf(why, size,
                                 "not a private file of this daemon's uid (uid %u, mode %04o)",
                                 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777)),
                        -EPERM;
+        if (st.st_size > META_FILE_MAX)
+                return snprintf(why, size,
+                                "%lld bytes, more than the %d this daemon ever writes: not its "
+                                "record",
+                                (long long)st.st_size, META_FILE_MAX),
+                       -EFBIG;
         text = calloc(1, (size_t)st.st_size + 1);
         if (!text)
                 return -ENOMEM;

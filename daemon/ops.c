@@ -440,6 +440,32 @@ static int open_fds(struct broker *b, const struct chan *c, bool publish, struct
         return 0;
 }
 
+/*
+ * A create that finds the channel made by another user. Names are first come,
+ * first served, and a grant can admit anyone: a user who took the name first
+ * and granted "any" would otherwise receive, as an ordinary success, the
+ * messages of whoever meant to create that channel for itself. Asking to
+ * create means "mine": only the owner, root, and those a rule of the
+ * configuration admits (the administrator chose) get an existing channel so;
+ * a grantee opens it without create.
+ */
+static int open_check_not_taken(struct broker *b, struct peer *p, const struct chan *c,
+                                const struct open_request *o, struct op_result *res) {
+        const struct channel_rule *rule = config_rule(&b->cfg, c->name);
+
+        if (!o->create || cJSON_IsFalse(o->create) || p->uid == 0 || p->uid == c->owner ||
+            (rule && (o->publish ? rule->has_publish : rule->has_subscribe)))
+                return 0;
+        log_notice_f(
+                LOG_FIELDS(.channel = c->name, LOGF_UID(p->uid), LOGF_PID(p->pid), .err = EEXIST),
+                "uid %u pid %d asked to create channel %s, which uid %u created: refused", p->uid,
+                (int)p->pid, c->name, c->owner);
+        return op_fail(res, -EEXIST,
+                       "channel %s exists and belongs to uid %u; to use it as its grantee, open "
+                       "it without create",
+                       c->name, c->owner);
+}
+
 static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op_result *res) {
         struct open_request o = {0};
         struct chan *c;
@@ -461,7 +487,9 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op
                         return r;
                 created = true;
         } else {
-                r = open_check_existing(b, &o, c, res);
+                r = open_check_not_taken(b, p, c, &o, res);
+                if (r == 0)
+                        r = open_check_existing(b, &o, c, res);
                 if (r < 0)
                         return r;
         }

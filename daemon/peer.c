@@ -4,6 +4,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,27 +261,27 @@ struct who peer_who(const struct peer *p) {
  * The supplementary groups of the process that connected @fd, as the kernel
  * recorded them at connect() (SO_PEERGROUPS, Linux 4.13): an ACL that names a
  * group matches every member of it, not only those whose primary group it is
- * (dbus-broker does the same). ERANGE says how large a buffer it needs.
+ * (dbus-broker does the same). They are read whole into one buffer for all
+ * peers (the loop is single-threaded) and at most PEER_GROUPS_MAX are kept.
+ * Return: how many the peer is in (more than *ret_n if it was capped), or -errno.
  */
 static int peer_groups(int fd, gid_t **ret_groups, uint32_t *ret_n) {
-        _cleanup_free_ gid_t *groups = NULL;
-        socklen_t len = 64 * sizeof(gid_t);
+        static gid_t all[NGROUPS_MAX];
+        socklen_t len = sizeof(all);
+        uint32_t n, keep;
+        gid_t *groups;
 
-        for (int tries = 0; tries < 3; tries++) {
-                gid_t *g = realloc(groups, len ? len : sizeof(gid_t));
-
-                if (!g)
-                        return -ENOMEM;
-                groups = g;
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) == 0) {
-                        *ret_n = (uint32_t)(len / sizeof(gid_t));
-                        *ret_groups = TAKE_PTR(groups);
-                        return 0;
-                }
-                if (errno != ERANGE)
-                        return -errno;
-        }
-        return -ERANGE;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, all, &len) < 0)
+                return -errno;
+        n = (uint32_t)(len / sizeof(gid_t));
+        keep = n < PEER_GROUPS_MAX ? n : PEER_GROUPS_MAX;
+        groups = malloc((keep ? keep : 1) * sizeof(gid_t));
+        if (!groups)
+                return -ENOMEM;
+        memcpy(groups, all, keep * sizeof(gid_t));
+        *ret_groups = groups;
+        *ret_n = keep;
+        return (int)n;
 }
 
 void peer_new(struct broker *b, int fd) {
@@ -320,8 +321,13 @@ void peer_new(struct broker *b, int fd) {
         /* Without its groups a peer is judged by uid and primary gid alone (logged). */
         r = peer_groups(p->fd, &p->groups, &p->n_groups);
         if (r < 0)
-                log_warn("connection of pid %d (uid %u): no supplementary groups: %s",
-                         (int)cred.pid, cred.uid, strerror(-r));
+                log_warn_f(LOG_FIELDS(LOGF_UID(cred.uid), LOGF_PID(cred.pid), .err = -r),
+                           "connection of pid %d (uid %u): no supplementary groups: %s",
+                           (int)cred.pid, cred.uid, strerror(-r));
+        else if ((uint32_t)r > p->n_groups)
+                log_warn_f(LOG_FIELDS(LOGF_UID(cred.uid), LOGF_PID(cred.pid)),
+                           "connection of pid %d (uid %u): in %d groups; ACLs see the lowest %d",
+                           (int)cred.pid, cred.uid, r, PEER_GROUPS_MAX);
         if (peer_arm(p) < 0) {
                 peer_free(p);
                 return;

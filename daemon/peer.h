@@ -18,6 +18,13 @@
 #include "layout.h"
 
 #define PEER_CHANNELS_MAX 64
+/*
+ * Supplementary groups kept per peer. The kernel allows 65536 (256 KiB), and a
+ * user with subordinate gids can have that many in a user namespace; kept
+ * whole, every connection would cost the daemon that much. A peer in more is
+ * judged by its lowest PEER_GROUPS_MAX (the kernel sorts them), logged.
+ */
+#define PEER_GROUPS_MAX 1024
 
 struct broker;
 

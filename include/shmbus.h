@@ -678,12 +678,13 @@ SHMBUS_EXPORT shmbus_client *shmbus_client_free(shmbus_client *client);
  * Lifetime: the caller owns one reference; drop it with shmbus_channel_unref().
  * Return: 0, -EINVAL, -ENOENT (no such channel, and not asked to create),
  * -EACCES (the daemon's policy denies it, or a grant in @create_opts),
- * -EEXIST (asked to create, and the channel exists with other settings; or
- * files of that name lie in the shm directory unserved: the daemon's log says
- * whose they are and what to run), -EUSERS (a limit was reached), -ENOSPC,
- * -EPROTO, -ECONNREFUSED (daemon down and not back), -ETIMEDOUT (the daemon
- * did not answer), -ECHILD (the client was made in another process),
- * -ENOMEM. The daemon's explanation of any failure is in
+ * -EEXIST (asked to create, and the channel exists with other settings, or
+ * another user created it: open it without SHMBUS_OPEN_CREATE to use it as its
+ * grantee; or files of that name lie in the shm directory unserved: the
+ * daemon's log says whose they are and what to run), -EUSERS (a limit was
+ * reached), -ENOSPC, -EPROTO, -ECONNREFUSED (daemon down and not back),
+ * -ETIMEDOUT (the daemon did not answer), -ECHILD (the client was made in
+ * another process), -ENOMEM. The daemon's explanation of any failure is in
  * shmbus_client_last_error().
  */
 SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, int flags,

@@ -265,6 +265,56 @@ static void test_rate_limit(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
+/* A child of @uid asks to create @name. Return: 0 if refused with EACCES. */
+static int create_as(uid_t uid, const char *name) {
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                shmbus_client *c;
+                shmbus_channel *ch;
+                int r;
+
+                if (setgroups(0, NULL) < 0 || setgid(uid) < 0 || setuid(uid) < 0)
+                        _exit(99);
+                if (shmbus_client_new(sock, &c) < 0)
+                        _exit(98);
+                r = shmbus_client_open(c, name, SHMBUS_OPEN_CREATE, NULL, &ch);
+                _exit(r == -EACCES ? 0 : 1);
+        }
+        return test_wait(pid);
+}
+
+/*
+ * A user who floods one kind of line silences only the lines about itself: the
+ * same denial of another uid is still logged, and the count of what was
+ * dropped names the uid it was about.
+ */
+static void test_rate_limit_per_uid(void) {
+        pid_t d;
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "\n  (not root: uid-switching case not run)\n");
+                return;
+        }
+        fresh_shm();
+        CU_ASSERT_EQUAL(truncate(logpath, 0), 0);
+        setenv("SHMBUS_LOG_INTERVAL_MS", "1500", 1);
+        d = daemon_start("{\"create\": {\"uids\": []}}");
+        unsetenv("SHMBUS_LOG_INTERVAL_MS");
+        for (int i = 0; i < 25; i++)
+                CU_ASSERT_EQUAL(create_as(65534, "flood"), 0);
+        CU_ASSERT(log_count("denied: uid 65534 may not create") <= 10);
+        CU_ASSERT_EQUAL(create_as(65533, "quiet"), 0);
+        sleep_ms(100);
+        CU_ASSERT_EQUAL(log_count("denied: uid 65533 may not create channel quiet"), 1);
+        for (int i = 0; i < 40 && log_count("about uid 65534") == 0; i++)
+                sleep_ms(100);
+        CU_ASSERT_EQUAL(log_count("15 similar messages suppressed (at most 10 per 1500 ms about "
+                                  "uid 65534)"),
+                        1);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"journal: structured fields (channel, uid, errno, priority)", test_journal_fields},
@@ -272,6 +322,7 @@ int main(void) {
                 {"plain text elsewhere; log_level drops info", test_plain_and_level},
                 {"a bad level is refused, naming the key", test_bad_level},
                 {"repeated lines are rate-limited and counted", test_rate_limit},
+                {"a flood silences only its own uid's lines", test_rate_limit_per_uid},
                 {NULL, NULL},
         };
         int rc;

@@ -730,6 +730,203 @@ static void test_socket_file(void) {
         unlink(passed);
 }
 
+/* The exit code of @pid within 5 s, or -1 (then it is killed: a daemon that started). */
+static int exit_code_within(pid_t pid) {
+        for (int i = 0; i < 500; i++) {
+                int st;
+
+                if (waitpid(pid, &st, WNOHANG) == pid)
+                        return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+                sleep_ms(10);
+        }
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return -1;
+}
+
+/* A file that is not a socket at the socket's path is left alone, and the log says what to do. */
+static void test_socket_path_not_a_socket(void) {
+        char path[300], buf[32] = {0};
+        pid_t d;
+        int fd;
+
+        fresh_shm();
+        snprintf(path, sizeof(path), "%s/precious", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_EQUAL(write(fd, "keep me", 7), 7);
+        close(fd);
+        truncate_log();
+        d = spawn_as(geteuid(), shm, path, -1, false);
+        CU_ASSERT_EQUAL(exit_code_within(d), 1);
+        fd = open(path, O_RDONLY);
+        CU_ASSERT_FATAL(fd >= 0);
+        CU_ASSERT_EQUAL(read(fd, buf, sizeof(buf) - 1), 7);
+        CU_ASSERT_STRING_EQUAL(buf, "keep me");
+        close(fd);
+        CU_ASSERT(logged("not a socket is in the way"));
+        unlink(path);
+}
+
+/* ---- a peer in very many groups --------------------------------------------------------- */
+
+/* The resident memory of @pid in KiB, or -1. */
+static long rss_kib(pid_t pid) {
+        char path[64], line[256];
+        long kib = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        f = fopen(path, "r");
+        while (f && fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+                        break;
+        if (f)
+                fclose(f);
+        return kib;
+}
+
+#define MANY_GROUPS 65536
+#define MANY_CONNS  64
+
+/*
+ * A user in the kernel's maximum of groups (reachable without privilege
+ * through subordinate gids in a user namespace) holds many connections: the
+ * daemon's memory does not grow by the 256 KiB group list of each.
+ */
+static void test_many_groups(void) {
+        int ready[2], done[2];
+        long before, after;
+        pid_t d, child;
+        char c = 0;
+
+        if (!need_root())
+                return;
+        chmod(dir, 0755);
+        d = daemon_start_fresh(NULL);
+        CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+        CU_ASSERT_EQUAL_FATAL(pipe(done), 0);
+        before = rss_kib(d);
+        child = fork();
+        if (child == 0) {
+                static gid_t groups[MANY_GROUPS];
+                shmbus_client *cl[MANY_CONNS];
+                char *reply = NULL;
+
+                for (uint32_t i = 0; i < MANY_GROUPS; i++)
+                        groups[i] = 100000 + i;
+                if (setgroups(MANY_GROUPS, groups) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+                        _exit(99);
+                for (int i = 0; i < MANY_CONNS; i++) {
+                        if (shmbus_client_new(sock, &cl[i]) < 0 ||
+                            shmbus_client_request(cl[i], "{\"v\":1,\"op\":\"hello\"}", &reply) < 0)
+                                _exit(98);
+                        free(reply);
+                        reply = NULL;
+                }
+                if (write(ready[1], &c, 1) != 1 || read(done[0], &c, 1) != 1)
+                        _exit(97);
+                _exit(0);
+        }
+        CU_ASSERT_EQUAL(read(ready[0], &c, 1), 1);
+        after = rss_kib(d);
+        CU_ASSERT_EQUAL(write(done[1], &c, 1), 1);
+        CU_ASSERT_EQUAL(test_wait(child), 0);
+        fprintf(stderr, "\n  daemon RSS %ld -> %ld KiB with %d connections of %d groups\n", before,
+                after, MANY_CONNS, MANY_GROUPS);
+        /* Kept whole, the groups alone would be 64 * 256 KiB = 16 MiB. */
+        CU_ASSERT(before > 0 && after > 0 && after - before < 4096);
+        CU_ASSERT(logged("in 65536 groups; ACLs see the lowest 1024"));
+        close(ready[0]);
+        close(ready[1]);
+        close(done[0]);
+        close(done[1]);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/* ---- meta files that are not the daemon's record -------------------------------------- */
+
+/* A meta file too large to be one the daemon wrote is not read, and the log says why. */
+static void test_meta_too_large(void) {
+        char path[700];
+        pid_t d;
+        FILE *f;
+
+        if (!need_root())
+                return;
+        chmod(dir, 0755);
+        d = daemon_start_fresh(NULL);
+        CU_ASSERT_EQUAL(as(NOBODY, "create", "big"), 0);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        /* Still valid JSON, but 20 KiB of it. */
+        snprintf(path, sizeof(path), "%s/big.meta", shm);
+        f = fopen(path, "a");
+        CU_ASSERT_FATAL(f != NULL);
+        for (int i = 0; i < 20 * 1024; i++)
+                fputc(' ', f);
+        fclose(f);
+        truncate_log();
+        d = daemon_start(NULL);
+        CU_ASSERT_EQUAL(owner_of(sock, "big"), 0);
+        CU_ASSERT(logged("more than the 16384 this daemon ever writes"));
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/* A socket in a directory others can write could be replaced by an impostor: the log says so. */
+static void test_socket_dir_writable(void) {
+        char open_dir[300], path[400];
+        pid_t d;
+
+        fresh_shm();
+        snprintf(open_dir, sizeof(open_dir), "%s/open-run", dir);
+        CU_ASSERT_EQUAL_FATAL(mkdir(open_dir, 0755), 0);
+        CU_ASSERT_EQUAL(chmod(open_dir, 01777), 0);
+        snprintf(path, sizeof(path), "%s/s.sock", open_dir);
+        truncate_log();
+        d = spawn_as(geteuid(), shm, path, -1, false);
+        CU_ASSERT_FATAL(answers(d, path));
+        stop(d);
+        CU_ASSERT(logged("can be written by others"));
+        CU_ASSERT(logged("/run/shmbus"));
+
+        /* Its own directory, or root's, is no cause for alarm. */
+        CU_ASSERT_EQUAL(chmod(open_dir, 0755), 0);
+        truncate_log();
+        d = spawn_as(geteuid(), shm, path, -1, false);
+        CU_ASSERT_FATAL(answers(d, path));
+        stop(d);
+        CU_ASSERT(!logged("can be written by others"));
+        rmdir(open_dir);
+}
+
+/* ---- a name taken first: a create lands on nobody else's channel ----------------------- */
+
+static void test_create_taken_name(void) {
+        shmbus_opts *o = grant_opts(OTHER, OTHER);
+        pid_t d;
+
+        if (!need_root()) {
+                shmbus_opts_free(o);
+                return;
+        }
+        chmod(dir, 0755);
+        d = daemon_start_fresh("{\"channels\": {\"ruled\": {\"publish\": \"any\"}}}");
+        /* nobody takes the name OTHER means to create, and lets OTHER in. */
+        CU_ASSERT_EQUAL(as_user(&(struct act){NOBODY, 0, sock, "create", "payroll", o}), 0);
+        truncate_log();
+        CU_ASSERT_EQUAL(as_user(&(struct act){OTHER, 0, sock, "create", "payroll", NULL}), 6);
+        CU_ASSERT(logged("asked to create channel payroll, which uid 65534 created"));
+        /* As a grantee, knowingly: without create. */
+        CU_ASSERT_EQUAL(as(OTHER, "pub", "payroll"), 0);
+        /* The owner's create-or-open, root's, and one a rule admits still open it. */
+        CU_ASSERT_EQUAL(as(NOBODY, "create", "payroll"), 0);
+        CU_ASSERT_EQUAL(as(0, "create", "payroll"), 0);
+        CU_ASSERT_EQUAL(as(NOBODY, "create", "ruled"), 0);
+        CU_ASSERT_EQUAL(as(OTHER, "create", "ruled"), 0);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+        shmbus_opts_free(o);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"ACLs by name: unknown names refused with the key", test_acl_names},
@@ -746,6 +943,11 @@ int main(void) {
                  test_handover_root_to_user},
                 {"the unit's directory, then a root daemon", test_handover_user_to_root},
                 {"the socket file is removed iff the daemon made it", test_socket_file},
+                {"a file that is not a socket is not removed", test_socket_path_not_a_socket},
+                {"a peer in 65536 groups costs the daemon little", test_many_groups},
+                {"a meta file too large is not read, and the log says so", test_meta_too_large},
+                {"a socket directory others can write is warned about", test_socket_dir_writable},
+                {"create of another user's channel is refused, not joined", test_create_taken_name},
                 {NULL, NULL},
         };
         int rc;
