@@ -24,6 +24,7 @@ enum {
         EXIT_ACCESS = 4,
         EXIT_FULL = 5,
         EXIT_DOWN = 7,
+        EXIT_TRUNCATED = 8, /* replay: the recording was cut; what was whole was replayed */
 };
 
 /* --format: text, hex and json are for tail; openmetrics and prometheus for stats. */
@@ -47,6 +48,10 @@ enum cli_format {
 #define CLI_SENT            "sent"             /* pub --json: messages sent */
 #define CLI_SENT_BYTES      "bytes"            /* pub --json: their bytes */
 #define CLI_PUB_ERROR       "error"            /* pub --json: why it stopped, a sentence */
+
+/* How many --map options replay takes. */
+#define CLI_MAPS_MAX     64
+#define CLI_MAPS_MAX_STR "64"
 
 struct cli_options {
         const char *socket;  /* NULL: $SHMBUS_SOCKET, then SHMBUS_DEFAULT_SOCKET */
@@ -76,6 +81,16 @@ struct cli_options {
         bool tethered;
         /* metrics: the address to serve on; NULL: the default, on loopback */
         const char *listen;
+        /* record: the file to write ("-": stdout), and a time limit (<= 0: none) */
+        const char *output;
+        double duration;
+        /* replay: speed factor (<= 0: 1), or no waiting; print instead of publishing */
+        double speed;
+        bool fast;
+        bool dump;
+        /* replay --map OLD:NEW, as given (checked by the verb) */
+        const char *maps[CLI_MAPS_MAX];
+        int n_maps;
 };
 
 /* "shmbus-cli: " and the message, one line on stderr. */

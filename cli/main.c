@@ -8,7 +8,8 @@
  * This file owns the command line: it parses the options, picks the verb from
  * the verb table, checks its arguments and runs it. The verbs live in
  * inspect.c (list, stats, status, version), tail.c, pub.c, admin.c (create,
- * delete) and serve.c (metrics); help is here, because it reads the table.
+ * delete), serve.c (metrics), record.c and replay.c; help is here, because it
+ * reads the table.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +24,8 @@
 #include "cli.h"
 #include "inspect.h"
 #include "pub.h"
+#include "record.h"
+#include "replay.h"
 #include "serve.h"
 #include "tail.h"
 #include "util.h"
@@ -37,6 +40,9 @@ struct verb {
 };
 
 static int verb_help(const struct cli_options *o, char **args);
+
+/* record follows at most this many channels. */
+#define REC_ARGS_MAX 64
 
 static const struct verb verbs[] = {
         {"list", verb_list, 0, 0, false, "list [--json [--rate]] [--interval SEC]",
@@ -69,6 +75,22 @@ static const struct verb verbs[] = {
          "Publish MESSAGE, or read stdin: one message a line (empty lines are skipped), or\n"
          "with --whole all of stdin as one message. --create makes the channel if missing.\n"
          "--json prints {\"name\", \"sent\", \"bytes\"} at the end, and \"error\" on failure.\n"},
+        {"record", verb_record, 1, REC_ARGS_MAX, true,
+         "record CHANNEL... -o FILE [--count N] [--duration SEC] [--tethered] [--json]",
+         "Write every message of the channels to FILE (docs/RECORDING.md; -o - for stdout),\n"
+         "with its channel, message number and receipt times, until Ctrl-C, N messages or\n"
+         "SEC seconds. On exit it says how many messages and bytes it recorded and how many\n"
+         "each channel lost (--json: one object on stdout). Untethered: it never slows a\n"
+         "publisher, and what it misses is counted and recorded as a loss; --tethered\n"
+         "records losslessly on a block channel instead, holding publishers back.\n"},
+        {"replay", verb_replay, 1, 1, false,
+         "replay FILE [--speed X | --as-fast-as-possible] [--map OLD:NEW]... [--create]\n"
+         "                       [--timeout MS] [--json] | replay FILE --dump",
+         "Publish a recording's messages again, with the recorded gaps between them divided\n"
+         "by X (default 1), or without waiting. --map renames a channel (repeatable);\n"
+         "--create makes missing channels with the recorded geometry. --dump prints the\n"
+         "recording as JSON lines instead. A recording cut short replays every whole\n"
+         "message before the cut, says where it stopped, and exits 8.\n"},
         {"create", verb_create, 1, 1, true,
          "create CHANNEL [--capacity BYTES] [--max-msg BYTES] [--policy block|overwrite]\n"
          "                       [--max-subscribers N] [--max-publishers N]\n"
@@ -110,6 +132,11 @@ static void usage(FILE *f) {
               "                           --follow keeps printing new ones\n"
               "  pub CHANNEL [MSG|-]      publish MSG, or stdin one message per line (--whole:\n"
               "                           all of stdin as one message)\n"
+              "  record CHANNEL... -o FILE\n"
+              "                           write every message to FILE (--count N,\n"
+              "                           --duration SEC; see docs/RECORDING.md)\n"
+              "  replay FILE              publish a recording again (--speed X,\n"
+              "                           --as-fast-as-possible, --map OLD:NEW, --create, --dump)\n"
               "  create CHANNEL           create a channel (--capacity --max-msg --policy\n"
               "                           --max-subscribers --max-publishers; --allow-sub WHO\n"
               "                           --allow-pub WHO: a user, or group:NAME, may too)\n"
@@ -129,16 +156,25 @@ static void usage(FILE *f) {
               "  -f, --follow             tail: keep printing new messages until Ctrl-C\n"
               "      --format FMT         tail: text (default), hex or json (one object a line);\n"
               "                           stats: openmetrics or prometheus\n"
-              "      --tethered           tail: lossless, holding publishers back (default:\n"
+              "      --tethered           tail, record: lossless, holding publishers back "
+              "(default:\n"
               "                           untethered, never slows a publisher; losses counted)\n"
               "  -w, --watch              stats: refresh until Ctrl-C\n"
               "  -i, --interval SEC       stats/list: sampling interval (default 1, list 0.25)\n"
               "      --rate               list --json: sample twice to fill in msg_per_s\n"
               "  -l, --listen [HOST:]PORT metrics: where to serve (default "
               "127.0.0.1:" SERVE_DEFAULT_PORT ")\n"
-              "  -c, --count N            stats --watch: stop after N refreshes\n"
-              "      --create             pub: create the channel if it is missing\n"
-              "  -t, --timeout MS         pub: how long to wait for space (default 1000)\n"
+              "  -c, --count N            stats --watch: stop after N refreshes; record: after\n"
+              "                           N messages\n"
+              "  -o, --output FILE        record: where to write (-: standard output)\n"
+              "      --duration SEC       record: stop after SEC seconds\n"
+              "      --speed X            replay: X times the recorded pace (default 1)\n"
+              "      --as-fast-as-possible\n"
+              "                           replay: publish without waiting\n"
+              "      --map OLD:NEW        replay: publish OLD's messages on NEW (repeatable)\n"
+              "      --dump               replay: print the recording as JSON lines\n"
+              "      --create             pub, replay: create the channel if it is missing\n"
+              "  -t, --timeout MS         pub, replay: how long to wait for space (default 1000)\n"
               "      --no-color           no colours (also: NO_COLOR set, TERM=dumb, not a "
               "terminal)\n"
               "  -V, --version            the same as the verb version\n"
@@ -146,7 +182,8 @@ static void usage(FILE *f) {
               "\n"
               "Exit codes: 0 ok, 1 failure, 2 usage, 3 no such channel, 4 permission denied,\n"
               "5 channel full (timed out), 7 shmbusd not running or not answering within\n"
-              "$SHMBUS_TIMEOUT_MS (default 5000).\n",
+              "$SHMBUS_TIMEOUT_MS (default 5000), 8 replay: the recording was cut short (what\n"
+              "came before the cut was replayed).\n",
               f);
 }
 
@@ -214,6 +251,11 @@ enum {
         OPT_ALLOW_PUB,
         OPT_RATE,
         OPT_TETHERED,
+        OPT_DURATION,
+        OPT_SPEED,
+        OPT_FAST,
+        OPT_MAP,
+        OPT_DUMP,
 };
 
 /* What a value of option @c must look like, for the error message. */
@@ -242,6 +284,12 @@ static const char *option_expects(int c) {
         case OPT_ALLOW_PUB:
                 return "a user (NAME, user:NAME, UID) or a group (group:NAME, group:GID), at most "
                        "32 of each";
+        case OPT_DURATION:
+                return "seconds, more than 0";
+        case OPT_SPEED:
+                return "a factor from 0.001 to 1000000 (2: twice as fast)";
+        case OPT_MAP:
+                return "OLD:NEW, at most " CLI_MAPS_MAX_STR " times";
         default:
                 return "another value";
         }
@@ -321,6 +369,26 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
                 return admin_grant(chan, val, SHMBUS_GRANT_SUBSCRIBE) < 0 ? -EINVAL : 0;
         case OPT_ALLOW_PUB:
                 return admin_grant(chan, val, SHMBUS_GRANT_PUBLISH) < 0 ? -EINVAL : 0;
+        case 'o':
+                o->output = val;
+                return 0;
+        case OPT_DURATION:
+                o->duration = strtod(val, &end);
+                return *end || !(o->duration > 0) ? -EINVAL : 0;
+        case OPT_SPEED:
+                o->speed = strtod(val, &end);
+                return *end || !(o->speed >= 0.001 && o->speed <= 1e6) ? -EINVAL : 0;
+        case OPT_FAST:
+                o->fast = true;
+                return 0;
+        case OPT_MAP:
+                if (o->n_maps >= CLI_MAPS_MAX)
+                        return -EINVAL;
+                o->maps[o->n_maps++] = val;
+                return 0;
+        case OPT_DUMP:
+                o->dump = true;
+                return 0;
         case OPT_NO_COLOR:
                 *no_color = true;
                 return 0;
@@ -363,6 +431,12 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
                 {"max-publishers", required_argument, NULL, OPT_PUBS},
                 {"allow-sub", required_argument, NULL, OPT_ALLOW_SUB},
                 {"allow-pub", required_argument, NULL, OPT_ALLOW_PUB},
+                {"output", required_argument, NULL, 'o'},
+                {"duration", required_argument, NULL, OPT_DURATION},
+                {"speed", required_argument, NULL, OPT_SPEED},
+                {"as-fast-as-possible", no_argument, NULL, OPT_FAST},
+                {"map", required_argument, NULL, OPT_MAP},
+                {"dump", no_argument, NULL, OPT_DUMP},
                 {"no-color", no_argument, NULL, OPT_NO_COLOR},
                 {"tethered", no_argument, NULL, OPT_TETHERED},
                 {"help", no_argument, NULL, 'h'},
@@ -372,7 +446,7 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
         bool no_color = false, help = false, version = false;
         int c, long_index = -1;
 
-        while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:l:hV", opts, &long_index)) != -1) {
+        while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:l:o:hV", opts, &long_index)) != -1) {
                 o->geometry_given |= c == OPT_CAP || c == OPT_MAXMSG || c == OPT_POLICY ||
                                      c == OPT_SUBS || c == OPT_PUBS;
                 o->grants_given |= c == OPT_ALLOW_SUB || c == OPT_ALLOW_PUB;

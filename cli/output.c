@@ -115,12 +115,13 @@ static void print_subscribers(const struct cli_options *o, const cJSON *s) {
 
         printf("\n%s  %-5s %8s %6s %14s %12s %10s %8s %8s%s\n", cli_color(o, BOLD), "SUB", "PID",
                "UID", "POSITION (B)", "RECEIVED", "LAG", "LOST", "CORRUPT", cli_color(o, RESET));
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(s, WIRE_SUBSCRIBERS))
-                printf("  %-5.0f %8.0f %6.0f %14.0f %12.0f %10s %8.0f %8.0f\n",
-                       cli_num(e, WIRE_SLOT), cli_num(e, WIRE_PID), cli_num(e, WIRE_UID),
-                       cli_num(e, WIRE_POSITION), cli_num(e, WIRE_RECEIVED),
-                       output_human_size(cli_num(e, WIRE_LAG_BYTES), lag, sizeof(lag)),
-                       cli_num(e, WIRE_LOST), cli_num(e, WIRE_CORRUPT));
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(s, WIRE_SUBSCRIBERS)) printf(
+                "  %-5.0f %8.0f %6.0f %14.0f %12.0f %10s %8.0f %8.0f%s\n", cli_num(e, WIRE_SLOT),
+                cli_num(e, WIRE_PID), cli_num(e, WIRE_UID), cli_num(e, WIRE_POSITION),
+                cli_num(e, WIRE_RECEIVED),
+                output_human_size(cli_num(e, WIRE_LAG_BYTES), lag, sizeof(lag)),
+                cli_num(e, WIRE_LOST), cli_num(e, WIRE_CORRUPT),
+                cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, WIRE_LAPPED)) ? "  lapped" : "");
 }
 
 static void print_publishers(const struct cli_options *o, const cJSON *s) {

@@ -42,7 +42,7 @@ static void add_pub(cJSON *arr, uint32_t i, const struct shmbus_pub_slot *s) {
 }
 
 static void add_sub(cJSON *arr, uint32_t i, const struct shmbus_sub_slot *s, uint64_t pos,
-                    uint64_t lag) {
+                    uint64_t lag, bool lapped) {
         cJSON *e = cJSON_CreateObject();
 
         cJSON_AddNumberToObject(e, WIRE_SLOT, i);
@@ -50,6 +50,7 @@ static void add_sub(cJSON *arr, uint32_t i, const struct shmbus_sub_slot *s, uin
         cJSON_AddNumberToObject(e, WIRE_UID, atomic_load(&s->uid));
         cJSON_AddNumberToObject(e, WIRE_POSITION, (double)pos);
         cJSON_AddNumberToObject(e, WIRE_LAG_BYTES, (double)lag);
+        cJSON_AddBoolToObject(e, WIRE_LAPPED, lapped);
         cJSON_AddNumberToObject(e, WIRE_RECEIVED, (double)atomic_load(&s->received));
         cJSON_AddNumberToObject(e, WIRE_BYTES, (double)atomic_load(&s->bytes));
         cJSON_AddNumberToObject(e, WIRE_LOST, (double)atomic_load(&s->lost));
@@ -90,12 +91,17 @@ void shmbus__stats_json(cJSON *o, const struct shmbus_ring *r, const char *name,
                         continue;
                 n_subs++;
                 pos = atomic_load(&s->pos);
-                /* Clamped: a lapped (or lying) subscriber is at most one ring behind. */
-                lag = tail - pos <= r->size ? tail - pos : r->size;
+                /*
+                 * The true distance: a subscriber a ring or more behind has been lapped
+                 * (overwrite, untethered) and says so, rather than reading as exactly one
+                 * ring behind. A position ahead of the tail is a read race with a
+                 * publisher or a scribbled slot; it counts as caught up.
+                 */
+                lag = pos <= tail ? tail - pos : 0;
                 max_lag = lag > max_lag ? lag : max_lag;
                 lost += atomic_load(&s->lost);
                 if (subs)
-                        add_sub(subs, i, s, pos, lag);
+                        add_sub(subs, i, s, pos, lag, lag > r->size);
         }
         cJSON_AddNumberToObject(o, WIRE_PUBLISHERS_ACTIVE, n_pubs);
         cJSON_AddNumberToObject(o, WIRE_SUBSCRIBERS_ACTIVE, n_subs);

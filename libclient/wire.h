@@ -97,6 +97,7 @@
 #define WIRE_SLOT        "slot"
 #define WIRE_UID         "uid"
 #define WIRE_LAG_BYTES   "lag_bytes"
+#define WIRE_LAPPED      "lapped" /* lag_bytes exceeds the capacity: unread messages are gone */
 #define WIRE_RECEIVED    "received"
 #define WIRE_BYTES       "bytes"
 #define WIRE_CORRUPT     "corrupt"

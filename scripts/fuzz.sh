@@ -12,8 +12,8 @@ secs=${1:-60}
 cd "$top"
 sh scripts/install-deps.sh
 sh scripts/build.sh build-fuzz --enable-werror --enable-fuzzing CC=clang
-make -C build-fuzz -j"$(nproc)" fuzz/fuzz-request fuzz/fuzz-config >/dev/null
-for target in request config; do
+make -C build-fuzz -j"$(nproc)" fuzz/fuzz-request fuzz/fuzz-config fuzz/fuzz-recording >/dev/null
+for target in request config recording; do
         scratch=$(mktemp -d)
         echo "=== fuzz-$target for ${secs}s"
         (cd build-fuzz && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

@@ -8,6 +8,7 @@
  * allocation failure of the setup calls, and how a client reads a reply.
  */
 #undef NDEBUG
+#include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -25,6 +26,7 @@
 
 #include "alloc.h"
 #include "channel.h"
+#include "stats.h"
 #include "testutil.h"
 
 static char *dir;
@@ -675,6 +677,50 @@ static void test_payload_alignment(void) {
         CU_ASSERT_EQUAL(shmbus_channel_unlink(dir, "aligned"), 0);
 }
 
+/*
+ * A subscriber lapped on an overwrite channel reports how far behind it really is
+ * (more than the capacity) and that it was lapped; it used to read as exactly one
+ * ring behind, which hid how much it had missed.
+ */
+static void test_lapped_lag(void) {
+        shmbus_opts *o = opts_make(4096, 64, SHMBUS_POLICY_OVERWRITE);
+        const cJSON *subs, *e;
+        char msg[48] = {0};
+        shmbus_channel *c;
+        cJSON *j = cJSON_CreateObject();
+        shmbus_pub *p;
+        shmbus_sub *s;
+
+        CU_ASSERT_EQUAL_FATAL(shmbus_channel_create(dir, "lapped", o, 0600, &c), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_pub_new(c, &p), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus_sub_new(c, &s), 0);
+        /* 64-byte records: 200 of them are 12 800 bytes, three rings and more. */
+        for (int i = 0; i < 200; i++)
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, msg, sizeof(msg), 0), 0);
+        shmbus__stats_json(j, &c->ring, "lapped", 0, true);
+        subs = cJSON_GetObjectItemCaseSensitive(j, "subscribers");
+        e = cJSON_GetArrayItem(subs, 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+        CU_ASSERT_EQUAL(cJSON_GetObjectItemCaseSensitive(e, "lag_bytes")->valuedouble, 12800);
+        CU_ASSERT(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "lapped")));
+        CU_ASSERT_EQUAL(cJSON_GetObjectItemCaseSensitive(j, "max_lag_bytes")->valuedouble, 12800);
+        cJSON_Delete(j);
+        /* Caught up, it is neither behind nor lapped. */
+        while (shmbus_sub_recv(s, msg, sizeof(msg), 0) >= 0)
+                ;
+        j = cJSON_CreateObject();
+        shmbus__stats_json(j, &c->ring, "lapped", 0, true);
+        e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "subscribers"), 0);
+        CU_ASSERT_EQUAL(cJSON_GetObjectItemCaseSensitive(e, "lag_bytes")->valuedouble, 0);
+        CU_ASSERT(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(e, "lapped")));
+        cJSON_Delete(j);
+        shmbus_sub_free(s);
+        shmbus_pub_free(p);
+        shmbus_channel_unref(c);
+        shmbus_opts_free(o);
+        CU_ASSERT_EQUAL(shmbus_channel_unlink(dir, "lapped"), 0);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"create, open, names, modes, unlink", test_create_open},
@@ -691,6 +737,7 @@ int main(void) {
                 {"other SIGBUS faults still kill", test_foreign_sigbus},
                 {"payloads are 16-byte aligned, whatever the length and wrap",
                  test_payload_alignment},
+                {"a lapped subscriber's lag is its true distance", test_lapped_lag},
                 {NULL, NULL},
         };
         int rc;
