@@ -18,6 +18,7 @@
 #include "shmbus.h"
 
 #include "ask.h"
+#include "bridge.h"
 #include "cli.h"
 #include "metrics.h"
 #include "offline.h"
@@ -218,11 +219,13 @@ int verb_list(const struct cli_options *o, char **args) {
         }
         if (offline)
                 offline_say(o);
+        cli_bridge_annotate(list);
         if (o->json) {
                 cJSON_AddBoolToObject(list, CLI_OFFLINE, offline);
                 output_json(list);
         } else {
                 output_list_table(o, list);
+                cli_bridge_print(o, list);
         }
         return EXIT_OK;
 }

@@ -34,7 +34,7 @@
 
 #define SHMBUS_CTL_MAGIC    UINT64_C(0x314c544353424d53) /* "SMBSCTL1" little-endian */
 #define SHMBUS_LAYOUT_MAJOR 2
-#define SHMBUS_LAYOUT_MINOR 1
+#define SHMBUS_LAYOUT_MINOR 2
 #define SHMBUS_LINE         128
 #define SHMBUS_NAME_MAX     63
 
@@ -80,6 +80,15 @@ struct shmbus_rec {
         uint32_t seq;           /* low 32 bits of the channel-wide message number */
         uint32_t len;           /* payload bytes (for a pad: bytes after the header) */
 };
+/*
+ * Bit 31 of a data record's len: the origin mark (layout minor 2). A publisher
+ * that asked for it (shmbus-bridge importing from NATS) sets it on its records
+ * so that an exporting bridge can tell them from local messages and never
+ * send them back out. len is at most max_msg <= 1 GiB, so the bit is free;
+ * readers mask it off the len they already load, which costs nothing.
+ */
+#define SHMBUS_REC_MARK     UINT32_C(0x80000000)
+#define SHMBUS_REC_LEN_MASK UINT32_C(0x7fffffff)
 #define SHMBUS_REC_HDR   ((uint64_t)sizeof(struct shmbus_rec))
 #define SHMBUS_REC_ALIGN UINT64_C(16)
 

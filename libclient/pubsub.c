@@ -20,6 +20,7 @@
  */
 #include "pubsub.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -443,4 +444,45 @@ uint64_t shmbus__sub_position(const shmbus_sub *sub) {
 
 uint64_t shmbus__sub_last_seq(const shmbus_sub *sub) {
         return sub->rs.next_seq - 1;
+}
+
+/* ---- for shmbus-bridge (docs/BRIDGE.md) ------------------------------------------------- */
+
+int shmbus__pub_set_origin_mark(shmbus_pub *pub, bool on) {
+        /*
+         * A channel made by a library of layout minor 0 or 1 may have readers that do
+         * not know the mark: they would take a marked len for corruption.
+         */
+        if (on && pub->chan->ring.ctl->layout_minor < 2)
+                return -EPROTO;
+        pub->rp.mark = on ? SHMBUS_REC_MARK : 0;
+        return 0;
+}
+
+uint64_t shmbus__pub_claim_seq(const shmbus_pub *pub) {
+        const struct shmbus_ring *r = &pub->chan->ring;
+        const struct shmbus_rec *rec;
+        uint64_t tail_seq;
+        uint32_t low;
+
+        assert(pub->rp.claimed);
+        /* Records are 16-aligned (layout.h): the cast through void * says so. */
+        rec = (const struct shmbus_rec *)(const void *)(r->data + (pub->rp.claim_pos & r->mask));
+        low = rec->seq;
+        /* The claim word's seq is past our claim's and within 2^32 of it. */
+        tail_seq = __atomic_load_n(&r->ctl->tail.s.seq, __ATOMIC_ACQUIRE);
+        return tail_seq - (uint32_t)((uint32_t)tail_seq - low);
+}
+
+uint64_t shmbus__pub_claim_pos(const shmbus_pub *pub) {
+        assert(pub->rp.claimed);
+        return pub->rp.claim_pos;
+}
+
+bool shmbus__sub_last_marked(const shmbus_sub *sub) {
+        return sub->rs.borrow_marked;
+}
+
+shmbus_channel *shmbus__sub_channel(const shmbus_sub *sub) {
+        return sub->chan;
 }

@@ -758,7 +758,7 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
         atomic_store_explicit(&rec->stamp, start | SHMBUS_STAMP_CLAIMED, RELAXED);
         atomic_thread_fence(RELEASE); /* the stamp before len and seq, for unblock's CAS */
         rec->seq = (uint32_t)cur.s.seq;
-        rec->len = (uint32_t)len;
+        rec->len = (uint32_t)len | p->mark;
 
         p->claimed = true;
         p->claim_pos = start;
@@ -839,6 +839,8 @@ static void history_start(struct shmbus_ring *r, shmbus_tail t, uint64_t history
                         uint32_t len = rec->len, low = rec->seq;
                         bool pad = stamp & SHMBUS_STAMP_PAD;
 
+                        if (!pad)
+                                len &= SHMBUS_REC_LEN_MASK; /* the origin mark (layout 2.2) */
                         if (!stamp_is_committed_at(stamp, pos)) {
                                 /* A claim in progress: start there if its number is known. */
                                 if (known) {
@@ -1145,6 +1147,11 @@ int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *
 
                 len = rec->len;
                 seq_low = rec->seq;
+                /* The origin mark is only on data records; a pad's len is never marked. */
+                if (!(stamp & SHMBUS_STAMP_PAD)) {
+                        s->borrow_marked = len & SHMBUS_REC_MARK;
+                        len &= SHMBUS_REC_LEN_MASK;
+                }
                 next = pos + rec_size(len);
                 if (off + SHMBUS_REC_HDR + (uint64_t)len > r->size) {
                         if (sub_lapped_or_corrupt(s, pos, overwrite) < 0)
@@ -1335,7 +1342,7 @@ int shmbus__ring_unblock(struct shmbus_ring *r, uint64_t pos) {
                  * (or at the tail); a writer that died between its stamp and its
                  * len left garbage there, and gets the headerless treatment below.
                  */
-                len = rec->len;
+                len = rec->len & SHMBUS_REC_LEN_MASK;
                 end = pos + rec_size(len);
                 if (len <= r->max_msg && end <= lap_end && end <= tail &&
                     (end == tail ||
@@ -1413,6 +1420,9 @@ int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn 
                 uint64_t stamp = atomic_load_explicit(&rec->stamp, ACQUIRE), now;
                 uint32_t len = rec->len, low = rec->seq;
                 bool pad = stamp & SHMBUS_STAMP_PAD;
+
+                if (!pad)
+                        len &= SHMBUS_REC_LEN_MASK;
 
                 if (!stamp_is_committed_at(stamp, pos))
                         break; /* a claim in progress: nothing after it is readable yet */

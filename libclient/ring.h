@@ -49,6 +49,7 @@ struct shmbus_ring_pub {
         uint64_t claim_begin; /* what our slot's claim_begin says (claim_pos or its pad) */
         uint64_t claim_pos;   /* position of the open claim, valid while claimed */
         uint32_t claim_len;
+        uint32_t mark; /* SHMBUS_REC_MARK on every record, or 0 (layout.h) */
         bool claimed;
         uint64_t full_end; /* the end a claim refused with -EAGAIN needed (notifier.c) */
 };
@@ -79,6 +80,7 @@ struct shmbus_ring_sub {
         uint64_t borrow_next; /* position after the borrowed record */
         uint64_t borrow_seq;
         uint32_t borrow_len;
+        bool borrow_marked; /* the last record peeked carried SHMBUS_REC_MARK */
 };
 
 size_t shmbus__ring_ctl_size(uint32_t max_subs, uint32_t max_pubs);

@@ -9,9 +9,12 @@
 set -eu
 # prometheus ships promtool and python3-prometheus-client an OpenMetrics parser: both check
 # shmbus-cli's metrics in tests/test-metrics.sh (the prometheus service itself is not used).
+# nats-server and libnats-dev: shmbus-bridge and its tests (which start their own server on
+# 127.0.0.1, never the system service the package enables).
 pkgs="autoconf automake libtool autoconf-archive pkg-config make gcc clang
 libclang-rt-14-dev clang-format libevent-dev libcjson-dev libcunit1-dev systemd binutils valgrind
-prometheus python3-prometheus-client python3-dev python3-pytest python3-numpy"
+prometheus python3-prometheus-client python3-dev python3-pytest python3-numpy
+nats-server libnats-dev"
 for arg in "$@"; do
         case "$arg" in
         --bench) pkgs="$pkgs iceoryx libiceoryx-binding-c-dev gnuplot-nox" ;;
