@@ -105,12 +105,24 @@ int64_t shmbus__now_ns(void) {
         return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Process-local counts of the calls below (shmbus__ring_syscalls). */
+static _Atomic uint64_t count_futex_waits, count_futex_wakes, count_membarriers;
+
+void shmbus__ring_syscalls(struct shmbus_ring_syscalls *ret) {
+        *ret = (struct shmbus_ring_syscalls){
+                .futex_waits = atomic_load_explicit(&count_futex_waits, RELAXED),
+                .futex_wakes = atomic_load_explicit(&count_futex_wakes, RELAXED),
+                .membarriers = atomic_load_explicit(&count_membarriers, RELAXED),
+        };
+}
+
 static int futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns) {
         struct timespec ts = {
                 .tv_sec = timeout_ns / 1000000000,
                 .tv_nsec = timeout_ns % 1000000000,
         };
 
+        atomic_fetch_add_explicit(&count_futex_waits, 1, RELAXED);
         /* Shared (not FUTEX_PRIVATE_FLAG): the waker is another process. */
         if (syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, NULL, 0) < 0)
                 return -errno;
@@ -118,6 +130,7 @@ static int futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns) 
 }
 
 static void futex_wake(_Atomic uint32_t *word) {
+        atomic_fetch_add_explicit(&count_futex_wakes, 1, RELAXED);
         syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
@@ -166,6 +179,7 @@ static inline void fence_light(void) {
 /* The sleeping side. False if the barrier could not be made. */
 static bool fence_heavy(void) {
         atomic_thread_fence(SEQCST);
+        atomic_fetch_add_explicit(&count_membarriers, 1, RELAXED);
         return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0;
 }
 

@@ -107,5 +107,17 @@ void shmbus__ring_slot_clear_pid(_Atomic uint32_t *pid_word, uint32_t dead_pid);
 typedef int (*shmbus__walk_fn)(void *ctx, const void *data, uint32_t len, uint64_t seq, bool stale);
 int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn fn, void *ctx);
 
+/*
+ * The futex and membarrier calls this process has made on channel words since
+ * it started, for shmbus-bench: counted only on the sleep and wake paths, so
+ * the counting costs the fast path nothing.
+ */
+struct shmbus_ring_syscalls {
+        uint64_t futex_waits;
+        uint64_t futex_wakes;
+        uint64_t membarriers;
+};
+void shmbus__ring_syscalls(struct shmbus_ring_syscalls *ret);
+
 /* Monotonic clock in nanoseconds. */
 int64_t shmbus__now_ns(void);
