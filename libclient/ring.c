@@ -203,15 +203,51 @@ static bool fence_heavy(void) {
 
 /*
  * Take a sleeper's count back from @waiters, once: by the sleeper when it
- * wakes, or by the slot release of a sleeper that died (so a subscriber killed
- * asleep does not leave every later commit paying for a futex wake). Counted
- * before flagged and unflagged before uncounted, so a death between the two
- * steps leaves one count too many, never too few: a stray wake, never a
- * missed one.
+ * wakes, by the first waker that finds it flagged (waiters_take), or by the
+ * slot release of a sleeper that died (so a subscriber killed asleep does not
+ * leave every later commit paying for a futex wake). Whoever exchanges the
+ * flag from 1 to 0 uncounts, so each count is taken back exactly once.
+ * Counted before flagged and unflagged before uncounted, so a death between
+ * the two steps leaves one count too many, never too few: a stray wake, never
+ * a missed one. Acquire: a waker that takes the flag sees the sleeper's read
+ * of the futex word, which the flag's release store follows (futex_sleep).
  */
 static void waiters_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping) {
-        if (atomic_exchange_explicit(sleeping, 0, RELAXED) != 0)
+        if (atomic_load_explicit(sleeping, RELAXED) != 0 &&
+            atomic_exchange_explicit(sleeping, 0, ACQUIRE) != 0)
                 atomic_fetch_sub_explicit(waiters, 1, SEQCST);
+}
+
+/*
+ * Wake every sleeper counted in @waiters on @word, where @sleeping is the
+ * first slot's flag and @n slots follow each other SHMBUS_LINE apart. The
+ * waker takes the count of every flagged sleeper before it bumps the word:
+ * a sleeper takes 20 to 40 us to wake up and uncount itself, and until then
+ * every commit (or every reader position) found the count non-zero and paid
+ * for a futex wake of nobody, hundreds of system calls per sleep while
+ * streaming (issue 17). A sleeper whose count was taken read the word before
+ * it flagged itself (release, paired with the take's acquire), so the bump
+ * that follows the take makes its FUTEX_WAIT return, now or at once when it
+ * gets there; it then re-checks and counts itself again if it still must
+ * sleep. A counted sleeper not yet flagged is woken too, as before: the waker
+ * bumps and wakes whenever it found the count non-zero.
+ */
+static void waiters_take_and_wake(_Atomic uint32_t *word, _Atomic uint32_t *waiters,
+                                  _Atomic uint32_t *sleeping, uint32_t n) {
+        for (uint32_t i = 0; i < n; i++)
+                waiters_uncount(waiters, (_Atomic uint32_t *)(void *)((uint8_t *)sleeping +
+                                                                      (size_t)i * SHMBUS_LINE));
+        futex_wake_sleepers(word);
+}
+
+static void wake_readers(struct shmbus_ring *r) {
+        waiters_take_and_wake(&r->ctl->data_futex, &r->ctl->data_waiters, &r->subs[0].sleeping,
+                              r->max_subs);
+}
+
+static void wake_publishers(struct shmbus_ring *r) {
+        waiters_take_and_wake(&r->ctl->space_futex, &r->ctl->space_waiters, &r->pubs[0].sleeping,
+                              r->max_pubs);
 }
 
 static bool ready_soon(bool (*ready)(void *ctx), void *ctx) {
@@ -244,8 +280,11 @@ static int futex_sleep(_Atomic uint32_t *word, _Atomic uint32_t *waiters,
         int ret = 0;
 
         atomic_fetch_add_explicit(waiters, 1, SEQCST);
-        /* Our slot says we are counted: if we die asleep, whoever frees it uncounts us. */
-        atomic_store_explicit(sleeping, 1, RELAXED);
+        /*
+         * Our slot says we are counted: if we die asleep, whoever frees it uncounts
+         * us. Release: a waker that takes our count sees our read of @word.
+         */
+        atomic_store_explicit(sleeping, 1, RELEASE);
         if (timeout_ns >= 0 && timeout_ns < slice)
                 slice = timeout_ns;
         if (!ready_soon(ready, ctx)) {
@@ -602,7 +641,9 @@ static uint64_t head_recompute(struct shmbus_ring *r) {
                 if (begin != end && (int64_t)(begin - head) < 0)
                         head = begin;
         }
-        atomic_store_explicit(&r->ctl->head_cache, head, RELEASE);
+        /* Not the same value again: a publisher polling for space would own the line. */
+        if (atomic_load_explicit(&r->ctl->head_cache, RELAXED) != head)
+                atomic_store_explicit(&r->ctl->head_cache, head, RELEASE);
         return head;
 }
 
@@ -616,10 +657,10 @@ static void pub_wake_readers(struct shmbus_ring *r) {
         /* Pairs with the heavy fence of a reader going to sleep (futex_sleep). */
         fence_light();
         if (atomic_load_explicit(&r->ctl->data_waiters, RELAXED) != 0)
-                futex_wake_sleepers(&r->ctl->data_futex);
+                wake_readers(r);
         if (r->policy == SHMBUS_POLICY_OVERWRITE &&
             atomic_load_explicit(&r->ctl->space_waiters, RELAXED) != 0)
-                futex_wake_sleepers(&r->ctl->space_futex);
+                wake_publishers(r);
 }
 
 struct space_wait {
@@ -632,6 +673,45 @@ static bool space_ready(void *ctx) {
 
         w->pub->head = head_recompute(w->pub->ring);
         return w->need_end - w->pub->head <= w->pub->ring->size;
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/*
+ * How long a publisher that found the ring full polls the horizon before it
+ * sleeps: as long as a subscriber spins by default (DEFAULT_SPIN_US). Going
+ * to sleep at once, as publishers did, cost 20 to 40 us of wake-up each time
+ * a streaming reader fell an eighth of a ring behind, a futex wake on the
+ * reader's side, and often the reader's own sleep while the publisher was
+ * still waking: 4 KiB messages in a 256 KiB ring streamed at 0.33x an SPSC
+ * ring (issue 17). A reader that keeps up frees space well within this.
+ */
+#define PUB_SPIN_NS INT64_C(50000)
+
+/*
+ * Poll the horizon until a claim ending at @need_end fits, PUB_SPIN_NS pass,
+ * or the @deadline (< 0: none) does. True if it fits.
+ */
+static bool pub_spin_space(struct shmbus_ring_pub *p, uint64_t need_end, int64_t deadline) {
+        int64_t until = shmbus__now_ns() + PUB_SPIN_NS;
+
+        if (deadline >= 0 && deadline < until)
+                until = deadline;
+        for (uint32_t polls = 1;; polls++) {
+                cpu_relax();
+                p->head = head_recompute(p->ring);
+                if (need_end - p->head <= p->ring->size)
+                        return true;
+                /* The clock is the dear part of the loop: read it every 16 polls. */
+                if (polls % 16 == 0 && shmbus__now_ns() >= until)
+                        return false;
+        }
 }
 
 /*
@@ -700,9 +780,12 @@ int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns
                                 }
                                 if (deadline == -1 && timeout_ns > 0)
                                         deadline = shmbus__now_ns() + timeout_ns;
-                                if (!waited)
+                                if (!waited) {
                                         atomic_fetch_add_explicit(&p->slot->waits, 1, RELAXED);
-                                waited = true;
+                                        waited = true;
+                                        if (pub_spin_space(p, end, deadline))
+                                                continue;
+                                }
                                 w = pub_wait_space(p, end, timeout_ns < 0 ? -1 : deadline);
                                 if (w < 0) {
                                         atomic_fetch_add_explicit(&p->slot->full, 1, RELAXED);
@@ -849,6 +932,7 @@ int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_
                         .pos = t.s.pos,
                         .published = t.s.pos,
                         .next_seq = t.s.seq,
+                        .idle_pos = UINT64_MAX, /* positions are 16-aligned: never idle yet */
                 };
                 return 0;
         }
@@ -857,7 +941,7 @@ int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_
 
 static void sub_wake_publishers(struct shmbus_ring *r) {
         if (atomic_load_explicit(&r->ctl->space_waiters, RELAXED) != 0)
-                futex_wake_sleepers(&r->ctl->space_futex);
+                wake_publishers(r);
 }
 
 void shmbus__ring_sub_slot_release(struct shmbus_ring *r, uint32_t idx) {
@@ -906,6 +990,19 @@ static void sub_publish(struct shmbus_ring_sub *s) {
                 fence_light();
                 sub_wake_publishers(r);
         }
+}
+
+/*
+ * Bytes consumed between two publications: an eighth of the ring, but no more
+ * than PUBLISH_MAX, so that on a big ring a publisher waiting for space sees
+ * progress within its spin (PUB_SPIN_NS) instead of sleeping until an eighth
+ * of 64 MiB has been read. At 64 KiB a publication costs one store per 64 KiB
+ * read, nothing next to the reading.
+ */
+#define PUBLISH_MAX (UINT64_C(64) << 10)
+
+static inline uint64_t sub_publish_every(const struct shmbus_ring *r) {
+        return r->size / 8 < PUBLISH_MAX ? r->size / 8 : PUBLISH_MAX;
 }
 
 /* Before reporting an empty ring (and so before any sleep): the exact position. */
@@ -992,6 +1089,40 @@ static inline void sub_seq_passed(struct shmbus_ring_sub *s, uint32_t low) {
         }
 }
 
+/*
+ * Idle polling. A reader that has caught up polls the stamp where the next
+ * record will begin; reading the claim word as well on every empty poll (to
+ * tell empty from lapped or corrupt) pulled the claim word's line away from
+ * the publisher, whose claim CAS then waited for it on every message: 4 KiB
+ * messages streamed at 0.35x an SPSC ring (docs/PERFORMANCE.md, issue 17).
+ * So peek confirms emptiness against the claim word once, remembers the
+ * stamp it saw, and answers later polls from the stamp alone while it has not
+ * changed. That is exact: every claim from position pos writes a new stamp at
+ * pos (its record's or its pad's) before anything else, so a stamp unchanged
+ * since the tail was at pos means nothing was claimed there since. A stamp
+ * that says "claimed at pos" (CLAIMED, or CLAIMED|PAD while a pad is being
+ * written) is a claim in progress right where we wait: the tail is past pos
+ * and the answer is -EAGAIN again, so that is answered from the stamp too,
+ * once the empty ring has been confirmed at pos. Every
+ * IDLE_RECHECK polls the claim word is read anyway, so that a payload that
+ * happened to rewrite the old value cannot hide a lapping publisher for long.
+ */
+#define IDLE_RECHECK 64
+
+static inline bool sub_idle(struct shmbus_ring_sub *s, uint64_t pos, uint64_t stamp) {
+        bool in_progress = (stamp & ~SHMBUS_STAMP_PAD) == (pos | SHMBUS_STAMP_CLAIMED);
+
+        if (s->idle_pos != pos || (s->idle_stamp != stamp && !in_progress))
+                return false;
+        return ++s->idle_polls % IDLE_RECHECK != 0;
+}
+
+static inline void sub_idle_set(struct shmbus_ring_sub *s, uint64_t pos, uint64_t stamp) {
+        s->idle_pos = pos;
+        s->idle_stamp = stamp;
+        s->idle_polls = 0;
+}
+
 int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *ret_len) {
         struct shmbus_ring *r = s->ring;
         bool overwrite = r->policy == SHMBUS_POLICY_OVERWRITE;
@@ -1006,10 +1137,13 @@ int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *
 
                 stamp = atomic_load_explicit(&rec->stamp, ACQUIRE);
                 if (!stamp_is_committed_at(stamp, pos)) {
+                        if (sub_idle(s, pos, stamp))
+                                return -EAGAIN;
                         /* Not committed here: empty, in progress, lapped or corrupt. */
                         tail = tail_load_pos_aligned(r, ACQUIRE);
                         if (tail == pos) {
                                 sub_publish_pending(s);
+                                sub_idle_set(s, pos, stamp);
                                 return -EAGAIN;
                         }
                         if ((int64_t)(tail - pos) < 0) {
@@ -1080,7 +1214,7 @@ int shmbus__ring_release(struct shmbus_ring_sub *s) {
         s->bytes += s->borrow_len;
         s->pos = s->borrow_next;
         sub_store_counters(s);
-        if (s->pos - s->published >= r->size / 8)
+        if (s->pos - s->published >= sub_publish_every(r))
                 sub_publish(s);
         return 0;
 }
@@ -1112,8 +1246,8 @@ int shmbus__ring_wait_data(struct shmbus_ring_sub *s, int64_t timeout_ns) {
 }
 
 void shmbus__ring_wake_all(struct shmbus_ring *r) {
-        futex_wake_sleepers(&r->ctl->data_futex);
-        futex_wake_sleepers(&r->ctl->space_futex);
+        wake_readers(r);
+        wake_publishers(r);
 }
 
 /* ---- recovery --------------------------------------------------------------------------- */

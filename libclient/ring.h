@@ -62,6 +62,15 @@ struct shmbus_ring_sub {
         uint64_t bytes;
         uint64_t lost;
         uint64_t corrupt;
+        /*
+         * The empty ring as peek last confirmed it against the claim word: the
+         * stamp found at idle_pos when the tail was there too. Until that word
+         * changes, peek answers -EAGAIN without reading the claim word (see
+         * sub_idle in ring.c).
+         */
+        uint64_t idle_pos;
+        uint64_t idle_stamp;
+        uint32_t idle_polls;
         /* The borrowed record between peek and release. */
         bool borrowed;
         uint64_t borrow_pos;

@@ -80,8 +80,8 @@ static int sub_take(struct shmbus_ring_sub *s, uint32_t *id, uint32_t *seq) {
 }
 
 static void test_geometry(void) {
-        struct shmbus_ring_geom g = {.data_size = 4096, .max_msg = 1024, .max_subs = 1,
-                                     .max_pubs = 1};
+        struct shmbus_ring_geom g = {
+                .data_size = 4096, .max_msg = 1024, .max_subs = 1, .max_pubs = 1};
         struct memring m;
         struct shmbus_ring r;
 
@@ -120,8 +120,7 @@ static void test_geometry(void) {
         ctl->magic ^= 1;
         CU_ASSERT_EQUAL(shmbus__ring_attach(&r, m.ctl, m.ctl_len, m.data, m.data_len), -EPROTO);
         ctl->magic ^= 1;
-        CU_ASSERT_EQUAL(shmbus__ring_attach(&r, m.ctl, m.ctl_len - 1, m.data, m.data_len),
-                        -EPROTO);
+        CU_ASSERT_EQUAL(shmbus__ring_attach(&r, m.ctl, m.ctl_len - 1, m.data, m.data_len), -EPROTO);
         CU_ASSERT_EQUAL(shmbus__ring_attach(&r, m.ctl, m.ctl_len, m.data, m.data_len), 0);
         mr_free(&m);
 }
@@ -284,9 +283,8 @@ static void test_overwrite_accounting(void) {
                 uint32_t burst = 20 + (uint32_t)round * 3;
 
                 for (uint32_t i = 0; i < burst; i++) {
-                        CU_ASSERT_EQUAL_FATAL(pub_send(&p, 1, last + i, tmsg_len(1, last + i, 300),
-                                                       0),
-                                              0);
+                        CU_ASSERT_EQUAL_FATAL(
+                                pub_send(&p, 1, last + i, tmsg_len(1, last + i, 300), 0), 0);
                 }
                 last += burst;
                 for (int k = 0; k < 5; k++) {
@@ -742,7 +740,8 @@ static void *t_pub(void *arg) {
                 int r = pub_send(&p, c->id, seq, tmsg_len(c->id, seq, 200), 5000 * 1000000LL);
 
                 if (r != 0) {
-                        fprintf(stderr, "\n  publisher %u: message %u: %s\n", c->id, seq, strerror(-r));
+                        fprintf(stderr, "\n  publisher %u: message %u: %s\n", c->id, seq,
+                                strerror(-r));
                         c->errors++;
                         break;
                 }
@@ -773,8 +772,7 @@ static void *t_sub(void *arg) {
                         shmbus__ring_wait_data(&s, 100 * 1000000);
                         continue;
                 }
-                if (r < 0 || !tmsg_check(data, len, &id, &seq) || id >= T_PUBS ||
-                    seq != next[id]) {
+                if (r < 0 || !tmsg_check(data, len, &id, &seq) || id >= T_PUBS || seq != next[id]) {
                         fprintf(stderr, "\n  subscriber: r=%d after %llu messages\n", r,
                                 (unsigned long long)total);
                         c->errors++;
@@ -786,11 +784,12 @@ static void *t_sub(void *arg) {
                         c->errors++;
         }
         if (total < (uint64_t)T_PUBS * T_MSGS) {
-                struct shmbus_rec *rec =
-                        (struct shmbus_rec *)(void *)((uint8_t *)c->m->data + (s.pos & c->m->r.mask));
+                struct shmbus_rec *rec = (struct shmbus_rec *)(void *)((uint8_t *)c->m->data +
+                                                                       (s.pos & c->m->r.mask));
 
-                fprintf(stderr, "\n  subscriber: timed out after %llu messages at position %llu "
-                                "(tail %llu): stamp %llu len %u seq %u\n",
+                fprintf(stderr,
+                        "\n  subscriber: timed out after %llu messages at position %llu "
+                        "(tail %llu): stamp %llu len %u seq %u\n",
                         (unsigned long long)total, (unsigned long long)s.pos,
                         (unsigned long long)shmbus__ring_tail_pos(&c->m->r),
                         (unsigned long long)atomic_load(&rec->stamp), rec->len, rec->seq);
@@ -869,12 +868,94 @@ static void test_wake(void) {
 
         pthread_create(&t, NULL, t_late_pub, &m);
         t0 = shmbus__now_ns();
-        while (sub_take(&s, &id, &seq) == -EAGAIN && shmbus__now_ns() - t0 < 5 * INT64_C(1000000000))
+        while (sub_take(&s, &id, &seq) == -EAGAIN &&
+               shmbus__now_ns() - t0 < 5 * INT64_C(1000000000))
                 shmbus__ring_wait_data(&s, 10 * INT64_C(1000000000));
         pthread_join(t, NULL);
         CU_ASSERT_EQUAL(id, 9);
         /* Woken by the futex, not by the 200 ms re-check slice. */
         CU_ASSERT(shmbus__now_ns() - t0 < 150 * 1000000);
+        mr_free(&m);
+}
+
+/*
+ * A sleeper that has been woken but not yet run is still counted; the first
+ * waker takes its count, so the commits after it make no futex call (issue 17:
+ * hundreds of wakes of nobody per sleep while streaming).
+ */
+static void test_wake_takes_count(void) {
+        struct shmbus_ring_syscalls before, after;
+        struct memring m;
+        struct shmbus_ring_pub p;
+        struct shmbus_ring_sub s;
+
+        mr_init(&m, 4096, 512, SHMBUS_POLICY_BLOCK, 2, 1);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &p, 1, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join(&m.r, &s, 1, 0), 0);
+        /* What futex_sleep leaves behind until the sleeper runs again. */
+        atomic_store(&m.r.ctl->data_waiters, 1);
+        atomic_store(&s.slot->sleeping, 1);
+        shmbus__ring_syscalls(&before);
+        for (uint32_t i = 0; i < 20; i++)
+                CU_ASSERT_EQUAL(pub_send(&p, 1, i, 64, 0), 0);
+        shmbus__ring_syscalls(&after);
+        CU_ASSERT_EQUAL(after.futex_wakes - before.futex_wakes, 1);
+        CU_ASSERT_EQUAL(atomic_load(&m.r.ctl->data_waiters), 0);
+        CU_ASSERT_EQUAL(atomic_load(&s.slot->sleeping), 0);
+
+        /* Counted but not flagged yet: every waker still wakes, and nothing is uncounted twice. */
+        atomic_store(&m.r.ctl->data_waiters, 1);
+        shmbus__ring_syscalls(&before);
+        CU_ASSERT_EQUAL(pub_send(&p, 1, 20, 64, 0), 0);
+        CU_ASSERT_EQUAL(pub_send(&p, 1, 21, 64, 0), 0);
+        shmbus__ring_syscalls(&after);
+        CU_ASSERT_EQUAL(after.futex_wakes - before.futex_wakes, 2);
+        CU_ASSERT_EQUAL(atomic_load(&m.r.ctl->data_waiters), 1);
+        atomic_store(&m.r.ctl->data_waiters, 0);
+        mr_free(&m);
+}
+
+/*
+ * An idle reader answers from the stamp at its position, but a publisher that
+ * lapped it is found even if the stamp there looks as it did (a payload that
+ * rewrote the same value): the claim word is re-read every few polls.
+ */
+static void test_idle_peek_finds_lap(void) {
+        struct memring m;
+        struct shmbus_ring_pub p;
+        struct shmbus_ring_sub s;
+        struct shmbus_rec *rec;
+        uint64_t stamp;
+        uint32_t id, seq;
+        void *buf;
+        int r = -EAGAIN, polls;
+
+        mr_init(&m, 4096, 512, SHMBUS_POLICY_OVERWRITE, 1, 1);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &p, 1, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join(&m.r, &s, 1, 0), 0);
+        CU_ASSERT_EQUAL(pub_send(&p, 1, 0, 100, 0), 0);
+        CU_ASSERT(sub_take(&s, &id, &seq) > 0);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), -EAGAIN); /* confirmed empty here */
+
+        /* A claim in progress right here is still nothing to read. */
+        CU_ASSERT_EQUAL(shmbus__ring_claim(&p, 100, 0, &buf), 0);
+        tmsg_fill(buf, 100, 1, 1);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), -EAGAIN);
+        CU_ASSERT_EQUAL(shmbus__ring_commit(&p), 0);
+        CU_ASSERT(sub_take(&s, &id, &seq) > 0);
+        CU_ASSERT_EQUAL(seq, 1);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), -EAGAIN);
+        rec = (struct shmbus_rec *)(void *)((uint8_t *)m.data + (s.pos & m.r.mask));
+        stamp = atomic_load(&rec->stamp);
+
+        for (uint32_t i = 2; i < 200; i++)
+                CU_ASSERT_EQUAL(pub_send(&p, 1, i, 100, 0), 0);
+        atomic_store(&rec->stamp, stamp);
+        for (polls = 0; polls < 1000 && r == -EAGAIN; polls++)
+                r = sub_take(&s, &id, &seq);
+        CU_ASSERT(r > 0);
+        CU_ASSERT(polls <= 64);
+        CU_ASSERT(s.lost > 0);
         mr_free(&m);
 }
 
@@ -898,6 +979,9 @@ int main(void) {
                 {"slot limits and broadcast", test_slots},
                 {"threads: 3 publishers x 2 subscribers, block", test_threads_block},
                 {"futex wake of a sleeping reader", test_wake},
+                {"a wake takes the sleeper's count: one futex wake per sleep",
+                 test_wake_takes_count},
+                {"an idle reader answers from the stamp but finds a lap", test_idle_peek_finds_lap},
                 {NULL, NULL},
         };
 
