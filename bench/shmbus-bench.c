@@ -8,6 +8,8 @@
  *   stream   one-way throughput at 64 B, 1 KiB, 4 KiB and 64 KiB
  *   fanin    N publishers -> 1 subscriber
  *   fanout   1 publisher -> N subscribers
+ *   batch    64 B .. 1 KiB in batches of 32, against an SPSC ring that
+ *            publishes its indices every 32 messages
  *   matrix   streaming at every ring size x message size, against an SPSC
  *            ring with the same ring bytes, with the futex calls of each side
  *
@@ -19,7 +21,7 @@
  * are counted in a separate, shorter pass with the raw_syscalls:sys_enter
  * tracepoint, so that counting does not slow the timed pass.
  *
- * Usage: shmbus-bench [--quick] [--out DIR] [--only rtt,stream,fanin,fanout,matrix]
+ * Usage: shmbus-bench [--quick] [--out DIR] [--only rtt,stream,fanin,fanout,batch,matrix]
  *                     [--ring BYTES] [--size BYTES]   (restrict the matrix)
  */
 #include <cjson/cJSON.h>
@@ -990,7 +992,7 @@ static bool wanted(const char *only, const char *what) {
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: shmbus-bench [--quick] [--out DIR] "
-                   "[--only rtt,stream,fanin,fanout,matrix]\n"
+                   "[--only rtt,stream,fanin,fanout,batch,matrix]\n"
                    "                    [--ring BYTES] [--size BYTES] [--iceoryx]\n");
 }
 
@@ -1102,6 +1104,24 @@ int main(int argc, char **argv) {
                                      "unix-socket");
                         bench_stream("fanout", &link_shmbus, WAIT_SPIN, 64, 1, fans[n],
                                      "unix-socket");
+                }
+        }
+        if (wanted(only, "batch")) {
+                printf("\nBatches of 32, one publisher and one subscriber on CPU 0 and CPU 1, "
+                       "against an SPSC ring that publishes its indices every 32 messages:\n"
+                       "  %-18s %-16s %6s %3s %3s %12s %10s  %-19s %7s\n",
+                       "transport", "reader", "size", "pub", "sub", "msg/s", "MB/s", "ratio",
+                       "sc/msg");
+                for (size_t s = 0; s < 3; s++) {
+                        static const size_t batch_sizes[] = {64, 256, 1024};
+
+                        bench_stream("batch", &link_spsc32, WAIT_BUSY, batch_sizes[s], 1, 1, NULL);
+                        bench_stream("batch", &link_spsc, WAIT_BUSY, batch_sizes[s], 1, 1,
+                                     "spsc-ring-32");
+                        bench_stream("batch", &link_shmbus, WAIT_SPIN, batch_sizes[s], 1, 1,
+                                     "spsc-ring-32");
+                        bench_stream("batch", &link_shmbus_batch, WAIT_SPIN, batch_sizes[s], 1, 1,
+                                     "spsc-ring-32");
                 }
         }
         if (wanted(only, "matrix"))

@@ -649,3 +649,17 @@ uint64_t shmbus__sub_position(const shmbus_sub *sub) {
 uint64_t shmbus__sub_last_seq(const shmbus_sub *sub) {
         return sub->rs.next_seq - 1;
 }
+
+/*
+ * ---- for batch.c (issue 17) ----
+ * The batch API (libclient/batch.c) reaches the ring objects through these
+ * two accessors; they belong next to the struct definitions above, wherever
+ * the channel.c split puts them.
+ */
+struct shmbus_ring_pub *shmbus__pub_ring(shmbus_pub *pub) {
+        return &pub->rp;
+}
+
+struct shmbus_ring_sub *shmbus__sub_ring(shmbus_sub *sub) {
+        return &sub->rs;
+}

@@ -37,3 +37,7 @@ int shmbus__channel_open_fds(const char *dir, const char *name, int flags, int *
                              int *ret_data_fd);
 uint64_t shmbus__sub_position(const shmbus_sub *sub);
 uint64_t shmbus__sub_last_seq(const shmbus_sub *sub);
+
+/* The ring objects under the public ones, for batch.c (issue 17). */
+struct shmbus_ring_pub *shmbus__pub_ring(shmbus_pub *pub);
+struct shmbus_ring_sub *shmbus__sub_ring(shmbus_sub *sub);

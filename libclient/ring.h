@@ -94,12 +94,16 @@ void shmbus__ring_pub_leave(struct shmbus_ring_pub *p);
 int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns, void **ret_buf);
 int shmbus__ring_commit(struct shmbus_ring_pub *p);
 int shmbus__ring_abort(struct shmbus_ring_pub *p);
+int shmbus__ring_send_batch(struct shmbus_ring_pub *p, const void *const *msgs, const size_t *lens,
+                            size_t n, int64_t timeout_ns);
 
 int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid);
 void shmbus__ring_sub_leave(struct shmbus_ring_sub *s);
 int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *ret_len);
 int shmbus__ring_release(struct shmbus_ring_sub *s);
 void shmbus__ring_unpeek(struct shmbus_ring_sub *s);
+int shmbus__ring_recv_batch(struct shmbus_ring_sub *s, void *buf, size_t buf_len, size_t *lens,
+                            size_t max_n);
 int shmbus__ring_wait_data(struct shmbus_ring_sub *s, int64_t timeout_ns);
 bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s);
 
