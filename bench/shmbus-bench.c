@@ -8,6 +8,8 @@
  *   stream   one-way throughput at 64 B, 1 KiB, 4 KiB and 64 KiB
  *   fanin    N publishers -> 1 subscriber
  *   fanout   1 publisher -> N subscribers
+ *   sleep    the always-sleeping reader against a raw futex round trip,
+ *            replying at once and after 100 us (the reader really asleep)
  *   batch    64 B .. 1 KiB in batches of 32, against an SPSC ring that
  *            publishes its indices every 32 messages
  *   matrix   streaming at every ring size x message size, against an SPSC
@@ -21,7 +23,8 @@
  * are counted in a separate, shorter pass with the raw_syscalls:sys_enter
  * tracepoint, so that counting does not slow the timed pass.
  *
- * Usage: shmbus-bench [--quick] [--out DIR] [--only rtt,stream,fanin,fanout,batch,matrix]
+ * Usage: shmbus-bench [--quick] [--out DIR]
+ *                     [--only rtt,sleep,stream,fanin,fanout,batch,matrix]
  *                     [--ring BYTES] [--size BYTES]   (restrict the matrix)
  */
 #include <cjson/cJSON.h>
@@ -48,7 +51,7 @@
 #include "bench.h"
 #include "ring.h"
 
-#define MAX_ROLES      8
+#define MAX_ROLES      16
 #define MAX_LINKS      8
 #define MAX_ROWS       256
 #define MSG_MAX        65536
@@ -188,8 +191,9 @@ struct run {
         const struct link_ops *ops;
         enum wait_mode mode;
         size_t size;
-        size_t capacity; /* ring bytes; 0: BENCH_RING_BYTES */
-        size_t count;    /* messages per publisher (round trips for rtt) */
+        size_t capacity;  /* ring bytes; 0: BENCH_RING_BYTES */
+        size_t count;     /* messages per publisher (round trips for rtt) */
+        int64_t delay_ns; /* ping-pong: the ponger holds each reply this long */
         int ntx, nrx;
         bool count_syscalls;
         struct link links[MAX_LINKS];
@@ -337,12 +341,17 @@ static int role_pingpong(struct run *run, int role) {
                             seq_of(buf) != i)
                                 goto out;
                         if (i >= WARMUP)
-                                run->sh->samples[i - WARMUP] = bench_now_ns() - t0;
+                                run->sh->samples[i - WARMUP] = bench_now_ns() - t0 - run->delay_ns;
                 } else {
                         ssize_t n = in->ops->recv(in, buf, MSG_MAX);
+                        int64_t t1 = run->delay_ns ? bench_now_ns() : 0;
 
-                        if (n != (ssize_t)run->size || seq_of(buf) != i ||
-                            out->ops->send(out, buf, (size_t)n) < 0)
+                        if (n != (ssize_t)run->size || seq_of(buf) != i)
+                                goto out;
+                        /* Busy, not asleep: the other side is the one that must really sleep. */
+                        while (run->delay_ns && bench_now_ns() - t1 < run->delay_ns)
+                                bench_cpu_relax();
+                        if (out->ops->send(out, buf, (size_t)n) < 0)
                                 goto out;
                 }
         }
@@ -425,14 +434,15 @@ static bool transport_usable(const struct link_ops *ops, enum wait_mode mode, st
  * One ping-pong (or cache-line) run of @iters round trips. Copies the samples
  * to @samples, or with @count, stores system calls per round trip in @row.
  */
-static int rtt_once(const struct link_ops *ops, enum wait_mode mode, size_t iters, bool count,
-                    int64_t *samples, struct row *row) {
+static int rtt_delayed_once(const struct link_ops *ops, enum wait_mode mode, size_t iters,
+                            int64_t delay_ns, bool count, int64_t *samples, struct row *row) {
         static const int cpus[] = {0, 1};
         struct run run = {
                 .ops = ops,
                 .mode = mode,
                 .size = 64,
                 .count = iters,
+                .delay_ns = delay_ns,
                 .count_syscalls = count,
         };
         int r;
@@ -449,6 +459,11 @@ static int rtt_once(const struct link_ops *ops, enum wait_mode mode, size_t iter
         }
         run_teardown(&run);
         return r;
+}
+
+static int rtt_once(const struct link_ops *ops, enum wait_mode mode, size_t iters, bool count,
+                    int64_t *samples, struct row *row) {
+        return rtt_delayed_once(ops, mode, iters, 0, count, samples, row);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -534,6 +549,60 @@ print:
         if (row->syscalls >= 0)
                 printf("  %7.2f", row->syscalls);
         printf("\n");
+}
+
+/*
+ * The sleep path: an always-sleeping shmbus reader against the raw futex
+ * mailbox (one FUTEX_WAKE and one FUTEX_WAIT per message), 64 B ping-pong,
+ * with the reply sent at once and held back @delay_ns (so the reader has
+ * really gone to sleep: without a delay the reply may come within its 2 us
+ * re-check). Paired rounds as for rtt; the ratio is the median of the
+ * rounds' p50 ratios, and the delay is taken out of every sample.
+ */
+static void bench_sleep(int64_t delay_ns) {
+        struct row *row = row_new("sleep", link_shmbus.name, WAIT_SLEEP, 64, 1, 1);
+        struct row *base = row_new("sleep", link_futex.name, WAIT_SLEEP, 64, 1, 1);
+        size_t iters = (delay_ns ? 10000 : 30000) / (quick ? 10 : 1), per = iters / RTT_ROUNDS;
+        int64_t *samples = calloc(iters, sizeof(*samples));
+        int64_t *fsamples = calloc(iters, sizeof(*fsamples));
+        double ratios[RTT_ROUNDS];
+
+        if (!samples || !fsamples)
+                exit(1);
+        for (int k = 0; k < RTT_ROUNDS; k++) {
+                if (rtt_delayed_once(&link_futex, WAIT_SLEEP, per, delay_ns, false,
+                                     fsamples + k * per, base) < 0 ||
+                    rtt_delayed_once(&link_shmbus, WAIT_SLEEP, per, delay_ns, false,
+                                     samples + k * per, row) < 0) {
+                        row->note = base->note = "failed";
+                        goto print;
+                }
+                ratios[k] = p50_of(samples + k * per, per) / p50_of(fsamples + k * per, per);
+        }
+        row->ok = base->ok = true;
+        row->rtt = percentiles(samples, per * RTT_ROUNDS);
+        base->rtt = percentiles(fsamples, per * RTT_ROUNDS);
+        qsort(ratios, RTT_ROUNDS, sizeof(double), cmp_double);
+        row->ratio = ratios[RTT_ROUNDS / 2];
+        row->ratio_to = "futex-mailbox p50, paired rounds";
+        row->floor_p50 = (double)delay_ns; /* the delay taken out, for the record */
+print:
+        free(samples);
+        free(fsamples);
+        for (int i = 0; i < 2; i++) {
+                const struct row *w = i ? row : base;
+
+                printf("  %-18s %6.0f us %9s ", w->transport, (double)delay_ns / 1e3, "");
+                if (!w->ok) {
+                        printf("failed\n");
+                        continue;
+                }
+                printf("%9.2f %9.2f %9.2f %9.2f", w->rtt.p50 / 1e3, w->rtt.p90 / 1e3,
+                       w->rtt.p99 / 1e3, w->rtt.p999 / 1e3);
+                if (w->ratio > 0)
+                        printf("  %5.2fx", w->ratio);
+                printf("\n");
+        }
 }
 
 /* ---- streaming, fan-in and fan-out ----------------------------------------------------------- */
@@ -902,6 +971,14 @@ static int write_json(const char *path) {
         return r;
 }
 
+/* Whether any row of @scenario was measured. */
+static bool ran(const char *scenario) {
+        for (size_t i = 0; i < nrows; i++)
+                if (rows[i].ok && strcmp(rows[i].scenario, scenario) == 0)
+                        return true;
+        return false;
+}
+
 /* Data files for bench/plot.gp: percentiles per reader, and a rate matrix per size. */
 static int write_plot_data(const char *dir) {
         static const char *const transports[] = {"spsc-ring", "shmbus",      "shmbus-zero-copy",
@@ -910,6 +987,17 @@ static int write_plot_data(const char *dir) {
         char path[512];
         FILE *f;
 
+        /* A file for every scenario that ran, none for the others (run.sh plots what is there). */
+        snprintf(path, sizeof(path), "%s/rtt.dat", dir);
+        unlink(path);
+        for (int mb = 0; mb < 2; mb++) {
+                snprintf(path, sizeof(path), "%s/stream-%s.dat", dir, mb ? "mbs" : "msgs");
+                unlink(path);
+                snprintf(path, sizeof(path), "%s/matrix-%s.dat", dir, mb ? "zero-copy" : "copy");
+                unlink(path);
+        }
+        if (!ran("rtt"))
+                goto stream;
         snprintf(path, sizeof(path), "%s/rtt.dat", dir);
         f = fopen(path, "we");
         if (!f)
@@ -925,7 +1013,8 @@ static int write_plot_data(const char *dir) {
                                 rows[i].rtt.p999 / 1e3);
         fclose(f);
 
-        for (int mb = 0; mb < 2; mb++) {
+stream:
+        for (int mb = 0; mb < 2 && ran("stream"); mb++) {
                 snprintf(path, sizeof(path), "%s/stream-%s.dat", dir, mb ? "mbs" : "msgs");
                 f = fopen(path, "we");
                 if (!f)
@@ -952,7 +1041,7 @@ static int write_plot_data(const char *dir) {
         }
 
         /* The matrix as gnuplot "matrix rowheaders columnheaders" files, one per shmbus API. */
-        for (int zc = 0; zc < 2; zc++) {
+        for (int zc = 0; zc < 2 && ran("matrix"); zc++) {
                 snprintf(path, sizeof(path), "%s/matrix-%s.dat", dir, zc ? "zero-copy" : "copy");
                 f = fopen(path, "we");
                 if (!f)
@@ -992,7 +1081,7 @@ static bool wanted(const char *only, const char *what) {
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: shmbus-bench [--quick] [--out DIR] "
-                   "[--only rtt,stream,fanin,fanout,batch,matrix]\n"
+                   "[--only rtt,sleep,stream,fanin,fanout,batch,matrix]\n"
                    "                    [--ring BYTES] [--size BYTES] [--iceoryx]\n");
 }
 
@@ -1004,7 +1093,7 @@ int main(int argc, char **argv) {
                 {"size", required_argument, NULL, 's'}, {0},
         };
         static const size_t sizes[] = {64, 1024, 4096, 65536};
-        static const int fans[] = {1, 2, 4};
+        static const int fans[] = {1, 2, 4, 8};
         const struct link_ops *stream_links[] = {&link_spsc,    &link_shmbus, &link_shmbus_zc,
                                                  &link_iceoryx, &link_unix,   &link_pipe};
         const char *out = NULL, *only = NULL;
@@ -1075,6 +1164,14 @@ int main(int argc, char **argv) {
                 bench_rtt(&link_unix, WAIT_SLEEP);
                 bench_rtt(&link_pipe, WAIT_SLEEP);
         }
+        if (wanted(only, "sleep")) {
+                printf("\nSleep path, 64 B round trip, reader always sleeps; the reply held back "
+                       "by the delay, which is taken out (us):\n"
+                       "  %-18s %9s %9s %9s %9s %9s %9s  %s\n",
+                       "transport", "delay", "", "p50", "p90", "p99", "p99.9", "p50/futex");
+                bench_sleep(0);
+                bench_sleep(100000);
+        }
         if (wanted(only, "stream")) {
                 printf("\nOne-way streaming, one publisher and one subscriber on CPU 0 and CPU 1:\n"
                        "  %-18s %-16s %6s %3s %3s %12s %10s  %-19s %7s\n",
@@ -1089,16 +1186,20 @@ int main(int argc, char **argv) {
                                              sizes[s], 1, 1, "spsc-ring");
         }
         if (wanted(only, "fanin")) {
-                printf("\nFan-in, N publishers -> 1 subscriber, 64 B, processes not pinned:\n");
-                for (size_t n = 0; n < 3; n++) {
+                printf("\nFan-in, N publishers -> 1 subscriber, 64 B, processes not pinned "
+                       "(N + 1 processes on %ld CPUs: oversubscribed from N = 2 on 2 CPUs):\n",
+                       sysconf(_SC_NPROCESSORS_ONLN));
+                for (size_t n = 0; n < 4; n++) {
                         bench_stream("fanin", &link_pipe, WAIT_SLEEP, 64, fans[n], 1, NULL);
                         bench_stream("fanin", &link_shmbus, WAIT_SPIN, 64, fans[n], 1, "pipe");
                 }
         }
         if (wanted(only, "fanout")) {
                 printf("\nFan-out, 1 publisher -> N subscribers, 64 B, processes not pinned "
-                       "(msg/s published; each is delivered N times):\n");
-                for (size_t n = 0; n < 3; n++) {
+                       "(msg/s published; each is delivered N times; N + 1 processes on %ld "
+                       "CPUs):\n",
+                       sysconf(_SC_NPROCESSORS_ONLN));
+                for (size_t n = 0; n < 4; n++) {
                         bench_stream("fanout", &link_unix, WAIT_SLEEP, 64, 1, fans[n], NULL);
                         bench_stream("fanout", &link_iceoryx, WAIT_SPIN, 64, 1, fans[n],
                                      "unix-socket");
