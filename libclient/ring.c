@@ -692,7 +692,8 @@ static inline void cpu_relax(void) {
  * still waking: 4 KiB messages in a 256 KiB ring streamed at 0.33x an SPSC
  * ring (issue 17). A reader that keeps up frees space well within this.
  */
-#define PUB_SPIN_NS INT64_C(50000)
+#define PUB_SPIN_NS    INT64_C(50000)
+#define PUB_SPIN_RELAX 16 /* pauses between two looks at the horizon, about a microsecond */
 
 /*
  * Poll the horizon until a claim ending at @need_end fits, PUB_SPIN_NS pass,
@@ -704,12 +705,17 @@ static bool pub_spin_space(struct shmbus_ring_pub *p, uint64_t need_end, int64_t
         if (deadline >= 0 && deadline < until)
                 until = deadline;
         for (uint32_t polls = 1;; polls++) {
-                cpu_relax();
+                /*
+                 * Not every pause: the recompute reads the subscribers' slot lines,
+                 * which they write on every release (their counters), and each read
+                 * costs the reader a transfer of its line back.
+                 */
+                for (int i = 0; i < PUB_SPIN_RELAX; i++)
+                        cpu_relax();
                 p->head = head_recompute(p->ring);
                 if (need_end - p->head <= p->ring->size)
                         return true;
-                /* The clock is the dear part of the loop: read it every 16 polls. */
-                if (polls % 16 == 0 && shmbus__now_ns() >= until)
+                if (polls % 4 == 0 && shmbus__now_ns() >= until)
                         return false;
         }
 }
