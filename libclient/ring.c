@@ -752,7 +752,7 @@ static int pub_take(struct shmbus_ring_pub *p, const size_t *lens, size_t n, int
         struct shmbus_ring *r = p->ring;
         uint64_t first = rec_size(lens[0]), start, end;
         int64_t deadline = -1;
-        bool waited = false;
+        bool waited = false, refreshed = false;
         shmbus_tail cur, want;
         size_t k;
 
@@ -804,12 +804,21 @@ static int pub_take(struct shmbus_ring_pub *p, const size_t *lens, size_t n, int
                         }
                 }
 
-                /* A batch: more records, within this lap and the horizon we know. */
+                /*
+                 * A batch: more records, within this lap and under the horizon,
+                 * which is recomputed once if the cached one cuts the batch short.
+                 */
                 lap_end = (start | r->mask) + 1;
                 for (k = 1; k < n; k++) {
                         uint64_t next = end + rec_size(lens[k]);
 
-                        if (next > lap_end || next - p->head > r->size)
+                        if (next > lap_end)
+                                break;
+                        if (next - p->head > r->size && !refreshed) {
+                                refreshed = true;
+                                p->head = head_recompute(r);
+                        }
+                        if (next - p->head > r->size)
                                 break;
                         end = next;
                 }
