@@ -14,8 +14,10 @@
  * judged stuck.
  *
  * Subscribers: peek acquires the stamp at the local position; release moves
- * it on and publishes it to the slot every eighth of the ring (and always
- * before peek reports an empty ring). In overwrite mode a reader validates
+ * it on and publishes it to the slot every eighth of the ring or 64 KiB,
+ * whichever is less (and always before peek reports an empty ring). A reader
+ * that has found the ring empty at a position polls only the stamp there
+ * until it changes (sub_idle). In overwrite mode a reader validates
  * after reading (the seqlock pattern): if the claim word has moved more than a
  * ring past the record, the bytes may have been overwritten and the read is
  * discarded.
@@ -203,10 +205,11 @@ static bool fence_heavy(void) {
 
 /*
  * Take a sleeper's count back from @waiters, once: by the sleeper when it
- * wakes, by the first waker that finds it flagged (waiters_take), or by the
- * slot release of a sleeper that died (so a subscriber killed asleep does not
- * leave every later commit paying for a futex wake). Whoever exchanges the
- * flag from 1 to 0 uncounts, so each count is taken back exactly once.
+ * wakes, by the first waker that finds it flagged (waiters_take_and_wake),
+ * or by the slot release of a sleeper that died (so a subscriber killed
+ * asleep does not leave every later commit paying for a futex wake). Whoever
+ * exchanges the flag from 1 to 0 uncounts, so each count is taken back
+ * exactly once.
  * Counted before flagged and unflagged before uncounted, so a death between
  * the two steps leaves one count too many, never too few: a stray wake, never
  * a missed one. Acquire: a waker that takes the flag sees the sleeper's read
