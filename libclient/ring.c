@@ -11,7 +11,9 @@
  * needed there: nothing else writes the stamp of a claim while its publisher's
  * slot is active. Only once the publisher has died and its slot has been
  * released may unblock pad over the claim, with a CAS against the stamp it
- * judged stuck.
+ * judged stuck. A batch takes several records with one CAS and then heads
+ * and commits each like a single claim. A publisher that finds the ring full
+ * polls the horizon for a while before it sleeps.
  *
  * Subscribers: peek acquires the stamp at the local position; release moves
  * it on and publishes it to the slot every eighth of the ring or 64 KiB,

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The channel ring: claim/commit/abort for publishers, peek/release for
- * subscribers, futex wake-ups, and the unblock operation that pads over a claim
- * whose writer died. It works on two plain memory regions (ctl and data), so
- * tests can run it on malloc'd memory; channel.c maps real files onto it.
+ * The channel ring: claim/commit/abort and batches for publishers,
+ * peek/release and batches for subscribers, futex wake-ups, and the unblock
+ * operation that pads over a claim whose writer died. It works on two plain
+ * memory regions (ctl and data), so tests can run it on malloc'd memory;
+ * channel.c maps real files onto it.
  *
  * The ring never trusts shared memory: geometry is copied at attach time and
  * every length read from a record is bounds-checked before it is used.
