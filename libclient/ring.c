@@ -750,10 +750,14 @@ static int pub_wait_space(struct shmbus_ring_pub *p, uint64_t need_end, int64_t 
  * the horizon already known allows. Sets *@ret_start to the first record's
  * position and *@ret_seq to its message number, and returns how many records
  * were taken (>= 1), or -EAGAIN or -ETIMEDOUT. A pad before the first record,
- * when the lap had to be finished, is written and committed here.
+ * when the lap had to be finished, is written and committed here. Always
+ * inlined: as a call, single claims of 64 B messages streamed a third slower
+ * (60 M to 40 M messages/s, same minute).
  */
-static int pub_take(struct shmbus_ring_pub *p, const size_t *lens, size_t n, int64_t timeout_ns,
-                    uint64_t *ret_start, uint64_t *ret_seq) {
+static inline __attribute__((always_inline)) int pub_take(struct shmbus_ring_pub *p,
+                                                          const size_t *lens, size_t n,
+                                                          int64_t timeout_ns, uint64_t *ret_start,
+                                                          uint64_t *ret_seq) {
         struct shmbus_ring *r = p->ring;
         uint64_t first = rec_size(lens[0]), start, end;
         int64_t deadline = -1;
@@ -1304,8 +1308,11 @@ int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *
         }
 }
 
-/* Release without telling anyone yet: the slot's counters and position wait (sub_tell). */
-static int sub_consume(struct shmbus_ring_sub *s) {
+/*
+ * Release without telling anyone yet: the slot's counters and position wait
+ * (sub_tell). Always inlined into release, which it was part of (pub_take).
+ */
+static inline __attribute__((always_inline)) int sub_consume(struct shmbus_ring_sub *s) {
         uint64_t tail;
 
         if (!s->borrowed)
