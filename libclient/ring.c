@@ -692,10 +692,9 @@ static inline void cpu_relax(void) {
  * How long a publisher that found the ring full polls the horizon before it
  * sleeps: as long as a subscriber spins by default (DEFAULT_SPIN_US). Going
  * to sleep at once, as publishers did, cost 20 to 40 us of wake-up each time
- * a streaming reader fell an eighth of a ring behind, a futex wake on the
- * reader's side, and often the reader's own sleep while the publisher was
- * still waking: 4 KiB messages in a 256 KiB ring streamed at 0.33x an SPSC
- * ring (issue 17). A reader that keeps up frees space well within this.
+ * a streaming reader fell an eighth of a ring behind, and a futex wake on the
+ * reader's side: with 64 KiB messages in a 256 KiB ring, 0.78 wakes per
+ * message (issue 17). A reader that keeps up frees space well within this.
  */
 #define PUB_SPIN_NS    INT64_C(50000)
 #define PUB_SPIN_RELAX 16 /* pauses between two looks at the horizon, about a microsecond */
@@ -1206,8 +1205,8 @@ static inline void sub_seq_passed(struct shmbus_ring_sub *s, uint32_t low) {
  * Idle polling. A reader that has caught up polls the stamp where the next
  * record will begin; reading the claim word as well on every empty poll (to
  * tell empty from lapped or corrupt) pulled the claim word's line away from
- * the publisher, whose claim CAS then waited for it on every message: 4 KiB
- * messages streamed at 0.35x an SPSC ring (docs/PERFORMANCE.md, issue 17).
+ * the publisher on every poll, and its claim CAS then waited for the line
+ * (docs/PERFORMANCE.md, issue 17).
  * So peek confirms emptiness against the claim word once, remembers the
  * stamp it saw, and answers later polls from the stamp alone while it has not
  * changed. That is exact: every claim from position pos writes a new stamp at
