@@ -28,7 +28,7 @@ plot dir."/rtt.dat" using 2:xtic(1) title "p50", \
 
 # Streaming throughput against message size, messages and bytes.
 if (have("stream-msgs.dat")) {
-unset style
+set style fill empty
 set style data linespoints
 set logscale xy
 set xtics (64, 1024, 4096, 65536) norotate
