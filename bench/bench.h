@@ -23,6 +23,9 @@ enum wait_mode { WAIT_BUSY, WAIT_SPIN, WAIT_SLEEP };
 /* The spin phase of WAIT_SPIN, as shmbus' default reader would use it. */
 #define BENCH_SPIN_US 50
 
+/* Ring bytes of every shared-memory link unless a scenario asks for others (matrix). */
+#define BENCH_RING_BYTES ((size_t)1 << 20)
+
 struct link;
 
 struct link_ops {
@@ -39,6 +42,8 @@ struct link_ops {
         int (*send)(struct link *l, const void *buf, size_t len);
         /* Receives one message of at most cap bytes; returns its length. */
         ssize_t (*recv)(struct link *l, void *buf, size_t cap);
+        /* Optional: hand over what send has held back (batching links), after the last send. */
+        int (*flush)(struct link *l);
         void (*close)(struct link *l);
         void (*destroy)(struct link *l);
 };
@@ -47,6 +52,7 @@ struct link {
         const struct link_ops *ops;
         enum wait_mode mode;
         size_t msg_size; /* every message of a run has this size */
+        size_t capacity; /* ring bytes (shared-memory links; a power of two) */
         int index;       /* distinguishes links of one run (names) */
         /* Coordinator state, inherited by the roles. */
         int fd[2];
@@ -58,8 +64,8 @@ struct link {
         uint64_t seen;
 };
 
-extern const struct link_ops link_spsc, link_futex, link_pipe, link_unix, link_shmbus,
-        link_shmbus_zc, link_iceoryx;
+extern const struct link_ops link_spsc, link_spsc32, link_futex, link_pipe, link_unix, link_shmbus,
+        link_shmbus_zc, link_shmbus_batch, link_iceoryx;
 
 /* The directory shmbus channels live in for this run. */
 extern char bench_dir[256];

@@ -6,7 +6,11 @@ set terminal pngcairo size 1000,560 font ",10" noenhanced
 set grid ytics
 set key outside right top
 
+# Each plot only if its scenario ran (shmbus-bench writes data files for those alone).
+have(name) = system("test -s ".dir."/".name." && echo yes") eq "yes"
+
 # Round-trip latency percentiles, one cluster per transport and reader.
+if (have("rtt.dat")) {
 set output dir."/rtt.png"
 set title "64 B round trip between two processes on two CPUs (lower is better)"
 set ylabel "microseconds (log scale)"
@@ -20,9 +24,11 @@ plot dir."/rtt.dat" using 2:xtic(1) title "p50", \
      "" using 3 title "p90", \
      "" using 4 title "p99", \
      "" using 5 title "p99.9"
+}
 
 # Streaming throughput against message size, messages and bytes.
-unset style
+if (have("stream-msgs.dat")) {
+set style fill empty
 set style data linespoints
 set logscale xy
 set xtics (64, 1024, 4096, 65536) norotate
@@ -38,3 +44,24 @@ plot for [c=2:cols] dir."/stream-msgs.dat" using 1:c lw 2 pt 7
 set output dir."/stream-mbs.png"
 set ylabel "MB per second"
 plot for [c=2:cols] dir."/stream-mbs.dat" using 1:c lw 2 pt 7
+}
+
+# The matrix (--only matrix): shmbus against an SPSC ring with the same ring bytes, per API.
+do for [api in "copy zero-copy"] {
+        f = dir."/matrix-".api.".dat"
+        if (have("matrix-".api.".dat")) {
+                reset
+                set terminal pngcairo size 820,560 font ",10" noenhanced
+                set output dir."/matrix-".api.".png"
+                set title "shmbus ".api." streaming / SPSC ring with the same ring bytes, same round\n(1 = as fast; the target is 0.9 everywhere)"
+                set xlabel "message size (bytes)"
+                set ylabel "ring bytes"
+                set cblabel "ratio"
+                set cbrange [0:2]
+                set palette defined (0 "#c0392b", 0.9 "#f5b041", 1 "#f9e79f", 2 "#27ae60")
+                unset key
+                set tics out nomirror
+                plot f matrix rowheaders columnheaders using 1:2:($3 == $3 ? $3 : 1/0) with image, \
+                     f matrix rowheaders columnheaders using 1:2:($3 == $3 ? sprintf("%.2f", $3) : "-") with labels
+        }
+}

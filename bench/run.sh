@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # shmbus against the limit and its peers, in one run on this machine:
-#   bench/run.sh [--quick] [OUTDIR]        (OUTDIR defaults to bench/results)
+#   bench/run.sh [--quick] [--only LIST] [OUTDIR]   (OUTDIR defaults to bench/results;
+#   LIST: rtt,sleep,stream,fanin,fanout,batch,matrix, all when not given)
 # Installs what it needs (Debian 12, as root), builds an optimised tree in
 # build-bench/, starts iceoryx's RouDi when iceoryx is installable, runs
 # shmbus-bench, stops RouDi, and plots with gnuplot. The full run takes a few
@@ -10,12 +11,23 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 quick=""
+only=""
 out="$top/bench/results"
-for arg in "$@"; do
+while [ $# -gt 0 ]; do
+        arg=$1
+        shift
         case $arg in
         --quick) quick=--quick ;;
+        --only)
+                [ $# -gt 0 ] || {
+                        echo "bench/run.sh: --only needs a list" >&2
+                        exit 2
+                }
+                only="--only $1"
+                shift
+                ;;
         -h | --help)
-                sed -n '3,9p' "$0" | sed 's/^# \{0,1\}//'
+                sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//'
                 exit 0
                 ;;
         -*)
@@ -62,12 +74,13 @@ if grep -q '^#define HAVE_ICEORYX 1' "$top/build-bench/config.h" && command -v i
         fi
 fi
 
-"$top/build-bench/bench/shmbus-bench" $quick $iox --out "$out" | tee "$out/results.txt"
+# shellcheck disable=SC2086 # $only is two words or none
+"$top/build-bench/bench/shmbus-bench" $quick $only $iox --out "$out" | tee "$out/results.txt"
 stop_roudi
 roudi=""
 
 if command -v gnuplot >/dev/null; then
-        gnuplot -e "dir='$out'" "$top/bench/plot.gp" && echo "Plots: $out/rtt.png $out/stream-msgs.png $out/stream-mbs.png"
+        gnuplot -e "dir='$out'" "$top/bench/plot.gp" && echo "Plots: $out/*.png"
 else
         echo "bench/run.sh: no gnuplot; data files are in $out" >&2
 fi

@@ -10,6 +10,12 @@
  *   fanout   1 publisher -> N subscribers
  *   events   a reader parked in epoll on shmbus_sub_fd() against an eventfd and
  *            a pipe; streaming through the descriptor against the futex wait
+ *   sleep    the always-sleeping reader against a raw futex round trip,
+ *            replying at once and after 100 us (the reader really asleep)
+ *   batch    64 B .. 1 KiB in batches of 32, against an SPSC ring that
+ *            publishes its indices every 32 messages
+ *   matrix   streaming at every ring size x message size, against an SPSC
+ *            ring with the same ring bytes, with the futex calls of each side
  *
  * Baselines of the same run: one cache line bounced between two processes (the
  * floor), a hand-written SPSC ring (the ceiling), a raw futex mailbox, a pipe,
@@ -19,7 +25,9 @@
  * are counted in a separate, shorter pass with the raw_syscalls:sys_enter
  * tracepoint, so that counting does not slow the timed pass.
  *
- * Usage: shmbus-bench [--quick] [--out DIR] [--only rtt,stream,events,fanin,fanout]
+ * Usage: shmbus-bench [--quick] [--out DIR]
+ *                     [--only rtt,sleep,stream,events,fanin,fanout,batch,matrix]
+ *                     [--ring BYTES] [--size BYTES]   (restrict the matrix)
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -46,8 +54,9 @@
 #include "shmbus.h"
 
 #include "bench.h"
+#include "ring.h"
 
-#define MAX_ROLES      8
+#define MAX_ROLES      16
 #define MAX_LINKS      8
 #define MAX_ROWS       256
 #define MSG_MAX        65536
@@ -64,6 +73,7 @@ struct row {
         const char *transport;
         enum wait_mode mode;
         size_t size;
+        size_t capacity; /* ring bytes */
         int ntx, nrx;
         bool ok;
         const char *note; /* why it was skipped or failed */
@@ -73,11 +83,14 @@ struct row {
         double syscalls;  /* per message (per round trip for rtt); < 0 if not counted */
         double ratio;     /* to the row's baseline, 0 if none */
         const char *ratio_to;
+        /* Futex calls per message of the publishers and the subscribers; < 0 if none. */
+        double pub_waits, pub_wakes, sub_waits, sub_wakes;
 };
 
 static struct row rows[MAX_ROWS];
 static size_t nrows;
 static bool quick;
+static size_t only_ring, only_size; /* --ring, --size: one row or column of the matrix */
 static bool with_iceoryx;
 
 /* ---- processes ------------------------------------------------------------------------------ */
@@ -94,6 +107,8 @@ struct shared {
         int64_t t_start[MAX_ROLES];
         int64_t t_end[MAX_ROLES];
         int64_t syscalls[MAX_ROLES];
+        int64_t futex_waits[MAX_ROLES]; /* shmbus' own futex calls, counted by the ring */
+        int64_t futex_wakes[MAX_ROLES];
         int64_t samples[]; /* round-trip times, for rtt */
 };
 
@@ -181,7 +196,9 @@ struct run {
         const struct link_ops *ops;
         enum wait_mode mode;
         size_t size;
-        size_t count; /* messages per publisher (round trips for rtt) */
+        size_t capacity;  /* ring bytes; 0: BENCH_RING_BYTES */
+        size_t count;     /* messages per publisher (round trips for rtt) */
+        int64_t delay_ns; /* ping-pong: the ponger holds each reply this long */
         int ntx, nrx;
         bool count_syscalls;
         struct link links[MAX_LINKS];
@@ -210,6 +227,7 @@ static int run_setup(struct run *run, int nlinks, int parties) {
                         .ops = run->ops,
                         .mode = run->mode,
                         .msg_size = run->size,
+                        .capacity = run->capacity ? run->capacity : BENCH_RING_BYTES,
                         .index = next_link_index++,
                 };
                 r = run->ops->create(l);
@@ -328,12 +346,17 @@ static int role_pingpong(struct run *run, int role) {
                             seq_of(buf) != i)
                                 goto out;
                         if (i >= WARMUP)
-                                run->sh->samples[i - WARMUP] = bench_now_ns() - t0;
+                                run->sh->samples[i - WARMUP] = bench_now_ns() - t0 - run->delay_ns;
                 } else {
                         ssize_t n = in->ops->recv(in, buf, MSG_MAX);
+                        int64_t t1 = run->delay_ns ? bench_now_ns() : 0;
 
-                        if (n != (ssize_t)run->size || seq_of(buf) != i ||
-                            out->ops->send(out, buf, (size_t)n) < 0)
+                        if (n != (ssize_t)run->size || seq_of(buf) != i)
+                                goto out;
+                        /* Busy, not asleep: the other side is the one that must really sleep. */
+                        while (run->delay_ns && bench_now_ns() - t1 < run->delay_ns)
+                                bench_cpu_relax();
+                        if (out->ops->send(out, buf, (size_t)n) < 0)
                                 goto out;
                 }
         }
@@ -378,9 +401,14 @@ static struct row *row_new(const char *scenario, const char *transport, enum wai
                 .transport = transport,
                 .mode = mode,
                 .size = size,
+                .capacity = BENCH_RING_BYTES,
                 .ntx = ntx,
                 .nrx = nrx,
                 .syscalls = -1,
+                .pub_waits = -1,
+                .pub_wakes = -1,
+                .sub_waits = -1,
+                .sub_wakes = -1,
         };
         return row;
 }
@@ -411,14 +439,15 @@ static bool transport_usable(const struct link_ops *ops, enum wait_mode mode, st
  * One ping-pong (or cache-line) run of @iters round trips. Copies the samples
  * to @samples, or with @count, stores system calls per round trip in @row.
  */
-static int rtt_once(const struct link_ops *ops, enum wait_mode mode, size_t iters, bool count,
-                    int64_t *samples, struct row *row) {
+static int rtt_delayed_once(const struct link_ops *ops, enum wait_mode mode, size_t iters,
+                            int64_t delay_ns, bool count, int64_t *samples, struct row *row) {
         static const int cpus[] = {0, 1};
         struct run run = {
                 .ops = ops,
                 .mode = mode,
                 .size = 64,
                 .count = iters,
+                .delay_ns = delay_ns,
                 .count_syscalls = count,
         };
         int r;
@@ -435,6 +464,11 @@ static int rtt_once(const struct link_ops *ops, enum wait_mode mode, size_t iter
         }
         run_teardown(&run);
         return r;
+}
+
+static int rtt_once(const struct link_ops *ops, enum wait_mode mode, size_t iters, bool count,
+                    int64_t *samples, struct row *row) {
+        return rtt_delayed_once(ops, mode, iters, 0, count, samples, row);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -522,6 +556,60 @@ print:
         printf("\n");
 }
 
+/*
+ * The sleep path: an always-sleeping shmbus reader against the raw futex
+ * mailbox (one FUTEX_WAKE and one FUTEX_WAIT per message), 64 B ping-pong,
+ * with the reply sent at once and held back @delay_ns (so the reader has
+ * really gone to sleep: without a delay the reply may come within its 2 us
+ * re-check). Paired rounds as for rtt; the ratio is the median of the
+ * rounds' p50 ratios, and the delay is taken out of every sample.
+ */
+static void bench_sleep(int64_t delay_ns) {
+        struct row *row = row_new("sleep", link_shmbus.name, WAIT_SLEEP, 64, 1, 1);
+        struct row *base = row_new("sleep", link_futex.name, WAIT_SLEEP, 64, 1, 1);
+        size_t iters = (delay_ns ? 10000 : 30000) / (quick ? 10 : 1), per = iters / RTT_ROUNDS;
+        int64_t *samples = calloc(iters, sizeof(*samples));
+        int64_t *fsamples = calloc(iters, sizeof(*fsamples));
+        double ratios[RTT_ROUNDS];
+
+        if (!samples || !fsamples)
+                exit(1);
+        for (int k = 0; k < RTT_ROUNDS; k++) {
+                if (rtt_delayed_once(&link_futex, WAIT_SLEEP, per, delay_ns, false,
+                                     fsamples + k * per, base) < 0 ||
+                    rtt_delayed_once(&link_shmbus, WAIT_SLEEP, per, delay_ns, false,
+                                     samples + k * per, row) < 0) {
+                        row->note = base->note = "failed";
+                        goto print;
+                }
+                ratios[k] = p50_of(samples + k * per, per) / p50_of(fsamples + k * per, per);
+        }
+        row->ok = base->ok = true;
+        row->rtt = percentiles(samples, per * RTT_ROUNDS);
+        base->rtt = percentiles(fsamples, per * RTT_ROUNDS);
+        qsort(ratios, RTT_ROUNDS, sizeof(double), cmp_double);
+        row->ratio = ratios[RTT_ROUNDS / 2];
+        row->ratio_to = "futex-mailbox p50, paired rounds";
+        row->floor_p50 = (double)delay_ns; /* the delay taken out, for the record */
+print:
+        free(samples);
+        free(fsamples);
+        for (int i = 0; i < 2; i++) {
+                const struct row *w = i ? row : base;
+
+                printf("  %-18s %6.0f us %9s ", w->transport, (double)delay_ns / 1e3, "");
+                if (!w->ok) {
+                        printf("failed\n");
+                        continue;
+                }
+                printf("%9.2f %9.2f %9.2f %9.2f", w->rtt.p50 / 1e3, w->rtt.p90 / 1e3,
+                       w->rtt.p99 / 1e3, w->rtt.p999 / 1e3);
+                if (w->ratio > 0)
+                        printf("  %5.2fx", w->ratio);
+                printf("\n");
+        }
+}
+
 /* ---- streaming, fan-in and fan-out ----------------------------------------------------------- */
 
 /*
@@ -535,6 +623,7 @@ static int role_stream(struct run *run, int role) {
         int last = tx ? run->nlinks : first + 1;
         uint8_t *msg = calloc(1, MSG_MAX);
         size_t expect = tx ? run->count : run->count * (size_t)run->ntx;
+        struct shmbus_ring_syscalls f0, f1;
         int sc = -1, r = -1, i;
 
         if (!msg)
@@ -550,6 +639,7 @@ static int role_stream(struct run *run, int role) {
         if (run->count_syscalls)
                 sc = syscalls_open();
         syscalls_start(sc);
+        shmbus__ring_syscalls(&f0);
         run->sh->t_start[role] = bench_now_ns();
         for (size_t n = 0; n < expect; n++) {
                 if (tx) {
@@ -565,8 +655,14 @@ static int role_stream(struct run *run, int role) {
                                 goto out;
                 }
         }
+        for (i = first; tx && i < last; i++)
+                if (run->ops->flush && run->ops->flush(&run->links[i]) < 0)
+                        goto out;
         run->sh->t_end[role] = bench_now_ns();
+        shmbus__ring_syscalls(&f1);
         run->sh->syscalls[role] = syscalls_stop(sc);
+        run->sh->futex_waits[role] = (int64_t)(f1.futex_waits - f0.futex_waits);
+        run->sh->futex_wakes[role] = (int64_t)(f1.futex_wakes - f0.futex_wakes);
         r = 0;
 out:
         for (i = first; i < last; i++)
@@ -575,14 +671,23 @@ out:
         return r;
 }
 
-static int stream_once(const struct link_ops *ops, enum wait_mode mode, size_t size, int ntx,
-                       int nrx, size_t count, bool count_sc, double *ret_rate,
-                       double *ret_syscalls) {
+/* What one streaming run measured. */
+struct stream_result {
+        double rate;     /* messages per second, all publishers together */
+        double syscalls; /* per message, both sides; < 0 if not counted */
+        /* shmbus' futex calls per message, publishers' and subscribers' (0 for baselines). */
+        double pub_waits, pub_wakes, sub_waits, sub_wakes;
+};
+
+static int stream_once(const struct link_ops *ops, enum wait_mode mode, size_t size,
+                       size_t capacity, int ntx, int nrx, size_t count, bool count_sc,
+                       struct stream_result *ret) {
         int cpus[MAX_ROLES];
         struct run run = {
                 .ops = ops,
                 .mode = mode,
                 .size = size,
+                .capacity = capacity,
                 .count = count,
                 .ntx = ntx,
                 .nrx = nrx,
@@ -597,7 +702,8 @@ static int stream_once(const struct link_ops *ops, enum wait_mode mode, size_t s
         if (r == 0)
                 r = run_roles(&run, ntx + nrx, role_stream, cpus);
         if (r == 0) {
-                int64_t t0 = INT64_MAX, t1 = 0, sc = 0;
+                int64_t t0 = INT64_MAX, t1 = 0, sc = 0, w[2] = {0, 0}, k[2] = {0, 0};
+                double msgs = (double)count * ntx;
 
                 for (int i = 0; i < ntx + nrx; i++) {
                         if (i < ntx && run.sh->t_start[i] < t0)
@@ -606,10 +712,17 @@ static int stream_once(const struct link_ops *ops, enum wait_mode mode, size_t s
                                 t1 = run.sh->t_end[i];
                         if (sc >= 0)
                                 sc = run.sh->syscalls[i] < 0 ? -1 : sc + run.sh->syscalls[i];
+                        w[i >= ntx] += run.sh->futex_waits[i];
+                        k[i >= ntx] += run.sh->futex_wakes[i];
                 }
-                *ret_rate = (double)count * ntx / ((double)(t1 - t0) / 1e9);
-                if (ret_syscalls)
-                        *ret_syscalls = sc < 0 ? -1 : (double)sc / ((double)count * ntx);
+                *ret = (struct stream_result){
+                        .rate = msgs / ((double)(t1 - t0) / 1e9),
+                        .syscalls = sc < 0 ? -1 : (double)sc / msgs,
+                        .pub_waits = (double)w[0] / msgs,
+                        .pub_wakes = (double)k[0] / msgs,
+                        .sub_waits = (double)w[1] / msgs,
+                        .sub_wakes = (double)k[1] / msgs,
+                };
         }
         run_teardown(&run);
         return r;
@@ -630,6 +743,7 @@ static void bench_stream(const char *scenario, const struct link_ops *ops, enum 
                          size_t size, int ntx, int nrx, const char *baseline) {
         struct row *row = row_new(scenario, ops->name, mode, size, ntx, nrx);
         size_t count = stream_count(size) / (syscall_based(ops) ? 4 : 1);
+        struct stream_result res;
         const struct row *base;
 
         count /= (size_t)ntx;
@@ -639,16 +753,21 @@ static void bench_stream(const char *scenario, const struct link_ops *ops, enum 
                 row->note = "one writer per link";
                 goto print;
         }
-        if (stream_once(ops, mode, size, ntx, nrx, count, false, &row->msgs, NULL) < 0) {
+        if (stream_once(ops, mode, size, 0, ntx, nrx, count, false, &res) < 0) {
                 row->note = "failed";
                 goto print;
         }
         row->ok = true;
-        if (ntx == 1 && nrx == 1) {
-                double ignored;
+        row->msgs = res.rate;
+        row->pub_waits = res.pub_waits;
+        row->pub_wakes = res.pub_wakes;
+        row->sub_waits = res.sub_waits;
+        row->sub_wakes = res.sub_wakes;
+        if (ntx == 1 && nrx == 1 && syscall_tracepoint_id() >= 0) {
                 size_t n = count / 10 < 20000 ? 20000 : count / 10;
 
-                stream_once(ops, mode, size, 1, 1, n, true, &ignored, &row->syscalls);
+                if (stream_once(ops, mode, size, 0, 1, 1, n, true, &res) == 0)
+                        row->syscalls = res.syscalls;
         }
         base = baseline ? row_find(scenario, baseline, size, ntx, nrx) : NULL;
         if (base && base != row && base->msgs > 0) {
@@ -668,6 +787,9 @@ print:
                 printf("  %19s", "");
         if (row->syscalls >= 0)
                 printf(" %7.3f", row->syscalls);
+        if (row->pub_waits + row->pub_wakes + row->sub_waits + row->sub_wakes > 0)
+                printf("  futex/msg pub %.4f+%.4f sub %.4f+%.4f", row->pub_waits, row->pub_wakes,
+                       row->sub_waits, row->sub_wakes);
         printf("\n");
 }
 
@@ -1000,6 +1122,111 @@ static void bench_events(void) {
         }
 }
 
+/* ---- the matrix: ring size x message size ---------------------------------------------------- */
+
+static const size_t matrix_caps[] = {(size_t)64 << 10, (size_t)256 << 10, (size_t)1 << 20,
+                                     (size_t)4 << 20,  (size_t)16 << 20,  (size_t)64 << 20};
+static const size_t matrix_sizes[] = {64, 256, 1024, 4096, 16384, 65536};
+#define MATRIX_CAPS   (sizeof(matrix_caps) / sizeof(matrix_caps[0]))
+#define MATRIX_SIZES  (sizeof(matrix_sizes) / sizeof(matrix_sizes[0]))
+#define MATRIX_ROUNDS 3
+
+/*
+ * Messages for one cell: enough bytes for several laps of the biggest ring and
+ * a few tenths of a second at the fastest rate, a tenth of that with --quick.
+ */
+static size_t matrix_count(size_t size, size_t capacity) {
+        size_t bytes = (size_t)1 << (quick ? 28 : 30), n;
+
+        if (bytes < 4 * capacity)
+                bytes = 4 * capacity;
+        n = bytes / size;
+        if (n > (quick ? 2000000u : 8000000u))
+                n = quick ? 2000000u : 8000000u;
+        return n < 20000 ? 20000 : n;
+}
+
+static const struct row *matrix_find(const char *transport, size_t size, size_t capacity) {
+        for (size_t i = 0; i < nrows; i++)
+                if (rows[i].ok && strcmp(rows[i].scenario, "matrix") == 0 &&
+                    strcmp(rows[i].transport, transport) == 0 && rows[i].size == size &&
+                    rows[i].capacity == capacity)
+                        return &rows[i];
+        return NULL;
+}
+
+/*
+ * One cell: the SPSC ring, shmbus copying and shmbus zero-copy, one publisher
+ * and one spin-then-sleep subscriber, in MATRIX_ROUNDS rounds (one with
+ * --quick) of the three back to back; each shmbus figure is the median of its
+ * per-round ratios to the SPSC ring of the same round.
+ */
+static void bench_matrix_cell(size_t capacity, size_t size) {
+        const struct link_ops *ops[] = {&link_spsc, &link_shmbus, &link_shmbus_zc};
+        int rounds = quick ? 1 : MATRIX_ROUNDS;
+        size_t count = matrix_count(size, capacity);
+        struct stream_result res[3][MATRIX_ROUNDS];
+        struct row *row[3];
+
+        for (int t = 0; t < 3; t++) {
+                row[t] =
+                        row_new("matrix", ops[t]->name, t == 0 ? WAIT_BUSY : WAIT_SPIN, size, 1, 1);
+                row[t]->capacity = capacity;
+        }
+        for (int k = 0; k < rounds; k++)
+                for (int t = 0; t < 3; t++)
+                        if (stream_once(ops[t], row[t]->mode, size, capacity, 1, 1, count, false,
+                                        &res[t][k]) < 0) {
+                                row[t]->note = "failed";
+                                printf("  %8zu %6zu %s failed\n", capacity, size, ops[t]->name);
+                                return;
+                        }
+        for (int t = 0; t < 3; t++) {
+                double rates[MATRIX_ROUNDS], ratios[MATRIX_ROUNDS];
+                struct stream_result sum = {0};
+
+                for (int k = 0; k < rounds; k++) {
+                        rates[k] = res[t][k].rate;
+                        ratios[k] = res[t][k].rate / res[0][k].rate;
+                        sum.pub_waits += res[t][k].pub_waits / rounds;
+                        sum.pub_wakes += res[t][k].pub_wakes / rounds;
+                        sum.sub_waits += res[t][k].sub_waits / rounds;
+                        sum.sub_wakes += res[t][k].sub_wakes / rounds;
+                }
+                qsort(rates, (size_t)rounds, sizeof(double), cmp_double);
+                qsort(ratios, (size_t)rounds, sizeof(double), cmp_double);
+                row[t]->ok = true;
+                row[t]->msgs = rates[rounds / 2];
+                row[t]->pub_waits = sum.pub_waits;
+                row[t]->pub_wakes = sum.pub_wakes;
+                row[t]->sub_waits = sum.sub_waits;
+                row[t]->sub_wakes = sum.sub_wakes;
+                if (t > 0) {
+                        row[t]->ratio = ratios[rounds / 2];
+                        row[t]->ratio_to = "spsc-ring, same ring bytes, same round";
+                }
+        }
+        printf("  %8zu %6zu %11.0f %11.0f %5.2fx %11.0f %5.2fx  %.4f %.4f %.4f %.4f\n",
+               capacity >> 10, size, row[0]->msgs, row[1]->msgs, row[1]->ratio, row[2]->msgs,
+               row[2]->ratio, row[1]->pub_waits, row[1]->pub_wakes, row[1]->sub_waits,
+               row[1]->sub_wakes);
+}
+
+static void bench_matrix(void) {
+        printf("\nMatrix: one-way streaming, ring bytes x message size, 1 publisher and 1 "
+               "spin-then-sleep subscriber on CPU 0 and CPU 1; ratios to an SPSC ring with the "
+               "same ring bytes; futex calls per message of the copying run:\n"
+               "  %8s %6s %11s %11s %6s %11s %6s  %-6s %-6s %-6s %-6s\n",
+               "ring KiB", "size", "spsc msg/s", "copy msg/s", "ratio", "zc msg/s", "ratio",
+               "pub-w", "pub-k", "sub-w", "sub-k");
+        for (size_t c = 0; c < MATRIX_CAPS; c++)
+                for (size_t s = 0; s < MATRIX_SIZES; s++)
+                        if (matrix_sizes[s] <= matrix_caps[c] / 4 &&
+                            (!only_ring || only_ring == matrix_caps[c]) &&
+                            (!only_size || only_size == matrix_sizes[s]))
+                                bench_matrix_cell(matrix_caps[c], matrix_sizes[s]);
+}
+
 /* ---- output ------------------------------------------------------------------------------- */
 
 static cJSON *pct_json(struct pct p) {
@@ -1037,6 +1264,7 @@ static int write_json(const char *path) {
                 cJSON_AddStringToObject(o, "transport", row->transport);
                 cJSON_AddStringToObject(o, "wait", mode_names[row->mode]);
                 cJSON_AddNumberToObject(o, "size", (double)row->size);
+                cJSON_AddNumberToObject(o, "ring_bytes", (double)row->capacity);
                 cJSON_AddNumberToObject(o, "publishers", row->ntx);
                 cJSON_AddNumberToObject(o, "subscribers", row->nrx);
                 cJSON_AddBoolToObject(o, "ok", row->ok);
@@ -1050,6 +1278,14 @@ static int write_json(const char *path) {
                 }
                 if (row->ok && row->syscalls >= 0)
                         cJSON_AddNumberToObject(o, "syscalls_per_msg", row->syscalls);
+                if (row->ok && row->pub_waits >= 0) {
+                        cJSON *fx = cJSON_AddObjectToObject(o, "futex_per_msg");
+
+                        cJSON_AddNumberToObject(fx, "pub_waits", row->pub_waits);
+                        cJSON_AddNumberToObject(fx, "pub_wakes", row->pub_wakes);
+                        cJSON_AddNumberToObject(fx, "sub_waits", row->sub_waits);
+                        cJSON_AddNumberToObject(fx, "sub_wakes", row->sub_wakes);
+                }
                 if (row->floor_p50 > 0)
                         cJSON_AddNumberToObject(o, "floor_p50_ns", row->floor_p50);
                 if (row->ratio > 0) {
@@ -1069,6 +1305,14 @@ static int write_json(const char *path) {
         return r;
 }
 
+/* Whether any row of @scenario was measured. */
+static bool ran(const char *scenario) {
+        for (size_t i = 0; i < nrows; i++)
+                if (rows[i].ok && strcmp(rows[i].scenario, scenario) == 0)
+                        return true;
+        return false;
+}
+
 /* Data files for bench/plot.gp: percentiles per reader, and a rate matrix per size. */
 static int write_plot_data(const char *dir) {
         static const char *const transports[] = {"spsc-ring", "shmbus",      "shmbus-zero-copy",
@@ -1077,6 +1321,17 @@ static int write_plot_data(const char *dir) {
         char path[512];
         FILE *f;
 
+        /* A file for every scenario that ran, none for the others (run.sh plots what is there). */
+        snprintf(path, sizeof(path), "%s/rtt.dat", dir);
+        unlink(path);
+        for (int mb = 0; mb < 2; mb++) {
+                snprintf(path, sizeof(path), "%s/stream-%s.dat", dir, mb ? "mbs" : "msgs");
+                unlink(path);
+                snprintf(path, sizeof(path), "%s/matrix-%s.dat", dir, mb ? "zero-copy" : "copy");
+                unlink(path);
+        }
+        if (!ran("rtt"))
+                goto stream;
         snprintf(path, sizeof(path), "%s/rtt.dat", dir);
         f = fopen(path, "we");
         if (!f)
@@ -1092,7 +1347,8 @@ static int write_plot_data(const char *dir) {
                                 rows[i].rtt.p999 / 1e3);
         fclose(f);
 
-        for (int mb = 0; mb < 2; mb++) {
+stream:
+        for (int mb = 0; mb < 2 && ran("stream"); mb++) {
                 snprintf(path, sizeof(path), "%s/stream-%s.dat", dir, mb ? "mbs" : "msgs");
                 f = fopen(path, "we");
                 if (!f)
@@ -1117,6 +1373,30 @@ static int write_plot_data(const char *dir) {
                 }
                 fclose(f);
         }
+
+        /* The matrix as gnuplot "matrix rowheaders columnheaders" files, one per shmbus API. */
+        for (int zc = 0; zc < 2 && ran("matrix"); zc++) {
+                snprintf(path, sizeof(path), "%s/matrix-%s.dat", dir, zc ? "zero-copy" : "copy");
+                f = fopen(path, "we");
+                if (!f)
+                        return -1;
+                fprintf(f, "ring");
+                for (size_t s = 0; s < MATRIX_SIZES; s++)
+                        fprintf(f, " %zu", matrix_sizes[s]);
+                fprintf(f, "\n");
+                for (size_t c = 0; c < MATRIX_CAPS; c++) {
+                        fprintf(f, "%zuK", matrix_caps[c] >> 10);
+                        for (size_t s = 0; s < MATRIX_SIZES; s++) {
+                                const struct row *r =
+                                        matrix_find(zc ? "shmbus-zero-copy" : "shmbus",
+                                                    matrix_sizes[s], matrix_caps[c]);
+
+                                fprintf(f, r ? " %.3f" : " NaN", r ? r->ratio : 0.0);
+                        }
+                        fprintf(f, "\n");
+                }
+                fclose(f);
+        }
         return 0;
 }
 
@@ -1135,25 +1415,26 @@ static bool wanted(const char *only, const char *what) {
 
 static void usage(FILE *f) {
         fprintf(f, "Usage: shmbus-bench [--quick] [--out DIR] "
-                   "[--only rtt,stream,events,fanin,fanout]\n"
-                   "                    [--iceoryx]\n");
+                   "[--only rtt,sleep,stream,events,fanin,fanout,batch,matrix]\n"
+                   "                    [--ring BYTES] [--size BYTES] [--iceoryx]\n");
 }
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
                 {"quick", no_argument, NULL, 'q'},      {"out", required_argument, NULL, 'o'},
                 {"only", required_argument, NULL, 'O'}, {"iceoryx", no_argument, NULL, 'i'},
-                {"help", no_argument, NULL, 'h'},       {0},
+                {"help", no_argument, NULL, 'h'},       {"ring", required_argument, NULL, 'r'},
+                {"size", required_argument, NULL, 's'}, {0},
         };
         static const size_t sizes[] = {64, 1024, 4096, 65536};
-        static const int fans[] = {1, 2, 4};
+        static const int fans[] = {1, 2, 4, 8};
         const struct link_ops *stream_links[] = {&link_spsc,    &link_shmbus, &link_shmbus_zc,
                                                  &link_iceoryx, &link_unix,   &link_pipe};
         const char *out = NULL, *only = NULL;
         char path[512];
         int c;
 
-        while ((c = getopt_long(argc, argv, "qo:O:ih", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "qo:O:ihr:s:", opts, NULL)) != -1) {
                 switch (c) {
                 case 'q':
                         quick = true;
@@ -1166,6 +1447,12 @@ int main(int argc, char **argv) {
                         break;
                 case 'i':
                         with_iceoryx = true;
+                        break;
+                case 'r':
+                        only_ring = strtoul(optarg, NULL, 0);
+                        break;
+                case 's':
+                        only_size = strtoul(optarg, NULL, 0);
                         break;
                 case 'h':
                         usage(stdout);
@@ -1211,6 +1498,14 @@ int main(int argc, char **argv) {
                 bench_rtt(&link_unix, WAIT_SLEEP);
                 bench_rtt(&link_pipe, WAIT_SLEEP);
         }
+        if (wanted(only, "sleep")) {
+                printf("\nSleep path, 64 B round trip, reader always sleeps; the reply held back "
+                       "by the delay, which is taken out (us):\n"
+                       "  %-18s %9s %9s %9s %9s %9s %9s  %s\n",
+                       "transport", "delay", "", "p50", "p90", "p99", "p99.9", "p50/futex");
+                bench_sleep(0);
+                bench_sleep(100000);
+        }
         if (wanted(only, "stream")) {
                 printf("\nOne-way streaming, one publisher and one subscriber on CPU 0 and CPU 1:\n"
                        "  %-18s %-16s %6s %3s %3s %12s %10s  %-19s %7s\n",
@@ -1227,16 +1522,20 @@ int main(int argc, char **argv) {
         if (wanted(only, "events"))
                 bench_events();
         if (wanted(only, "fanin")) {
-                printf("\nFan-in, N publishers -> 1 subscriber, 64 B, processes not pinned:\n");
-                for (size_t n = 0; n < 3; n++) {
+                printf("\nFan-in, N publishers -> 1 subscriber, 64 B, processes not pinned "
+                       "(N + 1 processes on %ld CPUs: oversubscribed from N = 2 on 2 CPUs):\n",
+                       sysconf(_SC_NPROCESSORS_ONLN));
+                for (size_t n = 0; n < 4; n++) {
                         bench_stream("fanin", &link_pipe, WAIT_SLEEP, 64, fans[n], 1, NULL);
                         bench_stream("fanin", &link_shmbus, WAIT_SPIN, 64, fans[n], 1, "pipe");
                 }
         }
         if (wanted(only, "fanout")) {
                 printf("\nFan-out, 1 publisher -> N subscribers, 64 B, processes not pinned "
-                       "(msg/s published; each is delivered N times):\n");
-                for (size_t n = 0; n < 3; n++) {
+                       "(msg/s published; each is delivered N times; N + 1 processes on %ld "
+                       "CPUs):\n",
+                       sysconf(_SC_NPROCESSORS_ONLN));
+                for (size_t n = 0; n < 4; n++) {
                         bench_stream("fanout", &link_unix, WAIT_SLEEP, 64, 1, fans[n], NULL);
                         bench_stream("fanout", &link_iceoryx, WAIT_SPIN, 64, 1, fans[n],
                                      "unix-socket");
@@ -1244,6 +1543,26 @@ int main(int argc, char **argv) {
                                      "unix-socket");
                 }
         }
+        if (wanted(only, "batch")) {
+                printf("\nBatches of 32, one publisher and one subscriber on CPU 0 and CPU 1, "
+                       "against an SPSC ring that publishes its indices every 32 messages:\n"
+                       "  %-18s %-16s %6s %3s %3s %12s %10s  %-19s %7s\n",
+                       "transport", "reader", "size", "pub", "sub", "msg/s", "MB/s", "ratio",
+                       "sc/msg");
+                for (size_t s = 0; s < 3; s++) {
+                        static const size_t batch_sizes[] = {64, 256, 1024};
+
+                        bench_stream("batch", &link_spsc32, WAIT_BUSY, batch_sizes[s], 1, 1, NULL);
+                        bench_stream("batch", &link_spsc, WAIT_BUSY, batch_sizes[s], 1, 1,
+                                     "spsc-ring-32");
+                        bench_stream("batch", &link_shmbus, WAIT_SPIN, batch_sizes[s], 1, 1,
+                                     "spsc-ring-32");
+                        bench_stream("batch", &link_shmbus_batch, WAIT_SPIN, batch_sizes[s], 1, 1,
+                                     "spsc-ring-32");
+                }
+        }
+        if (wanted(only, "matrix"))
+                bench_matrix();
         rmdir(bench_dir);
 
         if (out) {

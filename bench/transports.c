@@ -23,8 +23,6 @@
 
 #include "bench.h"
 
-#define RING_BYTES (UINT64_C(1) << 20)
-
 char bench_dir[256];
 
 int64_t bench_now_ns(void) {
@@ -59,38 +57,71 @@ static void *shared_map(size_t len) {
 
 /* ---- the ceiling: a trivial SPSC ring of length-prefixed records, busy-polled ---------------- */
 
+/*
+ * The ring bytes follow the header; each side publishes its index every
+ * `every` messages (1: after every message, the plain SPSC ring; 32: the
+ * batching ceiling the batch API is measured against) and always before it
+ * waits for the other side, so neither can wait on an index held back.
+ */
 struct spsc {
         alignas(128) _Atomic uint64_t head;
         alignas(128) _Atomic uint64_t tail;
-        alignas(128) uint8_t data[RING_BYTES];
+        alignas(128) uint8_t data[];
 };
 
 struct spsc_end {
-        uint64_t pos;   /* our side: tail for the writer, head for the reader */
-        uint64_t other; /* cached copy of the other side */
+        uint64_t pos;     /* our side: tail for the writer, head for the reader */
+        uint64_t other;   /* cached copy of the other side */
+        uint64_t mask;    /* ring bytes - 1 */
+        unsigned every;   /* publish our index every this many messages */
+        unsigned pending; /* messages since we last published */
 };
 
 #define SPSC_PAD UINT64_MAX
 
 static int spsc_create(struct link *l) {
-        l->shared_len = sizeof(struct spsc);
+        l->shared_len = sizeof(struct spsc) + l->capacity;
         l->shared = shared_map(l->shared_len);
         return l->shared ? 0 : -ENOMEM;
 }
 
+static int spsc_open_every(struct link *l, unsigned every) {
+        struct spsc_end *e = calloc(1, sizeof(*e));
+
+        if (!e)
+                return -ENOMEM;
+        e->mask = l->capacity - 1;
+        e->every = every;
+        l->local = e;
+        return 0;
+}
+
 static int spsc_open(struct link *l) {
-        l->local = calloc(1, sizeof(struct spsc_end));
-        return l->local ? 0 : -ENOMEM;
+        return spsc_open_every(l, 1);
+}
+
+static int spsc32_open(struct link *l) {
+        return spsc_open_every(l, 32);
+}
+
+static inline void spsc_publish(_Atomic uint64_t *word, struct spsc_end *e) {
+        e->pending = 0;
+        atomic_store_explicit(word, e->pos, memory_order_release);
 }
 
 static int spsc_send(struct link *l, const void *buf, size_t len) {
         struct spsc *q = l->shared;
         struct spsc_end *e = l->local;
-        uint64_t rec = (8 + len + 15) & ~UINT64_C(15), off = e->pos & (RING_BYTES - 1);
-        uint64_t skip = off + rec > RING_BYTES ? RING_BYTES - off : 0;
+        uint64_t size = e->mask + 1;
+        uint64_t rec = (8 + len + 15) & ~UINT64_C(15), off = e->pos & e->mask;
+        uint64_t skip = off + rec > size ? size - off : 0;
 
-        while (e->pos + skip + rec - e->other > RING_BYTES)
-                e->other = atomic_load_explicit(&q->head, memory_order_acquire);
+        if (e->pos + skip + rec - e->other > size) {
+                if (e->pending)
+                        spsc_publish(&q->tail, e);
+                while (e->pos + skip + rec - e->other > size)
+                        e->other = atomic_load_explicit(&q->head, memory_order_acquire);
+        }
         if (skip) {
                 /* A record never crosses the end: mark the rest of the lap as padding. */
                 uint64_t pad = SPSC_PAD;
@@ -103,7 +134,16 @@ static int spsc_send(struct link *l, const void *buf, size_t len) {
         memcpy(&q->data[off], &n, 8);
         memcpy(&q->data[off + 8], buf, len);
         e->pos += rec;
-        atomic_store_explicit(&q->tail, e->pos, memory_order_release);
+        if (++e->pending >= e->every)
+                spsc_publish(&q->tail, e);
+        return 0;
+}
+
+static int spsc_flush(struct link *l) {
+        struct spsc *q = l->shared;
+        struct spsc_end *e = l->local;
+
+        spsc_publish(&q->tail, e);
         return 0;
 }
 
@@ -113,18 +153,23 @@ static ssize_t spsc_recv(struct link *l, void *buf, size_t cap) {
         uint64_t len;
 
         for (;;) {
-                while (e->other == e->pos)
-                        e->other = atomic_load_explicit(&q->tail, memory_order_acquire);
-                memcpy(&len, &q->data[e->pos & (RING_BYTES - 1)], 8);
+                if (e->other == e->pos) {
+                        if (e->pending)
+                                spsc_publish(&q->head, e);
+                        while (e->other == e->pos)
+                                e->other = atomic_load_explicit(&q->tail, memory_order_acquire);
+                }
+                memcpy(&len, &q->data[e->pos & e->mask], 8);
                 if (len != SPSC_PAD)
                         break;
-                e->pos += RING_BYTES - (e->pos & (RING_BYTES - 1));
+                e->pos += e->mask + 1 - (e->pos & e->mask);
         }
         if (len > cap)
                 return -EMSGSIZE;
-        memcpy(buf, &q->data[(e->pos & (RING_BYTES - 1)) + 8], len);
+        memcpy(buf, &q->data[(e->pos & e->mask) + 8], len);
         e->pos += (8 + len + 15) & ~UINT64_C(15);
-        atomic_store_explicit(&q->head, e->pos, memory_order_release);
+        if (++e->pending >= e->every)
+                spsc_publish(&q->head, e);
         return (ssize_t)len;
 }
 
@@ -147,6 +192,20 @@ const struct link_ops link_spsc = {
         .open_tx = spsc_open,
         .send = spsc_send,
         .recv = spsc_recv,
+        .flush = spsc_flush,
+        .close = local_free,
+        .destroy = shared_unmap,
+};
+
+const struct link_ops link_spsc32 = {
+        .name = "spsc-ring-32",
+        .modes = 1u << WAIT_BUSY,
+        .create = spsc_create,
+        .open_rx = spsc32_open,
+        .open_tx = spsc32_open,
+        .send = spsc_send,
+        .recv = spsc_recv,
+        .flush = spsc_flush,
         .close = local_free,
         .destroy = shared_unmap,
 };
@@ -259,7 +318,7 @@ static int pipe_create(struct link *l) {
         if (pipe2(l->fd, O_CLOEXEC) < 0)
                 return -errno;
         /* The same 1 MiB of buffering the rings get. */
-        fcntl(l->fd[1], F_SETPIPE_SZ, (int)RING_BYTES);
+        fcntl(l->fd[1], F_SETPIPE_SZ, (int)BENCH_RING_BYTES);
         return 0;
 }
 
@@ -296,7 +355,7 @@ const struct link_ops link_pipe = {
 };
 
 static int unix_create(struct link *l) {
-        int sz = (int)RING_BYTES;
+        int sz = (int)BENCH_RING_BYTES;
 
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, l->fd) < 0)
                 return -errno;
@@ -319,9 +378,19 @@ const struct link_ops link_unix = {
 
 /* ---- shmbus: a channel file pair in the run's directory, no daemon on the data path ------- */
 
+/* Messages a batching link holds back (send) or has copied out (recv). */
+#define BENCH_BATCH 32
+
 struct shmbus_end {
         shmbus_pub *pub;
         shmbus_sub *sub;
+        /* Batching links only. */
+        uint8_t *store; /* BENCH_BATCH messages of msg_size, back to back */
+        const void *msgs[BENCH_BATCH];
+        size_t lens[BENCH_BATCH];
+        size_t n;    /* held back (send) or copied out (recv) */
+        size_t next; /* recv: the next one to hand out */
+        size_t off;  /* recv: where it starts in store */
 };
 
 static int shmbus_link_create(struct link *l) {
@@ -334,8 +403,8 @@ static int shmbus_link_create(struct link *l) {
         r = shmbus_opts_new(&o);
         if (r < 0)
                 return r;
-        shmbus_opts_set_capacity(o, RING_BYTES);
-        shmbus_opts_set_max_msg(o, 65536);
+        shmbus_opts_set_capacity(o, l->capacity);
+        shmbus_opts_set_max_msg(o, l->capacity / 4 < 65536 ? l->capacity / 4 : 65536);
         shmbus_opts_set_policy(o, SHMBUS_POLICY_BLOCK);
         r = shmbus_channel_create(bench_dir, l->name, o, 0600, &c);
         shmbus_opts_free(o);
@@ -420,6 +489,80 @@ static ssize_t shmbus_zc_recv(struct link *l, void *buf, size_t cap) {
         return r < 0 ? r : (ssize_t)len;
 }
 
+/*
+ * Batches of BENCH_BATCH: send holds messages back and hands them over with
+ * one shmbus_pub_send_batch() (flush sends what is left); recv takes what
+ * shmbus_sub_recv_batch() copied out, one message per call. The copy into
+ * the held-back batch is part of what is measured.
+ */
+static int shmbus_batch_open(struct link *l, bool tx) {
+        struct shmbus_end *e;
+        int r;
+
+        r = shmbus_link_open(l, tx);
+        if (r < 0)
+                return r;
+        e = l->local;
+        e->store = malloc(BENCH_BATCH * l->msg_size);
+        return e->store ? 0 : -ENOMEM;
+}
+
+static int shmbus_batch_open_rx(struct link *l) {
+        return shmbus_batch_open(l, false);
+}
+
+static int shmbus_batch_open_tx(struct link *l) {
+        return shmbus_batch_open(l, true);
+}
+
+static int shmbus_batch_flush(struct link *l) {
+        struct shmbus_end *e = l->local;
+        size_t sent = 0;
+
+        while (sent < e->n) {
+                int r = shmbus_pub_send_batch(e->pub, e->msgs + sent, e->lens + sent, e->n - sent,
+                                              -1);
+
+                if (r < 0)
+                        return r;
+                sent += (size_t)r;
+        }
+        e->n = 0;
+        return 0;
+}
+
+static int shmbus_batch_send(struct link *l, const void *buf, size_t len) {
+        struct shmbus_end *e = l->local;
+        uint8_t *dst = e->store + e->n * l->msg_size;
+
+        memcpy(dst, buf, len);
+        e->msgs[e->n] = dst;
+        e->lens[e->n++] = len;
+        return e->n == BENCH_BATCH ? shmbus_batch_flush(l) : 0;
+}
+
+static ssize_t shmbus_batch_recv(struct link *l, void *buf, size_t cap) {
+        struct shmbus_end *e = l->local;
+        size_t len;
+
+        if (e->next == e->n) {
+                int r = shmbus_sub_recv_batch(e->sub, e->store, BENCH_BATCH * l->msg_size, e->lens,
+                                              BENCH_BATCH, -1);
+
+                if (r < 0)
+                        return r;
+                e->n = (size_t)r;
+                e->next = 0;
+                e->off = 0;
+        }
+        len = e->lens[e->next++];
+        if (len > cap)
+                return -EMSGSIZE;
+        memcpy(buf, e->store + e->off, len);
+        e->off += len;
+        return (ssize_t)len;
+}
+
 static void shmbus_link_close(struct link *l) {
         struct shmbus_end *e = l->local;
 
@@ -427,6 +570,7 @@ static void shmbus_link_close(struct link *l) {
                 return;
         shmbus_pub_free(e->pub);
         shmbus_sub_free(e->sub);
+        free(e->store);
         free(e);
         l->local = NULL;
 }
@@ -461,6 +605,19 @@ const struct link_ops link_shmbus_zc = {
         .open_tx = shmbus_link_open_tx,
         .send = shmbus_zc_send,
         .recv = shmbus_zc_recv,
+        .close = shmbus_link_close,
+        .destroy = shmbus_link_destroy,
+};
+
+const struct link_ops link_shmbus_batch = {
+        .name = "shmbus-batch",
+        .modes = SHMBUS_MODES,
+        .create = shmbus_link_create,
+        .open_rx = shmbus_batch_open_rx,
+        .open_tx = shmbus_batch_open_tx,
+        .send = shmbus_batch_send,
+        .recv = shmbus_batch_recv,
+        .flush = shmbus_batch_flush,
         .close = shmbus_link_close,
         .destroy = shmbus_link_destroy,
 };

@@ -900,6 +900,68 @@ SHMBUS_EXPORT const char *shmbus_client_last_error(const shmbus_client *client);
  */
 SHMBUS_EXPORT int shmbus_client_new_wait(const char *socket_path, int timeout_ms,
                                          shmbus_client **ret_client);
+/*
+ * ---- Batches of small messages (SHMBUS_1.1) ----
+ *
+ * Publishing or receiving many small messages one call at a time pays the
+ * claim (an atomic compare-and-swap on a line every publisher shares) and the
+ * reader's position bookkeeping once per message. The batch calls pay them
+ * once per batch; every message is still a record of its own, delivered to
+ * every subscriber in order, exactly as if sent with shmbus_pub_send().
+ */
+
+/**
+ * shmbus_pub_send_batch() - copy several messages into the channel and publish them.
+ * @pub: a publisher with no open claim.
+ * @msgs: @n pointers to the messages.
+ * @lens: their @n lengths, each 1 to shmbus_channel_max_msg().
+ * @n: how many; 0 sends nothing.
+ * @timeout_ms: how long the whole call may wait for space, as for
+ *              shmbus_pub_claim().
+ *
+ * Every message is checked before any is sent. Then as many as fit are
+ * claimed at once, with one claim for all of them, copied and committed in
+ * order, and the rest follow in further claims: a batch larger than the ring
+ * is sent in several. Subscribers may see the first messages of a batch
+ * before the last ones are committed.
+ *
+ * Lifetime: nothing is kept; @msgs and @lens may be reused on return.
+ * Return: the number of messages sent, @n unless the time ran out after some
+ * were sent (the rest were not: send them again); -EINVAL (a NULL or
+ * zero-length message, @n above INT_MAX), -EMSGSIZE (a message above
+ * shmbus_channel_max_msg()), -EBUSY (a claim is open), -EAGAIN (full and
+ * @timeout_ms is 0), -ETIMEDOUT (no space came in time): nothing was sent.
+ */
+SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs,
+                                        const size_t *lens, size_t n, int timeout_ms);
+
+/**
+ * shmbus_sub_recv_batch() - copy out every message that is there, up to a limit.
+ * @sub: a subscriber.
+ * @buf: where to copy them, back to back with no gaps: message i starts at
+ *       the sum of the lengths before it.
+ * @buf_len: the size of @buf.
+ * @lens: receives the length of each message copied.
+ * @max_n: the most messages to copy (the number of entries of @lens).
+ * @timeout_ms: how long to wait for the first message; the others are taken
+ *              only if they are already there.
+ *
+ * Waits like shmbus_sub_recv() (spinning, then sleeping), then copies
+ * messages in order until @max_n are copied, the next one does not fit in
+ * what is left of @buf, or none is left. The position is published to
+ * publishers once for the batch. A borrowed message from a previous peek is
+ * released first.
+ *
+ * Lifetime: nothing is kept; the messages in @buf are the caller's.
+ * Return: the number of messages copied (>= 1); -EINVAL, -EMSGSIZE (the first
+ * message is longer than @buf_len; it stays, so call again with a larger
+ * buffer), -EAGAIN (nothing and @timeout_ms is 0), -ETIMEDOUT, -EBADMSG (as
+ * for shmbus_sub_peek()). On a SHMBUS_POLICY_OVERWRITE channel a message
+ * overwritten while it was copied is left out and counted as lost, as
+ * shmbus_sub_recv() does.
+ */
+SHMBUS_EXPORT int shmbus_sub_recv_batch(shmbus_sub *sub, void *buf, size_t buf_len, size_t *lens,
+                                        size_t max_n, int timeout_ms);
 
 #ifdef __cplusplus
 }

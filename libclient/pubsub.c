@@ -22,6 +22,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -485,4 +486,71 @@ bool shmbus__sub_last_marked(const shmbus_sub *sub) {
 
 shmbus_channel *shmbus__sub_channel(const shmbus_sub *sub) {
         return sub->chan;
+}
+
+/*
+ * ---- batches (issue 17) ----
+ * Several small messages with one claim and one position publication: the ring
+ * does the work (shmbus__ring_send_batch, shmbus__ring_recv_batch); these are
+ * the public entry points with the same checks as single sends and receives
+ * (another process's object, a deleted, broken or evicted channel).
+ */
+
+SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs,
+                                        const size_t *lens, size_t n, int timeout_ms) {
+        int64_t timeout_ns, deadline;
+        size_t sent = 0;
+        int r;
+
+        if (!pub || (n && (!msgs || !lens)) || n > INT_MAX)
+                return -EINVAL;
+        r = pub_check(pub, timeout_ms);
+        if (r < 0)
+                return r == -ECHILD ? r : shmbus__channel_check(pub->chan, r);
+        /* All or nothing for bad arguments: check every message before sending any. */
+        for (size_t i = 0; i < n; i++) {
+                if (!msgs[i] || lens[i] == 0)
+                        return -EINVAL;
+                if (lens[i] > pub->rp.ring->max_msg)
+                        return -EMSGSIZE;
+        }
+        timeout_ns = timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000;
+        deadline = timeout_ns > 0 ? shmbus__now_ns() + timeout_ns : -1;
+        while (sent < n) {
+                /* The timeout is the whole call's: later rounds get what is left of it. */
+                if (sent > 0 && deadline >= 0) {
+                        timeout_ns = deadline - shmbus__now_ns();
+                        if (timeout_ns < 0)
+                                timeout_ns = 0;
+                }
+                r = shmbus__ring_send_batch(&pub->rp, msgs + sent, lens + sent, n - sent,
+                                            timeout_ns);
+                if (r < 0)
+                        return sent ? (int)sent : shmbus__channel_check(pub->chan, r);
+                sent += (size_t)r;
+        }
+        return (int)sent;
+}
+
+SHMBUS_EXPORT int shmbus_sub_recv_batch(shmbus_sub *sub, void *buf, size_t buf_len, size_t *lens,
+                                        size_t max_n, int timeout_ms) {
+        const void *data;
+        size_t len;
+        int r;
+
+        if (!sub || (!buf && buf_len) || !lens || max_n == 0)
+                return -EINVAL;
+        for (;;) {
+                /* Wait for the first message as a single receive would, then take it in the batch.
+                 */
+                r = shmbus_sub_peek(sub, &data, &len, timeout_ms);
+                if (r < 0)
+                        return r;
+                shmbus__ring_unpeek(&sub->rs);
+                r = shmbus__ring_recv_batch(&sub->rs, buf, buf_len, lens,
+                                            max_n > INT_MAX ? INT_MAX : max_n);
+                /* Nothing left: every message there was overwritten while copied. */
+                if (r != -EAGAIN)
+                        return r < 0 ? shmbus__channel_check(sub->chan, r) : r;
+        }
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The channel ring: claim/commit/abort for publishers, peek/release for
- * subscribers, futex wake-ups, and the unblock operation that pads over a claim
- * whose writer died. It works on two plain memory regions (ctl and data), so
- * tests can run it on malloc'd memory; channel.c maps real files onto it.
+ * The channel ring: claim/commit/abort and batches for publishers,
+ * peek/release and batches for subscribers, futex wake-ups, and the unblock
+ * operation that pads over a claim whose writer died. It works on two plain
+ * memory regions (ctl and data), so tests can run it on malloc'd memory;
+ * channel.c maps real files onto it.
  *
  * The ring never trusts shared memory: geometry is copied at attach time and
  * every length read from a record is bounds-checked before it is used.
@@ -74,6 +75,15 @@ struct shmbus_ring_sub {
         bool untethered;
         bool protecting;
         uint64_t protect_from;
+        /*
+         * The empty ring as peek last confirmed it against the claim word: the
+         * stamp found at idle_pos when the tail was there too. Until that word
+         * changes, peek answers -EAGAIN without reading the claim word (see
+         * sub_idle in ring.c).
+         */
+        uint64_t idle_pos;
+        uint64_t idle_stamp;
+        uint32_t idle_polls;
         /* The borrowed record between peek and release. */
         bool borrowed;
         uint64_t borrow_pos;
@@ -98,6 +108,8 @@ void shmbus__ring_pub_leave(struct shmbus_ring_pub *p);
 int shmbus__ring_claim(struct shmbus_ring_pub *p, size_t len, int64_t timeout_ns, void **ret_buf);
 int shmbus__ring_commit(struct shmbus_ring_pub *p);
 int shmbus__ring_abort(struct shmbus_ring_pub *p);
+int shmbus__ring_send_batch(struct shmbus_ring_pub *p, const void *const *msgs, const size_t *lens,
+                            size_t n, int64_t timeout_ns);
 
 int shmbus__ring_sub_join(struct shmbus_ring *r, struct shmbus_ring_sub *s, pid_t pid, uid_t uid);
 /*
@@ -110,6 +122,8 @@ void shmbus__ring_sub_leave(struct shmbus_ring_sub *s);
 int shmbus__ring_peek(struct shmbus_ring_sub *s, const void **ret_data, size_t *ret_len);
 int shmbus__ring_release(struct shmbus_ring_sub *s);
 void shmbus__ring_unpeek(struct shmbus_ring_sub *s);
+int shmbus__ring_recv_batch(struct shmbus_ring_sub *s, void *buf, size_t buf_len, size_t *lens,
+                            size_t max_n);
 int shmbus__ring_wait_data(struct shmbus_ring_sub *s, int64_t timeout_ns);
 bool shmbus__ring_sub_has_data(const struct shmbus_ring_sub *s);
 
@@ -127,6 +141,18 @@ void shmbus__ring_slot_clear_pid(_Atomic uint32_t *pid_word, uint32_t dead_pid);
 /* Inspection: the records still in the ring, oldest first (see ring.c). */
 typedef int (*shmbus__walk_fn)(void *ctx, const void *data, uint32_t len, uint64_t seq, bool stale);
 int shmbus__ring_walk(const struct shmbus_ring *r, uint64_t to, shmbus__walk_fn fn, void *ctx);
+
+/*
+ * The futex and membarrier calls this process has made on channel words since
+ * it started, for shmbus-bench: counted only on the sleep and wake paths, so
+ * the counting costs the fast path nothing.
+ */
+struct shmbus_ring_syscalls {
+        uint64_t futex_waits;
+        uint64_t futex_wakes;
+        uint64_t membarriers;
+};
+void shmbus__ring_syscalls(struct shmbus_ring_syscalls *ret);
 
 /* Monotonic clock in nanoseconds. */
 int64_t shmbus__now_ns(void);

@@ -908,6 +908,87 @@ static void test_forged_own_claim_range(void) {
         }
 }
 
+/*
+ * A sleeper that has been woken but not yet run is still counted; the first
+ * waker takes its count, so the commits after it make no futex call (issue 17:
+ * hundreds of wakes of nobody per sleep while streaming).
+ */
+static void test_wake_takes_count(void) {
+        struct shmbus_ring_syscalls before, after;
+        struct memring m;
+        struct shmbus_ring_pub p;
+        struct shmbus_ring_sub s;
+
+        mr_init(&m, 4096, 512, SHMBUS_POLICY_BLOCK, 2, 1);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &p, 1, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join(&m.r, &s, 1, 0), 0);
+        /* What futex_sleep leaves behind until the sleeper runs again. */
+        atomic_store(&m.r.ctl->data_waiters, 1);
+        atomic_store(&s.slot->sleeping, 1);
+        shmbus__ring_syscalls(&before);
+        for (uint32_t i = 0; i < 20; i++)
+                CU_ASSERT_EQUAL(pub_send(&p, 1, i, 64, 0), 0);
+        shmbus__ring_syscalls(&after);
+        CU_ASSERT_EQUAL(after.futex_wakes - before.futex_wakes, 1);
+        CU_ASSERT_EQUAL(atomic_load(&m.r.ctl->data_waiters), 0);
+        CU_ASSERT_EQUAL(atomic_load(&s.slot->sleeping), 0);
+
+        /* Counted but not flagged yet: every waker still wakes, and nothing is uncounted twice. */
+        atomic_store(&m.r.ctl->data_waiters, 1);
+        shmbus__ring_syscalls(&before);
+        CU_ASSERT_EQUAL(pub_send(&p, 1, 20, 64, 0), 0);
+        CU_ASSERT_EQUAL(pub_send(&p, 1, 21, 64, 0), 0);
+        shmbus__ring_syscalls(&after);
+        CU_ASSERT_EQUAL(after.futex_wakes - before.futex_wakes, 2);
+        CU_ASSERT_EQUAL(atomic_load(&m.r.ctl->data_waiters), 1);
+        atomic_store(&m.r.ctl->data_waiters, 0);
+        mr_free(&m);
+}
+
+/*
+ * An idle reader answers from the stamp at its position, but a publisher that
+ * lapped it is found even if the stamp there looks as it did (a payload that
+ * rewrote the same value): the claim word is re-read every few polls.
+ */
+static void test_idle_peek_finds_lap(void) {
+        struct memring m;
+        struct shmbus_ring_pub p;
+        struct shmbus_ring_sub s;
+        struct shmbus_rec *rec;
+        uint64_t stamp;
+        uint32_t id, seq;
+        void *buf;
+        int r = -EAGAIN, polls;
+
+        mr_init(&m, 4096, 512, SHMBUS_POLICY_OVERWRITE, 1, 1);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_pub_join(&m.r, &p, 1, 0), 0);
+        CU_ASSERT_EQUAL_FATAL(shmbus__ring_sub_join(&m.r, &s, 1, 0), 0);
+        CU_ASSERT_EQUAL(pub_send(&p, 1, 0, 100, 0), 0);
+        CU_ASSERT(sub_take(&s, &id, &seq) > 0);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), -EAGAIN); /* confirmed empty here */
+
+        /* A claim in progress right here is still nothing to read. */
+        CU_ASSERT_EQUAL(shmbus__ring_claim(&p, 100, 0, &buf), 0);
+        tmsg_fill(buf, 100, 1, 1);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), -EAGAIN);
+        CU_ASSERT_EQUAL(shmbus__ring_commit(&p), 0);
+        CU_ASSERT(sub_take(&s, &id, &seq) > 0);
+        CU_ASSERT_EQUAL(seq, 1);
+        CU_ASSERT_EQUAL(sub_take(&s, &id, &seq), -EAGAIN);
+        rec = (struct shmbus_rec *)(void *)((uint8_t *)m.data + (s.pos & m.r.mask));
+        stamp = atomic_load(&rec->stamp);
+
+        for (uint32_t i = 2; i < 200; i++)
+                CU_ASSERT_EQUAL(pub_send(&p, 1, i, 100, 0), 0);
+        atomic_store(&rec->stamp, stamp);
+        for (polls = 0; polls < 1000 && r == -EAGAIN; polls++)
+                r = sub_take(&s, &id, &seq);
+        CU_ASSERT(r > 0);
+        CU_ASSERT(polls <= 64);
+        CU_ASSERT(s.lost > 0);
+        mr_free(&m);
+}
+
 int main(void) {
         static const struct test_case cases[] = {
                 {"geometry is validated", test_geometry},
@@ -930,6 +1011,9 @@ int main(void) {
                 {"futex wake of a sleeping reader", test_wake},
                 {"a forged claim range in a publisher's own slot does not stall it",
                  test_forged_own_claim_range},
+                {"a wake takes the sleeper's count: one futex wake per sleep",
+                 test_wake_takes_count},
+                {"an idle reader answers from the stamp but finds a lap", test_idle_peek_finds_lap},
                 {NULL, NULL},
         };
 
