@@ -208,8 +208,28 @@ static int attack_resize(enum resize how) {
         return test_wait(pid);
 }
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#endif
+
 static void resize_case(enum resize how) {
         static const char *names[] = {"ctl to 0", "data to 0", "data to half", "ctl grown"};
+#ifdef UNDER_TSAN
+        /*
+         * ThreadSanitizer's runtime cannot take a SIGBUS in instrumented code and
+         * have the handler remap the memory: shmbusd deadlocked inside it (a futex
+         * of the runtime's). The plain and ASan+UBSan runs hold these cases.
+         */
+        if (how != GROW_CTL) {
+                fprintf(stderr, " (not run under ThreadSanitizer: %s)", names[how]);
+                return;
+        }
+#endif
         atomic_int *ready = mmap(NULL, sizeof(*ready), PROT_READ | PROT_WRITE,
                                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         bool grow = how == GROW_CTL;

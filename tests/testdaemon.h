@@ -7,11 +7,13 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -119,9 +121,28 @@ static inline pid_t daemon_start_fresh(const char *config) {
         return daemon_start(config);
 }
 
+/*
+ * Stop the daemon and return its exit status; a daemon that has not exited
+ * 30 s after SIGTERM is hung (it would hang the whole run): kill it, and say
+ * so with a status no clean stop has.
+ */
 static inline int daemon_stop(pid_t pid) {
         kill(pid, SIGTERM);
-        return test_wait(pid);
+        for (int i = 0; i < 3000; i++) {
+                int st;
+                pid_t r = waitpid(pid, &st, WNOHANG);
+
+                if (r == pid)
+                        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                if (r < 0 && errno != EINTR)
+                        return -1;
+                sleep_ms(10);
+        }
+        fprintf(stderr, "\n  shmbusd (pid %d) did not stop within 30 s of SIGTERM: killed\n",
+                (int)pid);
+        kill(pid, SIGKILL);
+        test_wait(pid);
+        return 200;
 }
 
 /* The private directory and the paths in it; returns -1 if the socket path is too long. */

@@ -145,6 +145,12 @@ static inline int test_run(const char *suite_name, const struct test_case *cases
         CU_pSuite suite;
         unsigned failures;
 
+        /*
+         * No suite may hang a test run: one that has not finished in 20 minutes
+         * (the longest, the soak and the fault loop, take a few) dies of SIGALRM,
+         * which make check reports as a failure. SHMBUS_TEST_ALARM_S changes it.
+         */
+        alarm(getenv("SHMBUS_TEST_ALARM_S") ? (unsigned)atoi(getenv("SHMBUS_TEST_ALARM_S")) : 1200);
         if (CU_initialize_registry() != CUE_SUCCESS)
                 return 99;
         suite = CU_add_suite(suite_name, NULL, NULL);
