@@ -18,7 +18,7 @@ nats-server libnats-dev"
 for arg in "$@"; do
         case "$arg" in
         --bench) pkgs="$pkgs iceoryx libiceoryx-binding-c-dev gnuplot-nox" ;;
-        --deb) pkgs="$pkgs build-essential dpkg-dev debhelper fakeroot lintian" ;;
+        --deb) pkgs="$pkgs build-essential dpkg-dev debhelper fakeroot lintian dh-python python3-dev" ;;
         *)
                 echo "install-deps: unknown option $arg (--bench, --deb)" >&2
                 exit 2

@@ -15,7 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
         echo "test-deb: needs root (it installs and purges packages)" >&2
         exit 1
 fi
-pkgs="shmbusd shmbus-tools libshmbus-dev libshmbus1"
+pkgs="shmbusd shmbus-tools libshmbus-dev libshmbus1 python3-shmbus shmbus-bridge"
 for p in $pkgs; do
         if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "installed"; then
                 echo "test-deb: $p is already installed here; not replacing it (purge it first)" >&2
@@ -135,6 +135,19 @@ ldd "$tmp/heartbeat" | grep -q "libshmbus.so.1 => /.*lib/.*libshmbus.so.1 " || f
 out=$(shmbus-cli --json status heartbeat)
 echo "$out" | grep -q '"published":[[:space:]]*2' || fail "expected 2 heartbeats: $out"
 echo "PASS: heartbeat built with pkg-config runs against the installed shmbusd"
+# The packaged Python module, against the same daemon (not the build tree's: cd away).
+(cd / && /usr/bin/python3 -c '
+import shmbus
+with shmbus.Client() as c, c.open("heartbeat", publish=True) as ch, ch.publisher() as p:
+    p.send(b"from python")
+print(shmbus.__file__)
+') >"$tmp/py.log" 2>&1 || fail "python3-shmbus: $(cat "$tmp/py.log")"
+grep -q '^/usr/lib/python3/dist-packages/shmbus/' "$tmp/py.log" ||
+        fail "python3 imported shmbus from elsewhere: $(cat "$tmp/py.log")"
+echo "PASS: python3-shmbus imports and talks to the installed shmbusd"
+/usr/bin/shmbus-bridge --help >/dev/null 2>&1 || fail "installed shmbus-bridge --help failed"
+[ -f /lib/systemd/system/shmbus-bridge.service ] || fail "shmbus-bridge.service not installed"
+echo "PASS: shmbus-bridge installed with its unit"
 kill "$pid"
 wait "$pid" 2>/dev/null || true
 pid=""
