@@ -95,6 +95,25 @@ static void sleep_ms(int64_t ms) {
         nanosleep(&ts, NULL);
 }
 
+/*
+ * Sleep @*wait ms (never past @deadline, -1 for none) and double @*wait up to
+ * RETRY_MAX_MS, for waits that have no event to wait on. Return: false once the
+ * deadline has passed.
+ */
+static bool backoff(int64_t deadline, int64_t *wait) {
+        if (deadline >= 0) {
+                int64_t left = deadline - now_ms();
+
+                if (left <= 0)
+                        return false;
+                if (*wait > left)
+                        *wait = left;
+        }
+        sleep_ms(*wait);
+        *wait = *wait * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : *wait * 2;
+        return true;
+}
+
 /* Wait until @fd is ready for @events or @deadline passes. */
 static int fd_wait(int fd, short events, int64_t deadline) {
         struct pollfd pfd = {.fd = fd, .events = events};
@@ -398,16 +417,8 @@ SHMBUS_EXPORT int shmbus_client_new_wait(const char *socket_path, int timeout_ms
                 if (r != -ENOENT && r != -ECONNREFUSED)
                         return r;
                 /* Nobody listens yet: a socket appearing has no event to wait on, so back off. */
-                if (deadline >= 0) {
-                        int64_t left = deadline - now_ms();
-
-                        if (left <= 0)
-                                return r;
-                        if (wait > left)
-                                wait = left;
-                }
-                sleep_ms(wait);
-                wait = wait * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : wait * 2;
+                if (!backoff(deadline, &wait))
+                        return r;
         }
 }
 
@@ -561,16 +572,8 @@ SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, in
                 if (r != -ENOENT || !(flags & SHMBUS_OPEN_WAIT))
                         return r;
                 /* The daemon has no "tell me when it exists": back off and ask again. */
-                if (deadline >= 0) {
-                        int64_t left = deadline - now_ms();
-
-                        if (left <= 0)
-                                return r;
-                        if (wait > left)
-                                wait = left;
-                }
-                sleep_ms(wait);
-                wait = wait * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : wait * 2;
+                if (!backoff(deadline, &wait))
+                        return r;
         }
 }
 
