@@ -89,8 +89,8 @@ struct shmbus_rec {
  */
 #define SHMBUS_REC_MARK     UINT32_C(0x80000000)
 #define SHMBUS_REC_LEN_MASK UINT32_C(0x7fffffff)
-#define SHMBUS_REC_HDR   ((uint64_t)sizeof(struct shmbus_rec))
-#define SHMBUS_REC_ALIGN UINT64_C(16)
+#define SHMBUS_REC_HDR      ((uint64_t)sizeof(struct shmbus_rec))
+#define SHMBUS_REC_ALIGN    UINT64_C(16)
 
 /*
  * The claim word: the next free position and the next message number, changed
