@@ -251,9 +251,18 @@ int bridge_stats_print(const char *dir, bool json) {
 
         if (dfd < 0)
                 return dfd;
-        d = fdopendir(dup(dfd));
-        if (!d)
-                return -errno;
+        {
+                int dup_fd = dup(dfd);
+
+                d = dup_fd < 0 ? NULL : fdopendir(dup_fd);
+                if (!d) {
+                        int err = -errno;
+
+                        if (dup_fd >= 0)
+                                close(dup_fd);
+                        return err;
+                }
+        }
         if (json)
                 arr = cJSON_CreateArray();
         while ((de = readdir(d))) {

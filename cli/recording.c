@@ -150,17 +150,22 @@ static int open_output(const char *path, FILE **ret) {
                 *ret = stdout;
                 return 0;
         }
-        /* Never through a symlink: in a shared directory, another user may have planted one. */
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+        /*
+         * Always a new file of mode 0600: recordings hold what others may not read.
+         * An existing file is replaced, never truncated in place, since another
+         * user may already hold it open; never through a symlink (in a shared
+         * directory, another user may have planted one), and if someone puts a
+         * file back between the unlink and the create, O_EXCL refuses it.
+         */
+        if (lstat(path, &st) == 0) {
+                if (!S_ISREG(st.st_mode))
+                        return S_ISLNK(st.st_mode) ? -ELOOP : -EEXIST;
+                if (unlink(path) < 0)
+                        return -errno;
+        }
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return errno == ELOOP ? -ELOOP : -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        /* A file that existed keeps its mode: narrow it, recordings hold what others may not read.
-         */
-        if (S_ISREG(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077) &&
-            fchmod(fd, st.st_mode & 0700) < 0)
-                return -errno;
         f = fdopen(fd, "w");
         if (!f)
                 return -errno;
@@ -192,6 +197,7 @@ int rec_writer_open(struct rec_writer *w, const char *path) {
         memcpy(prefix, REC_MAGIC, REC_MAGIC_LEN);
         put16(prefix + 8, REC_VERSION_MAJOR);
         put16(prefix + 10, REC_VERSION_MINOR);
+        errno = 0;
         if (fwrite(prefix, sizeof(prefix), 1, w->f) != 1)
                 return errno ? -errno : -EIO;
         w->offset = sizeof(prefix);

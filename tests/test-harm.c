@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 
 #include "shmbus.h"
@@ -524,10 +525,16 @@ static _Noreturn void forger(atomic_int *ready) {
         }
 }
 
+static int cmp_i64(const void *a, const void *b) {
+        int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+        return (x > y) - (x < y);
+}
+
 static void test_forged_slots(void) {
         atomic_int *ready = mmap(NULL, sizeof(*ready), PROT_READ | PROT_WRITE,
                                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        int64_t worst = 0;
+        int64_t worst = 0, times[100];
         shmbus_client *c;
         pid_t d, f;
 
@@ -547,15 +554,22 @@ static void test_forged_slots(void) {
                 int64_t t0 = shmbus__now_ns();
 
                 CU_ASSERT_EQUAL(shmbus_client_request(c, "{\"v\":1,\"op\":\"hello\"}", &r), 0);
-                if (shmbus__now_ns() - t0 > worst)
-                        worst = shmbus__now_ns() - t0;
+                times[i] = shmbus__now_ns() - t0;
+                if (times[i] > worst)
+                        worst = times[i];
                 free(r);
                 sleep_ms(30);
         }
         fprintf(stderr, "\n  worst hello with %d forged slots: %.1f ms\n", FORGED_CHANNELS * 2048,
                 (double)worst / 1e6);
-        /* Generous (a loaded, sanitized run took 48 ms); without the budget it was 300+. */
-        CU_ASSERT(worst < 150 * 1000000);
+        /*
+         * Without the budget every hello waited 300+ ms. Generous bounds (a loaded,
+         * sanitized run's worst was 48 ms): the median, and the worst against a
+         * single scheduling stall of a loaded VM.
+         */
+        qsort(times, 100, sizeof(times[0]), cmp_i64);
+        CU_ASSERT(times[50] < 150 * 1000000);
+        CU_ASSERT(worst < 1000 * 1000000);
         shmbus_client_free(c);
         kill(f, SIGKILL);
         test_wait(f);
@@ -690,7 +704,14 @@ static void test_large_create(void) {
         int64_t t0, worst = 0, created_ms;
         int creator, other, twin;
         unsigned during = 0;
+        struct statvfs vfs;
         pid_t d;
+
+        /* The channel is really allocated: a small /dev/shm (a container's 64 MiB) cannot. */
+        if (statvfs(dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < (5ULL << 28)) {
+                fprintf(stderr, " (not run: less than 1.25 GiB free under %s)", dir);
+                return;
+        }
 
         d = daemon_start_fresh(NULL);
         creator = raw_connect();

@@ -866,15 +866,25 @@ static void test_wake(void) {
         CU_ASSERT_EQUAL(shmbus__ring_wait_data(&s, 10 * 1000000), -ETIMEDOUT);
         CU_ASSERT(shmbus__now_ns() - t0 >= 10 * 1000000);
 
-        pthread_create(&t, NULL, t_late_pub, &m);
-        t0 = shmbus__now_ns();
-        while (sub_take(&s, &id, &seq) == -EAGAIN &&
-               shmbus__now_ns() - t0 < 5 * INT64_C(1000000000))
-                shmbus__ring_wait_data(&s, 10 * INT64_C(1000000000));
-        pthread_join(t, NULL);
-        CU_ASSERT_EQUAL(id, 9);
-        /* Woken by the futex, not by the 200 ms re-check slice. */
-        CU_ASSERT(shmbus__now_ns() - t0 < 150 * 1000000);
+        /*
+         * Woken by the futex, not by the 200 ms re-check slice: the fastest of three
+         * rounds (a publisher 30 ms late each time), so that one stall of a loaded
+         * VM cannot fail it, while a broken futex wake makes every round 200 ms.
+         */
+        int64_t best = INT64_MAX;
+        for (int round = 0; round < 3; round++) {
+                pthread_create(&t, NULL, t_late_pub, &m);
+                t0 = shmbus__now_ns();
+                id = 0;
+                while (sub_take(&s, &id, &seq) == -EAGAIN &&
+                       shmbus__now_ns() - t0 < 5 * INT64_C(1000000000))
+                        shmbus__ring_wait_data(&s, 10 * INT64_C(1000000000));
+                if (shmbus__now_ns() - t0 < best)
+                        best = shmbus__now_ns() - t0;
+                pthread_join(t, NULL);
+                CU_ASSERT_EQUAL(id, 9);
+        }
+        CU_ASSERT(best < 150 * 1000000);
         mr_free(&m);
 }
 
