@@ -13,6 +13,7 @@
 
 #include "shmbus.h"
 
+#include "json.h"
 #include "util.h"
 
 /* The exit codes documented in usage() and shmbus-cli(1). */
@@ -124,11 +125,6 @@ static inline const char *cli_str(const cJSON *obj, const char *key) {
 
         return cJSON_IsString(v) ? v->valuestring : "";
 }
-
-static inline void cli_cjson_deletep(cJSON **p) {
-        cJSON_Delete(*p);
-}
-#define _cleanup_cjson_ _cleanup_(cli_cjson_deletep)
 
 static inline void cli_client_freep(shmbus_client **p) {
         shmbus_client_free(*p);

@@ -27,6 +27,7 @@
 
 #include "alloc.h"
 #include "channel.h"
+#include "json.h"
 #include "opts.h"
 #include "proc.h"
 #include "util.h"
@@ -70,10 +71,6 @@ __attribute__((format(printf, 3, 4))) static int error_set(const shmbus_client *
         vsnprintf(last_error.text, sizeof(last_error.text), fmt, ap);
         va_end(ap);
         return code;
-}
-
-static void cjson_deletep(cJSON **j) {
-        cJSON_Delete(*j);
 }
 
 static void client_freep(shmbus_client **c) {
@@ -324,7 +321,7 @@ static cJSON *request_new(const char *op) {
  */
 static int call(shmbus_client *c, const cJSON *req, cJSON **ret_reply, int *fds, unsigned *n_fds) {
         _cleanup_free_ char *text = NULL, *reply = NULL;
-        _cleanup_(cjson_deletep) cJSON *rep = NULL;
+        _cleanup_cjson_ cJSON *rep = NULL;
         int r;
 
         text = cJSON_PrintUnformatted(req);
@@ -367,7 +364,7 @@ static int timeout_from_env(void) {
 
 SHMBUS_EXPORT int shmbus_client_new(const char *socket_path, shmbus_client **ret_client) {
         _cleanup_(client_freep) shmbus_client *c = NULL;
-        _cleanup_(cjson_deletep) cJSON *req = NULL;
+        _cleanup_cjson_ cJSON *req = NULL;
         int r;
 
         error_clear(NULL);
@@ -512,7 +509,7 @@ static bool add_create(cJSON *req, const shmbus_opts *create_opts) {
 /* One open request; -ENOENT comes back as it is, for the caller's wait. */
 static int open_once(shmbus_client *client, const char *name, int flags,
                      const shmbus_opts *create_opts, shmbus_channel **ret_chan) {
-        _cleanup_(cjson_deletep) cJSON *req = NULL, *rep = NULL;
+        _cleanup_cjson_ cJSON *req = NULL, *rep = NULL;
         int fds[2] = {-1, -1};
         unsigned n_fds = 0;
         const cJSON *pid;
@@ -578,7 +575,7 @@ SHMBUS_EXPORT int shmbus_client_open(shmbus_client *client, const char *name, in
 }
 
 SHMBUS_EXPORT int shmbus_client_delete(shmbus_client *client, const char *name) {
-        _cleanup_(cjson_deletep) cJSON *req = NULL;
+        _cleanup_cjson_ cJSON *req = NULL;
 
         if (!client)
                 return -EINVAL;

@@ -514,7 +514,7 @@ SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs
                 if (lens[i] > pub->rp.ring->max_msg)
                         return -EMSGSIZE;
         }
-        timeout_ns = timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000;
+        timeout_ns = ms_to_ns(timeout_ms);
         deadline = timeout_ns > 0 ? shmbus__now_ns() + timeout_ns : -1;
         while (sent < n) {
                 /* The timeout is the whole call's: later rounds get what is left of it. */
