@@ -628,10 +628,32 @@ static void test_errors(void) {
         CU_ASSERT_EQUAL(stat(victim, &st), 0);
         CU_ASSERT_EQUAL(st.st_size, 4);
 
+        /*
+         * -o onto an existing, world-readable file that someone already holds open:
+         * the recording is a new file of mode 0600, and the old descriptor still
+         * sees only the old bytes (a truncate in place would have let it read the
+         * recording).
+         */
+        write_file(file, "old", 3);
+        CU_ASSERT_EQUAL(chmod(file, 0644), 0);
+        int held = open(file, O_RDONLY | O_CLOEXEC);
+        struct stat old_st;
+        CU_ASSERT_FATAL(held >= 0);
+        CU_ASSERT_EQUAL(fstat(held, &old_st), 0);
+
         /* --duration stops by itself; the file is whole. */
         snprintf(args, sizeof(args), "record here -o '%s' --duration 0.2", file);
         CU_ASSERT_EQUAL(cli(args), 0);
         CU_ASSERT_PTR_NOT_NULL(strstr(errout, "recorded 0 messages"));
+        CU_ASSERT_EQUAL(stat(file, &st), 0);
+        CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+        CU_ASSERT_NOT_EQUAL(st.st_ino, old_st.st_ino);
+        {
+                char old_bytes[16];
+
+                CU_ASSERT_EQUAL(pread(held, old_bytes, sizeof(old_bytes), 0), 3);
+        }
+        close(held);
 
         snprintf(args, sizeof(args), "replay '%s' --speed 0", file);
         CU_ASSERT_EQUAL(cli(args), 2);
