@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -445,6 +446,21 @@ static void teardown(struct daemon *d) {
         config_deinit(&d->cfg);
 }
 
+/*
+ * Every channel holds an eventfd and every connection a socket and a pidfd:
+ * at the default limits (256 channels, 256 connections) that is over 800
+ * descriptors, near the usual soft limit of 1024. The daemon never uses
+ * select(), so take the hard limit (the unit sets LimitNOFILE).
+ */
+static void raise_fd_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
+}
+
 int main(int argc, char **argv) {
         struct daemon d = {.listen_fd = -1, .shm_dirfd = -1, .log_level = -1};
         int r;
@@ -461,6 +477,7 @@ int main(int argc, char **argv) {
                 config_deinit(&d.cfg);
                 return 0;
         }
+        raise_fd_limit();
         r = setup_socket(&d);
         if (r == 0)
                 r = setup_broker(&d);

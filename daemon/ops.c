@@ -38,7 +38,12 @@
 struct op_result {
         const char *text;   /* the request, should it have to be parked */
         cJSON *reply;       /* success: the reply to send */
-        int fds[2];         /* sent with it: ctl and data of an opened channel, or -1 */
+        /*
+         * Sent with it: ctl and data of an opened channel, or -1, and the
+         * channel's eventfd, which stays the channel's (-1: none).
+         */
+        int fds[2];
+        int notify_fd;
         const char *opened; /* a channel the peer uses once the reply is sent */
         char message[REPLY_MESSAGE_MAX]; /* failure: what went wrong, for humans */
 };
@@ -510,6 +515,10 @@ static int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op
         cJSON_AddBoolToObject(res->reply, WIRE_CREATED, created);
         cJSON_AddStringToObject(res->reply, WIRE_ROLE, o.publish ? WIRE_ROLE_PUB : WIRE_ROLE_SUB);
         cJSON_AddNumberToObject(res->reply, WIRE_PID, p->pid);
+        if (c->map->ring.notify_gen >= 2) {
+                cJSON_AddNumberToObject(res->reply, WIRE_NOTIFY_GEN, c->map->ring.notify_gen);
+                res->notify_fd = c->map->notify_fd;
+        }
         res->opened = c->name;
         return 0;
 }
@@ -661,7 +670,8 @@ void ops_count_rejected(struct broker *b) {
 }
 
 int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
-        _cleanup_(op_result_done) struct op_result res = {.text = text, .fds = {-1, -1}};
+        _cleanup_(op_result_done) struct op_result res = {
+                .text = text, .fds = {-1, -1}, .notify_fd = -1};
         int r;
 
         r = op_run(b, p, text, &res);
@@ -672,7 +682,10 @@ int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
                 return reply_send_error(p->fd, r, res.message);
         }
         assert((res.fds[0] >= 0) == (res.fds[1] >= 0));
-        r = reply_send(p->fd, TAKE_PTR(res.reply), res.fds, res.fds[0] >= 0 ? 2 : 0);
+        assert(res.notify_fd < 0 || res.fds[0] >= 0);
+        r = reply_send(p->fd, TAKE_PTR(res.reply),
+                       (const int[]){res.fds[0], res.fds[1], res.notify_fd},
+                       res.fds[0] < 0 ? 0 : res.notify_fd < 0 ? 2 : 3);
         if (r == 0 && res.opened)
                 peer_note_open(p, res.opened);
         return r;

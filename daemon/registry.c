@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shmbus.h"
@@ -31,6 +34,31 @@ static struct chan *chan_free(struct chan *c) {
         free(c->hold);
         free(c);
         return NULL;
+}
+
+/*
+ * The channel's eventfd, handed to every member with the channel: publishers
+ * write it for subscribers parked on it, one hop from a commit to their event
+ * loop (docs/EVENTS.md, "One hop"). Its generation tells subscribers parked on
+ * this descriptor from those parked on a previous daemon's; random, so that a
+ * restarted daemon's differs. Without one (no descriptors left) the channel
+ * works as before: its members' notifier threads wake their descriptors.
+ */
+static void notify_make(struct chan *c) {
+        uint32_t gen = 0;
+        int fd;
+
+        fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (fd < 0) {
+                log_warn("channel %s: no eventfd for its members (%s): descriptors of its "
+                         "subscribers wake through their notifier thread, a little later",
+                         c->name, strerror(errno));
+                return;
+        }
+        while (gen < 2)
+                if (getrandom(&gen, sizeof(gen), GRND_NONBLOCK) != sizeof(gen))
+                        gen = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ (uint32_t)(uintptr_t)c;
+        shmbus__channel_set_notify(c->map, fd, gen);
 }
 
 static inline void chan_freep(struct chan **c) {
@@ -77,6 +105,7 @@ int registry_add(struct registry *reg, const char *name, int ctl_fd, int data_fd
                 return r;
         c->ctl_dev = st_ctl.st_dev;
         snprintf(c->name, sizeof(c->name), "%s", name);
+        notify_make(c);
         c->owner = owner;
         c->group = group;
         subs = c->map->ring.max_subs;

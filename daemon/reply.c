@@ -15,7 +15,7 @@
 #include "util.h"
 #include "wire.h"
 
-#define REPLY_FDS_MAX 2
+#define REPLY_FDS_MAX 3
 
 cJSON *reply_new(bool ok) {
         cJSON *r = cJSON_CreateObject();

@@ -17,7 +17,7 @@ cJSON *reply_new(bool ok);
 /* The name of @err (> 0) on the wire, "EACCES"; "EIO" for one clients do not expect. */
 const char *reply_errno_name(int err);
 /*
- * Send @reply on @fd with @n_fds (0..2) descriptors attached, then free it.
+ * Send @reply on @fd with @n_fds (0..3) descriptors attached, then free it.
  * A NULL @reply (one that could not be allocated) is -ENOMEM. Never blocks.
  * Return: 0, or -errno when the reply could not be sent (the peer should go).
  */

@@ -41,6 +41,7 @@ struct shmbus_channel {
          */
         atomic_int broken;
         int sigbus_id; /* registration of the mappings with sigbus.h, or -1 */
+        int notify_fd; /* the channel's eventfd from shmbusd (ring.notify_fd), or -1 */
 };
 
 /* The error a call on @c returns instead of @r once the channel is broken. */
@@ -53,3 +54,9 @@ static inline int shmbus__channel_check(const shmbus_channel *c, int r) {
  * them, and attach the ring. The descriptors are not consumed.
  */
 int shmbus__channel_map(int ctl_fd, int data_fd, int flags, shmbus_channel **ret_chan);
+/*
+ * Give @c the channel's eventfd @fd (consumed; -1 for none) and its generation
+ * @gen (>= 2), which shmbusd hands out with the channel (docs/EVENTS.md,
+ * "One hop"): publishers write it for subscribers parked on it.
+ */
+void shmbus__channel_set_notify(shmbus_channel *c, int fd, uint32_t gen);

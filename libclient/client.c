@@ -158,9 +158,12 @@ static int client_connect(shmbus_client *c, int64_t deadline) {
         return 0;
 }
 
+/* The most descriptors a reply carries: an open's ctl, data and the channel's eventfd. */
+#define REPLY_FDS_MAX 3
+
 /*
- * Send @req, receive the reply and up to two descriptors, by @deadline.
- * Caller holds the lock.
+ * Send @req, receive the reply and up to REPLY_FDS_MAX descriptors, by
+ * @deadline. Caller holds the lock.
  */
 static int roundtrip(shmbus_client *c, const char *req, char **ret_reply, int *fds, unsigned *n_fds,
                      int64_t deadline) {
@@ -228,7 +231,7 @@ static int roundtrip(shmbus_client *c, const char *req, char **ret_reply, int *f
 
                 memcpy(got, CMSG_DATA(h), k * sizeof(int));
                 for (unsigned i = 0; i < k; i++) {
-                        if (fds && *n_fds < 2)
+                        if (fds && *n_fds < REPLY_FDS_MAX)
                                 fds[(*n_fds)++] = got[i];
                         else
                                 close(got[i]); /* more than we asked for: not ours to keep */
@@ -506,13 +509,34 @@ static bool add_create(cJSON *req, const shmbus_opts *create_opts) {
                 cJSON_AddNumberToObject(o, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS, slow_ms));
 }
 
+/*
+ * Whether @fd may be used as the channel's eventfd: its /proc/self/fdinfo says
+ * it is one ("eventfd-count:"), or there is no /proc to ask (shmbusd, whom we
+ * trust with the channel's files, is trusted with this too).
+ */
+static bool fd_is_eventfd(int fd) {
+        char path[64], buf[256];
+        _cleanup_close_ int info = -1;
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+        info = open(path, O_RDONLY | O_CLOEXEC);
+        if (info < 0)
+                return errno == ENOENT;
+        n = read(info, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return false;
+        buf[n] = '\0';
+        return strstr(buf, "eventfd-count:") != NULL;
+}
+
 /* One open request; -ENOENT comes back as it is, for the caller's wait. */
 static int open_once(shmbus_client *client, const char *name, int flags,
                      const shmbus_opts *create_opts, shmbus_channel **ret_chan) {
         _cleanup_cjson_ cJSON *req = NULL, *rep = NULL;
-        int fds[2] = {-1, -1};
+        int fds[REPLY_FDS_MAX] = {-1, -1, -1};
         unsigned n_fds = 0;
-        const cJSON *pid;
+        const cJSON *pid, *gen;
         int r;
 
         req = request_new(WIRE_OP_OPEN);
@@ -525,16 +549,27 @@ static int open_once(shmbus_client *client, const char *name, int flags,
                 return -ENOMEM;
 
         r = call(client, req, &rep, fds, &n_fds);
-        if (r == 0 && n_fds != 2)
-                r = error_set(client, -EPROTO, "shmbusd sent %u descriptors, not 2", n_fds);
+        /* ctl and data, and from shmbusd 0.3 on the channel's eventfd. */
+        if (r == 0 && n_fds != 2 && n_fds != 3)
+                r = error_set(client, -EPROTO, "shmbusd sent %u descriptors, not 2 or 3", n_fds);
         if (r == 0) {
                 r = shmbus__channel_map(fds[0], fds[1], flags & SHMBUS_OPEN_PUBLISH, ret_chan);
                 if (r < 0)
                         error_set(client, r, "cannot map channel %s: %s", name, shmbus_strerror(r));
         }
-        /* The mappings are what the channel keeps; the descriptors are done with. */
+        /*
+         * The mappings are what the channel keeps, and the eventfd if it is one
+         * (a member that is not shmbusd could send anything down a socket path
+         * it took over: a descriptor that is no eventfd is dropped).
+         */
+        gen = cJSON_GetObjectItemCaseSensitive(rep, WIRE_NOTIFY_GEN);
+        if (r == 0 && n_fds == 3 && cJSON_IsNumber(gen) && gen->valuedouble >= 2 &&
+            gen->valuedouble <= UINT32_MAX && fd_is_eventfd(fds[2])) {
+                shmbus__channel_set_notify(*ret_chan, fds[2], (uint32_t)gen->valuedouble);
+                fds[2] = -1;
+        }
         for (unsigned i = 0; i < n_fds; i++)
-                close(fds[i]);
+                shmbus__closep(&fds[i]);
         if (r < 0)
                 return r;
         /* Slots carry our pid as the daemon sees it, which differs across pid namespaces. */

@@ -34,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -60,7 +61,9 @@ struct shmbus_notify {
         _Atomic uint32_t *word;     /* the futex word its wakers bump */
         _Atomic uint32_t *waiters;  /* the count they look at first */
         _Atomic uint32_t *sleeping; /* our slot's flag: counted in waiters */
-        int efd;
+        uint32_t flag;              /* what we flag it with: 1, or the channel eventfd's generation */
+        int efd;                    /* ours: the notifier thread and the owner write it */
+        int epfd; /* one hop: efd and the channel's eventfd, the descriptor handed out; or -1 */
         pthread_mutex_t lock;   /* every state change; the notifier holds it across its write */
         _Atomic uint32_t state; /* changed under lock; read without it only as a hint */
         _Atomic uint64_t pos;   /* what it waits for: a read position or a claim's end */
@@ -118,6 +121,28 @@ static void notify_fire(struct shmbus_notify *n) {
         if (atomic_load_explicit(&n->state, memory_order_relaxed) == NOTIFY_PARKED)
                 notify_signal_locked(n);
         pthread_mutex_unlock(&n->lock);
+}
+
+/*
+ * Under reg.lock, for a parked object whose condition does not hold: a waker
+ * that took its count without making the condition true (a commit after an
+ * earlier claim still open, with several publishers) left it uncounted, and
+ * the commit that does make it true would then wake nobody. Count it again,
+ * and look once more (the Dekker re-check of a park).
+ */
+static void notify_recount(struct shmbus_notify *n) {
+        bool again = false;
+
+        pthread_mutex_lock(&n->lock);
+        if (atomic_load_explicit(&n->state, memory_order_relaxed) == NOTIFY_PARKED &&
+            atomic_load_explicit(n->sleeping, memory_order_relaxed) == 0) {
+                shmbus__ring_waiter_count_as(n->waiters, n->sleeping, n->flag);
+                atomic_fetch_add_explicit(&reg.parks, 1, memory_order_seq_cst);
+                again = true;
+        }
+        pthread_mutex_unlock(&n->lock);
+        if (again && notify_ready(n))
+                notify_fire(n);
 }
 
 /* Add @word to the wait vector unless it is there; false if the vector is full. */
@@ -184,10 +209,12 @@ static void *notifier_main(void *arg) {
                 for (struct shmbus_notify *n = reg.head; n; n = n->next) {
                         if (atomic_load_explicit(&n->state, memory_order_acquire) != NOTIFY_PARKED)
                                 continue;
-                        if (notify_ready(n))
+                        if (notify_ready(n)) {
                                 notify_fire(n);
-                        else
+                        } else {
+                                notify_recount(n);
                                 parked = true;
+                        }
                 }
                 pthread_mutex_unlock(&reg.lock);
 
@@ -286,6 +313,8 @@ static int notify_new(struct shmbus_ring *ring, bool is_sub, _Atomic uint32_t *s
         n->word = is_sub ? &ring->ctl->data_futex : &ring->ctl->space_futex;
         n->waiters = is_sub ? &ring->ctl->data_waiters : &ring->ctl->space_waiters;
         n->sleeping = sleeping;
+        n->flag = 1;
+        n->epfd = -1;
         pthread_mutex_init(&n->lock, NULL);
         atomic_init(&n->state, NOTIFY_IDLE);
         atomic_init(&n->pos, 0);
@@ -308,6 +337,29 @@ static int notify_new(struct shmbus_ring *ring, bool is_sub, _Atomic uint32_t *s
         return 0;
 }
 
+/*
+ * One hop (docs/EVENTS.md): a subscriber of a channel that came with an
+ * eventfd from shmbusd hands out an epoll instance over its own eventfd (level
+ * triggered) and the channel's (edge triggered: every publisher's write is an
+ * edge, whatever the counter, which nobody resets), and parks flagged with the
+ * channel eventfd's generation, so a committing publisher that holds the same
+ * descriptor writes it and our event loop wakes from inside that write. Not
+ * possible (no descriptors left): the notifier alone, as for any other channel.
+ */
+static void notify_direct(struct shmbus_notify *n) {
+        struct epoll_event own = {.events = EPOLLIN}, chan = {.events = EPOLLIN | EPOLLET};
+        _cleanup_close_ int epfd = -1;
+
+        if (n->ring->notify_gen < 2 || n->ring->notify_fd < 0)
+                return;
+        epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, n->efd, &own) < 0 ||
+            epoll_ctl(epfd, EPOLL_CTL_ADD, n->ring->notify_fd, &chan) < 0)
+                return;
+        n->epfd = TAKE_FD(epfd);
+        n->flag = n->ring->notify_gen;
+}
+
 int shmbus__notify_new_sub(struct shmbus_ring_sub *s, struct shmbus_notify **ret) {
         struct shmbus_notify *n;
         int r;
@@ -315,6 +367,7 @@ int shmbus__notify_new_sub(struct shmbus_ring_sub *s, struct shmbus_notify **ret
         r = notify_new(s->ring, true, &s->slot->sleeping, &n);
         if (r < 0)
                 return r;
+        notify_direct(n);
         /* Readable from the start if there is something to read, parked if not. */
         (void)shmbus__notify_park(n, s->pos);
         *ret = n;
@@ -326,7 +379,18 @@ int shmbus__notify_new_pub(struct shmbus_ring_pub *p, struct shmbus_notify **ret
 }
 
 int shmbus__notify_fd(const struct shmbus_notify *n) {
-        return n->efd;
+        return n->epfd >= 0 ? n->epfd : n->efd;
+}
+
+/*
+ * One hop: take the channel eventfd's edge off our epoll instance, before we
+ * look at our flag and count ourselves again. A publisher that takes our flag
+ * after that look writes after it, so its edge stays for the event loop.
+ */
+static void notify_consume(struct shmbus_notify *n) {
+        struct epoll_event ev[2];
+
+        (void)epoll_wait(n->epfd, ev, 2, 0);
 }
 
 /* Under n->lock: SIGNALLED -> IDLE, not readable again until the next firing. */
@@ -348,9 +412,16 @@ static void notify_unpark_locked(struct shmbus_notify *n) {
 int shmbus__notify_park(struct shmbus_notify *n, uint64_t pos) {
         uint32_t state;
 
-        /* Parked for this very thing already (a repeated -EAGAIN): nothing to do. */
+        if (n->epfd >= 0)
+                notify_consume(n);
+        /*
+         * Parked for this very thing already (a repeated -EAGAIN), and still
+         * counted (a publisher that wakes us in one hop takes our flag, and then
+         * we count ourselves again): nothing to do.
+         */
         if (atomic_load_explicit(&n->state, memory_order_relaxed) == NOTIFY_PARKED &&
-            atomic_load_explicit(&n->pos, memory_order_relaxed) == pos)
+            atomic_load_explicit(&n->pos, memory_order_relaxed) == pos &&
+            atomic_load_explicit(n->sleeping, memory_order_acquire) == n->flag)
                 return 0;
 
         pthread_mutex_lock(&n->lock);
@@ -360,7 +431,7 @@ int shmbus__notify_park(struct shmbus_notify *n, uint64_t pos) {
         else if (state == NOTIFY_PARKED)
                 notify_unpark_locked(n); /* parked for something else: start over */
         atomic_store_explicit(&n->pos, pos, memory_order_relaxed);
-        shmbus__ring_waiter_count(n->waiters, n->sleeping);
+        shmbus__ring_waiter_count_as(n->waiters, n->sleeping, n->flag);
         /* Release: the thread, which reads the state without the lock, then sees pos. */
         atomic_store_explicit(&n->state, NOTIFY_PARKED, memory_order_release);
         pthread_mutex_unlock(&n->lock);
@@ -433,6 +504,7 @@ struct shmbus_notify *shmbus__notify_free(struct shmbus_notify *n) {
                 pthread_mutex_unlock(&n->lock);
                 pthread_mutex_destroy(&n->lock);
         }
+        shmbus__closep(&n->epfd);
         close(n->efd);
         free(n);
         return NULL;

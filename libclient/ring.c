@@ -53,10 +53,12 @@
 #define RELAXED memory_order_relaxed
 #define ACQUIRE memory_order_acquire
 #define RELEASE memory_order_release
+#define ACQ_REL memory_order_acq_rel
 #define SEQCST  memory_order_seq_cst
 
 static_assert(RELAXED == __ATOMIC_RELAXED && ACQUIRE == __ATOMIC_ACQUIRE &&
-                      RELEASE == __ATOMIC_RELEASE && SEQCST == __ATOMIC_SEQ_CST,
+                      RELEASE == __ATOMIC_RELEASE && ACQ_REL == __ATOMIC_ACQ_REL &&
+                      SEQCST == __ATOMIC_SEQ_CST,
               "the __atomic builtins take the C11 memory orders");
 
 /* Longest single futex sleep: waits re-check the ring at least this often. */
@@ -245,9 +247,82 @@ static void waiters_take_and_wake(_Atomic uint32_t *word, _Atomic uint32_t *wait
         futex_wake_sleepers(word);
 }
 
+/*
+ * Write the channel's eventfd once, for the subscribers parked on it whose
+ * counts wake_readers took. Every holder of the descriptor may read or write
+ * it (docs/SECURITY.md): a counter some member ran up to the maximum refuses
+ * the write, so reset it and try again; false if it still cannot be written.
+ */
+static bool notify_write(int fd) {
+        uint64_t one = 1, junk;
+
+        for (int i = 0; i < 2; i++) {
+                if (write(fd, &one, sizeof(one)) == (ssize_t)sizeof(one))
+                        return true;
+                if (errno != EAGAIN)
+                        return false;
+                (void)!read(fd, &junk, sizeof(junk));
+        }
+        return false;
+}
+
+/*
+ * Wake the readers counted in data_waiters (waiters_take_and_wake), taking
+ * the count of every flagged one. A subscriber parked on the channel's
+ * eventfd flags itself with its generation and has published its exact
+ * position: if the generation is our descriptor's and there is something at
+ * that position, the write below wakes its event loop directly (one hop,
+ * docs/EVENTS.md); if there is nothing there yet (an earlier claim is still
+ * open), it stays parked and counted, for the commit that fills its position.
+ * Every other flagged sleeper, and a count not yet flagged, is woken through
+ * the futex word as before, where futex sleepers and notifier threads wait;
+ * the word is left alone when no such count is left.
+ */
 static void wake_readers(struct shmbus_ring *r) {
-        waiters_take_and_wake(&r->ctl->data_futex, &r->ctl->data_waiters, &r->subs[0].sleeping,
-                              r->max_subs);
+        _Atomic uint32_t *waiters = &r->ctl->data_waiters;
+        uint32_t gen = r->notify_gen, parked = 0;
+        bool direct = false, futex = false;
+
+        if (gen < 2) {
+                waiters_take_and_wake(&r->ctl->data_futex, waiters, &r->subs[0].sleeping,
+                                      r->max_subs);
+                return;
+        }
+        for (uint32_t i = 0; i < r->max_subs; i++) {
+                _Atomic uint32_t *sleeping = &r->subs[i].sleeping;
+                /* Acquire: the position its owner published before it flagged itself. */
+                uint32_t flag = atomic_load_explicit(sleeping, ACQUIRE);
+
+                if (flag == 0)
+                        continue;
+                if (flag == gen) {
+                        if (!shmbus__ring_data_at(
+                                    r, atomic_load_explicit(&r->subs[i].pos, RELAXED))) {
+                                parked++;
+                                continue;
+                        }
+                        /*
+                         * Acquire as waiters_uncount; release: our commit is visible
+                         * to the owner that sees its flag taken.
+                         */
+                        if (atomic_compare_exchange_strong_explicit(sleeping, &flag, 0, ACQ_REL,
+                                                                    RELAXED)) {
+                                atomic_fetch_sub_explicit(waiters, 1, SEQCST);
+                                direct = true;
+                                continue;
+                        }
+                        if (flag == 0)
+                                continue;
+                }
+                if (atomic_exchange_explicit(sleeping, 0, ACQUIRE) != 0) {
+                        atomic_fetch_sub_explicit(waiters, 1, SEQCST);
+                        futex = true;
+                }
+        }
+        if (direct && !notify_write(r->notify_fd))
+                futex = true; /* the parked owners' notifier threads re-check and signal */
+        if (futex || atomic_load_explicit(waiters, SEQCST) > parked)
+                futex_wake_sleepers(&r->ctl->data_futex);
 }
 
 static void wake_publishers(struct shmbus_ring *r) {
@@ -509,6 +584,7 @@ int shmbus__ring_attach(struct shmbus_ring *r, void *ctl_mem, size_t ctl_len, vo
                 .max_pubs = g.max_pubs,
                 .subs = subs,
                 .pubs = (struct shmbus_pub_slot *)(void *)(subs + g.max_subs),
+                .notify_fd = -1,
         };
         /* Built from the checked copy alone: no peer can change it from here on. */
         assert(shmbus__ring_is_sane(r));
@@ -1774,9 +1850,15 @@ bool shmbus__ring_space_for(struct shmbus_ring *r, const struct shmbus_pub_slot 
 }
 
 /* Counted, then flagged: as futex_sleep announces a sleeper. */
-void shmbus__ring_waiter_count(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping) {
+void shmbus__ring_waiter_count_as(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping,
+                                  uint32_t flag) {
         atomic_fetch_add_explicit(waiters, 1, SEQCST);
-        atomic_store_explicit(sleeping, 1, RELAXED);
+        /* Release: a publisher that takes a generation flag writes after our reset (notifier.c). */
+        atomic_store_explicit(sleeping, flag, RELEASE);
+}
+
+void shmbus__ring_waiter_count(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping) {
+        shmbus__ring_waiter_count_as(waiters, sleeping, 1);
 }
 
 void shmbus__ring_waiter_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping) {

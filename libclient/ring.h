@@ -41,6 +41,14 @@ struct shmbus_ring {
         uint32_t max_pubs;
         struct shmbus_sub_slot *subs;
         struct shmbus_pub_slot *pubs;
+        /*
+         * The channel's eventfd, which shmbusd hands to every member with the
+         * channel (docs/EVENTS.md, "One hop"), or -1; and its generation: the
+         * `sleeping` value of a subscriber parked on it, >= 2, or 0. Owned by
+         * the channel object; the ring only writes it.
+         */
+        int notify_fd;
+        uint32_t notify_gen;
 };
 
 struct shmbus_ring_pub {
@@ -166,6 +174,9 @@ bool shmbus__ring_data_at(const struct shmbus_ring *r, uint64_t pos);
 bool shmbus__ring_space_for(struct shmbus_ring *r, const struct shmbus_pub_slot *self,
                             uint64_t end);
 void shmbus__ring_waiter_count(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);
+/* The same, flagged @flag: 1, or a generation >= 2 for a subscriber parked on the channel's eventfd. */
+void shmbus__ring_waiter_count_as(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping,
+                                  uint32_t flag);
 void shmbus__ring_waiter_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);
 bool shmbus__ring_fence_heavy(void);
 bool shmbus__ring_ready_soon(bool (*ready)(void *ctx), void *ctx);

@@ -74,6 +74,8 @@
 /* Reply fields. */
 #define WIRE_CREATED            "created"
 #define WIRE_PID                "pid"
+/* Open replies: the generation of the channel's eventfd, the third descriptor (docs/EVENTS.md). */
+#define WIRE_NOTIFY_GEN "notify_gen"
 #define WIRE_SERVER_VERSION     "version"
 #define WIRE_PROTOCOL           "protocol"
 #define WIRE_SHM_DIR            "shm_dir"

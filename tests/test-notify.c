@@ -47,14 +47,48 @@ static shmbus_opts *opts_make(uint64_t cap, uint32_t max_msg, int policy) {
         return o;
 }
 
+/*
+ * Set while the one-hop variants run (one_hop_run): channels come from a
+ * running shmbusd, with the channel's eventfd, and publishers write it for
+ * parked descriptors (docs/EVENTS.md, "One hop"). Otherwise they are made in
+ * the shm directory, without one, and the notifier thread wakes descriptors.
+ */
+static bool one_hop;
+
 static shmbus_channel *chan_make(const char *name, uint64_t cap, int policy) {
         shmbus_opts *o = opts_make(cap, 256, policy);
         shmbus_channel *c = NULL;
 
-        (void)shmbus_channel_unlink(shm, name);
-        CU_ASSERT_FATAL(shmbus_channel_create(shm, name, o, 0600, &c) == 0);
+        if (one_hop) {
+                shmbus_client *cl;
+
+                CU_ASSERT_FATAL(shmbus_client_new(sock, &cl) == 0);
+                CU_ASSERT_FATAL(shmbus_client_open(cl, name,
+                                                   SHMBUS_OPEN_PUBLISH | SHMBUS_OPEN_CREATE, o,
+                                                   &c) == 0);
+                shmbus_client_free(cl);
+                CU_ASSERT_FATAL(c->ring.notify_fd >= 0 && c->ring.notify_gen >= 2);
+        } else {
+                (void)shmbus_channel_unlink(shm, name);
+                CU_ASSERT_FATAL(shmbus_channel_create(shm, name, o, 0600, &c) == 0);
+        }
         shmbus_opts_free(o);
         return c;
+}
+
+/* Open @name to publish as chan_make made it: through shmbusd in the one-hop variants. */
+static int chan_open_pub(const char *name, shmbus_channel **ret) {
+        shmbus_client *cl;
+        int r;
+
+        if (!one_hop)
+                return shmbus_channel_open(shm, name, SHMBUS_OPEN_PUBLISH, ret);
+        r = shmbus_client_new(sock, &cl);
+        if (r < 0)
+                return r;
+        r = shmbus_client_open(cl, name, SHMBUS_OPEN_PUBLISH, NULL, ret);
+        shmbus_client_free(cl);
+        return r;
 }
 
 /* Whether @fd polls readable within @ms. */
@@ -347,8 +381,7 @@ _Noreturn static void publisher(uint32_t id, unsigned long n) {
         unsigned seed = id * 7919u + 1;
         char buf[64];
 
-        if (shmbus_channel_open(shm, "stress", SHMBUS_OPEN_PUBLISH, &c) < 0 ||
-            shmbus_pub_new(c, &p) < 0)
+        if (chan_open_pub("stress", &c) < 0 || shmbus_pub_new(c, &p) < 0)
                 _exit(2);
         for (uint32_t seq = 0; seq < n;) {
                 unsigned burst = 1 + (unsigned)rand_r(&seed) % 256;
@@ -522,6 +555,190 @@ static void test_daemon_restart_parked(void) {
         CU_ASSERT_EQUAL(shmbus_pub_send(p, "after", 5, 0), 0);
         CU_ASSERT(readable(fd, 2000));
         CU_ASSERT_EQUAL(drain(s), 1);
+        CU_ASSERT(!readable(fd, 0));
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(cp);
+        shmbus_channel_unref(cs);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/* ---- one hop: publishers write the channel's eventfd from shmbusd ------------------------- */
+
+static void one_hop_run(void (*fn)(void)) {
+        pid_t d = daemon_start_fresh(NULL);
+
+        one_hop = true;
+        fn();
+        one_hop = false;
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+static void test_one_hop_orders(void) {
+        one_hop_run(test_orders);
+}
+
+static void test_one_hop_edge(void) {
+        one_hop_run(test_edge_triggered);
+}
+
+static void test_one_hop_waitset(void) {
+        one_hop_run(test_waitset);
+}
+
+static void test_one_hop_idle_cpu(void) {
+        one_hop_run(test_idle_cpu);
+}
+
+static void test_one_hop_stress(void) {
+        one_hop_run(test_stress);
+}
+
+static uint32_t data_futex(shmbus_channel *c) {
+        return atomic_load(&c->ring.ctl->data_futex);
+}
+
+/*
+ * The hop itself: a parked descriptor's slot is flagged with the channel
+ * eventfd's generation, and a commit wakes it through that eventfd alone, so
+ * the futex word, where the notifier thread waits, is never bumped.
+ */
+static void test_one_hop_direct(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        shmbus_channel *cs = client_open("hop", 0), *cp = client_open("hop", SHMBUS_OPEN_PUBLISH);
+        uint32_t word;
+        shmbus_pub *p;
+        shmbus_sub *s;
+        int fd;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(cp, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(cs, &s) == 0);
+        CU_ASSERT_EQUAL_FATAL(cs->ring.notify_gen, cp->ring.notify_gen);
+        CU_ASSERT_FATAL(cs->ring.notify_gen >= 2);
+        fd = shmbus_sub_fd(s);
+        CU_ASSERT_FATAL(fd >= 0);
+        /* One spurious wake-up at most: the channel's eventfd may have been written before. */
+        if (readable(fd, 0))
+                CU_ASSERT_EQUAL(drain(s), 0);
+        for (int round = 0; round < 20; round++) {
+                CU_ASSERT(!readable(fd, 0));
+                CU_ASSERT_EQUAL(waiters(cs), 1);
+                CU_ASSERT_EQUAL(atomic_load(&cs->ring.subs[0].sleeping), cs->ring.notify_gen);
+                word = data_futex(cs);
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, "x", 1, 0), 0);
+                CU_ASSERT(readable(fd, 2000));
+                CU_ASSERT_EQUAL(data_futex(cs), word);
+                CU_ASSERT_EQUAL(waiters(cs), 0);
+                CU_ASSERT_EQUAL(drain(s), 1);
+        }
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(cp);
+        shmbus_channel_unref(cs);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+/*
+ * A publisher without the channel's eventfd (it opened the files from the
+ * directory, or came after a daemon restart with a different one) leaves a
+ * one-hop subscriber to the futex word, and its notifier thread wakes it.
+ */
+static void test_one_hop_mixed(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        shmbus_channel *cs = client_open("mixed", 0), *cp;
+        shmbus_pub *p;
+        shmbus_sub *s;
+        int fd;
+
+        CU_ASSERT_FATAL(shmbus_channel_open(shm, "mixed", SHMBUS_OPEN_PUBLISH, &cp) == 0);
+        CU_ASSERT_EQUAL(cp->ring.notify_fd, -1);
+        CU_ASSERT_FATAL(shmbus_pub_new(cp, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(cs, &s) == 0);
+        fd = shmbus_sub_fd(s);
+        if (readable(fd, 0))
+                CU_ASSERT_EQUAL(drain(s), 0);
+        for (int round = 0; round < 5; round++) {
+                CU_ASSERT(!readable(fd, 0));
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, "y", 1, 0), 0);
+                CU_ASSERT(readable(fd, 2000));
+                CU_ASSERT_EQUAL(drain(s), 1);
+        }
+        shmbus_pub_free(p);
+        shmbus_sub_free(s);
+        shmbus_channel_unref(cp);
+        shmbus_channel_unref(cs);
+        CU_ASSERT_EQUAL(daemon_stop(d), 0);
+}
+
+struct thief {
+        int fd;
+        atomic_bool stop;
+        unsigned long stolen;
+};
+
+/* A member that reads the channel's eventfd as fast as it can (it may: it holds it). */
+static void *thief_main(void *arg) {
+        struct thief *t = arg;
+        uint64_t v;
+
+        while (!atomic_load(&t->stop)) {
+                if (read(t->fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+                        t->stolen++;
+                else
+                        sched_yield();
+        }
+        return NULL;
+}
+
+/*
+ * What a hostile member can do with the channel's eventfd, which every member
+ * holds: run its counter up to the maximum (publishers reset it and write
+ * again), or read it empty as fast as it can (a wake-up it takes falls back to
+ * the notifier thread's re-check, a few milliseconds: latency, never a lost
+ * message or a busy loop).
+ */
+static void test_one_hop_hostile(void) {
+        pid_t d = daemon_start_fresh(NULL);
+        shmbus_channel *cs = client_open("hostile", 0),
+                       *cp = client_open("hostile", SHMBUS_OPEN_PUBLISH);
+        struct thief t = {.fd = cp->notify_fd};
+        uint64_t full = UINT64_C(0xfffffffffffffffe);
+        int64_t worst = 0;
+        pthread_t th;
+        shmbus_pub *p;
+        shmbus_sub *s;
+        int fd;
+
+        CU_ASSERT_FATAL(shmbus_pub_new(cp, &p) == 0);
+        CU_ASSERT_FATAL(shmbus_sub_new(cs, &s) == 0);
+        fd = shmbus_sub_fd(s);
+        if (readable(fd, 0))
+                CU_ASSERT_EQUAL(drain(s), 0);
+
+        /* A counter at its maximum refuses the write: the publisher resets it. */
+        CU_ASSERT_EQUAL(write(cp->notify_fd, &full, sizeof(full)), (ssize_t)sizeof(full));
+        CU_ASSERT(readable(fd, 2000)); /* the hostile write's own edge */
+        CU_ASSERT_EQUAL(drain(s), 0);
+        CU_ASSERT(!readable(fd, 0));
+        CU_ASSERT_EQUAL(shmbus_pub_send(p, "full", 4, 0), 0);
+        CU_ASSERT(readable(fd, 2000));
+        CU_ASSERT_EQUAL(drain(s), 1);
+
+        /* A thief reading it empty: every message still arrives, late at worst. */
+        CU_ASSERT_FATAL(pthread_create(&th, NULL, thief_main, &t) == 0);
+        for (int i = 0; i < 40; i++) {
+                int64_t t0 = ms_now();
+
+                CU_ASSERT_EQUAL(shmbus_pub_send(p, "z", 1, 0), 0);
+                CU_ASSERT(readable(fd, 2000));
+                if (ms_now() - t0 > worst)
+                        worst = ms_now() - t0;
+                CU_ASSERT_EQUAL(drain(s), 1);
+                sleep_ms(2);
+        }
+        atomic_store(&t.stop, true);
+        pthread_join(th, NULL);
+        printf("\n  thief read %lu times; slowest wake-up %lld ms\n", t.stolen, (long long)worst);
         CU_ASSERT(!readable(fd, 0));
         shmbus_pub_free(p);
         shmbus_sub_free(s);
@@ -1059,6 +1276,18 @@ int main(int argc, char **argv) {
                 {"the notifier thread takes no signal", test_thread_blocks_signals},
                 {"a channel shrunk under a parked descriptor: no SIGBUS death, a wake-up",
                  test_truncated_channel},
+                {"one hop: a commit wakes the descriptor through the channel's eventfd alone",
+                 test_one_hop_direct},
+                {"one hop: a publisher without the eventfd leaves it to the notifier",
+                 test_one_hop_mixed},
+                {"one hop: a member that saturates or steals the eventfd delays, never loses",
+                 test_one_hop_hostile},
+                {"one hop: sub fd orders", test_one_hop_orders},
+                {"one hop: edge-triggered epoll", test_one_hop_edge},
+                {"one hop: wait set", test_one_hop_waitset},
+                {"one hop: a parked subscriber costs no CPU while idle", test_one_hop_idle_cpu},
+                {"one hop: 3 publishers, random pauses: no lost wake-up, no busy loop",
+                 test_one_hop_stress},
                 {NULL, NULL},
         };
         int rc;
