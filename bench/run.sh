@@ -2,12 +2,13 @@
 # SPDX-License-Identifier: MIT
 # shmbus against the limit and its peers, in one run on this machine:
 #   bench/run.sh [--quick] [--only LIST] [OUTDIR]   (OUTDIR defaults to bench/results;
-#   LIST: rtt,sleep,stream,fanin,fanout,batch,matrix, all when not given)
+#   LIST: rtt,sleep,stream,events,fanin,fanout,batch,matrix, all when not given)
 # Installs what it needs (Debian 12, as root), builds an optimised tree in
 # build-bench/, starts iceoryx's RouDi when iceoryx is installable, runs
 # shmbus-bench, stops RouDi, and plots with gnuplot. The full run takes a few
 # minutes, --quick well under one. Not part of `make check`: a benchmark
-# measures, it does not pass or fail on speed.
+# measures, it does not pass or fail on speed. `events` also starts a private
+# shmbusd from build-bench/ for its *-daemon rows (channels opened through it).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 quick=""
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
                 shift
                 ;;
         -h | --help)
-                sed -n '3,10p' "$0" | sed 's/^# \{0,1\}//'
+                sed -n '3,11p' "$0" | sed 's/^# \{0,1\}//'
                 exit 0
                 ;;
         -*)

@@ -9,7 +9,9 @@
  *   fanin    N publishers -> 1 subscriber
  *   fanout   1 publisher -> N subscribers
  *   events   a reader parked in epoll on shmbus_sub_fd() against an eventfd and
- *            a pipe; streaming through the descriptor against the futex wait
+ *            a pipe; streaming through the descriptor against the futex wait;
+ *            each for channels opened from a directory and for channels opened
+ *            through a private shmbusd that this run starts (--shmbusd PATH)
  *   sleep    the always-sleeping reader against a raw futex round trip,
  *            replying at once and after 100 us (the reader really asleep)
  *   batch    64 B .. 1 KiB in batches of 32, against an SPSC ring that
@@ -28,11 +30,14 @@
  * Usage: shmbus-bench [--quick] [--out DIR]
  *                     [--only rtt,sleep,stream,events,fanin,fanout,batch,matrix]
  *                     [--ring BYTES] [--size BYTES]   (restrict the matrix)
+ *                     [--shmbusd PATH]   (default: ../daemon/shmbusd next to bench/)
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <getopt.h>
+#include <limits.h>
 #include <linux/perf_event.h>
 #include <sched.h>
 #include <signal.h>
@@ -44,6 +49,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -92,6 +98,7 @@ static size_t nrows;
 static bool quick;
 static size_t only_ring, only_size; /* --ring, --size: one row or column of the matrix */
 static bool with_iceoryx;
+static const char *shmbusd_path; /* --shmbusd; NULL: the build tree's, found from our own path */
 
 /* ---- processes ------------------------------------------------------------------------------ */
 
@@ -804,17 +811,195 @@ print:
  * then epoll_wait). System calls are counted for the whole process, the
  * library's notifier thread included (an inherited counter opened before it
  * starts).
+ *
+ * The shmbus rows are measured twice: with channels opened from the run's
+ * directory (shmbus_channel_open(), no daemon), and with channels opened
+ * through a shmbusd (shmbus_client_open(), each role with its own client
+ * connection, as a real service would) that this run starts with a private
+ * socket and shm directory under the run's directory, and stops at the end.
+ * The daemon may wake descriptors differently from the directory path; the
+ * two sets of rows say what that changes.
  */
 enum ev_kind { EV_SHMBUS_FD, EV_EVENTFD, EV_PIPE, EV_SHMBUS_FUTEX };
 
 static const char *const ev_names[] = {"shmbus-fd", "eventfd-epoll", "pipe-epoll", "shmbus"};
+static const char *const ev_daemon_names[] = {"shmbus-fd-daemon", NULL, NULL, "shmbus-daemon"};
 
 static struct {
         enum ev_kind kind;
+        bool daemon;   /* shmbus channels opened through evd's shmbusd */
         int fds[2][2]; /* [0] pings A -> B, [1] pongs B -> A: eventfds, or pipes' ends */
         char chan[2][32];
         size_t parks; /* epoll_wait calls of this process's reader */
 } ev;
+
+/* The run's private shmbusd, for the *-daemon rows. */
+static struct {
+        bool tried;
+        pid_t pid;             /* > 0 while it runs */
+        shmbus_client *client; /* the coordinator's: creates and deletes the channels */
+        char bin[PATH_MAX];    /* the daemon binary */
+        char dir[300];         /* bench_dir/shmbusd: socket, log, shm directory */
+        char sock[108], shm[320], log[320];
+        char why[PATH_MAX + 256];  /* why it is not running ("" while it is) */
+        char note[PATH_MAX + 300]; /* the skipped rows' note */
+} evd;
+
+static const char *ev_name(enum ev_kind kind, bool daemon) {
+        return daemon ? ev_daemon_names[kind] : ev_names[kind];
+}
+
+/* --shmbusd, or daemon/shmbusd of the build tree this binary is in (bench/..). */
+static void evd_find_binary(void) {
+        char self[PATH_MAX];
+        ssize_t n;
+        char *slash;
+
+        if (shmbusd_path) {
+                snprintf(evd.bin, sizeof(evd.bin), "%s", shmbusd_path);
+                return;
+        }
+        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n <= 0) {
+                snprintf(evd.bin, sizeof(evd.bin), "daemon/shmbusd");
+                return;
+        }
+        self[n] = 0;
+        slash = strrchr(self, '/');
+        if (slash)
+                *slash = 0;
+        snprintf(evd.bin, sizeof(evd.bin), "%.*s/../daemon/shmbusd", PATH_MAX - 32, self);
+        if (realpath(evd.bin, self))
+                snprintf(evd.bin, sizeof(evd.bin), "%s", self);
+}
+
+/* The last line of the daemon's log, for a message. */
+static const char *evd_log_tail(char *buf, size_t size) {
+        FILE *f = fopen(evd.log, "re");
+        char line[512];
+
+        snprintf(buf, size, "(empty log)");
+        if (!f)
+                return buf;
+        while (fgets(line, sizeof(line), f))
+                if (line[0] != '\n') {
+                        line[strcspn(line, "\n")] = 0;
+                        snprintf(buf, size, "%.300s", line);
+                }
+        fclose(f);
+        return buf;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+        (void)st;
+        (void)ftw;
+        return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/*
+ * Start a shmbusd on a private socket and shm directory in the run's directory;
+ * 0, or -1 with evd.why saying why. It dies with this process (PR_SET_PDEATHSIG)
+ * if we never get to evd_stop().
+ */
+static int evd_start(void) {
+        pid_t parent = getpid();
+        char tail[400];
+
+        evd.tried = true;
+        evd_find_binary();
+        if (access(evd.bin, X_OK) < 0) {
+                snprintf(evd.why, sizeof(evd.why), "no shmbusd at %s (%s; give --shmbusd PATH)",
+                         evd.bin, strerror(errno));
+                return -1;
+        }
+        snprintf(evd.dir, sizeof(evd.dir), "%s/shmbusd", bench_dir);
+        if (snprintf(evd.sock, sizeof(evd.sock), "%s/shmbusd.sock", evd.dir) >=
+            (int)sizeof(evd.sock)) {
+                snprintf(evd.why, sizeof(evd.why), "socket path too long under %s", evd.dir);
+                return -1;
+        }
+        snprintf(evd.shm, sizeof(evd.shm), "%s/channels", evd.dir);
+        snprintf(evd.log, sizeof(evd.log), "%s/shmbusd.log", evd.dir);
+        if (mkdir(evd.dir, 0700) < 0) {
+                snprintf(evd.why, sizeof(evd.why), "mkdir %s: %s", evd.dir, strerror(errno));
+                return -1;
+        }
+        fflush(NULL);
+        evd.pid = fork();
+        if (evd.pid < 0) {
+                snprintf(evd.why, sizeof(evd.why), "fork: %s", strerror(errno));
+                evd.pid = 0;
+                return -1;
+        }
+        if (evd.pid == 0) {
+                int fd = open(evd.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+                int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (getppid() != parent)
+                        _exit(127);
+                if (fd < 0 || null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+                        _exit(127);
+                signal(SIGPIPE, SIG_DFL);
+                execl(evd.bin, evd.bin, "-s", evd.sock, "-d", evd.shm, (char *)NULL);
+                fprintf(stderr, "cannot run %s: %s\n", evd.bin, strerror(errno));
+                _exit(127);
+        }
+        /* Ready when it answers a hello; 10 s at most. */
+        for (int i = 0; i < 1000; i++) {
+                struct timespec ts = {0, 10000000};
+                int st;
+
+                if (shmbus_client_new(evd.sock, &evd.client) == 0)
+                        return 0;
+                if (waitpid(evd.pid, &st, WNOHANG) == evd.pid) {
+                        evd.pid = 0;
+                        snprintf(evd.why, sizeof(evd.why), "%s exited at start-up (%s %d): %s",
+                                 evd.bin, WIFEXITED(st) ? "status" : "signal",
+                                 WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                                 evd_log_tail(tail, sizeof(tail)));
+                        return -1;
+                }
+                nanosleep(&ts, NULL);
+        }
+        snprintf(evd.why, sizeof(evd.why), "%s did not answer on %s within 10 s: %s", evd.bin,
+                 evd.sock, evd_log_tail(tail, sizeof(tail)));
+        kill(evd.pid, SIGKILL);
+        waitpid(evd.pid, NULL, 0);
+        evd.pid = 0;
+        return -1;
+}
+
+/* Stop the daemon (SIGTERM, then SIGKILL after 10 s) and remove its directory. */
+static void evd_stop(void) {
+        char tail[400];
+        int st = 0;
+
+        evd.client = shmbus_client_free(evd.client);
+        if (evd.pid > 0) {
+                kill(evd.pid, SIGTERM);
+                for (int i = 0; i < 1000; i++) {
+                        struct timespec ts = {0, 10000000};
+
+                        if (waitpid(evd.pid, &st, WNOHANG) == evd.pid)
+                                break;
+                        if (i == 999) {
+                                fprintf(stderr, "shmbus-bench: shmbusd did not stop on SIGTERM\n");
+                                kill(evd.pid, SIGKILL);
+                                waitpid(evd.pid, &st, 0);
+                        }
+                        nanosleep(&ts, NULL);
+                }
+                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+                        fprintf(stderr, "shmbus-bench: shmbusd ended with %s %d: %s\n",
+                                WIFEXITED(st) ? "status" : "signal",
+                                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
+                                evd_log_tail(tail, sizeof(tail)));
+                evd.pid = 0;
+        }
+        if (evd.dir[0] && nftw(evd.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
+                fprintf(stderr, "shmbus-bench: cannot remove %s\n", evd.dir);
+}
 
 /* Every system call of this process from now on, threads started later included; or -1. */
 static int ev_syscalls_open(void) {
@@ -833,6 +1018,7 @@ static int ev_syscalls_open(void) {
 }
 
 struct ev_end {
+        shmbus_client *client; /* daemon rows: this role's own connection */
         shmbus_channel *ch[2];
         shmbus_pub *pub;
         shmbus_sub *sub;
@@ -851,9 +1037,22 @@ static int ev_open(struct ev_end *e, int role, bool fd_mode) {
                 e->out = ev.kind == EV_EVENTFD ? ev.fds[tx][0] : ev.fds[tx][1];
                 return epoll_ctl(e->ep, EPOLL_CTL_ADD, e->in, &ee);
         }
-        r = shmbus_channel_open(bench_dir, ev.chan[rx], 0, &e->ch[rx]);
-        if (r == 0)
-                r = shmbus_channel_open(bench_dir, ev.chan[tx], SHMBUS_OPEN_PUBLISH, &e->ch[tx]);
+        if (ev.daemon) {
+                r = shmbus_client_new(evd.sock, &e->client);
+                if (r == 0)
+                        r = shmbus_client_open(e->client, ev.chan[rx], 0, NULL, &e->ch[rx]);
+                if (r == 0)
+                        r = shmbus_client_open(e->client, ev.chan[tx], SHMBUS_OPEN_PUBLISH, NULL,
+                                               &e->ch[tx]);
+                if (r < 0)
+                        fprintf(stderr, "shmbus-bench: open through shmbusd: %s (%s)\n",
+                                strerror(-r), shmbus_client_last_error(e->client));
+        } else {
+                r = shmbus_channel_open(bench_dir, ev.chan[rx], 0, &e->ch[rx]);
+                if (r == 0)
+                        r = shmbus_channel_open(bench_dir, ev.chan[tx], SHMBUS_OPEN_PUBLISH,
+                                                &e->ch[tx]);
+        }
         if (r == 0)
                 r = shmbus_sub_new(e->ch[rx], &e->sub);
         if (r == 0)
@@ -871,6 +1070,7 @@ static void ev_close(struct ev_end *e) {
         shmbus_pub_free(e->pub);
         shmbus_channel_unref(e->ch[0]);
         shmbus_channel_unref(e->ch[1]);
+        shmbus_client_free(e->client);
         close(e->ep);
 }
 
@@ -972,14 +1172,19 @@ out:
         return r;
 }
 
-/* Fresh eventfds, pipes or channels for one run (forked roles inherit them). */
-static int ev_setup(enum ev_kind kind) {
+/*
+ * Fresh eventfds, pipes or channels for one run (forked roles inherit them);
+ * with @daemon, channels created through evd's shmbusd, with the geometry the
+ * directory rows get.
+ */
+static int ev_setup(enum ev_kind kind, bool daemon) {
         static int serial;
         shmbus_opts *o = NULL;
-        shmbus_channel *c;
+        shmbus_channel *c = NULL;
         int r = 0;
 
         ev.kind = kind;
+        ev.daemon = daemon;
         for (int i = 0; i < 2; i++) {
                 ev.fds[i][0] = ev.fds[i][1] = -1;
                 if (kind == EV_EVENTFD)
@@ -992,8 +1197,18 @@ static int ev_setup(enum ev_kind kind) {
         if (kind == EV_SHMBUS_FD || kind == EV_SHMBUS_FUTEX) {
                 r = shmbus_opts_new(&o);
                 for (int i = 0; r == 0 && i < 2; i++) {
-                        r = shmbus_channel_create(bench_dir, ev.chan[i], o, 0600, &c);
-                        shmbus_channel_unref(c);
+                        if (daemon) {
+                                r = shmbus_client_open(evd.client, ev.chan[i], SHMBUS_OPEN_CREATE,
+                                                       o, &c);
+                                if (r < 0)
+                                        fprintf(stderr,
+                                                "shmbus-bench: create through shmbusd: %s (%s)\n",
+                                                strerror(-r), shmbus_client_last_error(evd.client));
+                        } else {
+                                r = shmbus_channel_create(bench_dir, ev.chan[i], o, 0600, &c);
+                        }
+                        if (r == 0)
+                                shmbus_channel_unref(c);
                 }
                 shmbus_opts_free(o);
         }
@@ -1006,18 +1221,21 @@ static void ev_teardown(void) {
                         close(ev.fds[i][0]);
                 if (ev.fds[i][1] >= 0)
                         close(ev.fds[i][1]);
-                (void)shmbus_channel_unlink(bench_dir, ev.chan[i]);
+                if (ev.daemon && evd.client)
+                        (void)shmbus_client_delete(evd.client, ev.chan[i]);
+                else if (!ev.daemon)
+                        (void)shmbus_channel_unlink(bench_dir, ev.chan[i]);
         }
 }
 
 /* One run of @fn with two roles on CPU 0 and 1; 0 or -errno. */
-static int ev_run(enum ev_kind kind, role_fn fn, size_t size, size_t count, bool count_sc,
-                  struct run *ret_run) {
+static int ev_run(enum ev_kind kind, bool daemon, role_fn fn, size_t size, size_t count,
+                  bool count_sc, struct run *ret_run) {
         static const int cpus[] = {0, 1};
         int r;
 
         *ret_run = (struct run){.size = size, .count = count, .count_syscalls = count_sc};
-        r = ev_setup(kind);
+        r = ev_setup(kind, daemon);
         if (r == 0)
                 r = run_setup(ret_run, 0, 2);
         if (r == 0)
@@ -1026,21 +1244,45 @@ static int ev_run(enum ev_kind kind, role_fn fn, size_t size, size_t count, bool
         return r;
 }
 
-static void bench_events_rtt(enum ev_kind kind, const struct row *base) {
-        struct row *row = row_new("rtt", ev_names[kind], WAIT_SLEEP, 64, 1, 1);
+/* A *-daemon row without a daemon: skipped, and why; @size 0: a round-trip row. */
+static bool ev_daemon_missing(bool daemon, struct row *row, size_t size) {
+        if (!daemon || evd.pid > 0)
+                return false;
+        row->note = evd.note;
+        printf("  %-18s ", row->transport);
+        if (size)
+                printf("%6zu ", size);
+        printf("skipped: %s\n", row->note);
+        return true;
+}
+
+/* A *-daemon row failed: the daemon's log may say why. */
+static void ev_daemon_failed(bool daemon) {
+        char tail[400];
+
+        if (daemon)
+                fprintf(stderr, "shmbus-bench: last line of %s: %s\n", evd.log,
+                        evd_log_tail(tail, sizeof(tail)));
+}
+
+static void bench_events_rtt(enum ev_kind kind, bool daemon, const struct row *base) {
+        struct row *row = row_new("rtt", ev_name(kind, daemon), WAIT_SLEEP, 64, 1, 1);
         size_t iters = quick ? 3000 : 30000;
         struct run run;
 
-        if (ev_run(kind, role_ev_pingpong, 64, iters, false, &run) < 0) {
+        if (ev_daemon_missing(daemon, row, 0))
+                return;
+        if (ev_run(kind, daemon, role_ev_pingpong, 64, iters, false, &run) < 0) {
                 row->note = "failed";
                 printf("  %-18s failed\n", row->transport);
+                ev_daemon_failed(daemon);
                 munmap(run.sh, run.sh_len);
                 return;
         }
         row->rtt = percentiles(run.sh->samples, iters);
         row->ok = true;
         munmap(run.sh, run.sh_len);
-        if (ev_run(kind, role_ev_pingpong, 64, iters / 10, true, &run) == 0 &&
+        if (ev_run(kind, daemon, role_ev_pingpong, 64, iters / 10, true, &run) == 0 &&
             run.sh->syscalls[0] >= 0 && run.sh->syscalls[1] >= 0)
                 row->syscalls =
                         (double)(run.sh->syscalls[0] + run.sh->syscalls[1]) / (double)(iters / 10);
@@ -1060,16 +1302,20 @@ static void bench_events_rtt(enum ev_kind kind, const struct row *base) {
         printf("\n");
 }
 
-static void bench_events_stream(enum ev_kind kind, size_t size, const struct row *base) {
-        struct row *row = row_new("events-stream", ev_names[kind],
+static void bench_events_stream(enum ev_kind kind, bool daemon, size_t size,
+                                const struct row *base) {
+        struct row *row = row_new("events-stream", ev_name(kind, daemon),
                                   kind == EV_SHMBUS_FD ? WAIT_SLEEP : WAIT_SPIN, size, 1, 1);
         size_t count = stream_count(size);
         double parks;
         struct run run;
 
-        if (ev_run(kind, role_ev_stream, size, count, false, &run) < 0) {
+        if (ev_daemon_missing(daemon, row, size))
+                return;
+        if (ev_run(kind, daemon, role_ev_stream, size, count, false, &run) < 0) {
                 row->note = "failed";
                 printf("  %-18s %6zu failed\n", row->transport, size);
+                ev_daemon_failed(daemon);
                 munmap(run.sh, run.sh_len);
                 return;
         }
@@ -1077,7 +1323,7 @@ static void bench_events_stream(enum ev_kind kind, size_t size, const struct row
         parks = (double)run.sh->samples[0] / (double)count;
         row->ok = true;
         munmap(run.sh, run.sh_len);
-        if (ev_run(kind, role_ev_stream, size, count / 10, true, &run) == 0 &&
+        if (ev_run(kind, daemon, role_ev_stream, size, count / 10, true, &run) == 0 &&
             run.sh->syscalls[0] >= 0 && run.sh->syscalls[1] >= 0)
                 row->syscalls =
                         (double)(run.sh->syscalls[0] + run.sh->syscalls[1]) / (double)(count / 10);
@@ -1089,9 +1335,9 @@ static void bench_events_stream(enum ev_kind kind, size_t size, const struct row
         printf("  %-18s %6zu %12.0f %10.1f", row->transport, size, row->msgs,
                row->msgs * (double)size / 1e6);
         if (row->ratio > 0)
-                printf("  %5.2fx %-8s", row->ratio, row->ratio_to);
+                printf("  %5.2fx %-13s", row->ratio, row->ratio_to);
         else
-                printf("  %15s", "");
+                printf("  %20s", "");
         if (kind == EV_SHMBUS_FD)
                 printf(" %9.5f", parks);
         else
@@ -1101,25 +1347,46 @@ static void bench_events_stream(enum ev_kind kind, size_t size, const struct row
         printf("\n");
 }
 
+/*
+ * The *-daemon rows need a shmbusd; without one they are skipped (and say
+ * why, here and in results.json), the others are measured all the same.
+ */
 static void bench_events(void) {
         static const size_t sizes[] = {64, 4096};
         const struct row *eventfd_row;
 
+        printf("\nEvent loops: ");
+        if (evd_start() == 0) {
+                printf("the *-daemon rows open their channels through %s\n"
+                       "(private socket %s)\n",
+                       evd.bin, evd.sock);
+        } else {
+                snprintf(evd.note, sizeof(evd.note), "shmbusd not started: %s", evd.why);
+                printf("%s; the *-daemon rows are skipped\n", evd.note);
+        }
         printf("\nEvent loops: 64 B round trip, both readers parked in epoll, CPU 0 and 1 (us):\n"
                "  %-18s %9s %9s %9s %9s %10s  %-22s %7s\n",
                "transport", "p50", "p90", "p99", "p99.9", "max", "p50 ratio", "sc/rt");
-        bench_events_rtt(EV_EVENTFD, NULL);
+        bench_events_rtt(EV_EVENTFD, false, NULL);
         eventfd_row = &rows[nrows - 1];
-        bench_events_rtt(EV_PIPE, eventfd_row);
-        bench_events_rtt(EV_SHMBUS_FD, eventfd_row);
-        printf("\nEvent loops: streaming through the descriptor against the futex wait\n"
+        bench_events_rtt(EV_PIPE, false, eventfd_row);
+        bench_events_rtt(EV_SHMBUS_FD, false, eventfd_row);
+        bench_events_rtt(EV_SHMBUS_FD, true, eventfd_row);
+        printf("\nEvent loops: streaming through the descriptor against the futex wait, each for\n"
+               "channels opened from a directory and through shmbusd (*-daemon)\n"
                "(parks: the reader's epoll_wait calls per message):\n"
-               "  %-18s %6s %12s %10s  %-15s %9s %7s\n",
+               "  %-18s %6s %12s %10s  %-20s %9s %7s\n",
                "transport", "size", "msg/s", "MB/s", "ratio", "parks", "sc/msg");
         for (size_t s = 0; s < 2; s++) {
-                bench_events_stream(EV_SHMBUS_FUTEX, sizes[s], NULL);
-                bench_events_stream(EV_SHMBUS_FD, sizes[s], &rows[nrows - 1]);
+                for (int d = 0; d < 2; d++) {
+                        const struct row *futex_row;
+
+                        bench_events_stream(EV_SHMBUS_FUTEX, d != 0, sizes[s], NULL);
+                        futex_row = &rows[nrows - 1];
+                        bench_events_stream(EV_SHMBUS_FD, d != 0, sizes[s], futex_row);
+                }
         }
+        evd_stop();
 }
 
 /* ---- the matrix: ring size x message size ---------------------------------------------------- */
@@ -1256,6 +1523,15 @@ static int write_json(const char *path) {
         cJSON_AddNumberToObject(meta, "time", (double)time(NULL));
         cJSON_AddBoolToObject(meta, "iceoryx", with_iceoryx);
         cJSON_AddBoolToObject(meta, "syscalls_counted", syscall_tracepoint_id() >= 0);
+        if (evd.tried) {
+                cJSON *d = cJSON_AddObjectToObject(meta, "shmbusd");
+
+                /* The events scenario's daemon: its binary, and why its rows were skipped. */
+                cJSON_AddStringToObject(d, "path", evd.bin);
+                cJSON_AddBoolToObject(d, "started", evd.why[0] == 0);
+                if (evd.why[0])
+                        cJSON_AddStringToObject(d, "skipped", evd.why);
+        }
         for (size_t i = 0; i < nrows; i++) {
                 const struct row *row = &rows[i];
                 cJSON *o = cJSON_CreateObject();
@@ -1416,15 +1692,21 @@ static bool wanted(const char *only, const char *what) {
 static void usage(FILE *f) {
         fprintf(f, "Usage: shmbus-bench [--quick] [--out DIR] "
                    "[--only rtt,sleep,stream,events,fanin,fanout,batch,matrix]\n"
-                   "                    [--ring BYTES] [--size BYTES] [--iceoryx]\n");
+                   "                    [--ring BYTES] [--size BYTES] [--iceoryx] "
+                   "[--shmbusd PATH]\n");
 }
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                {"quick", no_argument, NULL, 'q'},      {"out", required_argument, NULL, 'o'},
-                {"only", required_argument, NULL, 'O'}, {"iceoryx", no_argument, NULL, 'i'},
-                {"help", no_argument, NULL, 'h'},       {"ring", required_argument, NULL, 'r'},
-                {"size", required_argument, NULL, 's'}, {0},
+                {"quick", no_argument, NULL, 'q'},
+                {"out", required_argument, NULL, 'o'},
+                {"only", required_argument, NULL, 'O'},
+                {"iceoryx", no_argument, NULL, 'i'},
+                {"help", no_argument, NULL, 'h'},
+                {"ring", required_argument, NULL, 'r'},
+                {"size", required_argument, NULL, 's'},
+                {"shmbusd", required_argument, NULL, 'D'},
+                {0},
         };
         static const size_t sizes[] = {64, 1024, 4096, 65536};
         static const int fans[] = {1, 2, 4, 8};
@@ -1434,7 +1716,7 @@ int main(int argc, char **argv) {
         char path[512];
         int c;
 
-        while ((c = getopt_long(argc, argv, "qo:O:ihr:s:", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "qo:O:ihr:s:D:", opts, NULL)) != -1) {
                 switch (c) {
                 case 'q':
                         quick = true;
@@ -1453,6 +1735,9 @@ int main(int argc, char **argv) {
                         break;
                 case 's':
                         only_size = strtoul(optarg, NULL, 0);
+                        break;
+                case 'D':
+                        shmbusd_path = optarg;
                         break;
                 case 'h':
                         usage(stdout);
