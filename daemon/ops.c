@@ -36,15 +36,15 @@
 #define OPS_E_PARKED 1
 
 struct op_result {
-        const char *text;   /* the request, should it have to be parked */
-        cJSON *reply;       /* success: the reply to send */
+        const char *text; /* the request, should it have to be parked */
+        cJSON *reply;     /* success: the reply to send */
         /*
          * Sent with it: ctl and data of an opened channel, or -1, and the
          * channel's eventfd, which stays the channel's (-1: none).
          */
         int fds[2];
         int notify_fd;
-        const char *opened; /* a channel the peer uses once the reply is sent */
+        const char *opened;              /* a channel the peer uses once the reply is sent */
         char message[REPLY_MESSAGE_MAX]; /* failure: what went wrong, for humans */
 };
 
@@ -685,7 +685,9 @@ int ops_dispatch(struct broker *b, struct peer *p, const char *text) {
         assert(res.notify_fd < 0 || res.fds[0] >= 0);
         r = reply_send(p->fd, TAKE_PTR(res.reply),
                        (const int[]){res.fds[0], res.fds[1], res.notify_fd},
-                       res.fds[0] < 0 ? 0 : res.notify_fd < 0 ? 2 : 3);
+                       res.fds[0] < 0      ? 0
+                       : res.notify_fd < 0 ? 2
+                                           : 3);
         if (r == 0 && res.opened)
                 peer_note_open(p, res.opened);
         return r;

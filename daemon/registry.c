@@ -57,7 +57,8 @@ static void notify_make(struct chan *c) {
         }
         while (gen < 2)
                 if (getrandom(&gen, sizeof(gen), GRND_NONBLOCK) != sizeof(gen))
-                        gen = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^ (uint32_t)(uintptr_t)c;
+                        gen = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^
+                              (uint32_t)(uintptr_t)c;
         shmbus__channel_set_notify(c->map, fd, gen);
 }
 

@@ -494,15 +494,19 @@ SHMBUS_EXPORT uint64_t shmbus_sub_received(const shmbus_sub *sub);
  *     }
  *
  * Publishers pay nothing for it while the subscriber is awake; a parked one
- * costs its publishers one futex wake per burst, as a sleeping receive does.
- * The library runs one thread per process (started by the first call) that
- * waits on the futexes of the parked objects and writes their descriptors:
- * see docs/EVENTS.md for what that costs. It takes no signals but the ones its
- * own faults raise (SIGBUS from a channel file a member shrank). After fork(),
- * @sub and its descriptor stay the parent's: see fork() at the top.
+ * costs its publishers one system call per burst, as a sleeping receive does.
+ * On a channel opened through shmbusd, that call is a write to the channel's
+ * eventfd (which the daemon hands to every member) and wakes the event loop
+ * directly; on any other channel, and as a backstop, the library runs one
+ * thread per process (started by the first call) that waits on the futexes of
+ * the parked objects and makes their descriptors readable: see docs/EVENTS.md.
+ * That thread takes no signals but the ones its own faults raise (SIGBUS from
+ * a channel file a member shrank). After fork(), @sub and its descriptor stay
+ * the parent's: see fork() at the top.
  *
- * Lifetime: the descriptor (an eventfd) belongs to @sub: do not close it; it
- * is closed by shmbus_sub_free(). Repeated calls return the same descriptor.
+ * Lifetime: the descriptor (an eventfd, or an epoll instance over two) belongs
+ * to @sub: only watch it, do not read or close it; it is closed by
+ * shmbus_sub_free(). Repeated calls return the same descriptor.
  * Return: the descriptor (>= 0), -EINVAL, -EMFILE or -ENFILE, -ENOMEM,
  * -EAGAIN (the thread could not be started), -ECHILD (@sub was made in
  * another process).

@@ -61,8 +61,8 @@ struct shmbus_notify {
         _Atomic uint32_t *word;     /* the futex word its wakers bump */
         _Atomic uint32_t *waiters;  /* the count they look at first */
         _Atomic uint32_t *sleeping; /* our slot's flag: counted in waiters */
-        uint32_t flag;              /* what we flag it with: 1, or the channel eventfd's generation */
-        int efd;                    /* ours: the notifier thread and the owner write it */
+        uint32_t flag; /* what we flag it with: 1, or the channel eventfd's generation */
+        int efd;       /* ours: the notifier thread and the owner write it */
         int epfd; /* one hop: efd and the channel's eventfd, the descriptor handed out; or -1 */
         pthread_mutex_t lock;   /* every state change; the notifier holds it across its write */
         _Atomic uint32_t state; /* changed under lock; read without it only as a hint */
@@ -340,14 +340,17 @@ static int notify_new(struct shmbus_ring *ring, bool is_sub, _Atomic uint32_t *s
 /*
  * One hop (docs/EVENTS.md): a subscriber of a channel that came with an
  * eventfd from shmbusd hands out an epoll instance over its own eventfd (level
- * triggered) and the channel's (edge triggered: every publisher's write is an
- * edge, whatever the counter, which nobody resets), and parks flagged with the
- * channel eventfd's generation, so a committing publisher that holds the same
- * descriptor writes it and our event loop wakes from inside that write. Not
+ * triggered) and the channel's, and parks flagged with the channel eventfd's
+ * generation, so a committing publisher that holds the same descriptor writes
+ * it and our event loop wakes from inside that write. The channel's eventfd is
+ * watched edge-triggered for EPOLLIN|EPOLLOUT: every write (publishers write
+ * 0, ring.c) is an edge, and an eventfd is always readable or writable, so the
+ * edge stays reported whatever its counter, which any member may change. Not
  * possible (no descriptors left): the notifier alone, as for any other channel.
  */
 static void notify_direct(struct shmbus_notify *n) {
-        struct epoll_event own = {.events = EPOLLIN}, chan = {.events = EPOLLIN | EPOLLET};
+        struct epoll_event own = {.events = EPOLLIN},
+                           chan = {.events = EPOLLIN | EPOLLOUT | EPOLLET};
         _cleanup_close_ int epfd = -1;
 
         if (n->ring->notify_gen < 2 || n->ring->notify_fd < 0)

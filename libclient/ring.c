@@ -249,21 +249,17 @@ static void waiters_take_and_wake(_Atomic uint32_t *word, _Atomic uint32_t *wait
 
 /*
  * Write the channel's eventfd once, for the subscribers parked on it whose
- * counts wake_readers took. Every holder of the descriptor may read or write
- * it (docs/SECURITY.md): a counter some member ran up to the maximum refuses
- * the write, so reset it and try again; false if it still cannot be written.
+ * counts wake_readers took. It writes 0: every write is an edge for the epoll
+ * instances watching it (they watch for EPOLLIN|EPOLLOUT, which an eventfd
+ * always has one of), and adding 0 can neither block nor fail with EAGAIN,
+ * whatever the counter and whatever O_NONBLOCK another member set or cleared
+ * on the description all members share (docs/SECURITY.md). False if the write
+ * failed all the same.
  */
 static bool notify_write(int fd) {
-        uint64_t one = 1, junk;
+        static const uint64_t zero = 0;
 
-        for (int i = 0; i < 2; i++) {
-                if (write(fd, &one, sizeof(one)) == (ssize_t)sizeof(one))
-                        return true;
-                if (errno != EAGAIN)
-                        return false;
-                (void)!read(fd, &junk, sizeof(junk));
-        }
-        return false;
+        return write(fd, &zero, sizeof(zero)) == (ssize_t)sizeof(zero);
 }
 
 /*
@@ -296,8 +292,8 @@ static void wake_readers(struct shmbus_ring *r) {
                 if (flag == 0)
                         continue;
                 if (flag == gen) {
-                        if (!shmbus__ring_data_at(
-                                    r, atomic_load_explicit(&r->subs[i].pos, RELAXED))) {
+                        if (!shmbus__ring_data_at(r,
+                                                  atomic_load_explicit(&r->subs[i].pos, RELAXED))) {
                                 parked++;
                                 continue;
                         }

@@ -174,7 +174,8 @@ bool shmbus__ring_data_at(const struct shmbus_ring *r, uint64_t pos);
 bool shmbus__ring_space_for(struct shmbus_ring *r, const struct shmbus_pub_slot *self,
                             uint64_t end);
 void shmbus__ring_waiter_count(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);
-/* The same, flagged @flag: 1, or a generation >= 2 for a subscriber parked on the channel's eventfd. */
+/* The same, flagged @flag: 1, or a generation >= 2 for a subscriber parked on the channel's
+ * eventfd. */
 void shmbus__ring_waiter_count_as(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping,
                                   uint32_t flag);
 void shmbus__ring_waiter_uncount(_Atomic uint32_t *waiters, _Atomic uint32_t *sleeping);

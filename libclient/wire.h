@@ -72,10 +72,10 @@
 #define WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS "slow_subscriber_timeout_ms"
 
 /* Reply fields. */
-#define WIRE_CREATED            "created"
-#define WIRE_PID                "pid"
+#define WIRE_CREATED "created"
+#define WIRE_PID     "pid"
 /* Open replies: the generation of the channel's eventfd, the third descriptor (docs/EVENTS.md). */
-#define WIRE_NOTIFY_GEN "notify_gen"
+#define WIRE_NOTIFY_GEN         "notify_gen"
 #define WIRE_SERVER_VERSION     "version"
 #define WIRE_PROTOCOL           "protocol"
 #define WIRE_SHM_DIR            "shm_dir"
