@@ -148,8 +148,12 @@ struct shmbus_sub_slot {
         _Atomic uint64_t lost;     /* messages lost to overwrite (or unblock) */
         _Atomic uint64_t corrupt;  /* corrupt records skipped */
         _Atomic uint32_t uid;      /* owner uid, for status */
-        _Atomic uint32_t sleeping; /* 1 while counted in data_waiters (layout 2) */
-        _Atomic uint32_t flags;    /* SHMBUS_SUB_FLAG_* (layout 2.1) */
+        /*
+         * Non-zero while counted in data_waiters (layout 2): 1, or the generation
+         * (>= 2) of the channel's eventfd it is parked on (docs/EVENTS.md, "One hop").
+         */
+        _Atomic uint32_t sleeping;
+        _Atomic uint32_t flags; /* SHMBUS_SUB_FLAG_* (layout 2.1) */
         uint8_t pad[SHMBUS_LINE - 60];
 };
 
