@@ -549,7 +549,7 @@ static int open_once(shmbus_client *client, const char *name, int flags,
                 return -ENOMEM;
 
         r = call(client, req, &rep, fds, &n_fds);
-        /* ctl and data, and from shmbusd 0.3 on the channel's eventfd. */
+        /* ctl and data, and from a shmbusd that has one the channel's eventfd. */
         if (r == 0 && n_fds != 2 && n_fds != 3)
                 r = error_set(client, -EPROTO, "shmbusd sent %u descriptors, not 2 or 3", n_fds);
         if (r == 0) {
