@@ -94,11 +94,14 @@ static const struct verb verbs[] = {
         {"create", verb_create, 1, 1, true,
          "create CHANNEL [--capacity BYTES] [--max-msg BYTES] [--policy block|overwrite]\n"
          "                       [--max-subscribers N] [--max-publishers N]\n"
-         "                       [--allow-sub WHO]... [--allow-pub WHO]...",
+         "                       [--allow-sub WHO]... [--allow-pub WHO]...\n"
+         "                       [--slow-subscriber-timeout MS]",
          "Create a channel through shmbusd (its per-channel configuration wins).\n"
          "--allow-sub / --allow-pub let WHO subscribe / publish too: a user (NAME, user:NAME\n"
          "or a uid) or a group (group:NAME or group:GID); repeat them for more. shmbusd keeps\n"
-         "the grants with the channel (status shows them) if its configuration allows.\n"},
+         "the grants with the channel (status shows them) if its configuration allows.\n"
+         "--slow-subscriber-timeout evicts, on a block channel, a subscriber that keeps\n"
+         "publishers waiting that long (0: never); kept with the channel.\n"},
         {"delete", verb_delete, 1, 1, true, "delete CHANNEL",
          "Delete a channel (its owner or root). Members keep what they have mapped.\n"},
         {"metrics", verb_metrics, 0, 0, false, "metrics [--listen [HOST:]PORT]",
@@ -139,7 +142,8 @@ static void usage(FILE *f) {
               "                           --as-fast-as-possible, --map OLD:NEW, --create, --dump)\n"
               "  create CHANNEL           create a channel (--capacity --max-msg --policy\n"
               "                           --max-subscribers --max-publishers; --allow-sub WHO\n"
-              "                           --allow-pub WHO: a user, or group:NAME, may too)\n"
+              "                           --allow-pub WHO: a user, or group:NAME, may too;\n"
+              "                           --slow-subscriber-timeout MS)\n"
               "  delete CHANNEL           delete a channel (owner or root)\n"
               "  metrics                  serve /metrics over HTTP for Prometheus\n"
               "                           (--listen [HOST:]PORT, default "
@@ -249,6 +253,7 @@ enum {
         OPT_PUBS,
         OPT_ALLOW_SUB,
         OPT_ALLOW_PUB,
+        OPT_SLOW,
         OPT_RATE,
         OPT_TETHERED,
         OPT_DURATION,
@@ -284,6 +289,8 @@ static const char *option_expects(int c) {
         case OPT_ALLOW_PUB:
                 return "a user (NAME, user:NAME, UID) or a group (group:NAME, group:GID), at most "
                        "32 of each";
+        case OPT_SLOW:
+                return "milliseconds from 0 (never evict) to 3600000";
         case OPT_DURATION:
                 return "seconds, more than 0";
         case OPT_SPEED:
@@ -369,6 +376,8 @@ static int apply_option(int c, const char *val, struct cli_options *o, shmbus_op
                 return admin_grant(chan, val, SHMBUS_GRANT_SUBSCRIBE) < 0 ? -EINVAL : 0;
         case OPT_ALLOW_PUB:
                 return admin_grant(chan, val, SHMBUS_GRANT_PUBLISH) < 0 ? -EINVAL : 0;
+        case OPT_SLOW:
+                return set_u32(chan, shmbus_opts_set_slow_subscriber_timeout, val);
         case 'o':
                 o->output = val;
                 return 0;
@@ -431,6 +440,7 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
                 {"max-publishers", required_argument, NULL, OPT_PUBS},
                 {"allow-sub", required_argument, NULL, OPT_ALLOW_SUB},
                 {"allow-pub", required_argument, NULL, OPT_ALLOW_PUB},
+                {"slow-subscriber-timeout", required_argument, NULL, OPT_SLOW},
                 {"output", required_argument, NULL, 'o'},
                 {"duration", required_argument, NULL, OPT_DURATION},
                 {"speed", required_argument, NULL, OPT_SPEED},
@@ -448,7 +458,7 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
 
         while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:l:o:hV", opts, &long_index)) != -1) {
                 o->geometry_given |= c == OPT_CAP || c == OPT_MAXMSG || c == OPT_POLICY ||
-                                     c == OPT_SUBS || c == OPT_PUBS;
+                                     c == OPT_SUBS || c == OPT_PUBS || c == OPT_SLOW;
                 o->grants_given |= c == OPT_ALLOW_SUB || c == OPT_ALLOW_PUB;
                 if (apply_option(c, optarg, o, chan, &no_color, &help, &version) < 0) {
                         /* On '?' getopt_long has said what is wrong; else name the option as typed.

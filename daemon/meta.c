@@ -2,7 +2,8 @@
 /*
  * See meta.h. The file is one JSON object:
  *   {"v":1,"name":N,"ctl_ino":"I","data_ino":"I","owner_uid":U,"owner_gid":G,
- *    "grants":{...}}
+ *    "grants":{...},"slow_subscriber_timeout_ms":T}
+ * (grants and the timeout only when there are any).
  * Inode numbers are decimal strings: a double holds only 53 bits of them.
  */
 #include "meta.h"
@@ -52,7 +53,10 @@ static cJSON *meta_json(const char *name, const struct meta *m) {
             !cJSON_AddStringToObject(o, META_DATA_INO, data) ||
             !cJSON_AddNumberToObject(o, WIRE_OWNER_UID, m->owner) ||
             !cJSON_AddNumberToObject(o, WIRE_OWNER_GID, m->group) ||
-            grants_add_json(o, WIRE_GRANTS, &m->grants) < 0)
+            grants_add_json(o, WIRE_GRANTS, &m->grants) < 0 ||
+            (m->has_slow_subscriber_timeout &&
+             !cJSON_AddNumberToObject(o, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS,
+                                      m->slow_subscriber_timeout_ms)))
                 return NULL;
         return TAKE_PTR(o);
 }
@@ -173,6 +177,13 @@ int meta_load(int dirfd, const char *name, uint64_t ctl_ino, uint64_t data_ino, 
         grants = cJSON_GetObjectItemCaseSensitive(o, WIRE_GRANTS);
         if (grants && grants_parse(grants, WIRE_GRANTS, &got.grants, why, size) < 0)
                 return -EINVAL;
+        if (cJSON_GetObjectItemCaseSensitive(o, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS)) {
+                if (!get_id(o, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS, &got.slow_subscriber_timeout_ms))
+                        return snprintf(why, size, "%s is malformed",
+                                        WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS),
+                               -EINVAL;
+                got.has_slow_subscriber_timeout = true;
+        }
         *m = got;
         return 0;
 }

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * A channel's meta file, NAME.meta beside NAME.ctl and NAME.data: who owns
- * the channel and what its creator granted (grants.h), so that both survive a
- * daemon restart. Authority lives here and not in the channel's files because
- * every member maps NAME.ctl read-write, and the files' own st_uid is always
- * the daemon's.
+ * the channel, what its creator granted (grants.h) and the slow-subscriber
+ * timeout it asked for, so that they survive a daemon restart. Authority lives here and not in the
+ * channel's files because every member maps NAME.ctl read-write, and the files' own st_uid is
+ * always the daemon's.
  *
  * Invariants: the daemon writes a meta file (mode 0600, never handed to a
  * client) before it answers the request that created the channel, atomically
@@ -15,6 +15,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -29,6 +30,9 @@ struct meta {
         uid_t owner;
         gid_t group;
         struct grants grants;
+        /* The slow-subscriber timeout its create request asked for, if any (evict.h). */
+        bool has_slow_subscriber_timeout;
+        uint32_t slow_subscriber_timeout_ms;
 };
 
 /* Write @m as @name.meta in the shm directory open as @dirfd. Return: 0 or -errno. */

@@ -19,6 +19,7 @@
 #include "broker.h"
 #include "channel.h"
 #include "create.h"
+#include "evict.h"
 #include "grants.h"
 #include "handover.h"
 #include "integrity.h"
@@ -249,10 +250,14 @@ static int create_check_grants(struct broker *b, struct peer *p, const struct op
         return 0;
 }
 
-/* Record who owns @c and what it grants, for the next daemon to adopt it with. */
+/* Record who owns @c, what it grants and its timeout, for the next daemon to adopt it with. */
 static int create_save_meta(struct broker *b, const struct chan *c, int ctl_fd, int data_fd) {
         struct stat ctl, data;
-        struct meta m = {.owner = c->owner, .group = c->group, .grants = c->grants};
+        struct meta m = {.owner = c->owner,
+                         .group = c->group,
+                         .grants = c->grants,
+                         .has_slow_subscriber_timeout = c->has_slow_subscriber_timeout,
+                         .slow_subscriber_timeout_ms = c->slow_subscriber_timeout_ms};
 
         if (fstat(ctl_fd, &ctl) < 0 || fstat(data_fd, &data) < 0)
                 return -errno;
@@ -561,6 +566,9 @@ static int op_stat(struct broker *b, struct peer *p, const cJSON *req, struct op
         quota_json_owner(res->reply, &b->cfg, &b->channels, c->owner);
         if (grants_add_json(res->reply, WIRE_GRANTS, &c->grants) < 0)
                 return op_fail(res, -ENOMEM, "out of memory");
+        /* The timeout in force: the channel rule's, the create request's, or the default. */
+        cJSON_AddNumberToObject(res->reply, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS,
+                                evict_timeout_ms(b, c));
         return 0;
 }
 

@@ -178,6 +178,8 @@ static int adopt_one(struct registry *reg, int dirfd, const char *name, struct h
         if (r < 0)
                 return r;
         c->grants = m.grants;
+        c->has_slow_subscriber_timeout = m.has_slow_subscriber_timeout;
+        c->slow_subscriber_timeout_ms = m.slow_subscriber_timeout_ms;
         log_info_f(LOG_FIELDS(.channel = name, LOGF_UID(m.owner)),
                    "adopted channel %s (owner uid %u)", name, (unsigned)m.owner);
         return 1;

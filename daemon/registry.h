@@ -45,7 +45,8 @@ struct chan {
         struct stuck *stuck;
         /* Slots seen active without an owner pid in the last sweep (subs, then pubs). */
         bool *orphan;
-        /* For eviction: one per subscriber slot; the timeout its create request asked for. */
+        /* For eviction: one per subscriber slot; the timeout its create request asked for (meta.h).
+         */
         struct hold *hold;
         /*
          * The ctl file as mapped: a name that leads elsewhere is a channel gone

@@ -851,8 +851,8 @@ SHMBUS_EXPORT uint32_t shmbus_channel_max_publishers(const shmbus_channel *chan)
  *      shmbusd: publishers go on, its next call fails with -ECONNABORTED,
  *      and the channel's "evicted" counter goes up. Untethered subscribers
  *      are never evicted (they never hold anyone back). A configuration rule
- *      for the channel wins; the value lasts while shmbusd runs (after a
- *      restart the configuration's applies).
+ *      for the channel wins; the value is kept with the channel, across
+ *      shmbusd restarts, until the channel is deleted.
  *
  * Return: 0, or -EINVAL.
  */

@@ -220,6 +220,16 @@ static void test_errors_and_exit_codes(void) {
         CU_ASSERT_EQUAL(cli(NULL, "tail x --format xml"), 2);
         CU_ASSERT_EQUAL(cli(NULL, "create x --policy sometimes"), 2);
         CU_ASSERT_EQUAL(cli(NULL, "create x --capacity 1000"), 2);
+        CU_ASSERT_EQUAL(cli(NULL, "create x --slow-subscriber-timeout 3600001"), 2);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errout, "--slow-subscriber-timeout"));
+        /* The timeout a create asked for is the channel's, and stats says so. */
+        CU_ASSERT_EQUAL(cli(NULL, "create slowc --slow-subscriber-timeout 250"), 0);
+        CU_ASSERT_EQUAL(cli(NULL, "status slowc --json"), 0);
+        cJSON *st = cJSON_Parse(out);
+        CU_ASSERT_EQUAL(cJSON_GetNumberValue(
+                                cJSON_GetObjectItemCaseSensitive(st, "slow_subscriber_timeout_ms")),
+                        250);
+        cJSON_Delete(st);
         CU_ASSERT_EQUAL(cli(NULL, "status missing"), 3);
         CU_ASSERT_PTR_NOT_NULL(strstr(errout, "no channel missing"));
         CU_ASSERT_EQUAL(count_lines(errout), 1);

@@ -757,13 +757,15 @@ static void test_untethered(void) {
 /*
  * A subscriber that never reads on a block channel with a slow-subscriber
  * timeout (@opts, or the daemon's rule for @name) is evicted, and publishers
- * go on; a subscriber that keeps up is not, and gets every message.
+ * go on; a subscriber that keeps up is not, and gets every message. The
+ * channel then counts @evicted evictions in all.
  */
-static void evict_one(shmbus_client *c, const char *name, const shmbus_opts *opts) {
+static void evict_one(shmbus_client *c, const char *name, const shmbus_opts *opts,
+                      unsigned evicted) {
         shmbus_channel *ch = NULL;
         shmbus_pub *p = NULL;
         shmbus_sub *stuck = NULL;
-        char buf[64], req[128], *reply = NULL;
+        char buf[64], req[128], want[32], *reply = NULL;
         int ready[2];
         pid_t reader;
         int64_t t0;
@@ -796,7 +798,8 @@ static void evict_one(shmbus_client *c, const char *name, const shmbus_opts *opt
         CU_ASSERT_EQUAL(shmbus_sub_recv(stuck, buf, sizeof(buf), 0), -ECONNABORTED);
         snprintf(req, sizeof(req), "{\"op\":\"stat\",\"name\":\"%s\"}", name);
         CU_ASSERT_EQUAL(shmbus_client_request(c, req, &reply), 0);
-        CU_ASSERT(reply && strstr(reply, "\"evicted\":1"));
+        snprintf(want, sizeof(want), "\"evicted\":%u", evicted);
+        CU_ASSERT(reply && strstr(reply, want));
         free(reply);
         /* Freeing it frees the slot for others. */
         shmbus_sub_free(stuck);
@@ -819,11 +822,17 @@ static void test_evict(void) {
         c = connect_ok();
         CU_ASSERT_EQUAL(shmbus_opts_set_slow_subscriber_timeout(o, 3600001), -EINVAL);
         CU_ASSERT_EQUAL(shmbus_opts_set_slow_subscriber_timeout(o, 300), 0);
-        evict_one(c, "slow", o);
-        evict_one(c, "slow2", NULL);
+        evict_one(c, "slow", o, 1);
+        evict_one(c, "slow2", NULL, 1);
         /* Logged, with the pid. */
         snprintf(cmd, sizeof(cmd), "grep -c 'evicted subscriber slot' %s | grep -qx 2", logpath);
         CU_ASSERT_EQUAL(system(cmd), 0);
+        /* The timeout "slow" was created with outlives a daemon restart (its meta file). */
+        shmbus_client_free(c);
+        daemon_stop(daemon_pid);
+        daemon_pid = daemon_start(NULL);
+        c = connect_ok();
+        evict_one(c, "slow", NULL, 2);
         shmbus_opts_free(o);
         shmbus_client_free(c);
 }
