@@ -17,7 +17,8 @@
  *   batch    64 B .. 1 KiB in batches of 32, against an SPSC ring that
  *            publishes its indices every 32 messages
  *   matrix   streaming at every ring size x message size, against an SPSC
- *            ring with the same ring bytes, with the futex calls of each side
+ *            ring with the same ring bytes, with the futex calls of each side;
+ *            and that ring with its reader mapping the bytes read-only
  *
  * Baselines of the same run: one cache line bounced between two processes (the
  * floor), a hand-written SPSC ring (the ceiling), a raw futex mailbox, a pipe,
@@ -1424,31 +1425,35 @@ static const struct row *matrix_find(const char *transport, size_t size, size_t 
 
 /*
  * One cell: the SPSC ring, shmbus copying and shmbus zero-copy, one publisher
- * and one spin-then-sleep subscriber, in MATRIX_ROUNDS rounds (one with
- * --quick) of the three back to back; each shmbus figure is the median of its
- * per-round ratios to the SPSC ring of the same round.
+ * and one spin-then-sleep subscriber, and the SPSC ring again with its reader
+ * mapping the ring bytes read-only as shmbus subscribers do (issue 17), in
+ * MATRIX_ROUNDS rounds (one with --quick) of the four back to back; each
+ * figure but the first is the median of its per-round ratios to the SPSC
+ * ring of the same round.
  */
 static void bench_matrix_cell(size_t capacity, size_t size) {
-        const struct link_ops *ops[] = {&link_spsc, &link_shmbus, &link_shmbus_zc};
+        const struct link_ops *ops[] = {&link_spsc, &link_shmbus, &link_shmbus_zc, &link_spsc_ro};
+        enum { NOPS = sizeof(ops) / sizeof(ops[0]) };
         int rounds = quick ? 1 : MATRIX_ROUNDS;
         size_t count = matrix_count(size, capacity);
-        struct stream_result res[3][MATRIX_ROUNDS];
-        struct row *row[3];
+        struct stream_result res[NOPS][MATRIX_ROUNDS];
+        struct row *row[NOPS];
 
-        for (int t = 0; t < 3; t++) {
-                row[t] =
-                        row_new("matrix", ops[t]->name, t == 0 ? WAIT_BUSY : WAIT_SPIN, size, 1, 1);
+        for (int t = 0; t < NOPS; t++) {
+                row[t] = row_new("matrix", ops[t]->name,
+                                 ops[t]->modes & (1u << WAIT_SPIN) ? WAIT_SPIN : WAIT_BUSY, size, 1,
+                                 1);
                 row[t]->capacity = capacity;
         }
         for (int k = 0; k < rounds; k++)
-                for (int t = 0; t < 3; t++)
+                for (int t = 0; t < NOPS; t++)
                         if (stream_once(ops[t], row[t]->mode, size, capacity, 1, 1, count, false,
                                         &res[t][k]) < 0) {
                                 row[t]->note = "failed";
                                 printf("  %8zu %6zu %s failed\n", capacity, size, ops[t]->name);
                                 return;
                         }
-        for (int t = 0; t < 3; t++) {
+        for (int t = 0; t < NOPS; t++) {
                 double rates[MATRIX_ROUNDS], ratios[MATRIX_ROUNDS];
                 struct stream_result sum = {0};
 
@@ -1473,18 +1478,19 @@ static void bench_matrix_cell(size_t capacity, size_t size) {
                         row[t]->ratio_to = "spsc-ring, same ring bytes, same round";
                 }
         }
-        printf("  %8zu %6zu %11.0f %11.0f %5.2fx %11.0f %5.2fx  %.4f %.4f %.4f %.4f\n",
+        printf("  %8zu %6zu %11.0f %11.0f %5.2fx %11.0f %5.2fx %5.2fx  %.4f %.4f %.4f %.4f\n",
                capacity >> 10, size, row[0]->msgs, row[1]->msgs, row[1]->ratio, row[2]->msgs,
-               row[2]->ratio, row[1]->pub_waits, row[1]->pub_wakes, row[1]->sub_waits,
-               row[1]->sub_wakes);
+               row[2]->ratio, row[3]->ratio, row[1]->pub_waits, row[1]->pub_wakes,
+               row[1]->sub_waits, row[1]->sub_wakes);
 }
 
 static void bench_matrix(void) {
         printf("\nMatrix: one-way streaming, ring bytes x message size, 1 publisher and 1 "
                "spin-then-sleep subscriber on CPU 0 and CPU 1; ratios to an SPSC ring with the "
-               "same ring bytes; futex calls per message of the copying run:\n"
-               "  %8s %6s %11s %11s %6s %11s %6s  %-6s %-6s %-6s %-6s\n",
-               "ring KiB", "size", "spsc msg/s", "copy msg/s", "ratio", "zc msg/s", "ratio",
+               "same ring bytes; ro: that ring with its reader mapping the bytes read-only; "
+               "futex calls per message of the copying run:\n"
+               "  %8s %6s %11s %11s %6s %11s %6s %6s  %-6s %-6s %-6s %-6s\n",
+               "ring KiB", "size", "spsc msg/s", "copy msg/s", "ratio", "zc msg/s", "ratio", "ro",
                "pub-w", "pub-k", "sub-w", "sub-k");
         for (size_t c = 0; c < MATRIX_CAPS; c++)
                 for (size_t s = 0; s < MATRIX_SIZES; s++)
