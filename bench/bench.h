@@ -65,7 +65,7 @@ struct link {
 };
 
 extern const struct link_ops link_spsc, link_spsc_ro, link_spsc32, link_futex, link_pipe, link_unix,
-        link_shmbus, link_shmbus_zc, link_shmbus_batch, link_iceoryx;
+        link_shmbus, link_shmbus_rw, link_shmbus_zc, link_shmbus_batch, link_iceoryx;
 
 /* The directory shmbus channels live in for this run. */
 extern char bench_dir[256];

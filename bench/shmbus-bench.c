@@ -1425,14 +1425,17 @@ static const struct row *matrix_find(const char *transport, size_t size, size_t 
 
 /*
  * One cell: the SPSC ring, shmbus copying and shmbus zero-copy, one publisher
- * and one spin-then-sleep subscriber, and the SPSC ring again with its reader
- * mapping the ring bytes read-only as shmbus subscribers do (issue 17), in
- * MATRIX_ROUNDS rounds (one with --quick) of the four back to back; each
+ * and one spin-then-sleep subscriber, the SPSC ring again with its reader
+ * mapping the ring bytes read-only as shmbus subscribers do (issue 17), and
+ * shmbus copying with a subscriber that opened the channel to publish, so it
+ * reads through a writable mapping, in
+ * MATRIX_ROUNDS rounds (one with --quick) of the five back to back; each
  * figure but the first is the median of its per-round ratios to the SPSC
  * ring of the same round.
  */
 static void bench_matrix_cell(size_t capacity, size_t size) {
-        const struct link_ops *ops[] = {&link_spsc, &link_shmbus, &link_shmbus_zc, &link_spsc_ro};
+        const struct link_ops *ops[] = {&link_spsc, &link_shmbus, &link_shmbus_zc, &link_spsc_ro,
+                                        &link_shmbus_rw};
         enum { NOPS = sizeof(ops) / sizeof(ops[0]) };
         int rounds = quick ? 1 : MATRIX_ROUNDS;
         size_t count = matrix_count(size, capacity);
@@ -1478,9 +1481,10 @@ static void bench_matrix_cell(size_t capacity, size_t size) {
                         row[t]->ratio_to = "spsc-ring, same ring bytes, same round";
                 }
         }
-        printf("  %8zu %6zu %11.0f %11.0f %5.2fx %11.0f %5.2fx %5.2fx  %.4f %.4f %.4f %.4f\n",
+        printf("  %8zu %6zu %11.0f %11.0f %5.2fx %11.0f %5.2fx %5.2fx %5.2fx  %.4f %.4f %.4f "
+               "%.4f\n",
                capacity >> 10, size, row[0]->msgs, row[1]->msgs, row[1]->ratio, row[2]->msgs,
-               row[2]->ratio, row[3]->ratio, row[1]->pub_waits, row[1]->pub_wakes,
+               row[2]->ratio, row[3]->ratio, row[4]->ratio, row[1]->pub_waits, row[1]->pub_wakes,
                row[1]->sub_waits, row[1]->sub_wakes);
 }
 
@@ -1488,10 +1492,11 @@ static void bench_matrix(void) {
         printf("\nMatrix: one-way streaming, ring bytes x message size, 1 publisher and 1 "
                "spin-then-sleep subscriber on CPU 0 and CPU 1; ratios to an SPSC ring with the "
                "same ring bytes; ro: that ring with its reader mapping the bytes read-only; "
+               "rw: shmbus copying, its subscriber reading through a writable mapping; "
                "futex calls per message of the copying run:\n"
-               "  %8s %6s %11s %11s %6s %11s %6s %6s  %-6s %-6s %-6s %-6s\n",
+               "  %8s %6s %11s %11s %6s %11s %6s %6s %6s  %-6s %-6s %-6s %-6s\n",
                "ring KiB", "size", "spsc msg/s", "copy msg/s", "ratio", "zc msg/s", "ratio", "ro",
-               "pub-w", "pub-k", "sub-w", "sub-k");
+               "rw", "pub-w", "pub-k", "sub-w", "sub-k");
         for (size_t c = 0; c < MATRIX_CAPS; c++)
                 for (size_t s = 0; s < MATRIX_SIZES; s++)
                         if (matrix_sizes[s] <= matrix_caps[c] / 4 &&

@@ -473,14 +473,19 @@ static int shmbus_link_create(struct link *l) {
         return 0;
 }
 
-static int shmbus_link_open(struct link *l, bool tx) {
+/*
+ * @rw: a subscriber that opens the channel as a publisher would, so it reads
+ * through a writable mapping of the ring (what a process that may publish
+ * can choose; docs/PERFORMANCE.md, issue 17).
+ */
+static int shmbus_link_open(struct link *l, bool tx, bool rw) {
         struct shmbus_end *e = calloc(1, sizeof(*e));
         shmbus_channel *c;
         int r;
 
         if (!e)
                 return -ENOMEM;
-        r = shmbus_channel_open(bench_dir, l->name, tx ? SHMBUS_OPEN_PUBLISH : 0, &c);
+        r = shmbus_channel_open(bench_dir, l->name, tx || rw ? SHMBUS_OPEN_PUBLISH : 0, &c);
         if (r < 0) {
                 free(e);
                 return r;
@@ -500,11 +505,15 @@ static int shmbus_link_open(struct link *l, bool tx) {
 }
 
 static int shmbus_link_open_rx(struct link *l) {
-        return shmbus_link_open(l, false);
+        return shmbus_link_open(l, false, false);
+}
+
+static int shmbus_link_open_rx_rw(struct link *l) {
+        return shmbus_link_open(l, false, true);
 }
 
 static int shmbus_link_open_tx(struct link *l) {
-        return shmbus_link_open(l, true);
+        return shmbus_link_open(l, true, false);
 }
 
 static int shmbus_link_send(struct link *l, const void *buf, size_t len) {
@@ -558,7 +567,7 @@ static int shmbus_batch_open(struct link *l, bool tx) {
         struct shmbus_end *e;
         int r;
 
-        r = shmbus_link_open(l, tx);
+        r = shmbus_link_open(l, tx, false);
         if (r < 0)
                 return r;
         e = l->local;
@@ -647,6 +656,20 @@ const struct link_ops link_shmbus = {
         .multi_rx = true,
         .create = shmbus_link_create,
         .open_rx = shmbus_link_open_rx,
+        .open_tx = shmbus_link_open_tx,
+        .send = shmbus_link_send,
+        .recv = shmbus_link_recv,
+        .close = shmbus_link_close,
+        .destroy = shmbus_link_destroy,
+};
+
+const struct link_ops link_shmbus_rw = {
+        .name = "shmbus-rw",
+        .modes = SHMBUS_MODES,
+        .multi_tx = true,
+        .multi_rx = true,
+        .create = shmbus_link_create,
+        .open_rx = shmbus_link_open_rx_rw,
         .open_tx = shmbus_link_open_tx,
         .send = shmbus_link_send,
         .recv = shmbus_link_recv,

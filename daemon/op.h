@@ -33,8 +33,8 @@ struct op_result {
 typedef int op_fn(struct broker *b, struct peer *p, const cJSON *req, struct op_result *res);
 
 /* Fail with @code (-errno) and the message @fmt. Return: @code. */
-__attribute__((format(printf, 3, 4))) int op_fail(struct op_result *res, int code,
-                                                  const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) int op_fail(struct op_result *res, int code, const char *fmt,
+                                                  ...);
 /* Park the request until the pending creation is over. Return: OPS_E_PARKED or -errno. */
 int op_park(struct broker *b, struct peer *p, struct op_result *res);
 
