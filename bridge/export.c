@@ -31,6 +31,16 @@
 #define ARENA_FLUSH_BYTES (1u << 20)
 #define RECV_TIMEOUT_MS   100
 #define FLUSH_TIMEOUT_MS  500
+/*
+ * How long a receive polls an empty channel before it sleeps on the futex
+ * (the library's default is 50 us). A route thread is one of several on the
+ * host's cores (libnats' reader and flusher, nats-server, the applications):
+ * polling for 50 us after every burst took the CPU the next hop needed, and
+ * the bench's round trip through four bridge hops was 60-110 us faster
+ * without it (docs/PERFORMANCE.md). A wake-up costs a few microseconds, small
+ * next to the NATS hop.
+ */
+#define RECV_SPIN_US 0
 
 struct item {
         uint64_t seq, prev, n, ts;
@@ -500,6 +510,7 @@ static int export_run(struct exporter *e) {
                 *put_b36(p, e->incarnation) = '\0';
         }
         e->reply_meta = origin_fits_subject(e->reply_origin);
+        shmbus_sub_set_spin(e->sub, RECV_SPIN_US);
         e->buf_size = shmbus_channel_max_msg(run->chan);
         e->buf = malloc(e->buf_size);
         e->held = malloc(e->buf_size);

@@ -37,6 +37,14 @@
 #define CLAIM_TIMEOUT_MS 100
 #define REDELIVERIES_MAX 3
 #define RESOLVE_WAIT_MS  5000
+/*
+ * libnats frees a received message in its garbage-collector thread and wakes
+ * that thread whenever it had gone idle: once per message when they are
+ * destroyed one by one as they come. A core import holds the messages of a
+ * burst (their data is already committed) and destroys them together when the
+ * subscription runs empty, or every DESTROY_BATCH: one wake-up per burst.
+ */
+#define DESTROY_BATCH 64
 
 enum verdict {
         COMMITTED,
@@ -324,6 +332,8 @@ static void note_dropped(struct importer *im) {
 
 static int run_core(struct importer *im) {
         const struct bridge_route *route = im->run->route;
+        natsMsg *done[DESTROY_BATCH];
+        int ndone = 0;
         natsStatus s;
 
         s = natsConnection_SubscribeSync(&im->sub, im->b->nc, route->subject);
@@ -335,7 +345,15 @@ static int run_core(struct importer *im) {
         while (!atomic_load(&im->b->stop)) {
                 natsMsg *m = NULL;
 
-                s = natsSubscription_NextMsg(&m, im->sub, FETCH_TIMEOUT_MS);
+                /* With messages held, only look: an empty subscription first frees them. */
+                s = natsSubscription_NextMsg(&m, im->sub, ndone ? 0 : FETCH_TIMEOUT_MS);
+                if (ndone && (s != NATS_OK || ndone == DESTROY_BATCH)) {
+                        for (int i = 0; i < ndone; i++)
+                                natsMsg_Destroy(done[i]);
+                        ndone = 0;
+                        if (s == NATS_TIMEOUT)
+                                continue; /* now wait for the next one */
+                }
                 if (s == NATS_TIMEOUT) {
                         note_dropped(im);
                         continue;
@@ -348,8 +366,10 @@ static int run_core(struct importer *im) {
                         continue;
                 }
                 handle(im, m, 1);
-                natsMsg_Destroy(m);
+                done[ndone++] = m;
         }
+        for (int i = 0; i < ndone; i++)
+                natsMsg_Destroy(done[i]);
         return 0;
 }
 
