@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "files.h"
 #include "json.h"
 #include "util.h"
@@ -177,13 +178,10 @@ int meta_load(int dirfd, const char *name, uint64_t ctl_ino, uint64_t data_ino, 
         grants = cJSON_GetObjectItemCaseSensitive(o, WIRE_GRANTS);
         if (grants && grants_parse(grants, WIRE_GRANTS, &got.grants, why, size) < 0)
                 return -EINVAL;
-        if (cJSON_GetObjectItemCaseSensitive(o, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS)) {
-                if (!get_id(o, WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS, &got.slow_subscriber_timeout_ms))
-                        return snprintf(why, size, "%s is malformed",
-                                        WIRE_SLOW_SUBSCRIBER_TIMEOUT_MS),
-                               -EINVAL;
-                got.has_slow_subscriber_timeout = true;
-        }
+        /* Within the bounds a create request or the configuration has. */
+        if (config_parse_slow_subscriber_timeout(o, "", &got.has_slow_subscriber_timeout,
+                                                 &got.slow_subscriber_timeout_ms, why, size) < 0)
+                return -EINVAL;
         *m = got;
         return 0;
 }

@@ -55,6 +55,11 @@ static void notify_make(struct chan *c) {
                          c->name, strerror(errno));
                 return;
         }
+        /*
+         * Without getrandom a restart may repeat a generation: a publisher of the
+         * old daemon would then wake a new subscriber through a descriptor it does
+         * not watch, which the notifier's re-check catches (milliseconds late).
+         */
         while (gen < 2)
                 if (getrandom(&gen, sizeof(gen), GRND_NONBLOCK) != sizeof(gen))
                         gen = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16) ^

@@ -17,12 +17,19 @@
  * between its write and its state change, could not be waited for, and a
  * level-triggered loop spun until it ran again).
  *
- * Invariants: a PARKED object is counted in its ring's waiters (so publishers,
- * or subscribers freeing space, bump and wake the futex word the thread waits
- * on) and its eventfd is not written; a SIGNALLED one has its eventfd written
- * and is not counted. The registry (under reg.lock) is the only way the thread
- * reaches an object, and an object leaves it before it is freed. Why no
- * wake-up is lost: docs/EVENTS.md and docs/ORDERING.md section 6.
+ * Invariants: a PARKED object was counted in its ring's waiters and flagged
+ * when it parked (so publishers, or subscribers freeing space, bump and wake
+ * the futex word the thread waits on, or write the channel's eventfd) and its
+ * own eventfd is not written. A waker may since have taken its count (the
+ * flag is then 0): a one-hop publisher that found its message there, or any
+ * waker through the futex word; the owner's next park and the thread's
+ * re-count (notify_recount) count it again. A SIGNALLED one has its eventfd
+ * written and is not counted. The registry (under reg.lock) is the only way
+ * the thread reaches an object, and an object leaves it before it is freed.
+ * Why no wake-up is lost: docs/EVENTS.md and docs/ORDERING.md section 6.
+ *
+ * One hop (notify_direct): a subscriber of a channel that came with shmbusd's
+ * eventfd hands out an epoll instance over its own eventfd and that one.
  */
 #include "notifier.h"
 
@@ -57,10 +64,11 @@ enum {
 struct shmbus_notify {
         struct shmbus_notify *next; /* the registry's list, under reg.lock */
         struct shmbus_ring *ring;
-        bool is_sub;                /* waits for data (subscriber) or space (publisher) */
-        _Atomic uint32_t *word;     /* the futex word its wakers bump */
-        _Atomic uint32_t *waiters;  /* the count they look at first */
-        _Atomic uint32_t *sleeping; /* our slot's flag: counted in waiters */
+        bool is_sub;                  /* waits for data (subscriber) or space (publisher) */
+        _Atomic uint32_t *word;       /* the futex word its wakers bump */
+        _Atomic uint32_t *waiters;    /* the count they look at first */
+        _Atomic uint32_t *sleeping;   /* our slot's flag: counted in waiters */
+        _Atomic uint32_t *slot_state; /* our slot's state (SHMBUS_SLOT_*) */
         uint32_t flag; /* what we flag it with: 1, or the channel eventfd's generation */
         int efd;       /* ours: the notifier thread and the owner write it */
         int epfd; /* one hop: efd and the channel's eventfd, the descriptor handed out; or -1 */
@@ -134,8 +142,10 @@ static void notify_recount(struct shmbus_notify *n) {
         bool again = false;
 
         pthread_mutex_lock(&n->lock);
+        /* Only while the slot is still ours: not after an eviction, or a release by the daemon. */
         if (atomic_load_explicit(&n->state, memory_order_relaxed) == NOTIFY_PARKED &&
-            atomic_load_explicit(n->sleeping, memory_order_relaxed) == 0) {
+            atomic_load_explicit(n->sleeping, memory_order_relaxed) == 0 &&
+            atomic_load_explicit(n->slot_state, memory_order_relaxed) == SHMBUS_SLOT_ACTIVE) {
                 shmbus__ring_waiter_count_as(n->waiters, n->sleeping, n->flag);
                 atomic_fetch_add_explicit(&reg.parks, 1, memory_order_seq_cst);
                 again = true;
@@ -296,7 +306,7 @@ static int notifier_start(void) {
 }
 
 static int notify_new(struct shmbus_ring *ring, bool is_sub, _Atomic uint32_t *sleeping,
-                      struct shmbus_notify **ret) {
+                      _Atomic uint32_t *slot_state, struct shmbus_notify **ret) {
         _cleanup_free_ struct shmbus_notify *n = NULL;
         _cleanup_close_ int efd = -1;
         int r;
@@ -313,6 +323,7 @@ static int notify_new(struct shmbus_ring *ring, bool is_sub, _Atomic uint32_t *s
         n->word = is_sub ? &ring->ctl->data_futex : &ring->ctl->space_futex;
         n->waiters = is_sub ? &ring->ctl->data_waiters : &ring->ctl->space_waiters;
         n->sleeping = sleeping;
+        n->slot_state = slot_state;
         n->flag = 1;
         n->epfd = -1;
         pthread_mutex_init(&n->lock, NULL);
@@ -367,7 +378,7 @@ int shmbus__notify_new_sub(struct shmbus_ring_sub *s, struct shmbus_notify **ret
         struct shmbus_notify *n;
         int r;
 
-        r = notify_new(s->ring, true, &s->slot->sleeping, &n);
+        r = notify_new(s->ring, true, &s->slot->sleeping, &s->slot->state, &n);
         if (r < 0)
                 return r;
         notify_direct(n);
@@ -378,7 +389,7 @@ int shmbus__notify_new_sub(struct shmbus_ring_sub *s, struct shmbus_notify **ret
 }
 
 int shmbus__notify_new_pub(struct shmbus_ring_pub *p, struct shmbus_notify **ret) {
-        return notify_new(p->ring, false, &p->slot->sleeping, ret);
+        return notify_new(p->ring, false, &p->slot->sleeping, &p->slot->state, ret);
 }
 
 int shmbus__notify_fd(const struct shmbus_notify *n) {

@@ -500,7 +500,8 @@ SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs
                                         const size_t *lens, size_t n, int timeout_ms) {
         int64_t timeout_ns, deadline;
         size_t sent = 0;
-        int r;
+        bool rearm = false;
+        int r = 0;
 
         if (!pub || (n && (!msgs || !lens)) || n > INT_MAX)
                 return -EINVAL;
@@ -516,6 +517,9 @@ SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs
         }
         timeout_ns = ms_to_ns(timeout_ms);
         deadline = timeout_ns > 0 ? shmbus__now_ns() + timeout_ns : -1;
+        /* The descriptor as for single claims (pub_claim): a futex sleep counts itself. */
+        if (pub->notify && timeout_ms != 0)
+                rearm = shmbus__notify_unpark(pub->notify);
         while (sent < n) {
                 /* The timeout is the whole call's: later rounds get what is left of it. */
                 if (sent > 0 && deadline >= 0) {
@@ -526,9 +530,18 @@ SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs
                 r = shmbus__ring_send_batch(&pub->rp, msgs + sent, lens + sent, n - sent,
                                             timeout_ns);
                 if (r < 0)
-                        return sent ? (int)sent : shmbus__channel_check(pub->chan, r);
+                        break;
                 sent += (size_t)r;
         }
+        if (pub->notify) {
+                if (r >= 0)
+                        shmbus__notify_unpark(pub->notify); /* the room came */
+                else if (r == -EAGAIN || rearm)
+                        /* Refused for room, or disarmed for a sleep that gave up: armed. */
+                        (void)shmbus__notify_park(pub->notify, pub->rp.full_end);
+        }
+        if (r < 0)
+                return sent ? (int)sent : shmbus__channel_check(pub->chan, r);
         return (int)sent;
 }
 

@@ -248,6 +248,15 @@ static void waiters_take_and_wake(_Atomic uint32_t *word, _Atomic uint32_t *wait
 }
 
 /*
+ * A write to the channel's eventfd that takes this long was slowed down on
+ * purpose: every epoll watch of it costs the writer (a member can add
+ * thousands, docs/SECURITY.md). This process then stops writing it and wakes
+ * one-hop subscribers through the futex word, as any other publisher without
+ * the descriptor does; their notifier threads make their descriptors readable.
+ */
+#define NOTIFY_WRITE_SLOW_NS INT64_C(5000000)
+
+/*
  * Write the channel's eventfd once, for the subscribers parked on it whose
  * counts wake_readers took. It writes 0: every write is an edge for the epoll
  * instances watching it (they watch for EPOLLIN|EPOLLOUT, which an eventfd
@@ -256,10 +265,14 @@ static void waiters_take_and_wake(_Atomic uint32_t *word, _Atomic uint32_t *wait
  * on the description all members share (docs/SECURITY.md). False if the write
  * failed all the same.
  */
-static bool notify_write(int fd) {
+static bool notify_write(struct shmbus_ring *r) {
         static const uint64_t zero = 0;
+        int64_t start = shmbus__now_ns();
+        bool ok = write(r->notify_fd, &zero, sizeof(zero)) == (ssize_t)sizeof(zero);
 
-        return write(fd, &zero, sizeof(zero)) == (ssize_t)sizeof(zero);
+        if (shmbus__now_ns() - start > NOTIFY_WRITE_SLOW_NS)
+                atomic_store_explicit(&r->notify_off, true, RELAXED);
+        return ok;
 }
 
 /*
@@ -272,18 +285,23 @@ static bool notify_write(int fd) {
  * open), it stays parked and counted, for the commit that fills its position.
  * Every other flagged sleeper, and a count not yet flagged, is woken through
  * the futex word as before, where futex sleepers and notifier threads wait;
- * the word is left alone when no such count is left.
+ * the word is left alone when the count, read after the scan, is no more than
+ * the parked ones left. That comparison can be fooled by counts that come and
+ * go during the scan, only within the window a futex sleeper's quick sleep
+ * and the notifier's fenced re-check already cover (docs/ORDERING.md, 6).
  */
 static void wake_readers(struct shmbus_ring *r) {
         _Atomic uint32_t *waiters = &r->ctl->data_waiters;
         uint32_t gen = r->notify_gen, parked = 0;
-        bool direct = false, futex = false;
+        bool direct = false, futex = false, gone;
 
-        if (gen < 2) {
+        if (gen < 2 || atomic_load_explicit(&r->notify_off, RELAXED)) {
                 waiters_take_and_wake(&r->ctl->data_futex, waiters, &r->subs[0].sleeping,
                                       r->max_subs);
                 return;
         }
+        /* A deleted channel is news for every parked subscriber: its next receive says -EIDRM. */
+        gone = atomic_load_explicit(&r->ctl->deleted, RELAXED) == SHMBUS_CTL_DELETED;
         for (uint32_t i = 0; i < r->max_subs; i++) {
                 _Atomic uint32_t *sleeping = &r->subs[i].sleeping;
                 /* Acquire: the position its owner published before it flagged itself. */
@@ -292,8 +310,8 @@ static void wake_readers(struct shmbus_ring *r) {
                 if (flag == 0)
                         continue;
                 if (flag == gen) {
-                        if (!shmbus__ring_data_at(r,
-                                                  atomic_load_explicit(&r->subs[i].pos, RELAXED))) {
+                        if (!gone && !shmbus__ring_data_at(
+                                             r, atomic_load_explicit(&r->subs[i].pos, RELAXED))) {
                                 parked++;
                                 continue;
                         }
@@ -315,7 +333,7 @@ static void wake_readers(struct shmbus_ring *r) {
                         futex = true;
                 }
         }
-        if (direct && !notify_write(r->notify_fd))
+        if (direct && !notify_write(r))
                 futex = true; /* the parked owners' notifier threads re-check and signal */
         if (futex || atomic_load_explicit(waiters, SEQCST) > parked)
                 futex_wake_sleepers(&r->ctl->data_futex);

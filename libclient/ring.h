@@ -49,6 +49,8 @@ struct shmbus_ring {
          */
         int notify_fd;
         uint32_t notify_gen;
+        /* Set once a write to it took NOTIFY_WRITE_SLOW_NS (ring.c): wake through the futex. */
+        _Atomic bool notify_off;
 };
 
 struct shmbus_ring_pub {
