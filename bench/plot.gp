@@ -26,6 +26,23 @@ plot dir."/rtt.dat" using 2:xtic(1) title "p50", \
      "" using 5 title "p99.9"
 }
 
+# The event-loop round trip (issue 18): both readers parked in epoll.
+if (have("events-rtt.dat")) {
+set output dir."/events-rtt.png"
+set title "64 B round trip, both readers parked in epoll (lower is better)"
+set ylabel "microseconds (log scale)"
+set logscale y
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set xtics rotate by -30 left
+plot dir."/events-rtt.dat" using 2:xtic(1) title "p50", \
+     "" using 3 title "p90", \
+     "" using 4 title "p99"
+unset logscale y
+}
+
 # Streaming throughput against message size, messages and bytes.
 if (have("stream-msgs.dat")) {
 set style fill empty

@@ -1617,6 +1617,26 @@ static int write_plot_data(const char *dir) {
                 snprintf(path, sizeof(path), "%s/matrix-%s.dat", dir, mb ? "zero-copy" : "copy");
                 unlink(path);
         }
+        snprintf(path, sizeof(path), "%s/events-rtt.dat", dir);
+        unlink(path);
+        if (ran("events-stream")) {
+                /* The event-loop round trips (issue 18), which --only events runs alone. */
+                static const char *const names[] = {"eventfd-epoll", "pipe-epoll", "shmbus-fd",
+                                                    "shmbus-fd-daemon"};
+
+                f = fopen(path, "we");
+                if (!f)
+                        return -1;
+                fprintf(f, "name p50 p90 p99\n");
+                for (size_t i = 0; i < nrows; i++)
+                        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+                                if (rows[i].ok && strcmp(rows[i].scenario, "rtt") == 0 &&
+                                    strcmp(rows[i].transport, names[k]) == 0)
+                                        fprintf(f, "\"%s\" %.3f %.3f %.3f\n", names[k],
+                                                rows[i].rtt.p50 / 1e3, rows[i].rtt.p90 / 1e3,
+                                                rows[i].rtt.p99 / 1e3);
+                fclose(f);
+        }
         if (!ran("rtt"))
                 goto stream;
         snprintf(path, sizeof(path), "%s/rtt.dat", dir);
