@@ -35,8 +35,17 @@
 #define FETCH_BATCH      256
 #define FETCH_TIMEOUT_MS 200
 #define CLAIM_TIMEOUT_MS 100
-#define REDELIVERIES_MAX 3
-#define RESOLVE_WAIT_MS  5000
+/*
+ * How long a jetstream import holds a message whose predecessor has not come
+ * (counted in redeliveries, one per ack_wait_ms) before it takes it and counts
+ * the gap as lost. The predecessor is usually a message the exporting bridge is
+ * sending again after a NATS restart: its reconnect takes seconds (libnats waits
+ * 2 s between attempts), and under load or a sanitizer more. Three deliveries
+ * (4 s at the default ack wait) were too few: test-bridge's "kill -9 of
+ * nats-server" lost a late predecessor about one run in six under ASan.
+ */
+#define HOLD_MAX_MS     30000
+#define RESOLVE_WAIT_MS 5000
 /*
  * libnats frees a received message in its garbage-collector thread and wakes
  * that thread whenever it had gone idle: once per message when they are
@@ -236,7 +245,8 @@ static enum verdict handle(struct importer *im, natsMsg *m, uint64_t delivered) 
                 }
                 /* Jetstream: its predecessor has not come yet; the stream will bring it. */
                 if (js && o->last_seq1 && h.prev && h.prev > o->last_seq1 &&
-                    delivered < REDELIVERIES_MAX)
+                    (delivered > 1 ? delivered - 1 : 0) * (uint64_t)im->b->cfg->ack_wait_ms <
+                            HOLD_MAX_MS)
                         return HOLD;
                 /* Messages the origin sent between the last one and this are lost. */
                 if (o->last_seq1 && h.n > o->last_n + 1)
