@@ -245,8 +245,8 @@ static enum verdict handle(struct importer *im, natsMsg *m, uint64_t delivered) 
                 }
                 /* Jetstream: its predecessor has not come yet; the stream will bring it. */
                 if (js && o->last_seq1 && h.prev && h.prev > o->last_seq1 &&
-                    (delivered > 1 ? delivered - 1 : 0) * (uint64_t)im->b->cfg->ack_wait_ms <
-                            HOLD_MAX_MS)
+                    (delivered > 1 ? delivered - 1 : 0) <
+                            HOLD_MAX_MS / (uint64_t)im->b->cfg->ack_wait_ms)
                         return HOLD;
                 /* Messages the origin sent between the last one and this are lost. */
                 if (o->last_seq1 && h.n > o->last_n + 1)

@@ -23,8 +23,9 @@ int verb_create(const struct cli_options *o, char **args) {
         int r;
 
         /* Without settings, any existing channel will do; with some, it must have them. */
-        r = ask_open_for_write(o, args[0], true,
-                               o->geometry_given || o->grants_given ? o->channel : NULL, &ch);
+        r = ask_open_for_write(
+                o, args[0], true,
+                o->geometry_given || o->grants_given || o->slow_given ? o->channel : NULL, &ch);
         return r < 0 ? cli_exit_code(r) : EXIT_OK;
 }
 

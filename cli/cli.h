@@ -78,6 +78,7 @@ struct cli_options {
         const shmbus_opts *channel;
         bool geometry_given; /* any of --capacity --max-msg --policy --max-* */
         bool grants_given;   /* any of --allow-sub --allow-pub */
+        bool slow_given;     /* --slow-subscriber-timeout */
         /* tail: hold publishers back (lossless) instead of reading untethered */
         bool tethered;
         /* metrics: the address to serve on; NULL: the default, on loopback */

@@ -236,9 +236,14 @@ static int format_of(const char *s) {
 /* A geometry option that is a number (decimal, 0x hex or 0 octal), through its setter. */
 static int set_u32(shmbus_opts *chan, int (*set)(shmbus_opts *, uint32_t), const char *val) {
         char *end;
-        int r = set(chan, (uint32_t)strtoul(val, &end, 0));
+        unsigned long v;
 
-        return r < 0 || *end ? -EINVAL : 0;
+        errno = 0;
+        v = strtoul(val, &end, 0);
+        /* Not a number, or one a uint32_t would cut short (2^32 would have been 0). */
+        if (!*val || *end || errno || v > UINT32_MAX || *val == '-')
+                return -EINVAL;
+        return set(chan, (uint32_t)v) < 0 ? -EINVAL : 0;
 }
 
 enum {
@@ -458,8 +463,9 @@ static int parse_options(int argc, char **argv, struct cli_options *o, shmbus_op
 
         while ((c = getopt_long(argc, argv, "s:d:jn:fwi:c:t:l:o:hV", opts, &long_index)) != -1) {
                 o->geometry_given |= c == OPT_CAP || c == OPT_MAXMSG || c == OPT_POLICY ||
-                                     c == OPT_SUBS || c == OPT_PUBS || c == OPT_SLOW;
+                                     c == OPT_SUBS || c == OPT_PUBS;
                 o->grants_given |= c == OPT_ALLOW_SUB || c == OPT_ALLOW_PUB;
+                o->slow_given |= c == OPT_SLOW;
                 if (apply_option(c, optarg, o, chan, &no_color, &help, &version) < 0) {
                         /* On '?' getopt_long has said what is wrong; else name the option as typed.
                          */

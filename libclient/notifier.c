@@ -142,7 +142,12 @@ static void notify_recount(struct shmbus_notify *n) {
         bool again = false;
 
         pthread_mutex_lock(&n->lock);
-        /* Only while the slot is still ours: not after an eviction, or a release by the daemon. */
+        /*
+         * Not in a slot the daemon evicted or released. An eviction between this
+         * look and the count leaves one count in the evicted slot, which the
+         * owner's next call (-ECONNABORTED, then the unpark or free) takes back;
+         * the eviction leaves data at our position, so we fire first anyway.
+         */
         if (atomic_load_explicit(&n->state, memory_order_relaxed) == NOTIFY_PARKED &&
             atomic_load_explicit(n->sleeping, memory_order_relaxed) == 0 &&
             atomic_load_explicit(n->slot_state, memory_order_relaxed) == SHMBUS_SLOT_ACTIVE) {

@@ -515,6 +515,8 @@ SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs
                 if (lens[i] > pub->rp.ring->max_msg)
                         return -EMSGSIZE;
         }
+        if (n == 0)
+                return 0; /* sends nothing, and leaves the descriptor as it is */
         timeout_ns = ms_to_ns(timeout_ms);
         deadline = timeout_ns > 0 ? shmbus__now_ns() + timeout_ns : -1;
         /* The descriptor as for single claims (pub_claim): a futex sleep counts itself. */
@@ -536,8 +538,12 @@ SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs
         if (pub->notify) {
                 if (r >= 0)
                         shmbus__notify_unpark(pub->notify); /* the room came */
-                else if (r == -EAGAIN || rearm)
-                        /* Refused for room, or disarmed for a sleep that gave up: armed. */
+                else if ((r == -EAGAIN && timeout_ms == 0) || rearm)
+                        /*
+                         * Refused for room (a call that would not wait), or disarmed for
+                         * a sleep that gave up: armed. A blocking call whose deadline ran
+                         * out between rounds was not armed, and is not now.
+                         */
                         (void)shmbus__notify_park(pub->notify, pub->rp.full_end);
         }
         if (r < 0)

@@ -248,8 +248,8 @@ static void waiters_take_and_wake(_Atomic uint32_t *word, _Atomic uint32_t *wait
 }
 
 /*
- * A write to the channel's eventfd that takes this long was slowed down on
- * purpose: every epoll watch of it costs the writer (a member can add
+ * Two writes in a row to the channel's eventfd that take this long were slowed
+ * down on purpose: every epoll watch of it costs the writer (a member can add
  * thousands, docs/SECURITY.md). This process then stops writing it and wakes
  * one-hop subscribers through the futex word, as any other publisher without
  * the descriptor does; their notifier threads make their descriptors readable.
@@ -270,8 +270,19 @@ static bool notify_write(struct shmbus_ring *r) {
         int64_t start = shmbus__now_ns();
         bool ok = write(r->notify_fd, &zero, sizeof(zero)) == (ssize_t)sizeof(zero);
 
-        if (shmbus__now_ns() - start > NOTIFY_WRITE_SLOW_NS)
-                atomic_store_explicit(&r->notify_off, true, RELAXED);
+        /*
+         * A write is also slow when the scheduler ran the thread it woke (or
+         * something else) before giving us the CPU back: only a second write
+         * of 0 (one more edge, harmless) that is slow as well says the
+         * descriptor itself is, so that a busy machine does not turn the one
+         * hop off for good.
+         */
+        if (ok && shmbus__now_ns() - start > NOTIFY_WRITE_SLOW_NS) {
+                start = shmbus__now_ns();
+                (void)!write(r->notify_fd, &zero, sizeof(zero));
+                if (shmbus__now_ns() - start > NOTIFY_WRITE_SLOW_NS)
+                        atomic_store_explicit(&r->notify_off, true, RELAXED);
+        }
         return ok;
 }
 

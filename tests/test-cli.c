@@ -221,6 +221,9 @@ static void test_errors_and_exit_codes(void) {
         CU_ASSERT_EQUAL(cli(NULL, "create x --policy sometimes"), 2);
         CU_ASSERT_EQUAL(cli(NULL, "create x --capacity 1000"), 2);
         CU_ASSERT_EQUAL(cli(NULL, "create x --slow-subscriber-timeout 3600001"), 2);
+        /* 2^32 + 1 is not 1 (it was, cut to 32 bits), nor is an empty value 0. */
+        CU_ASSERT_EQUAL(cli(NULL, "create x --max-subscribers 4294967297"), 2);
+        CU_ASSERT_EQUAL(cli(NULL, "create x --slow-subscriber-timeout ''"), 2);
         CU_ASSERT_PTR_NOT_NULL(strstr(errout, "--slow-subscriber-timeout"));
         /* The timeout a create asked for is the channel's, and stats says so. */
         CU_ASSERT_EQUAL(cli(NULL, "create slowc --slow-subscriber-timeout 250"), 0);
