@@ -2,9 +2,9 @@
 /*
  * A channel's meta file, NAME.meta beside NAME.ctl and NAME.data: who owns
  * the channel, what its creator granted (grants.h) and the slow-subscriber
- * timeout it asked for, so that they survive a daemon restart. Authority lives here and not in the
- * channel's files because every member maps NAME.ctl read-write, and the files' own st_uid is
- * always the daemon's.
+ * timeout it asked for, so that they survive a daemon restart. Authority lives
+ * here and not in the channel's files because every member maps NAME.ctl
+ * read-write, and the files' own st_uid is always the daemon's.
  *
  * Invariants: the daemon writes a meta file (mode 0600, never handed to a
  * client) before it answers the request that created the channel, atomically

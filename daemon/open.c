@@ -442,7 +442,7 @@ int op_open(struct broker *b, struct peer *p, const cJSON *req, struct op_result
         cJSON_AddNumberToObject(res->reply, WIRE_PID, p->pid);
         if (c->map->ring.notify_gen >= 2) {
                 cJSON_AddNumberToObject(res->reply, WIRE_NOTIFY_GEN, c->map->ring.notify_gen);
-                res->notify_fd = c->map->notify_fd;
+                res->notify_fd = c->map->ring.notify_fd;
         }
         res->opened = c->name;
         return 0;

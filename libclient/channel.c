@@ -41,7 +41,7 @@ static shmbus_channel *chan_free(shmbus_channel *c) {
         if (!c)
                 return NULL;
         chan_unmap(c);
-        shmbus__closep(&c->notify_fd);
+        shmbus__closep(&c->ring.notify_fd);
         free(c);
         return NULL;
 }
@@ -106,7 +106,7 @@ int shmbus__channel_map(int ctl_fd, int data_fd, int flags, shmbus_channel **ret
         atomic_init(&c->refs, 1);
         atomic_init(&c->broken, 0);
         c->sigbus_id = -1;
-        c->notify_fd = -1;
+        c->ring.notify_fd = -1; /* until attached, and then as shmbus__channel_set_notify says */
         c->flags = flags;
         c->pid = getpid();
         c->pid_local = true;
@@ -219,8 +219,7 @@ SHMBUS_EXPORT uint32_t shmbus_channel_max_publishers(const shmbus_channel *chan)
 }
 
 void shmbus__channel_set_notify(shmbus_channel *c, int fd, uint32_t gen) {
-        shmbus__closep(&c->notify_fd);
-        c->notify_fd = fd;
+        shmbus__closep(&c->ring.notify_fd);
         c->ring.notify_fd = fd;
         c->ring.notify_gen = fd >= 0 && gen >= 2 ? gen : 0;
 }

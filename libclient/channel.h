@@ -41,7 +41,6 @@ struct shmbus_channel {
          */
         atomic_int broken;
         int sigbus_id; /* registration of the mappings with sigbus.h, or -1 */
-        int notify_fd; /* the channel's eventfd from shmbusd (ring.notify_fd), or -1 */
 };
 
 /* The error a call on @c returns instead of @r once the channel is broken. */

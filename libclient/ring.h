@@ -44,12 +44,12 @@ struct shmbus_ring {
         /*
          * The channel's eventfd, which shmbusd hands to every member with the
          * channel (docs/EVENTS.md, "One hop"), or -1; and its generation: the
-         * `sleeping` value of a subscriber parked on it, >= 2, or 0. Owned by
-         * the channel object; the ring only writes it.
+         * `sleeping` value of a subscriber parked on it, >= 2, or 0. The channel
+         * object (channel.c) owns and closes the descriptor; the ring writes it.
          */
         int notify_fd;
         uint32_t notify_gen;
-        /* Set once a write to it took NOTIFY_WRITE_SLOW_NS (ring.c): wake through the futex. */
+        /* Set once two writes to it took NOTIFY_WRITE_SLOW_NS (ring.c): wake through the futex. */
         _Atomic bool notify_off;
 };
 

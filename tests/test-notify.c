@@ -761,7 +761,7 @@ static void test_one_hop_hostile(void) {
         pid_t d = daemon_start_fresh(NULL);
         shmbus_channel *cs = client_open("hostile", 0),
                        *cp = client_open("hostile", SHMBUS_OPEN_PUBLISH);
-        struct thief t = {.fd = cp->notify_fd};
+        struct thief t = {.fd = cp->ring.notify_fd};
         uint64_t full = UINT64_C(0xfffffffffffffffe);
         int64_t worst = 0;
         struct send_one one = {0};
@@ -778,8 +778,8 @@ static void test_one_hop_hostile(void) {
                 CU_ASSERT_EQUAL(drain(s), 0);
 
         /* Blocking, and full: the publisher's write must neither block nor fail. */
-        CU_ASSERT_EQUAL(fcntl(cp->notify_fd, F_SETFL, 0), 0);
-        CU_ASSERT_EQUAL(write(cp->notify_fd, &full, sizeof(full)), (ssize_t)sizeof(full));
+        CU_ASSERT_EQUAL(fcntl(cp->ring.notify_fd, F_SETFL, 0), 0);
+        CU_ASSERT_EQUAL(write(cp->ring.notify_fd, &full, sizeof(full)), (ssize_t)sizeof(full));
         CU_ASSERT(readable(fd, 2000)); /* the hostile write's own edge: spurious */
         CU_ASSERT_EQUAL(drain(s), 0);
         CU_ASSERT(!readable(fd, 0));
@@ -792,14 +792,14 @@ static void test_one_hop_hostile(void) {
                 sleep_ms(10);
         CU_ASSERT(atomic_load(&one.done));
         if (!atomic_load(&one.done))
-                (void)!read(cp->notify_fd, &full, sizeof(full));
+                (void)!read(cp->ring.notify_fd, &full, sizeof(full));
         CU_ASSERT_EQUAL(pthread_join(th, NULL), 0);
         CU_ASSERT_EQUAL(one.ret, 0);
         CU_ASSERT(woken_by_send(fd, cp));
         CU_ASSERT_EQUAL(drain(s), 1);
 
         /* A thief emptying it as fast as it can: every message still wakes us at once. */
-        CU_ASSERT_EQUAL(fcntl(cp->notify_fd, F_SETFL, O_NONBLOCK), 0); /* or its reads block */
+        CU_ASSERT_EQUAL(fcntl(cp->ring.notify_fd, F_SETFL, O_NONBLOCK), 0); /* or its reads block */
         CU_ASSERT_FATAL(pthread_create(&th, NULL, thief_main, &t) == 0);
         for (int i = 0; i < 40; i++) {
                 int64_t t0 = ms_now();
