@@ -148,31 +148,46 @@ SHMBUS_EXPORT shmbus_pub *shmbus_pub_free(shmbus_pub *pub) {
 }
 
 /*
+ * The publisher's descriptor around a claim or a batch (pub_claim,
+ * shmbus_pub_send_batch). Before: a call that may sleep on the futex counts
+ * itself there, so not twice through the descriptor too; true if that
+ * disarmed it.
+ */
+static bool pub_notify_before(shmbus_pub *pub, int timeout_ms) {
+        return pub->notify && timeout_ms != 0 && shmbus__notify_unpark(pub->notify);
+}
+
+/*
+ * After, with the call's result @r: room taken resets the descriptor; a
+ * refusal for room (-EAGAIN, only a call that would not wait gets it) arms
+ * it, and so does a sleep that gave up on a descriptor armed before it
+ * (@rearm). Returns 1 if the park found the room there already (try again),
+ * else 0.
+ */
+static int pub_notify_after(shmbus_pub *pub, int r, bool rearm, int timeout_ms) {
+        if (!pub->notify)
+                return 0;
+        if (r >= 0) {
+                shmbus__notify_unpark(pub->notify);
+                return 0;
+        }
+        if ((r == -EAGAIN && timeout_ms == 0) || rearm)
+                return shmbus__notify_park(pub->notify, pub->rp.full_end) > 0;
+        return 0;
+}
+
+/*
  * Claim; with a descriptor, a claim refused for room parks it and a claim
  * that succeeds resets it. Without one, a single branch more than the ring.
  */
 static int pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf) {
-        bool rearm = false;
+        bool rearm = pub_notify_before(pub, timeout_ms);
         int r;
 
-        /* A futex sleeper counts itself: not twice, through the descriptor too. */
-        if (pub->notify && timeout_ms != 0)
-                rearm = shmbus__notify_unpark(pub->notify);
-        for (;;) {
+        do
                 r = shmbus__ring_claim(&pub->rp, len, ms_to_ns(timeout_ms), ret_buf);
-                if (!pub->notify)
-                        return r;
-                if (r != -EAGAIN) {
-                        if (r == 0)
-                                shmbus__notify_unpark(pub->notify);
-                        else if (rearm)
-                                /* Disarmed for the sleep, which gave up: armed again, as before. */
-                                (void)shmbus__notify_park(pub->notify, pub->rp.full_end);
-                        return r;
-                }
-                if (shmbus__notify_park(pub->notify, pub->rp.full_end) <= 0)
-                        return r;
-        }
+        while (pub_notify_after(pub, r, rearm, timeout_ms) && r == -EAGAIN);
+        return r;
 }
 
 SHMBUS_EXPORT int shmbus_pub_claim(shmbus_pub *pub, size_t len, int timeout_ms, void **ret_buf) {
@@ -519,9 +534,7 @@ SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs
                 return 0; /* sends nothing, and leaves the descriptor as it is */
         timeout_ns = ms_to_ns(timeout_ms);
         deadline = timeout_ns > 0 ? shmbus__now_ns() + timeout_ns : -1;
-        /* The descriptor as for single claims (pub_claim): a futex sleep counts itself. */
-        if (pub->notify && timeout_ms != 0)
-                rearm = shmbus__notify_unpark(pub->notify);
+        rearm = pub_notify_before(pub, timeout_ms);
         while (sent < n) {
                 /* The timeout is the whole call's: later rounds get what is left of it. */
                 if (sent > 0 && deadline >= 0) {
@@ -535,17 +548,8 @@ SHMBUS_EXPORT int shmbus_pub_send_batch(shmbus_pub *pub, const void *const *msgs
                         break;
                 sent += (size_t)r;
         }
-        if (pub->notify) {
-                if (r >= 0)
-                        shmbus__notify_unpark(pub->notify); /* the room came */
-                else if ((r == -EAGAIN && timeout_ms == 0) || rearm)
-                        /*
-                         * Refused for room (a call that would not wait), or disarmed for
-                         * a sleep that gave up: armed. A blocking call whose deadline ran
-                         * out between rounds was not armed, and is not now.
-                         */
-                        (void)shmbus__notify_park(pub->notify, pub->rp.full_end);
-        }
+        /* A park that finds the room there leaves the descriptor readable: the caller tries. */
+        (void)pub_notify_after(pub, r, rearm, timeout_ms);
         if (r < 0)
                 return sent ? (int)sent : shmbus__channel_check(pub->chan, r);
         return (int)sent;
