@@ -24,9 +24,12 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -825,6 +828,125 @@ static void test_one_hop_hostile(void) {
         CU_ASSERT_EQUAL(daemon_stop(d), 0);
 }
 
+/*
+ * A stand-in for shmbusd at @path that answers hello like the daemon, and an
+ * open of "fake3" with the channel's two files from the shm directory and
+ * @third as the channel's "eventfd" (generation 7). Stop it with SIGKILL.
+ */
+static pid_t fake_open_server(const char *path, int third) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        pid_t pid;
+
+        CU_ASSERT_FATAL(fd >= 0 && strlen(path) < sizeof(sa.sun_path));
+        strcpy(sa.sun_path, path);
+        unlink(path);
+        CU_ASSERT_EQUAL_FATAL(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        CU_ASSERT_EQUAL_FATAL(listen(fd, 4), 0);
+        pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+                char file[700], buf[4096], reply[256];
+                int fds[3] = {-1, -1, third};
+
+                snprintf(file, sizeof(file), "%s/fake3.ctl", shm);
+                fds[0] = open(file, O_RDWR | O_CLOEXEC);
+                snprintf(file, sizeof(file), "%s/fake3.data", shm);
+                fds[1] = open(file, O_RDWR | O_CLOEXEC);
+                if (fds[0] < 0 || fds[1] < 0)
+                        _exit(2);
+                for (;;) {
+                        int c = accept(fd, NULL, NULL);
+                        ssize_t n;
+
+                        if (c < 0)
+                                _exit(1);
+                        while ((n = recv(c, buf, sizeof(buf) - 1, 0)) > 0) {
+                                union {
+                                        char b[CMSG_SPACE(sizeof(fds))];
+                                        struct cmsghdr align;
+                                } u = {0};
+                                struct iovec iov = {reply, 0};
+                                struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+                                struct cmsghdr *cm;
+
+                                buf[n] = '\0';
+                                if (strstr(buf, "\"hello\"")) {
+                                        iov.iov_len = (size_t)snprintf(
+                                                reply, sizeof(reply),
+                                                "{\"v\":1,\"ok\":true,\"version\":\"fake\","
+                                                "\"protocol\":1}");
+                                } else {
+                                        iov.iov_len = (size_t)snprintf(
+                                                reply, sizeof(reply),
+                                                "{\"v\":1,\"ok\":true,\"name\":\"fake3\",\"pid\":"
+                                                "%d,\"notify_gen\":7}",
+                                                (int)getppid());
+                                        mh.msg_control = u.b;
+                                        mh.msg_controllen = sizeof(u.b);
+                                        cm = CMSG_FIRSTHDR(&mh);
+                                        cm->cmsg_level = SOL_SOCKET;
+                                        cm->cmsg_type = SCM_RIGHTS;
+                                        cm->cmsg_len = CMSG_LEN(sizeof(fds));
+                                        memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+                                }
+                                if (sendmsg(c, &mh, MSG_NOSIGNAL) < 0)
+                                        break;
+                        }
+                        close(c);
+                }
+        }
+        close(fd);
+        return pid;
+}
+
+/* Open "fake3" through a fake shmbusd whose third descriptor is @third. */
+static shmbus_channel *open_with_third(int third) {
+        char path[700];
+        shmbus_client *cl;
+        shmbus_channel *c = NULL;
+        pid_t f;
+
+        snprintf(path, sizeof(path), "%s/fake.sock", dir);
+        f = fake_open_server(path, third);
+        CU_ASSERT_FATAL(shmbus_client_new(path, &cl) == 0);
+        CU_ASSERT_EQUAL(shmbus_client_open(cl, "fake3", 0, NULL, &c), 0);
+        shmbus_client_free(cl);
+        kill(f, SIGKILL);
+        test_wait(f);
+        unlink(path);
+        return c;
+}
+
+/*
+ * Whoever answers on the daemon's socket path hands out the channel's files,
+ * and a third descriptor: the client uses it only if it is an eventfd (a pipe
+ * or a file there could block or damage publishers' writes), and then the
+ * subscriber's descriptor works through it.
+ */
+static void test_one_hop_third_descriptor(void) {
+        shmbus_channel *made = chan_make("fake3", 4096, SHMBUS_POLICY_BLOCK), *c;
+        int pfd[2], efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+        CU_ASSERT_FATAL(pipe2(pfd, O_CLOEXEC) == 0 && efd >= 0);
+        c = open_with_third(pfd[1]);
+        CU_ASSERT_FATAL(c != NULL);
+        CU_ASSERT_EQUAL(c->ring.notify_fd, -1);
+        CU_ASSERT_EQUAL(c->ring.notify_gen, 0);
+        shmbus_channel_unref(c);
+
+        c = open_with_third(efd);
+        CU_ASSERT_FATAL(c != NULL);
+        CU_ASSERT(c->ring.notify_fd >= 0);
+        CU_ASSERT_EQUAL(c->ring.notify_gen, 7);
+        shmbus_channel_unref(c);
+        close(pfd[0]);
+        close(pfd[1]);
+        close(efd);
+        shmbus_channel_unref(made);
+        (void)shmbus_channel_unlink(shm, "fake3");
+}
+
 /* shmbus-cli tail A B -f: one wait set, each line named by its channel. */
 static void test_cli_tail_many(void) {
         pid_t d = daemon_start_fresh(NULL);
@@ -1360,6 +1482,8 @@ int main(int argc, char **argv) {
                  test_one_hop_mixed},
                 {"one hop: a member that saturates, blocks or reads the eventfd harms nobody",
                  test_one_hop_hostile},
+                {"one hop: a third descriptor that is no eventfd is not used",
+                 test_one_hop_third_descriptor},
                 {"one hop: sub fd orders", test_one_hop_orders},
                 {"one hop: edge-triggered epoll", test_one_hop_edge},
                 {"one hop: wait set", test_one_hop_waitset},
